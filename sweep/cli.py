@@ -1,0 +1,127 @@
+"""The ``sweep`` command: run, validate and show sweeps.
+
+Exit status: 0 on success, 1 when some tasks failed (the rest is kept; rerun to retry them),
+2 for bad input (spec, options, results folder), with one line on stderr saying what and why.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from sweep.errors import SpecError, UsageError
+
+EXAMPLES = """examples:
+  sweep run experiments/quickstart.yaml
+  sweep run experiments/quickstart.yaml --set generations=500 --set grid.n=[10,100]
+  sweep validate experiments/quickstart.yaml
+  sweep show results/quickstart
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's usage errors, as one line with exit 2
+        raise UsageError(f"{self.prog}: {message} (see --help)")
+
+
+def _spec_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("spec", help="sweep spec (YAML file)")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a spec field, dotted key and YAML value, e.g. --set grid.n=[10,100] (repeatable)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="sweep",
+        description="Run model-collapse sweeps: recursive fit-sample-refit chains, batched, on Ray, into Parquet.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    run = commands.add_parser("run", help="run or resume a sweep", description=(
+        "Validate the spec, then run every chain of the grid on Ray and write Parquet parts to OUT/NAME. "
+        "Rerunning the same command resumes: complete parts are kept, missing or damaged ones recomputed."))
+    _spec_arguments(run)
+    run.add_argument("--out", default="results", help="parent folder or filesystem URI of the results (default: results)")
+    run.add_argument("--address", default=None, help="Ray cluster address (auto, HOST:PORT, ray://...); default: embedded local Ray")
+    run.add_argument("--num-cpus", type=int, default=None, help="CPUs for the embedded local Ray (default: all cores)")
+    run.add_argument("--overwrite", action="store_true", help="replace a results folder that holds a different sweep")
+    run.add_argument("--blocks-per-task", type=int, default=None, help="force the task size in blocks (results do not depend on it)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    validate = commands.add_parser("validate", help="check a spec and print its resolved grid", description=(
+        "Validate a spec (with overrides) and print the resolved cells, without running or writing anything."))
+    _spec_arguments(validate)
+
+    show = commands.add_parser("show", help="summarise a results folder", description=(
+        "Print a results folder's sweep, its cells, chains done, rows and run time."))
+    show.add_argument("results", help="results folder (OUT/NAME)")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from sweep.runner import run_sweep
+    from sweep.spec import load_spec
+
+    spec = load_spec(args.spec, args.overrides)
+    if args.num_cpus is not None and args.num_cpus < 1:
+        raise UsageError(f"--num-cpus: expected an integer >= 1, got {args.num_cpus}")
+    if args.blocks_per_task is not None and args.blocks_per_task < 1:
+        raise UsageError(f"--blocks-per-task: expected an integer >= 1, got {args.blocks_per_task}")
+    report = run_sweep(
+        spec, args.out, address=args.address, num_cpus=args.num_cpus, overwrite=args.overwrite,
+        blocks_per_task=args.blocks_per_task, progress=not args.no_progress,
+    )
+    resumed = f", kept {report.parts_kept} complete parts" if report.parts_kept else ""
+    redone = f", removed {report.parts_removed} damaged or partial files" if report.parts_removed else ""
+    rate = report.chains_run / report.seconds if report.seconds else 0.0
+    print(f"{spec.name}: {report.cells} cells x {spec.replicates} replicates = {report.chains} chains; "
+          f"computed {report.chains_run} chains in {report.tasks_run} tasks{resumed}{redone} "
+          f"({report.seconds:.1f} s, {rate:,.0f} chains/s)")
+    if report.failures:
+        for failure in report.failures:
+            print(f"failed: cell {failure['cell']} (n={failure['n']}, {failure['policy']}) replicates "
+                  f"{failure['replicates'][0]}-{failure['replicates'][1] - 1}: {failure['error']}", file=sys.stderr)
+        print(f"{len(report.failures)} tasks failed; rerun the same command to retry only them", file=sys.stderr)
+        return 1
+    print(f"results: {report.location}")
+    print(f"open with: python -c \"import analysis; print(analysis.load('{report.location}').head())\"")
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from sweep.grid import cells
+    from sweep.spec import load_spec
+
+    spec = load_spec(args.spec, args.overrides)
+    grid = cells(spec)
+    recorded = spec.record.generations(spec.generations)
+    print(f"{spec.name}: valid. family {spec.family_name}, {spec.generations} generations "
+          f"({recorded.size} recorded), {len(grid)} cells x {spec.replicates} replicates = {len(grid) * spec.replicates} chains")
+    for cell in grid:
+        print(f"  cell {cell.index}: n={cell.n} policy={cell.policy.label} blocks={cell.blocks} x {cell.block_size}")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from sweep.show import summarize
+
+    print(summarize(args.results))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``sweep`` console script; returns the exit status."""
+    try:
+        args = build_parser().parse_args(argv)
+        return {"run": _run, "validate": _validate, "show": _show}[args.command](args)
+    except (SpecError, UsageError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: complete parts are kept; rerun the same command to resume", file=sys.stderr)
+        return 130

@@ -1,0 +1,141 @@
+"""Advance one block of chains through T generations of fit, mix and refit.
+
+The block is vectorised across its chains: every generation is a handful of array operations on
+arrays whose leading dimension is the chain. Events are checked at every generation; metrics only
+at recorded generations.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from sweep.families import Family
+from sweep.grid import Cell
+from sweep.policies import Policy
+
+
+@dataclass(frozen=True)
+class Ops:
+    """How training sets are drawn, merged, subsampled and fitted in one representation."""
+
+    draw: Callable[..., Any]
+    combine: Callable[[Any, Any], Any]
+    subsample: Callable[..., Any]
+    fit: Callable[[Any], Any]
+    size: Callable[[Any], int]
+
+
+def _subsample_rows(data: np.ndarray, m: int, *, rng: np.random.Generator) -> np.ndarray:
+    """A uniform subsample of m of each chain's samples, without replacement."""
+    batch, total = data.shape[:2]
+    if m >= total:
+        return data
+    # The m smallest of independent uniform keys are a uniform m-subset.
+    keys = rng.random((batch, total))
+    index = np.argpartition(keys, m - 1, axis=1)[:, :m]
+    return np.take_along_axis(data, index.reshape(index.shape + (1,) * (data.ndim - 2)), axis=1)
+
+
+def representation(family: Family, policy: Policy) -> str:
+    """'stats' when the family's sufficient statistics can carry this policy exactly, else 'data'."""
+    if family.sufficient and (not policy.subsamples or family.exact_subsample):
+        return "stats"
+    return "data"
+
+
+def ops_for(family: Family, policy: Policy) -> Ops:
+    if representation(family, policy) == "stats":
+        return Ops(
+            draw=family.draw,
+            combine=family.combine,
+            subsample=family.subsample_stats,
+            fit=family.fit_stats,
+            size=lambda stats: stats.m,
+        )
+    return Ops(
+        draw=family.sample,
+        combine=lambda a, b: np.concatenate([a, b], axis=1),
+        subsample=_subsample_rows,
+        fit=family.fit,
+        size=lambda data: data.shape[1],
+    )
+
+
+def next_training(
+    ops: Ops, policy: Policy, n: int, state: Any, pool: Any, params: Any, truth: Any, rng: np.random.Generator
+) -> tuple[Any, Any]:
+    """Build the next training set (and, for accumulate_subsample, the pool) from the three sources."""
+    if state is None:  # generation 1: every source is the truth
+        first = ops.draw(truth, n, rng=rng)
+        return first, (first if policy.kind == "accumulate_subsample" else None)
+    if policy.kind == "replace":
+        return ops.draw(params, n, rng=rng), None
+    if policy.kind == "accumulate":
+        return ops.combine(state, ops.draw(params, n, rng=rng)), None
+    if policy.kind == "accumulate_subsample":
+        pool = ops.combine(pool, ops.draw(params, n, rng=rng))
+        return ops.subsample(pool, n, rng=rng), pool
+    kept, synthetic, real = policy.counts(n)
+    parts = []
+    if kept >= ops.size(state):
+        parts.append(state)
+    elif kept > 0:
+        parts.append(ops.subsample(state, kept, rng=rng))
+    if synthetic > 0:
+        parts.append(ops.draw(params, synthetic, rng=rng))
+    if real > 0:
+        parts.append(ops.draw(truth, real, rng=rng))
+    training = parts[0]
+    for part in parts[1:]:
+        training = ops.combine(training, part)
+    return training, None
+
+
+def simulate_block(
+    family: Family,
+    cell: Cell,
+    block: int,
+    *,
+    generations: int,
+    recorded: np.ndarray,
+    events_spec: Any,
+    rng: np.random.Generator,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Run one block; return (trajectory columns, event columns), rows ordered by chain.
+
+    Returns
+    -------
+    trajectories : dict of ndarray
+        ``replicate``, ``generation`` and the family's metrics, one row per chain and recorded
+        generation (metrics of several values per chain are 2-D).
+    events : dict of ndarray
+        ``replicate`` plus the columns of :meth:`sweep.events.EventSet.columns`.
+    """
+    replicates = np.arange(cell.block_range(block).start, cell.block_range(block).stop)
+    batch = replicates.size
+    is_recorded = np.zeros(generations + 1, dtype=bool)
+    is_recorded[recorded] = True
+    ops = ops_for(family, cell.policy)
+    truth = family.truth(batch)
+    tracker = family.events(batch, generations, events_spec)
+    snapshots = [family.metrics(truth)]
+    params, state, pool = truth, None, None
+    with np.errstate(all="ignore"):  # a degenerate chain becomes a 'diverged' event, not a crash
+        for generation in range(1, generations + 1):
+            state, pool = next_training(ops, cell.policy, cell.n, state, pool, params, truth, rng)
+            params = ops.fit(state)
+            tracker.update(generation, params, state)
+            if is_recorded[generation]:
+                snapshots.append(family.metrics(params))
+    trajectories = {
+        "replicate": np.repeat(replicates, recorded.size),
+        "generation": np.tile(recorded.astype(np.int32), batch),
+    }
+    for name in snapshots[0]:
+        stacked = np.stack([np.asarray(s[name]) for s in snapshots], axis=1)
+        trajectories[name] = stacked.reshape((batch * recorded.size,) + stacked.shape[2:])
+    events = tracker.set.columns()
+    events["replicate"] = replicates[events.pop("chain")]
+    return trajectories, events

@@ -1,0 +1,279 @@
+"""Gaussian family (1-D and d-dimensional), with an exact sufficient-statistic path.
+
+The training set's statistics are (count m, mean, scatter S = sum (x - mean)(x - mean)^T). For m
+samples of N(mu, Sigma), mean ~ N(mu, Sigma / m) and S ~ Wishart(m - 1, Sigma), independently,
+so ``path: exact`` advances a generation in O(1) per chain (O(d^3) for d > 1) whatever n is;
+``path: sample`` draws the m samples and summarises them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy.special import ndtr, ndtri
+
+from sweep import fields
+from sweep.errors import SpecError
+from sweep.events import EventSet
+from sweep.families.base import Cost, Family
+from sweep.families import _linalg
+
+
+@dataclass(frozen=True)
+class GaussianSpec:
+    """The true Gaussian and how it is fitted."""
+
+    dim: int
+    mean: tuple[float, ...]
+    cov: tuple[tuple[float, ...], ...]
+    estimator: str
+    path: str
+
+    def to_raw(self) -> dict[str, Any]:
+        return {
+            "name": "gaussian",
+            "dim": self.dim,
+            "mean": list(self.mean),
+            "cov": [list(row) for row in self.cov],
+            "estimator": self.estimator,
+            "path": self.path,
+        }
+
+
+@dataclass
+class Stats:
+    """Sufficient statistics of B training sets of equal size ``m``."""
+
+    m: int
+    mean: np.ndarray  # (B,) or (B, d)
+    scatter: np.ndarray  # (B,) or (B, d, d)
+
+
+@dataclass
+class Params:
+    """Fitted Gaussians: d = 1 holds variances (B,), d > 1 covariances (B, d, d)."""
+
+    mean: np.ndarray
+    var: np.ndarray
+    _factor: np.ndarray | None = None
+
+    def factor(self) -> np.ndarray:
+        """A matrix A with A A^T = cov (d > 1), computed once per fit."""
+        if self._factor is None:
+            self._factor = _linalg.psd_factor(self.var)
+        return self._factor
+
+
+def _read_mean(value: Any, path: str, dim: int) -> tuple[float, ...]:
+    item = fields.number()
+    if isinstance(value, (list, tuple)):
+        if len(value) != dim:
+            raise SpecError(path, f"a list of {dim} numbers (one per dimension)", value)
+        return tuple(item(v, f"{path}[{i}]") for i, v in enumerate(value))
+    return (item(value, path),) * dim
+
+
+def _read_cov(value: Any, path: str, dim: int) -> tuple[tuple[float, ...], ...]:
+    if not isinstance(value, (list, tuple)):
+        scale = fields.number(0.0, None, low_open=True)(value, path)
+        return tuple(tuple(scale if i == j else 0.0 for j in range(dim)) for i in range(dim))
+    if dim == 1 and len(value) == 1 and not isinstance(value[0], (list, tuple)):
+        value = [value]
+    expected = f"a symmetric positive definite {dim}x{dim} matrix (list of {dim} rows) or a positive number"
+    if len(value) != dim or any(not isinstance(r, (list, tuple)) or len(r) != dim for r in value):
+        raise SpecError(path, expected, value)
+    matrix = np.array([[fields.number()(x, f"{path}[{i}][{j}]") for j, x in enumerate(r)] for i, r in enumerate(value)])
+    if not np.allclose(matrix, matrix.T, rtol=0, atol=1e-12 * max(1.0, np.abs(matrix).max())):
+        raise SpecError(path, expected + " (it is not symmetric)", value)
+    if np.linalg.eigvalsh(matrix).min() <= 0:
+        raise SpecError(path, expected + " (it is not positive definite)", value)
+    return tuple(tuple(float(x) for x in r) for r in matrix)
+
+
+class GaussianFamily(Family):
+    """Gaussian fitted by mean and (unbiased or ML) (co)variance."""
+
+    name = "gaussian"
+    spec_fields = ("dim", "mean", "cov", "estimator", "path")
+    sufficient = True
+    exact_subsample = False
+
+    @classmethod
+    def parse_spec(cls, section: fields.Section) -> GaussianSpec:
+        dim = section.take("dim", fields.integer(1, 64), 1)
+        mean = section.take("mean", lambda v, p: _read_mean(v, p, dim), (0.0,) * dim)
+        cov = section.take("cov", lambda v, p: _read_cov(v, p, dim), _read_cov(1.0, "", dim))
+        estimator = section.take("estimator", fields.choice("unbiased", "ml"), "unbiased")
+        path = section.take("path", fields.choice("exact", "sample"), "exact")
+        return GaussianSpec(dim=dim, mean=mean, cov=cov, estimator=estimator, path=path)
+
+    def __init__(self, spec: GaussianSpec):
+        super().__init__(spec)
+        self.d = spec.dim
+        self.mu0 = np.array(spec.mean)
+        self.cov0 = np.array(spec.cov)
+        self.ddof = 1 if spec.estimator == "unbiased" else 0
+        if self.d == 1:
+            self.mu0, self.var0 = float(self.mu0[0]), float(self.cov0[0, 0])
+            self.sd0 = self.var0**0.5
+            q01, q99 = self.mu0 + self.sd0 * ndtri(np.array([0.01, 0.99]))
+            self.quantiles = (float(q01), float(q99))
+        else:
+            self.var0 = self.cov0
+            self.logdet0 = float(np.linalg.slogdet(self.cov0)[1])
+            self.root0 = _linalg.sqrtm_psd(self.cov0)
+
+    @property
+    def exact_draw(self) -> bool:
+        return self.spec.path == "exact"
+
+    def check_sweep(self, sweep: Any) -> None:
+        minimum = self.d + 1
+        why = f"the {self.spec.estimator} estimator in dimension {self.d} needs n >= dim + 1 = {minimum}"
+        for i, n in enumerate(sweep.grid.n):
+            if n < minimum:
+                raise SpecError(f"grid.n[{i}]", f"an integer >= {minimum} ({why})", n)
+        if self.exact_draw:
+            for i, policy in enumerate(sweep.grid.policies):
+                if policy.subsamples:
+                    raise SpecError(
+                        f"grid.policy[{i}]",
+                        "a policy the exact path can simulate (accumulate_subsample and mix with "
+                        "0 < keep < 1 subsample stored data: set family.path: sample for them)",
+                        policy.label,
+                    )
+        if sweep.events.symbols:
+            raise SpecError("events.symbols", "false (symbol events apply to the categorical family)", True)
+
+    # -- model ------------------------------------------------------------------------
+    def truth(self, batch: int) -> Params:
+        if self.d == 1:
+            return Params(np.full(batch, self.mu0), np.full(batch, self.var0))
+        return Params(np.broadcast_to(self.mu0, (batch, self.d)).copy(), np.broadcast_to(self.cov0, (batch, self.d, self.d)).copy())
+
+    def sample(self, params: Params, m: int, *, rng: np.random.Generator) -> np.ndarray:
+        batch = params.mean.shape[0]
+        if self.d == 1:
+            z = rng.standard_normal((batch, m))
+            z *= np.sqrt(params.var)[:, None]
+            z += params.mean[:, None]
+            return z
+        z = rng.standard_normal((batch, m, self.d))
+        return params.mean[:, None, :] + np.matmul(z, np.swapaxes(params.factor(), 1, 2))
+
+    def fit(self, data: np.ndarray) -> Params:
+        return self.fit_stats(self.summarize(data))
+
+    # -- statistics ---------------------------------------------------------------------
+    def summarize(self, data: np.ndarray) -> Stats:
+        mean = data.mean(axis=1)
+        centred = data - mean[:, None]
+        if self.d == 1:
+            return Stats(data.shape[1], mean, np.einsum("bm,bm->b", centred, centred))
+        return Stats(data.shape[1], mean, np.matmul(np.swapaxes(centred, 1, 2), centred))
+
+    def draw(self, params: Params, m: int, *, rng: np.random.Generator) -> Stats:
+        if not self.exact_draw:
+            return self.summarize(self.sample(params, m, rng=rng))
+        batch = params.mean.shape[0]
+        if self.d == 1:
+            mean = rng.standard_normal(batch)
+            mean *= np.sqrt(params.var * (1.0 / m))
+            mean += params.mean
+            # chi2(m - 1) = 2 Gamma((m - 1) / 2); numpy's gamma with shape 0 gives 0 (m = 1).
+            scatter = rng.standard_gamma((m - 1) / 2.0, batch)
+            scatter *= 2.0 * params.var
+            return Stats(m, mean, scatter)
+        factor = params.factor()
+        z = rng.standard_normal((batch, self.d))
+        mean = params.mean + np.einsum("bij,bj->bi", factor, z) / np.sqrt(m)
+        w = _linalg.standard_wishart(m - 1, self.d, batch, rng=rng)
+        return Stats(m, mean, factor @ w @ np.swapaxes(factor, 1, 2))
+
+    def combine(self, a: Stats, b: Stats) -> Stats:
+        m = a.m + b.m
+        delta = b.mean - a.mean
+        mean = a.mean + delta * (b.m / m)
+        if self.d == 1:
+            scatter = a.scatter + b.scatter + delta * delta * (a.m * b.m / m)
+        else:
+            scatter = a.scatter + b.scatter + delta[:, :, None] * delta[:, None, :] * (a.m * b.m / m)
+        return Stats(m, mean, scatter)
+
+    def fit_stats(self, stats: Stats) -> Params:
+        return Params(stats.mean, stats.scatter * (1.0 / (stats.m - self.ddof)))
+
+    # -- observation ----------------------------------------------------------------------
+    def _w2(self, params: Params) -> np.ndarray:
+        if self.d == 1:
+            dm = params.mean - self.mu0
+            ds = np.sqrt(params.var) - self.sd0
+            return np.sqrt(dm * dm + ds * ds)
+        return _linalg.gaussian_w2(params.mean, params.var, self.mu0, self.cov0, self.root0)
+
+    def _log_spread(self, params: Params) -> np.ndarray:
+        """ln(spread ratio): d = 1 ln(sigma / sigma_true), d > 1 (ln det ratio) / (2 d)."""
+        if self.d == 1:
+            return 0.5 * np.log(params.var / self.var0)
+        return (_linalg.logdet(params.var) - self.logdet0) / (2 * self.d)
+
+    def events(self, batch: int, horizon: int, spec: Any) -> "GaussianEvents":
+        return GaussianEvents(self, batch, horizon, spec)
+
+    def metrics(self, params: Params) -> dict[str, np.ndarray]:
+        with np.errstate(all="ignore"):
+            out: dict[str, np.ndarray] = {"spread_ratio": np.exp(self._log_spread(params)), "w2": self._w2(params)}
+            if self.d == 1:
+                sd = np.sqrt(params.var)
+                low, high = self.quantiles
+                out["mean"] = params.mean
+                out["var"] = params.var
+                out["tail_mass"] = ndtr((low - params.mean) / sd) + ndtr((params.mean - high) / sd)
+            else:
+                out["mean"] = params.mean
+                out["cov"] = params.var.reshape(params.var.shape[0], -1)
+                out["trace"] = np.trace(params.var, axis1=1, axis2=2)
+                out["logdet"] = _linalg.logdet(params.var)
+        return out
+
+    def cost(self, n: int, policy: Any, generations: int) -> Cost:
+        d = self.d
+        per_draw = 1e-7 * d**3 + (0 if self.exact_draw else 1.5e-8 * n * d)
+        stored = n * d * 8.0 * (generations + 1 if policy.kind == "accumulate_subsample" else 2)
+        working = 64.0 * d * d + (0 if self.exact_draw else 4 * n * d * 8.0)
+        return Cost(per_draw * (3 if policy.kind in ("fresh_real", "mix") else 1), stored + working)
+
+
+class GaussianEvents:
+    """spread_below, distance_above and diverged, checked every generation."""
+
+    def __init__(self, family: GaussianFamily, batch: int, horizon: int, spec: Any):
+        self.family = family
+        self.set = EventSet(batch, horizon)
+        self.spread = [(self.set.add("spread_below", r), r) for r in spec.spread_below]
+        self.distance = [(self.set.add("distance_above", eps), eps) for eps in spec.distance_above]
+        self.diverged = self.set.add("diverged")
+        if family.d == 1:
+            # Compare variances, not ratios: one multiply fewer per chain and generation.
+            self.var_limits = [(slot, r * r * family.var0) for slot, r in self.spread]
+            self.log_limits = []
+        else:
+            self.var_limits = []
+            self.log_limits = [(slot, np.log(r)) for slot, r in self.spread]
+
+    def update(self, generation: int, params: Params, state: Any) -> None:
+        mark = self.set.mark
+        with np.errstate(all="ignore"):
+            for slot, limit in self.var_limits:
+                mark(slot, generation, params.var < limit)
+            if self.log_limits:
+                log_spread = self.family._log_spread(params)
+                for slot, limit in self.log_limits:
+                    mark(slot, generation, log_spread < limit)
+            if self.distance:
+                w2 = self.family._w2(params)
+                for slot, eps in self.distance:
+                    mark(slot, generation, w2 > eps)
+            bad = ~np.isfinite(params.var.reshape(params.var.shape[0], -1).sum(axis=1) + params.mean.reshape(params.mean.shape[0], -1).sum(axis=1))
+            mark(self.diverged, generation, bad)

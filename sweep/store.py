@@ -1,0 +1,157 @@
+"""Results folder: atomic Parquet parts, their validation on resume, and sweep.json.
+
+Layout (see docs/schema.md)::
+
+    <location>/sweep.json
+    <location>/trajectories/cell=<c>/part-c<c>-b<first>-<stop>.parquet
+    <location>/events/cell=<c>/part-c<c>-b<first>-<stop>.parquet
+
+A part is written under a dot-prefixed temporary name in its final folder and renamed when
+whole, so readers never see half a file. Part names are a function of the task alone, so a rerun
+writes the same names and resume can tell which block ranges are complete.
+"""
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from sweep.errors import UsageError
+
+KINDS = ("trajectories", "events")
+_PART = re.compile(r"part-c(\d+)-b(\d+)-(\d+)\.parquet")
+
+
+def part_name(cell: int, first: int, stop: int) -> str:
+    return f"part-c{cell:05d}-b{first:07d}-{stop:07d}.parquet"
+
+
+@dataclass
+class Scan:
+    """What a results folder already holds."""
+
+    done: dict[int, list[tuple[int, int]]] = field(default_factory=dict)  # cell -> block ranges
+    kept_parts: int = 0
+    removed: list[str] = field(default_factory=list)  # invalid, partial or temporary files
+
+
+class Store:
+    """A results folder on a local path or a pyarrow filesystem URI (``s3://...``)."""
+
+    def __init__(self, location: str):
+        self.location = str(location)
+        try:
+            self.fs, root = pafs.FileSystem.from_uri(self.location)
+        except (pa.ArrowInvalid, ValueError):
+            self.fs, root = pafs.LocalFileSystem(), self.location
+        self.root = root.rstrip("/") or "/"
+
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.fs, pafs.LocalFileSystem)
+
+    def _dir(self, kind: str, cell: int) -> str:
+        return f"{self.root}/{kind}/cell={cell}"
+
+    # -- parts --------------------------------------------------------------------------
+    def write_part(self, kind: str, cell: int, name: str, table: pa.Table) -> str:
+        """Write a part atomically: temporary name in the same folder, then rename."""
+        folder = self._dir(kind, cell)
+        self.fs.create_dir(folder, recursive=True)
+        final = f"{folder}/{name}"
+        temporary = f"{folder}/.{name}.tmp-{uuid.uuid4().hex}"
+        try:
+            pq.write_table(table, temporary, filesystem=self.fs, compression="zstd")
+            self.fs.move(temporary, final)
+        except BaseException:
+            _delete_quietly(self.fs, temporary)
+            raise
+        return final
+
+    def scan(self, expected_rows: Callable[[str, int, int, int], int | None]) -> Scan:
+        """Find complete block ranges; delete temporary, unreadable, partial or orphaned parts.
+
+        ``expected_rows(kind, cell, first, stop)`` gives the row count a valid part must have,
+        or None when the range does not belong to the current plan (the part is removed).
+        """
+        scan = Scan()
+        valid: dict[tuple[int, int, int], set[str]] = {}
+        paths: dict[tuple[int, int, int], list[str]] = {}
+        for kind in KINDS:
+            selector = pafs.FileSelector(f"{self.root}/{kind}", allow_not_found=True, recursive=True)
+            for info in self.fs.get_file_info(selector):
+                if info.type != pafs.FileType.File:
+                    continue
+                match = _PART.fullmatch(info.base_name)
+                key = tuple(int(g) for g in match.groups()) if match else None
+                if key is None or not self._valid(info.path, expected_rows(kind, *key)):
+                    self.fs.delete_file(info.path)
+                    scan.removed.append(info.path)
+                    continue
+                valid.setdefault(key, set()).add(kind)
+                paths.setdefault(key, []).append(info.path)
+        taken: dict[int, list[tuple[int, int]]] = {}
+        for key in sorted(valid):
+            cell, first, stop = key
+            overlaps = any(first < b and a < stop for a, b in taken.get(cell, []))
+            if valid[key] != set(KINDS) or overlaps:  # an orphan half or a clash: redo the range
+                for path in paths[key]:
+                    self.fs.delete_file(path)
+                    scan.removed.append(path)
+                continue
+            taken.setdefault(cell, []).append((first, stop))
+            scan.kept_parts += 1
+        scan.done = taken
+        return scan
+
+    def _valid(self, path: str, rows: int | None) -> bool:
+        if rows is None:
+            return False
+        try:
+            with self.fs.open_input_file(path) as handle:
+                return pq.read_metadata(handle).num_rows == rows
+        except (OSError, pa.ArrowException):
+            return False
+
+    # -- metadata ------------------------------------------------------------------------
+    def read_meta(self) -> dict[str, Any] | None:
+        path = f"{self.root}/sweep.json"
+        if self.fs.get_file_info(path).type != pafs.FileType.File:
+            return None
+        with self.fs.open_input_stream(path) as stream:
+            try:
+                return json.loads(stream.read().decode())
+            except (ValueError, UnicodeDecodeError):
+                raise UsageError(f"results folder '{self.location}': expected a readable sweep.json, got a corrupt file; pass --overwrite to start again") from None
+
+    def write_meta(self, meta: dict[str, Any]) -> None:
+        self.fs.create_dir(self.root, recursive=True)
+        temporary = f"{self.root}/.sweep.json.tmp-{uuid.uuid4().hex}"
+        with self.fs.open_output_stream(temporary) as stream:
+            stream.write(json.dumps(meta, indent=2, sort_keys=True).encode())
+        self.fs.move(temporary, f"{self.root}/sweep.json")
+
+    def exists(self) -> bool:
+        return self.fs.get_file_info(self.root).type != pafs.FileType.NotFound
+
+    def is_empty(self) -> bool:
+        selector = pafs.FileSelector(self.root, allow_not_found=True)
+        return not self.fs.get_file_info(selector)
+
+    def clear(self) -> None:
+        """Delete everything in the folder (``--overwrite``)."""
+        if self.exists():
+            self.fs.delete_dir_contents(self.root, missing_dir_ok=True)
+
+
+def _delete_quietly(fs: pafs.FileSystem, path: str) -> None:
+    try:
+        fs.delete_file(path)
+    except OSError:
+        pass
