@@ -14,6 +14,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
+from sweep.store import plain_table
+
 __all__ = ["load", "load_events", "read_metadata", "ResultsError"]
 
 
@@ -75,8 +77,12 @@ def _load_table(
         ignore_prefixes=[".", "_"],
     )
     table = dataset.to_table(filter=_filter_expression(filters), columns=columns)
+    # Coordinates are stored dictionary-encoded; give pandas plain columns, not categoricals,
+    # so groupby and comparisons behave as on ordinary data.
+    table = plain_table(table)
     frame = table.to_pandas()
-    sort = [c for c in ("cell", "replicate", "generation", "event", "threshold", "symbol") if c in frame]
+    keys = ("cell", "replicate", "generation") if kind == "trajectories" else ("cell", "replicate", "event", "threshold", "symbol")
+    sort = [c for c in keys if c in frame]
     return frame.sort_values(sort, kind="stable").reset_index(drop=True)
 
 

@@ -59,9 +59,12 @@ class Policy:
         return self.kind == "accumulate_subsample" or (self.kind == "mix" and 0.0 < self.keep < 1.0)
 
     def counts(self, n: int) -> tuple[int, int, int]:
-        """(kept, synthetic, real) sample counts of one generation of size n (not for accumulate)."""
-        kept = int(round(self.keep * n))
-        real = int(round(self.real * n))
+        """(kept, synthetic, real) sample counts of one generation of size n (not for accumulate).
+
+        Shares are rounded half up (kept first), so fresh_real(0.25) at n = 10 takes 3 real samples.
+        """
+        kept = math.floor(self.keep * n + 0.5)
+        real = min(n - kept, math.floor(self.real * n + 0.5))
         return kept, n - kept - real, real
 
     def to_raw(self) -> Any:

@@ -28,6 +28,13 @@ KINDS = ("trajectories", "events")
 _PART = re.compile(r"part-c(\d+)-b(\d+)-(\d+)\.parquet")
 
 
+def plain_table(table: pa.Table) -> pa.Table:
+    """Decode dictionary-encoded columns (how coordinates are stored) into plain ones."""
+    return table.cast(pa.schema([
+        pa.field(f.name, f.type.value_type if pa.types.is_dictionary(f.type) else f.type) for f in table.schema
+    ]))
+
+
 def part_name(cell: int, first: int, stop: int) -> str:
     return f"part-c{cell:05d}-b{first:07d}-{stop:07d}.parquet"
 
@@ -67,7 +74,10 @@ class Store:
         final = f"{folder}/{name}"
         temporary = f"{folder}/.{name}.tmp-{uuid.uuid4().hex}"
         try:
-            pq.write_table(table, temporary, filesystem=self.fs, compression="zstd")
+            # Dictionary encoding only where it pays (coordinates, labels): trying it on random
+            # floats and then falling back costs more than the whole write.
+            dictionary = [f.name for f in table.schema if pa.types.is_dictionary(f.type) or pa.types.is_string(f.type)]
+            pq.write_table(table, temporary, filesystem=self.fs, compression="zstd", use_dictionary=dictionary)
             self.fs.move(temporary, final)
         except BaseException:
             _delete_quietly(self.fs, temporary)

@@ -35,7 +35,8 @@ class TaskResult:
 
 
 def _constant(value: object, rows: int, type_: pa.DataType) -> pa.Array:
-    return pa.array([value], type=type_).take(pa.array(np.zeros(rows, dtype=np.int32)))
+    # Dictionary-encoded: no per-row copy in memory, and Parquet stores it as one run.
+    return pa.DictionaryArray.from_arrays(pa.array(np.zeros(rows, dtype=np.int8)), pa.array([value], type=type_))
 
 
 def coordinate_columns(spec: SweepSpec, cell: Cell, root_entropy: int, rows: int) -> dict[str, pa.Array]:

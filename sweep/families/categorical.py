@@ -43,11 +43,11 @@ def _read_probs(value: Any, path: str, k: int | None) -> tuple[tuple[float, ...]
     expected = "uniform, {zipf: s} with s > 0, or a list of non-negative probabilities summing to 1"
     if value == "uniform":
         if k is None:
-            raise SpecError(path.rsplit(".", 1)[0] + ".k", "an integer >= 2 (needed with probs: uniform)", None)
+            raise SpecError(path.rsplit(".", 1)[0] + ".k", "an integer >= 2 (needed with probs: uniform)", "nothing", raw=True)
         return (1.0 / k,) * k, "uniform"
     if isinstance(value, dict) and set(value) == {"zipf"}:
         if k is None:
-            raise SpecError(path.rsplit(".", 1)[0] + ".k", "an integer >= 2 (needed with probs: zipf)", None)
+            raise SpecError(path.rsplit(".", 1)[0] + ".k", "an integer >= 2 (needed with probs: zipf)", "nothing", raw=True)
         s = fields.number(0.0, None, low_open=True)(value["zipf"], f"{path}.zipf")
         weights = np.arange(1, k + 1, dtype=float) ** -s
         return tuple(weights / weights.sum()), {"zipf": s}
@@ -75,7 +75,7 @@ class CategoricalFamily(Family):
     @classmethod
     def parse_spec(cls, section: fields.Section) -> CategoricalSpec:
         k = section.take("k", fields.integer(2, 10_000_000), None)
-        probs, raw = section.take("probs", lambda v, p: _read_probs(v, p, k), _read_probs("uniform", section.sub("probs"), k))
+        probs, raw = _read_probs(section.take("probs", lambda v, p: v, "uniform"), section.sub("probs"), k)
         return CategoricalSpec(k=len(probs), probs=probs, probs_raw=raw)
 
     def __init__(self, spec: CategoricalSpec):

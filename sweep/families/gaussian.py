@@ -275,5 +275,10 @@ class GaussianEvents:
                 w2 = self.family._w2(params)
                 for slot, eps in self.distance:
                     mark(slot, generation, w2 > eps)
-            bad = ~np.isfinite(params.var.reshape(params.var.shape[0], -1).sum(axis=1) + params.mean.reshape(params.mean.shape[0], -1).sum(axis=1))
-            mark(self.diverged, generation, bad)
+            # A non-finite mean comes with a non-finite (co)variance in both paths, so checking
+            # the variance suffices and keeps the 1-D exact path at a few operations per chain.
+            if self.family.d == 1:
+                finite = np.isfinite(params.var)
+            else:
+                finite = np.isfinite(np.einsum("bii->b", params.var))
+            mark(self.diverged, generation, ~finite)

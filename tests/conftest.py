@@ -1,0 +1,45 @@
+"""Shared fixtures: one real local Ray for the session, and helpers to run sweeps through the CLI."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import yaml
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """A real embedded Ray with 2 CPUs, shared by every test that runs a sweep."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def write_spec(tmp_path):
+    """Write a spec mapping to a YAML file and return its path."""
+
+    def write(raw: dict, name: str = "spec.yaml"):
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(raw, sort_keys=False))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run ``sweep`` in-process; return (exit status, stdout, stderr)."""
+    from sweep.cli import main
+
+    def run(*args: str):
+        status = main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return status, captured.out, captured.err
+
+    return run

@@ -1,0 +1,95 @@
+"""Resume: complete parts are kept, missing or damaged ones recomputed, other sweeps refused."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+import analysis
+from sweep.runner import run_sweep
+from sweep.spec import parse_spec
+
+RAW = {
+    "name": "resume", "seed": 99, "generations": 20, "replicates": 40, "block_size": 10,
+    "family": {"name": "categorical", "k": 8, "probs": "uniform"},
+    "grid": {"n": [10, 30], "policy": ["replace", {"fresh_real": 0.1}]},
+}
+
+
+def parts(location: str, kind: str) -> list[Path]:
+    return sorted(Path(location, kind).rglob("part-*.parquet"))
+
+
+def test_resume_recomputes_exactly_what_is_damaged(ray_session, tmp_path):
+    """Delete one part, truncate another, leave a temporary file: the rerun redoes exactly two tasks."""
+    spec = parse_spec(RAW)
+    reference = run_sweep(spec, str(tmp_path / "reference"), blocks_per_task=1, progress=False)
+    damaged = run_sweep(spec, str(tmp_path / "damaged"), blocks_per_task=1, progress=False)
+    assert damaged.tasks_run == 16
+    trajectories, events = parts(damaged.location, "trajectories"), parts(damaged.location, "events")
+    trajectories[3].unlink()
+    data = events[9].read_bytes()
+    events[9].write_bytes(data[: len(data) // 2])
+    leftover = trajectories[0].parent / f".{trajectories[0].name}.tmp-deadbeef"
+    leftover.write_bytes(b"half a file")
+
+    rerun = run_sweep(spec, str(tmp_path / "damaged"), blocks_per_task=1, progress=False)
+    assert rerun.tasks_run == 2 and rerun.chains_run == 20
+    assert rerun.parts_kept == 14
+    assert rerun.parts_removed == 4  # the truncated part, both orphaned halves, the temporary file
+    assert not leftover.exists()
+    pd.testing.assert_frame_equal(analysis.load(reference.location), analysis.load(damaged.location))
+    pd.testing.assert_frame_equal(analysis.load_events(reference.location), analysis.load_events(damaged.location))
+
+    again = run_sweep(spec, str(tmp_path / "damaged"), progress=False)
+    assert again.tasks_run == 0 and again.parts_kept == 16
+
+
+def test_resume_keeps_a_drawn_seed(ray_session, tmp_path, cli, write_spec):
+    """Without a seed the root entropy is drawn once, stored, and reused when the sweep resumes."""
+    raw = {k: v for k, v in RAW.items() if k != "seed"}
+    spec_path = write_spec(raw)
+    status, out, _ = cli("run", spec_path, "--out", tmp_path, "--no-progress", "--blocks-per-task", "1")
+    assert status == 0
+    meta = json.loads((tmp_path / "resume" / "sweep.json").read_text())
+    assert meta["spec"]["seed"] is None and int(meta["root_entropy"]) > 2**64
+    first = analysis.load(tmp_path / "resume")
+    parts(str(tmp_path / "resume"), "trajectories")[0].unlink()
+    status, out, _ = cli("run", spec_path, "--out", tmp_path, "--no-progress", "--blocks-per-task", "1")
+    assert status == 0 and "computed 10 chains in 1 tasks, kept 15 complete parts" in out
+    pd.testing.assert_frame_equal(first, analysis.load(tmp_path / "resume"))
+    assert first["seed"].unique().tolist() == [meta["root_entropy"]]
+
+
+def test_other_spec_refused_unless_overwrite(ray_session, tmp_path, cli, write_spec):
+    """A folder written by another spec is refused with exit 2 and left intact; --overwrite replaces it."""
+    status, _, _ = cli("run", write_spec(RAW), "--out", tmp_path, "--no-progress")
+    assert status == 0
+    before = (tmp_path / "resume" / "sweep.json").read_text()
+    status, _, err = cli("run", write_spec(RAW), "--out", tmp_path, "--set", "generations=25", "--no-progress")
+    assert status == 2
+    assert err == (f"error: results folder '{tmp_path}/resume' holds a different sweep (generations: 20 in the folder, "
+                   "25 now); pass --overwrite to replace it, or choose another --out\n")
+    assert (tmp_path / "resume" / "sweep.json").read_text() == before
+    status, out, _ = cli("run", write_spec(RAW), "--out", tmp_path, "--set", "generations=25", "--overwrite", "--no-progress")
+    assert status == 0
+    assert analysis.load(tmp_path / "resume")["generation"].max() == 25
+
+
+def test_unwritable_output(ray_session, tmp_path, cli, write_spec):
+    """An output location that cannot be written is one line, exit 2."""
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    status, _, err = cli("run", write_spec(RAW), "--out", blocker, "--no-progress")
+    assert status == 2
+    assert err.startswith(f"error: output folder '{blocker}/resume': expected a writable location, got ")
+
+
+def test_show_summarises(ray_session, tmp_path, cli, write_spec):
+    """show lists each cell with its chains and rows."""
+    cli("run", write_spec(RAW), "--out", tmp_path, "--no-progress")
+    status, out, _ = cli("show", tmp_path / "resume")
+    assert status == 0
+    assert "chains done 160 of 160, trajectory rows 3360" in out
+    assert "cell 3: n=30 policy=fresh_real(0.1): 40/40 chains, 840 rows" in out
