@@ -103,15 +103,15 @@ def simulate_block(
     events_spec: Any,
     rng: np.random.Generator,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Run one block; return (trajectory columns, event columns), rows ordered by chain.
+    """Run one block; return (trajectory columns, event columns).
 
     Returns
     -------
     trajectories : dict of ndarray
         ``replicate``, ``generation`` and the family's metrics, one row per chain and recorded
-        generation (metrics of several values per chain are 2-D).
+        generation, ordered by generation then chain (metrics of several values per chain are 2-D).
     events : dict of ndarray
-        ``replicate`` plus the columns of :meth:`sweep.events.EventSet.columns`.
+        ``replicate`` plus the columns of :meth:`sweep.events.EventSet.columns`, ordered by chain.
     """
     replicates = np.arange(cell.block_range(block).start, cell.block_range(block).stop)
     batch = replicates.size
@@ -129,13 +129,14 @@ def simulate_block(
             tracker.update(generation, params, state)
             if is_recorded[generation]:
                 snapshots.append(family.metrics(params))
+    # Rows are generation-major: concatenating snapshots is a plain copy, where chain-major
+    # order would transpose every metric (readers sort anyway; see analysis.load).
     trajectories = {
-        "replicate": np.repeat(replicates, recorded.size),
-        "generation": np.tile(recorded.astype(np.int32), batch),
+        "replicate": np.tile(replicates, recorded.size),
+        "generation": np.repeat(recorded.astype(np.int32), batch),
     }
     for name in snapshots[0]:
-        stacked = np.stack([np.asarray(s[name]) for s in snapshots], axis=1)
-        trajectories[name] = stacked.reshape((batch * recorded.size,) + stacked.shape[2:])
+        trajectories[name] = np.concatenate([np.asarray(s[name]) for s in snapshots], axis=0)
     events = tracker.set.columns()
     events["replicate"] = replicates[events.pop("chain")]
     return trajectories, events
