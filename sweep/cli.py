@@ -78,10 +78,10 @@ def _run(args: argparse.Namespace) -> int:
     )
     resumed = f", kept {report.parts_kept} complete parts" if report.parts_kept else ""
     redone = f", removed {report.parts_removed} damaged or partial files" if report.parts_removed else ""
-    rate = report.chains_run / report.seconds if report.seconds else 0.0
+    rate = report.chains_run / report.compute_seconds if report.compute_seconds else 0.0
     print(f"{spec.name}: {report.cells} cells x {spec.replicates} replicates = {report.chains} chains; "
           f"computed {report.chains_run} chains in {report.tasks_run} tasks{resumed}{redone} "
-          f"({report.seconds:.1f} s, {rate:,.0f} chains/s)")
+          f"({report.seconds:.1f} s in all, {report.compute_seconds:.1f} s computing, {rate:,.0f} chains/s)")
     if report.failures:
         for failure in report.failures:
             print(f"failed: cell {failure['cell']} (n={failure['n']}, {failure['policy']}) replicates "

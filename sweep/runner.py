@@ -38,6 +38,7 @@ class RunReport:
     parts_kept: int = 0
     parts_removed: int = 0
     seconds: float = 0.0
+    compute_seconds: float = 0.0
     failures: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -156,7 +157,9 @@ def run_sweep(
     try:
         workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
         tasks = plan_tasks(spec, cells, scan.done, workers=workers, blocks_per_task=blocks_per_task)
+        computing = time.perf_counter()
         _execute(spec, cells, int(meta["root_entropy"]), location, tasks, workers, report, progress)
+        report.compute_seconds = time.perf_counter() - computing
     finally:
         if owns_ray:
             ray.shutdown()
