@@ -29,6 +29,14 @@ def _coords(family, cell, n, real, replicates):
     }
 
 
+def _long(coords, generations, **metrics):
+    """Trajectory rows (chain-major, then generation) from (R, T+1) metric arrays."""
+    replicates = len(coords["replicate"])
+    frame = {**coords, "replicate": np.repeat(coords["replicate"], generations + 1),
+             "generation": np.tile(np.arange(generations + 1, dtype=np.int32), replicates)}
+    return pd.DataFrame({**frame, **{name: values.ravel() for name, values in metrics.items()}})
+
+
 def _first(hit: np.ndarray, horizon: int):
     """First generation (column index) where ``hit`` holds, or T censored."""
     any_hit = hit.any(axis=1)
@@ -64,11 +72,8 @@ def gaussian_frames(ns=(10, 40), reals=(0.0,), replicates=40, generations=30, *,
         sd = np.sqrt(var)
         w2 = np.sqrt(mean**2 + (sd - 1) ** 2)
         coords = _coords("gaussian", cell, n, real, replicates)
-        for t in range(generations + 1):
-            tail = stats.norm.cdf((Q01 - mean[:, t]) / sd[:, t]) + stats.norm.sf((Q99 - mean[:, t]) / sd[:, t])
-            traj.append(pd.DataFrame({**coords, "generation": np.int32(t), "spread_ratio": sd[:, t],
-                                      "w2": w2[:, t], "mean": mean[:, t], "var": var[:, t],
-                                      "tail_mass": tail}))
+        tail = stats.norm.cdf((Q01 - mean) / sd) + stats.norm.sf((Q99 - mean) / sd)
+        traj.append(_long(coords, generations, spread_ratio=sd, w2=w2, mean=mean, var=var, tail_mass=tail))
         for name, values, thresholds in (("spread_below", sd, ratios), ("distance_above", w2, eps)):
             for th in thresholds:
                 gen, seen = _first(values < th if name == "spread_below" else values > th, generations)
@@ -96,11 +101,8 @@ def categorical_frames(ns=(50,), probs=None, replicates=40, generations=60, *, e
             entropy = -np.where(alive, p * np.log(p), 0).sum(axis=2)
         tv = 0.5 * np.abs(p - probs).sum(axis=2)
         coords = _coords("categorical", cell, n, 0.0, replicates)
-        for t in range(generations + 1):
-            traj.append(pd.DataFrame({**coords, "generation": np.int32(t),
-                                      "surviving": alive[:, t].sum(axis=1).astype(np.int32),
-                                      "entropy": entropy[:, t], "tv": tv[:, t], "max_prob": p[:, t].max(axis=1),
-                                      "heterozygosity": 1 - (p[:, t] ** 2).sum(axis=1)}))
+        traj.append(_long(coords, generations, surviving=alive.sum(axis=2).astype(np.int32), entropy=entropy,
+                          tv=tv, max_prob=p.max(axis=2), heterozygosity=1 - (p**2).sum(axis=2)))
         gen, seen = _first(alive.sum(axis=2) == 1, generations)
         events.append(pd.DataFrame({**coords, "event": "collapse", "threshold": np.nan, "symbol": None,
                                     "initial_count": None, "generation": gen.astype(np.int32), "observed": seen}))
