@@ -33,6 +33,13 @@ def estimate(value, lower, upper, digits: int = 3) -> str:
     return f"{number(value, digits)} [{number(lower, digits)}, {number(upper, digits)}]"
 
 
+def probability(value, lower, upper) -> str:
+    """``"0.42 [0.31, 0.53]"`` with two decimals, so 1 reads ``1.00``."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:.2f} [{lower:.2f}, {upper:.2f}]"
+
+
 def median_time(row) -> str:
     """A KM median with its CI, ``"37 [30, 45]"``, where inf reads ``"> T"``: ``"> 200 [150, > 200]"``."""
     horizon = int(row["horizon"])

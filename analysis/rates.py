@@ -78,9 +78,10 @@ def rates(
             n_boot=n_boot, note="",
         )
         if used["n"].nunique() < 2:
+            note = ("only one n in this line: no slope to fit" if cells["n"].nunique() < 2 else
+                    "fewer than two n with a finite median (median > T); raise T or relax the threshold")
             record.update(slope=np.nan, slope_lower=np.nan, slope_upper=np.nan, intercept=np.nan,
-                          intercept_lower=np.nan, intercept_upper=np.nan, boot_dropped_share=np.nan,
-                          note="fewer than two distinct n with a finite median; raise T or lower the threshold")
+                          intercept_lower=np.nan, intercept_upper=np.nan, boot_dropped_share=np.nan, note=note)
             records.append(record)
             continue
         x = used["n"].to_numpy(dtype=float)

@@ -97,7 +97,7 @@ def _per_cell_columns(traj, events, family, horizon, estimator) -> tuple[pd.Data
         for eps in np.sort(events.loc[events["event"] == "distance_above", "threshold"].dropna().unique()):
             prob = divergence_probability(traj, eps, [horizon], metric)
             name = f"P({metric.upper()} > {eps:g} at T)"
-            base = base.merge(prob[["cell"]].assign(**{name: [md.estimate(*r) for r in
+            base = base.merge(prob[["cell"]].assign(**{name: [md.probability(*r) for r in
                               prob[["probability", "lower", "upper"]].itertuples(index=False)]}), on="cell")
             headers.append(name)
     try:
@@ -112,7 +112,7 @@ def _per_cell_columns(traj, events, family, horizon, estimator) -> tuple[pd.Data
 
 def _collapse_section(rep, family, traj, events, event, threshold, horizon, estimator, shared, shared_headers):
     times = collapse_times(events, event, None if np.isnan(threshold) else threshold, horizon=horizon)
-    what = figures._common.event_description(event, threshold, family)
+    what = figures.event_description(event, threshold, family)
     tag = f"{family}_{event}" + ("" if np.isnan(threshold) else f"_{threshold:g}")
     summary = survival(times)
     fits = rates(times, n_boot=rep.n_boot, seed=rep.seed)
@@ -219,6 +219,9 @@ def write_report(results_path, out_dir=None, *, n_boot: int = 1000, seed: int = 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     horizon = int(spec.get("generations", trajectories["generation"].max()))
+    if trajectories["generation"].max() != horizon:
+        raise ResultsError(f"results folder '{results_path}': sweep.json says generations={horizon} but the "
+                           f"trajectories stop at {trajectories['generation'].max()}; is the sweep unfinished?")
     estimator, estimator_note = _estimator(spec)
     rep = _Report(out, n_boot, seed)
     chains = trajectories[trajectories["generation"] == 0].groupby("cell").size()
@@ -227,7 +230,8 @@ def write_report(results_path, out_dir=None, *, n_boot: int = 1000, seed: int = 
         f"- results: `{results_path}`",
         f"- families: {', '.join(sorted(trajectories['family'].unique()))}; horizon T = {horizon} generations",
         f"- cells: {len(chains)}; chains: {int(chains.sum())}; root entropy: {meta.get('root_entropy', '–')}",
-        f"- Gaussian variance fit used for theory: {estimator_note}", "",
+        *([f"- Gaussian variance fit used for theory: {estimator_note}"]
+          if (trajectories["family"] == "gaussian").any() else []), "",
         "Median collapse times are Kaplan-Meier medians (lifelines) with 95% CIs from the exponential-Greenwood "
         "band. Chains that had not collapsed by T are right-censored there; **\"> T\"** means the median (or that "
         "bound) is not reached by the horizon — fewer than half the chains collapsed — and it is left out of rate "

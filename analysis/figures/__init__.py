@@ -5,12 +5,12 @@ Pass ``path=...`` (no suffix needed) to write ``<path>.png`` and ``<path>.svg``,
 """
 from __future__ import annotations
 
-from analysis.figures._common import format_time, save_figure
+from analysis.figures._common import event_description, format_time, save_figure
 from analysis.figures.categorical import forgetting_figure
 from analysis.figures.collapse import collapse_time_figure, probability_heatmap, survival_figure
 from analysis.figures.gaussian import density_figure, fan_chart
 
 __all__ = [
     "fan_chart", "density_figure", "survival_figure", "collapse_time_figure", "probability_heatmap",
-    "forgetting_figure", "save_figure", "format_time",
+    "forgetting_figure", "save_figure", "format_time", "event_description",
 ]

@@ -13,6 +13,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 DPI = 150
 PANEL = (4.6, 3.4)  # inches per panel: ~690 x 510 px at DPI, readable when scaled to a page
@@ -78,6 +79,13 @@ def event_description(event: str, threshold, family: str | None = None) -> str:
         return f"{metric} > {threshold:g}"
     return {"collapse": "one symbol left", "diverged": "non-finite fit",
             "symbol_lost": "symbol lost"}.get(event, event)
+
+
+def plain_log_axis(axis) -> None:
+    """Label a log axis with plain numbers at 1, 2, 5 x 10^k (``40`` rather than ``4x10^1``)."""
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def save_figure(fig: Figure, path) -> list[Path]:

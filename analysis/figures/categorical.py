@@ -4,11 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import ScalarFormatter
 
 from analysis import theory
 from analysis._cells import cell_labels, require_columns
-from analysis.figures._common import GENERATION_LABEL, colours, finish, panels, style
+from analysis.figures._common import GENERATION_LABEL, colours, finish, panels, plain_log_axis, style
 
 __all__ = ["forgetting_figure"]
 
@@ -67,8 +66,8 @@ def forgetting_figure(
         ax.axhline(horizon, color="0.4", lw=1, ls=":", label=f"horizon T={horizon} (△: median > T)")
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.xaxis.set_major_formatter(ScalarFormatter())
-        ax.yaxis.set_major_formatter(ScalarFormatter())
+        plain_log_axis(ax.xaxis)
+        plain_log_axis(ax.yaxis)
         ax.set_xlabel("initial count of the symbol (first training set)")
         ax.set_ylabel("median generations until lost")
         ax.set_title("Forgetting time versus initial count")

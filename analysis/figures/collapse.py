@@ -4,12 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import NullFormatter, ScalarFormatter
+from matplotlib.ticker import NullFormatter
 
 from analysis import theory
 from analysis._cells import cell_labels, group_columns, require_columns
 from analysis.figures._common import (GENERATION_LABEL, N_LABEL, colours, event_description, finish,
-                                      panels, policy_colours, style)
+                                      panels, plain_log_axis, policy_colours, style)
 from analysis.survival import survival_curves
 
 __all__ = ["survival_figure", "collapse_time_figure", "probability_heatmap"]
@@ -34,7 +34,7 @@ def survival_figure(times: pd.DataFrame, *, confidence: float = 0.95, path=None)
     what = event_description(str(times["event"].iloc[0]), times["threshold"].iloc[0], family)
     groups = list(curves.groupby(keys, sort=True))
     with style():
-        fig, axes = panels(len(groups))
+        fig, axes = panels(len(groups), panel=(5.6, 3.6) if len(groups) == 1 else (4.6, 3.4))
         for ax, (key, rows) in zip(axes, groups):
             cells = rows.drop_duplicates("cell").sort_values("n")
             labels = cell_labels(cells)
@@ -52,7 +52,7 @@ def survival_figure(times: pd.DataFrame, *, confidence: float = 0.95, path=None)
             ax.set_xlabel(GENERATION_LABEL)
             ax.set_ylabel("P(not yet collapsed)")
             ax.legend(loc="best", fontsize=8)
-        fig.suptitle(f"Kaplan-Meier: chains that have not reached {what} ({confidence:.0%} bands)")
+        fig.suptitle(f"Not yet {what} (Kaplan-Meier, {confidence:.0%} bands)", fontsize=11)
     return finish(fig, path)
 
 
@@ -88,7 +88,7 @@ def collapse_time_figure(
     horizon = int(summary["horizon"].max())
     palette = policy_colours(summary["policy"])
     with style():
-        fig, (ax,) = panels(1, panel=(6.4, 4.6))
+        fig, (ax,) = panels(1, panel=(6.4, 5.2))
         inf_labelled = False
         for key, rows in summary.groupby(keys, sort=True):
             policy = key[-1] if isinstance(key, tuple) else key
@@ -103,10 +103,13 @@ def collapse_time_figure(
                     label += f": slope {fit.slope:.2f} [{fit.slope_lower:.2f}, {fit.slope_upper:.2f}]"
                     grid = np.geomspace(fit.n_min, fit.n_max, 50)
                     ax.plot(grid, np.exp(fit.intercept) * grid**fit.slope, color=colour, lw=1, ls="--")
+            if done.empty:  # the policy shows only as hollow triangles; still name it in the legend
+                ax.plot([], [], "^", mfc="none", color=colour, ms=9, label=f"{policy}: median > T at every n")
             n, median = done["n"].to_numpy(dtype=float), done["median"].to_numpy(dtype=float)
             upper = np.minimum(done["median_upper"].to_numpy(dtype=float), horizon)
-            ax.errorbar(n, median, yerr=np.vstack([median - done["median_lower"].to_numpy(dtype=float), upper - median]),
-                        fmt="o-", color=colour, capsize=3, lw=1.5, label=label)
+            if len(done):
+                    ax.errorbar(n, median, yerr=np.vstack([median - done["median_lower"].to_numpy(dtype=float), upper - median]),
+                            fmt="o-", color=colour, capsize=3, lw=1.5, label=label)
             open_top = done[~np.isfinite(done["median_upper"])]
             ax.plot(open_top["n"], np.full(len(open_top), horizon), "^", color=colour, ms=6)
             never = rows[~np.isfinite(rows["median"])]
@@ -127,10 +130,11 @@ def collapse_time_figure(
         # Plain numbers read better than 2x10^1; tick exactly the n of the grid.
         ax.set_xticks(sorted(summary["n"].unique()), [str(int(n)) for n in sorted(summary["n"].unique())])
         ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.yaxis.set_major_formatter(ScalarFormatter())
+        plain_log_axis(ax.yaxis)
         ax.set_xlabel(N_LABEL)
         ax.set_ylabel("median collapse time (generations)")
-        ax.legend(loc="upper left", fontsize=8)
+        # Below the axes: with several policies a legend inside would hide points near T.
+        fig.legend(loc="outside lower center", ncols=2, fontsize=8)
     return finish(fig, path)
 
 

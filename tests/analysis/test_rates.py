@@ -50,8 +50,10 @@ def test_cells_with_infinite_median_are_left_out_and_named(gaussian):
                        duration=times["duration"].clip(upper=40), horizon=40)
     fit = analysis.rates(cut, n_boot=50).iloc[0]
     assert fit["excluded_n"] == "40, 80" and fit["cells_used"] == 2
+    two = analysis.rates(cut[cut["n"] >= 20], n_boot=10).iloc[0]
+    assert np.isnan(two["slope"]) and two["note"].startswith("fewer than two n with a finite median")
     single = analysis.rates(cut[cut["n"] == 10], n_boot=10).iloc[0]
-    assert np.isnan(single["slope"]) and "fewer than two" in single["note"]
+    assert np.isnan(single["slope"]) and single["note"] == "only one n in this line: no slope to fit"
 
 
 def test_gaussian_decay_rate_matches_the_digamma_drift(gaussian):
