@@ -17,11 +17,11 @@ import pyarrow as pa
 from analysis import _markdown as md
 from analysis import figures, theory
 from analysis._cells import cell_labels, cell_table, is_replace
-from analysis.forgetting import forgetting_rates, forgetting_times
+from analysis._forgetting import forgetting_rates, forgetting_times
 from analysis.io import ResultsError, load, load_events, read_metadata
-from analysis.probability import collapsed_by, divergence_probability
-from analysis.rates import decay_rates, rates
-from analysis.survival import collapse_times, survival
+from analysis._probability import collapsed_by, divergence_probability
+from analysis._rates import decay_rates, rates
+from analysis._survival import collapse_times, survival
 
 __all__ = ["write_report"]
 

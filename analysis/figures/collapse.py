@@ -10,7 +10,7 @@ from analysis import theory
 from analysis._cells import cell_labels, group_columns, require_columns
 from analysis.figures._common import (GENERATION_LABEL, N_LABEL, colours, event_description, finish,
                                       panels, plain_log_axis, policy_colours, style)
-from analysis.survival import survival_curves
+from analysis._survival import survival_curves
 
 __all__ = ["survival_figure", "collapse_time_figure", "probability_heatmap"]
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 
 from analysis._bootstrap import chain_time_counts, km_medians, loglog_fit, resample_weights
-from analysis.survival import fit_km
+from analysis._survival import fit_km
 
 
 def test_vectorised_km_medians_equal_lifelines_on_every_resample():

@@ -70,15 +70,3 @@ def test_categorical_decay_rate_matches_heterozygosity_theory(categorical):
     assert row["quantity"] == "log_heterozygosity"
     se = (row["rate_upper"] - row["rate_lower"]) / (2 * 1.96)
     assert abs(row["rate"] - np.log(1 - 1 / 100)) < 5 * se
-
-
-def test_forgetting_slope_is_near_one(categorical):
-    """Median forgetting time grows like the initial count: slope within 5 bootstrap s.e. of 1, bins with median > T named."""
-    fit = analysis.forgetting_rates(categorical[1], n_boot=200, seed=2).iloc[0]
-    se = (fit["slope_upper"] - fit["slope_lower"]) / (2 * 1.96)
-    assert fit["bins_used"] >= 3
-    assert abs(fit["slope"] - 1) < 5 * se
-    table = analysis.forgetting_times(categorical[1])
-    never = table[np.isinf(table["median"])]
-    assert len(never) == fit["bins"] - fit["bins_used"]
-    assert (never["count"] > table.loc[np.isfinite(table["median"]), "count"].max()).all()

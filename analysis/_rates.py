@@ -16,7 +16,7 @@ from scipy import stats
 from analysis import theory
 from analysis._bootstrap import chain_time_counts, km_medians, loglog_fit, percentile_interval, resample_weights
 from analysis._cells import cell_table, group_columns, is_replace, require_columns
-from analysis.survival import survival
+from analysis._survival import survival
 
 __all__ = ["rates", "decay_rates"]
 

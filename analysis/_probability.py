@@ -13,7 +13,7 @@ import pandas as pd
 from scipy import stats
 
 from analysis._cells import as_generations, cell_table, require_columns
-from analysis.survival import collapse_times
+from analysis._survival import collapse_times
 
 __all__ = ["wilson_interval", "divergence_probability", "collapsed_by"]
 

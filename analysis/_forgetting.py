@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from lifelines.utils import median_survival_times
 
 from analysis._bootstrap import chain_time_counts, km_medians, loglog_fit, percentile_interval, resample_weights
 from analysis._cells import cell_table
-from analysis.survival import collapse_times, fit_km
-from lifelines.utils import median_survival_times
+from analysis._survival import collapse_times, fit_km
 
 __all__ = ["forgetting_times", "forgetting_rates"]
 
