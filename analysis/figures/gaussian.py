@@ -1,0 +1,178 @@
+"""Gaussian figures: fan chart of the fitted spread, and fitted densities versus the truth."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from scipy import stats
+
+from analysis import theory
+from analysis._cells import cell_labels, cell_table, is_replace, require_columns
+from analysis.figures._common import GENERATION_LABEL, SIGMA_LABEL, finish, panels, style
+
+__all__ = ["fan_chart", "density_figure"]
+
+_MAX_PANELS = 12
+
+
+def _pick_cells(trajectories: pd.DataFrame, cells, limit: int) -> pd.DataFrame:
+    table = cell_table(trajectories)
+    if cells is not None:
+        unknown = sorted(set(cells) - set(table.index))
+        if unknown:
+            raise ValueError(f"cells {unknown} are not in the trajectories; cells present: {table.index.tolist()}")
+        table = table.loc[list(cells)]
+    if len(table) > limit:
+        raise ValueError(f"{len(table)} cells would make {len(table)} panels (at most {limit}); pass cells=[...]")
+    return table
+
+
+def _is_one_d(rows: pd.DataFrame) -> bool:
+    return "var" in rows and pd.api.types.is_float_dtype(rows["var"]) and rows["var"].notna().all()
+
+
+def fan_chart(
+    trajectories: pd.DataFrame,
+    *,
+    cells=None,
+    metric: str = "spread_ratio",
+    estimator: str = "unbiased",
+    theory_line: bool = True,
+    path=None,
+) -> Figure:
+    """Fan chart per cell: median and 50% / 90% bands across chains of a metric over generations.
+
+    Parameters
+    ----------
+    trajectories : pandas.DataFrame
+        The trajectories table (``analysis.load``).
+    cells : sequence of int, optional
+        Which cells (one panel each, at most 12); default all.
+    metric : str
+        Column to draw; ``spread_ratio`` (default) is drawn on a log axis with the truth at 1.
+    estimator : {"unbiased", "ml"}
+        The sweep's Gaussian fit, for the theory median ``exp(drift t / 2)`` overlaid on 1-D
+        Gaussian ``replace`` cells.
+    theory_line : bool
+        Whether to overlay the theory median where it applies.
+    path : str or Path, optional
+        Save as ``<path>.png`` and ``<path>.svg``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One axes per cell; the first holds the legend.
+    """
+    require_columns(trajectories, ["cell", "generation", metric], "trajectories")
+    table = _pick_cells(trajectories, cells, _MAX_PANELS)
+    labels = cell_labels(table)
+    replace = is_replace(table)
+    with style():
+        fig, axes = panels(len(table), sharey=True)
+        for ax, cell in zip(axes, table.index):
+            rows = trajectories[trajectories["cell"] == cell]
+            bands = rows.groupby("generation")[metric].quantile([0.05, 0.25, 0.5, 0.75, 0.95]).unstack()
+            g = bands.index.to_numpy()
+            if metric == "spread_ratio":
+                ax.set_yscale("log")
+                # A spread of exactly 0 cannot sit on a log axis; draw it at the floor instead.
+                bands = bands.clip(lower=1e-12)
+            ax.fill_between(g, bands[0.05], bands[0.95], color="C0", alpha=0.18, lw=0, label="90% of chains")
+            ax.fill_between(g, bands[0.25], bands[0.75], color="C0", alpha=0.38, lw=0, label="50% of chains")
+            ax.plot(g, bands[0.5], color="C0", lw=2, label="median")
+            if metric == "spread_ratio":
+                ax.axhline(1.0, color="0.4", lw=1, ls=":", label="truth")
+                if theory_line and replace[cell] and _is_one_d(rows):
+                    ax.plot(g, theory.median_spread_ratio(float(table.loc[cell, "n"]), g, estimator),
+                            color="k", lw=1.3, ls="--", label="theory median exp(drift·t/2)")
+            ax.set_title(labels[cell])
+            ax.set_xlabel(GENERATION_LABEL)
+            ax.set_ylabel(SIGMA_LABEL if metric == "spread_ratio" else metric)
+            ax.label_outer()
+        axes[0].legend(loc="lower left")
+    return finish(fig, path)
+
+
+def _default_generations(recorded: np.ndarray) -> list[int]:
+    horizon = int(recorded.max())
+    targets = [1, max(1, horizon // 4), horizon]
+    chosen = [int(recorded[np.abs(recorded - t).argmin()]) for t in targets]
+    return sorted(set(chosen))
+
+
+def density_figure(
+    trajectories: pd.DataFrame,
+    *,
+    cells=None,
+    generations=None,
+    chains: int = 5,
+    path=None,
+) -> Figure:
+    """Fitted 1-D Gaussian densities of a few chains at selected generations, over the truth.
+
+    Each panel (row = cell, column = generation) shades the true density (generation 0) and
+    draws the fitted densities of the first ``chains`` replicates. Collapsed chains are tall
+    narrow spikes; the y axis is capped at 4x the truth's peak so the truth stays readable, and
+    each panel states the median spread ratio over all chains.
+
+    Parameters
+    ----------
+    trajectories : pandas.DataFrame
+        1-D Gaussian trajectories (float ``mean`` and ``var`` columns).
+    cells : sequence of int, optional
+        Rows of panels; default the first three cells.
+    generations : sequence of int, optional
+        Columns; default three recorded generations near 1, T/4 and T.
+    chains : int
+        How many chains to draw per panel.
+    path : str or Path, optional
+        Save as ``<path>.png`` and ``<path>.svg``.
+    """
+    require_columns(trajectories, ["cell", "replicate", "generation", "mean", "var", "spread_ratio"], "trajectories")
+    if not _is_one_d(trajectories):
+        raise ValueError("density_figure needs 1-D Gaussian trajectories (float 'mean' and 'var' columns, no NaN)")
+    if cells is None:
+        cells = cell_table(trajectories).index[:3].tolist()
+    table = _pick_cells(trajectories, cells, 4)
+    recorded = np.unique(trajectories["generation"])
+    generations = _default_generations(recorded) if generations is None else list(generations)
+    absent = sorted(set(generations) - set(recorded.tolist()))
+    if absent:
+        raise ValueError(f"generations {absent} are not recorded; recorded ones include {recorded[-5:].tolist()}")
+    labels = cell_labels(table)
+    with style():
+        fig, grid = panels(len(table) * len(generations), ncols=len(generations), panel=(4.0, 3.0))
+        for r, cell in enumerate(table.index):
+            rows = trajectories[trajectories["cell"] == cell]
+            truth = rows[rows["generation"] == 0].iloc[0]
+            mu0, sd0 = float(truth["mean"]), float(np.sqrt(truth["var"]))
+            shown = rows[rows["replicate"].isin(np.sort(rows["replicate"].unique())[:chains])]
+            peak = stats.norm.pdf(0, scale=sd0)
+            for c, gen in enumerate(generations):
+                ax = grid[r * len(generations) + c]
+                at = shown[shown["generation"] == gen]
+                # Per panel: the truth, and every drawn chain's mean (chains wander), with a margin
+                # capped so one chain whose variance grew does not squash the rest.
+                margin = np.minimum(2 * np.sqrt(at["var"]), 4 * sd0)
+                low = min(mu0 - 4 * sd0, (at["mean"] - margin).min())
+                high = max(mu0 + 4 * sd0, (at["mean"] + margin).max())
+                base = np.linspace(low, high, 600)
+                ax.fill_between(base, stats.norm.pdf(base, mu0, sd0), color="0.75", label="truth (generation 0)")
+                for i, fit in enumerate(at.itertuples()):
+                    sd = np.sqrt(fit.var)
+                    if not sd > 0:
+                        continue
+                    # Add points around the chain's own mean so narrow spikes are resolved.
+                    x = np.sort(np.concatenate([base, fit.mean + sd * np.linspace(-5, 5, 201)]))
+                    ax.plot(x, stats.norm.pdf(x, fit.mean, sd), lw=1.2, color=f"C{i % 10}",
+                            label=f"fitted, {len(at)} chains" if i == 0 else None)
+                median = rows.loc[rows["generation"] == gen, "spread_ratio"].median()
+                ax.text(0.98, 0.95, f"median {SIGMA_LABEL}\n= {median:.3g}", transform=ax.transAxes,
+                        ha="right", va="top", fontsize=9)
+                ax.set_xlim(low, high)
+                ax.set_ylim(0, 4 * peak)
+                ax.set_title(f"{labels[cell]}; generation {gen}", fontsize=10)
+                ax.set_xlabel("x")
+                ax.set_ylabel("density (capped at 4× true peak)" if c == 0 else "")
+        grid[0].legend(loc="upper left", fontsize=8)
+    return finish(fig, path)
