@@ -9,6 +9,7 @@ import argparse
 import sys
 from typing import Sequence
 
+from analysis.io import ResultsError
 from sweep.errors import SpecError, UsageError
 
 EXAMPLES = """examples:
@@ -16,6 +17,7 @@ EXAMPLES = """examples:
   sweep run experiments/quickstart.yaml --set generations=500 --set grid.n=[10,100]
   sweep validate experiments/quickstart.yaml
   sweep show results/quickstart
+  sweep report results/quickstart
 """
 
 
@@ -60,6 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
     show = commands.add_parser("show", help="summarise a results folder", description=(
         "Print a results folder's sweep, its cells, chains done, rows and run time."))
     show.add_argument("results", help="results folder (OUT/NAME)")
+
+    report = commands.add_parser("report", help="write figures and a markdown summary of a results folder", description=(
+        "Read a results folder (never re-running the simulation) and write the figures that apply to its "
+        "families plus report.md: per cell, chains, censored share, Kaplan-Meier median collapse time with CI, "
+        "divergence probability at the horizon with CI, and fitted rates."))
+    report.add_argument("results", help="results folder (OUT/NAME)")
+    report.add_argument("--out", default=None, help="where to write (default: RESULTS/report)")
+    report.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for rate CIs (default: 1000)")
     return parser
 
 
@@ -114,12 +124,23 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    import analysis
+
+    if args.bootstrap < 10:
+        raise UsageError(f"--bootstrap: expected an integer >= 10, got {args.bootstrap}")
+    paths = analysis.write_report(args.results, args.out, n_boot=args.bootstrap)
+    figures = [p for p in paths if str(p).endswith(".png")]
+    print(f"wrote {paths[-1]} and {len(figures)} figures (PNG and SVG) in {paths[-1].parent / 'figures'}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sweep`` console script; returns the exit status."""
     try:
         args = build_parser().parse_args(argv)
-        return {"run": _run, "validate": _validate, "show": _show}[args.command](args)
-    except (SpecError, UsageError) as error:
+        return {"run": _run, "validate": _validate, "show": _show, "report": _report}[args.command](args)
+    except (SpecError, UsageError, ResultsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
