@@ -25,16 +25,64 @@ class Ops:
     subsample: Callable[..., Any]
     fit: Callable[[Any], Any]
     size: Callable[[Any], int]
+    start: Callable[[Any], Any] = lambda first: first
 
 
-def _subsample_rows(data: np.ndarray, m: int, *, rng: np.random.Generator) -> np.ndarray:
+class Pool:
+    """Samples kept across generations (data representation, accumulating policies).
+
+    Preallocated for the whole horizon, so appending a generation copies n samples instead of
+    the whole pool (which would make a sweep quadratic in T).
+    """
+
+    def __init__(self, first: np.ndarray, capacity: int):
+        self.buffer = np.empty((first.shape[0], max(capacity, first.shape[1])) + first.shape[2:], dtype=first.dtype)
+        self.size = 0
+        self.append(first)
+
+    def append(self, data: np.ndarray) -> "Pool":
+        m = data.shape[1]
+        self.buffer[:, self.size : self.size + m] = data
+        self.size += m
+        return self
+
+    def view(self) -> np.ndarray:
+        return self.buffer[:, : self.size]
+
+
+def _as_array(data: Any) -> np.ndarray:
+    return data.view() if isinstance(data, Pool) else data
+
+
+def _distinct_indices(batch: int, total: int, m: int, rng: np.random.Generator) -> np.ndarray:
+    """m distinct indices in [0, total) per row, uniformly over m-subsets, in O(m log m).
+
+    Draw with replacement and redraw duplicates until none are left: the procedure only compares
+    labels for equality, so its outcome is invariant under relabelling and hence uniform.
+    """
+    index = rng.integers(0, total, size=(batch, m))
+    while True:
+        index.sort(axis=1)
+        duplicate = np.zeros(index.shape, dtype=bool)
+        np.equal(index[:, 1:], index[:, :-1], out=duplicate[:, 1:])
+        count = int(np.count_nonzero(duplicate))
+        if count == 0:
+            return index
+        index[duplicate] = rng.integers(0, total, size=count)
+
+
+def _subsample_rows(data: Any, m: int, *, rng: np.random.Generator) -> np.ndarray:
     """A uniform subsample of m of each chain's samples, without replacement."""
+    data = _as_array(data)
     batch, total = data.shape[:2]
     if m >= total:
         return data
-    # The m smallest of independent uniform keys are a uniform m-subset.
-    keys = rng.random((batch, total))
-    index = np.argpartition(keys, m - 1, axis=1)[:, :m]
+    if 4 * m > total:
+        # The m smallest of independent uniform keys are a uniform m-subset: O(total).
+        keys = rng.random((batch, total))
+        index = np.argpartition(keys, m - 1, axis=1)[:, :m]
+    else:
+        index = _distinct_indices(batch, total, m, rng)
     return np.take_along_axis(data, index.reshape(index.shape + (1,) * (data.ndim - 2)), axis=1)
 
 
@@ -45,7 +93,7 @@ def representation(family: Family, policy: Policy) -> str:
     return "data"
 
 
-def ops_for(family: Family, policy: Policy) -> Ops:
+def ops_for(family: Family, policy: Policy, *, n: int, generations: int) -> Ops:
     if representation(family, policy) == "stats":
         return Ops(
             draw=family.draw,
@@ -56,10 +104,11 @@ def ops_for(family: Family, policy: Policy) -> Ops:
         )
     return Ops(
         draw=family.sample,
-        combine=lambda a, b: np.concatenate([a, b], axis=1),
+        combine=lambda a, b: a.append(b) if isinstance(a, Pool) else np.concatenate([a, b], axis=1),
         subsample=_subsample_rows,
-        fit=family.fit,
-        size=lambda data: data.shape[1],
+        fit=lambda data: family.fit(_as_array(data)),
+        size=lambda data: _as_array(data).shape[1],
+        start=(lambda first: Pool(first, n * (generations + 1))) if policy.grows else (lambda first: first),
     )
 
 
@@ -69,7 +118,9 @@ def next_training(
     """Build the next training set (and, for accumulate_subsample, the pool) from the three sources."""
     if state is None:  # generation 1: every source is the truth
         first = ops.draw(truth, n, rng=rng)
-        return first, (first if policy.kind == "accumulate_subsample" else None)
+        if policy.kind == "accumulate_subsample":
+            return first, ops.start(first)
+        return ops.start(first), None
     if policy.kind == "replace":
         return ops.draw(params, n, rng=rng), None
     if policy.kind == "accumulate":
@@ -117,7 +168,7 @@ def simulate_block(
     batch = replicates.size
     is_recorded = np.zeros(generations + 1, dtype=bool)
     is_recorded[recorded] = True
-    ops = ops_for(family, cell.policy)
+    ops = ops_for(family, cell.policy, n=cell.n, generations=generations)
     truth = family.truth(batch)
     tracker = family.events(batch, generations, events_spec)
     snapshots = [family.metrics(truth)]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from itertools import product
 
 import numpy as np
 
@@ -50,9 +49,9 @@ class Cell:
 
 
 def cells(spec: SweepSpec) -> list[Cell]:
-    """The grid's cells in a fixed order (n major, policy minor)."""
+    """The grid's cells in a fixed order (grid part by part, n major, policy minor)."""
     out = []
-    for index, (n, policy) in enumerate(product(spec.grid.n, spec.grid.policies)):
+    for index, (n, policy) in enumerate(spec.grid.points()):
         size = spec.block_size or spec.family.default_block_size(n, policy, spec.generations)
         out.append(Cell(index=index, n=n, policy=policy, block_size=size, replicates=spec.replicates))
     return out

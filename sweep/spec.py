@@ -27,11 +27,38 @@ DEFAULT_EVENTS = {
 
 
 @dataclass(frozen=True)
-class Grid:
-    """The swept axes; their cartesian product gives the cells."""
+class GridPart:
+    """One cartesian product of sample sizes and policies; ``path`` names it in errors."""
 
     n: tuple[int, ...]
     policies: tuple[Policy, ...]
+    path: str = "grid"
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The swept axes: one cartesian product (n x policy), or a union of several.
+
+    A union lets expensive corners be left out, e.g. accumulate_subsample (which keeps every
+    sample) only at the smaller n.
+    """
+
+    parts: tuple[GridPart, ...]
+
+    def points(self) -> list[tuple[int, Policy]]:
+        """Every (n, policy) cell in a fixed order: part by part, n major, policy minor."""
+        return [(n, policy) for part in self.parts for n in part.n for policy in part.policies]
+
+    def n_entries(self) -> list[tuple[str, int]]:
+        """(field path, n) for every listed sample size, for error messages."""
+        return [(f"{part.path}.n[{i}]", n) for part in self.parts for i, n in enumerate(part.n)]
+
+    def policy_entries(self) -> list[tuple[str, Policy]]:
+        return [(f"{part.path}.policy[{i}]", p) for part in self.parts for i, p in enumerate(part.policies)]
+
+    def to_raw(self) -> Any:
+        raw = [{"n": list(part.n), "policy": [p.to_raw() for p in part.policies]} for part in self.parts]
+        return raw[0] if len(raw) == 1 and self.parts[0].path == "grid" else raw
 
 
 @dataclass(frozen=True)
@@ -92,7 +119,7 @@ class SweepSpec:
             "replicates": self.replicates,
             "block_size": self.block_size,
             "family": self.family_spec.to_raw(),
-            "grid": {"n": list(self.grid.n), "policy": [p.to_raw() for p in self.grid.policies]},
+            "grid": self.grid.to_raw(),
             "record": record,
             "events": {
                 "spread_below": list(self.events.spread_below),
@@ -121,14 +148,29 @@ def _family(value: Any, path: str) -> tuple[str, Any]:
     return name, cls.parse_spec(section)
 
 
-def _grid(value: Any, path: str) -> Grid:
+def _grid_part(value: Any, path: str) -> GridPart:
     section = fields.Section(value, path, ("n", "policy"))
     n = section.take("n", fields.listed(fields.integer(1, 10**9)))
     policies = section.take("policy", fields.listed(parse_policy), (Policy("replace"),))
     for field, values in (("n", n), ("policy", policies)):
         if len(set(values)) != len(values):
             raise SpecError(section.sub(field), "distinct values", [getattr(v, "label", v) for v in values])
-    return Grid(n=n, policies=policies)
+    return GridPart(n=n, policies=policies, path=path)
+
+
+def _grid(value: Any, path: str) -> Grid:
+    if isinstance(value, list):
+        if not value:
+            raise SpecError(path, "a mapping {n: [...], policy: [...]} or a non-empty list of them", value)
+        grid = Grid(tuple(_grid_part(v, f"{path}[{i}]") for i, v in enumerate(value)))
+    else:
+        grid = Grid((_grid_part(value, path),))
+    seen: set[tuple[int, Policy]] = set()
+    for n, policy in grid.points():
+        if (n, policy) in seen:
+            raise SpecError(path, "each (n, policy) cell at most once", f"n={n}, {policy.label} twice", raw=True)
+        seen.add((n, policy))
+    return grid
 
 
 def _record(value: Any, path: str, horizon: int) -> Record:

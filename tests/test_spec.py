@@ -50,7 +50,7 @@ BAD = [
     ("family.estimater", "ml", "spec field 'family.estimater': expected one of the known fields (name, dim, mean, cov, estimator, path), got unknown field 'estimater'"),
     ("grid", {"n": [10], "policy": []}, "spec field 'grid.policy': expected a non-empty list, got []"),
     ("grid", {}, "spec field 'grid.n': expected a value (the field is required), got nothing"),
-    ("family.path", "fast", "spec field 'family.path': expected one of exact, sample, got 'fast'"),
+    ("family.path", "fast", "spec field 'family.path': expected one of exact, sample, auto, got 'fast'"),
     ("grid.policy", ["accumulate_subsample"], "spec field 'grid.policy[0]': expected a policy the exact path can simulate"),
     ("name", "../escape", "spec field 'name': expected a name of letters, digits"),
 ]
@@ -122,3 +122,23 @@ def test_overrides():
     raw = apply_overrides(BASE, ["generations=500", "grid.n=[10,100]", "family.path=sample"])
     assert raw["generations"] == 500 and raw["grid"]["n"] == [10, 100] and raw["family"]["path"] == "sample"
     assert BASE["generations"] == 5
+
+
+def test_grid_union():
+    """A list of grids is the union of their cartesian products, errors name the part, duplicates refused."""
+    from sweep.errors import SpecError
+
+    raw = with_("grid", [{"n": [10, 20], "policy": ["replace"]}, {"n": [10], "policy": ["accumulate"]}])
+    spec = parse_spec(raw)
+    assert [(n, p.label) for n, p in spec.grid.points()] == [(10, "replace"), (20, "replace"), (10, "accumulate")]
+    assert parse_spec(spec.to_raw()) == spec
+    with pytest.raises(SpecError, match=r"spec field 'grid\[1\].n\[0\]': expected an integer >= 2"):
+        parse_spec(with_("grid", [{"n": [10]}, {"n": [1]}]))
+    with pytest.raises(SpecError, match=r"spec field 'grid': expected each \(n, policy\) cell at most once, got n=10, replace twice"):
+        parse_spec(with_("grid", [{"n": [10]}, {"n": [10, 20]}]))
+
+
+def test_auto_path_accepts_subsampling():
+    """path: auto accepts subsampling policies (sampled there) where path: exact refuses them."""
+    spec = parse_spec(with_("family", {"name": "gaussian", "path": "auto"}) | {"grid": {"n": [10], "policy": ["replace", "accumulate_subsample"]}})
+    assert spec.family.exact_draw

@@ -3,7 +3,8 @@
 The training set's statistics are (count m, mean, scatter S = sum (x - mean)(x - mean)^T). For m
 samples of N(mu, Sigma), mean ~ N(mu, Sigma / m) and S ~ Wishart(m - 1, Sigma), independently,
 so ``path: exact`` advances a generation in O(1) per chain (O(d^3) for d > 1) whatever n is;
-``path: sample`` draws the m samples and summarises them.
+``path: sample`` draws the m samples and summarises them; ``path: auto`` is exact except in cells
+whose policy subsamples stored data, which are sampled.
 """
 from __future__ import annotations
 
@@ -105,7 +106,7 @@ class GaussianFamily(Family):
         mean = section.take("mean", lambda v, p: _read_mean(v, p, dim), (0.0,) * dim)
         cov = section.take("cov", lambda v, p: _read_cov(v, p, dim), _read_cov(1.0, "", dim))
         estimator = section.take("estimator", fields.choice("unbiased", "ml"), "unbiased")
-        path = section.take("path", fields.choice("exact", "sample"), "exact")
+        path = section.take("path", fields.choice("exact", "sample", "auto"), "exact")
         return GaussianSpec(dim=dim, mean=mean, cov=cov, estimator=estimator, path=path)
 
     def __init__(self, spec: GaussianSpec):
@@ -126,21 +127,24 @@ class GaussianFamily(Family):
 
     @property
     def exact_draw(self) -> bool:
-        return self.spec.path == "exact"
+        # 'auto' samples statistics wherever the policy keeps statistics; cells whose policy
+        # subsamples stored data run in the data representation (sampled) anyway.
+        return self.spec.path in ("exact", "auto")
 
     def check_sweep(self, sweep: Any) -> None:
         minimum = self.d + 1
         why = f"the {self.spec.estimator} estimator in dimension {self.d} needs n >= dim + 1 = {minimum}"
-        for i, n in enumerate(sweep.grid.n):
+        for field, n in sweep.grid.n_entries():
             if n < minimum:
-                raise SpecError(f"grid.n[{i}]", f"an integer >= {minimum} ({why})", n)
-        if self.exact_draw:
-            for i, policy in enumerate(sweep.grid.policies):
+                raise SpecError(field, f"an integer >= {minimum} ({why})", n)
+        if self.spec.path == "exact":
+            for field, policy in sweep.grid.policy_entries():
                 if policy.subsamples:
                     raise SpecError(
-                        f"grid.policy[{i}]",
+                        field,
                         "a policy the exact path can simulate (accumulate_subsample and mix with "
-                        "0 < keep < 1 subsample stored data: set family.path: sample for them)",
+                        "0 < keep < 1 subsample stored data: set family.path: sample, or auto to "
+                        "sample only those cells)",
                         policy.label,
                     )
         if sweep.events.symbols:
@@ -239,9 +243,12 @@ class GaussianFamily(Family):
 
     def cost(self, n: int, policy: Any, generations: int) -> Cost:
         d = self.d
-        per_draw = 1e-7 * d**3 + (0 if self.exact_draw else 1.5e-8 * n * d)
-        stored = n * d * 8.0 * (generations + 1 if policy.kind == "accumulate_subsample" else 2)
-        working = 64.0 * d * d + (0 if self.exact_draw else 4 * n * d * 8.0)
+        sampled = not self.exact_draw or policy.subsamples
+        per_draw = 1e-7 * d**3 + (1.5e-8 * n * d if sampled else 0.0)
+        if policy.kind == "accumulate_subsample":
+            per_draw += 1.5e-7 * n  # drawing n distinct indices and gathering them from the pool
+        stored = n * d * 8.0 * (generations + 1 if policy.grows and sampled else 2)
+        working = 64.0 * d * d + (4 * n * d * 8.0 if sampled else 0.0)
         return Cost(per_draw * (3 if policy.kind in ("fresh_real", "mix") else 1), stored + working)
 
 
