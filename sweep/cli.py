@@ -129,7 +129,13 @@ def _report(args: argparse.Namespace) -> int:
 
     if args.bootstrap < 10:
         raise UsageError(f"--bootstrap: expected an integer >= 10, got {args.bootstrap}")
-    paths = analysis.write_report(args.results, args.out, n_boot=args.bootstrap)
+    import warnings
+
+    with warnings.catch_warnings():
+        # Cells where a statistic is undefined (every chain censored, a variance underflowed to
+        # 0) show as '–' in the tables; numpy's empty-slice warnings would only be noise here.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        paths = analysis.write_report(args.results, args.out, n_boot=args.bootstrap)
     figures = [p for p in paths if str(p).endswith(".png")]
     print(f"wrote {paths[-1]} and {len(figures)} figures (PNG and SVG) in {paths[-1].parent / 'figures'}")
     return 0

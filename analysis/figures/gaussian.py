@@ -75,22 +75,28 @@ def fan_chart(
             g = bands.index.to_numpy()
             if metric == "spread_ratio":
                 ax.set_yscale("log")
-                # A spread of exactly 0 cannot sit on a log axis; draw it at the floor instead.
-                bands = bands.clip(lower=1e-12)
+                # A spread of exactly 0 (underflow: a point mass) cannot sit on a log axis; draw
+                # it at the floor instead, and keep the axis from running below the floor.
+                bands = bands.clip(lower=_SPREAD_FLOOR)
             ax.fill_between(g, bands[0.05], bands[0.95], color="C0", alpha=0.18, lw=0, label="90% of chains")
             ax.fill_between(g, bands[0.25], bands[0.75], color="C0", alpha=0.38, lw=0, label="50% of chains")
             ax.plot(g, bands[0.5], color="C0", lw=2, label="median")
             if metric == "spread_ratio":
                 ax.axhline(1.0, color="0.4", lw=1, ls=":", label="truth")
                 if theory_line and replace[cell] and _is_one_d(rows):
-                    ax.plot(g, theory.median_spread_ratio(float(table.loc[cell, "n"]), g, estimator),
+                    ax.plot(g, np.clip(theory.median_spread_ratio(float(table.loc[cell, "n"]), g, estimator), _SPREAD_FLOOR, None),
                             color="k", lw=1.3, ls="--", label="theory median exp(drift·t/2)")
+            if metric == "spread_ratio":
+                ax.set_ylim(bottom=_SPREAD_FLOOR / 3)
             ax.set_title(labels[cell])
             ax.set_xlabel(GENERATION_LABEL)
             ax.set_ylabel(SIGMA_LABEL if metric == "spread_ratio" else metric)
             ax.label_outer()
         axes[0].legend(loc="lower left")
     return finish(fig, path)
+
+
+_SPREAD_FLOOR = 1e-12
 
 
 def _default_generations(recorded: np.ndarray) -> list[int]:
