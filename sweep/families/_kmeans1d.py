@@ -1,0 +1,169 @@
+"""Batched 1-D k-means (greedy k-means++ seeding, then Lloyd), as scikit-learn's KMeans.
+
+It reproduces ``sklearn.cluster.KMeans(n_clusters=k, n_init=1, init="k-means++")`` in law
+(not draw for draw: the random streams differ) on every chain of a (B, N) batch at once.
+
+In one dimension every Voronoi cell of a set of centres is a contiguous run of the sorted data.
+So once each chain is sorted and has prefix sums of x and x**2, the potential of any set of
+centres, the D^2 cumulative sums that k-means++ samples from, and a Lloyd update all cost
+O(k log N) per chain (bisection on the sorted rows) instead of O(k N). The only O(N log N)
+work is the sort.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+# scikit-learn KMeans defaults that GaussianMixture's "kmeans" initialisation inherits.
+KMEANS_MAX_ITER = 300
+KMEANS_TOL = 1e-4
+
+
+def searchsorted_rows(a: np.ndarray, v: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """For each row r, count the entries of the sorted row ``a[rows[r]]`` that are < v[r].
+
+    Vectorised bisection (``np.searchsorted(side="left")`` row by row, without the loop).
+    ``a`` is (B, N) sorted along axis 1, ``v`` is (R, M) and ``rows`` is (R,).
+    """
+    n = a.shape[1]
+    flat = a.ravel()
+    base = (rows * n)[:, None]
+    lo = np.zeros(v.shape, dtype=np.intp)
+    hi = np.full(v.shape, n, dtype=np.intp)
+    for _ in range(n.bit_length()):
+        mid = (lo + hi) >> 1
+        go = (flat.take(base + np.minimum(mid, n - 1)) < v) & (mid < hi)
+        lo = np.where(go, mid + 1, lo)
+        hi = np.where(go, hi, mid)
+    return lo
+
+
+class SortedRows:
+    """Sorted data with prefix sums of x and x**2 (leading zero), for O(log N) cell sums."""
+
+    def __init__(self, xs: np.ndarray):
+        self.xs = xs
+        self.n = xs.shape[1]
+        self.p1 = np.zeros((xs.shape[0], self.n + 1))
+        self.p2 = np.zeros((xs.shape[0], self.n + 1))
+        np.cumsum(xs, axis=1, out=self.p1[:, 1:])
+        np.cumsum(xs * xs, axis=1, out=self.p2[:, 1:])
+
+    def bounds(self, centers: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Cell boundaries (R, ..., q+1) of sorted centres (R, ..., q): cell j is [b_j, b_j+1)."""
+        mids = 0.5 * (centers[..., 1:] + centers[..., :-1])
+        # scikit-learn gives a point equidistant from equal centres to the first of them, so
+        # the later copies get empty cells: push their lower boundary up to the next one.
+        dup = centers[..., 1:] == centers[..., :-1]
+        if dup.any():
+            mids = np.minimum.accumulate(np.where(dup, np.inf, mids)[..., ::-1], axis=-1)
+            mids = mids[..., ::-1]
+        inner = searchsorted_rows(self.xs, mids.reshape(len(rows), -1), rows)
+        edge = np.broadcast_to(0, mids.shape[:-1] + (1,))
+        return np.concatenate([edge, inner.reshape(mids.shape), edge + self.n], axis=-1)
+
+    def prefix(self, idx: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Prefix sums of x and x**2 before index ``idx`` (R, ...) in each row."""
+        base = (rows * (self.n + 1)).reshape((-1,) + (1,) * (idx.ndim - 1))
+        return self.p1.ravel().take(base + idx), self.p2.ravel().take(base + idx)
+
+    def cells(self, bounds: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Count, sum and sum of squares of every cell."""
+        s1, s2 = self.prefix(bounds, rows)
+        return np.diff(bounds, axis=-1).astype(float), np.diff(s1, axis=-1), np.diff(s2, axis=-1)
+
+
+def _potential(n, s1, s2, c):
+    # sum over a cell of (x - c)**2; clipped because prefix-sum differences can round below 0
+    return np.maximum(n * c * c - 2.0 * c * s1 + s2, 0.0)
+
+
+def kmeans_plusplus(data: SortedRows, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Greedy k-means++ seeding with 2 + int(log k) local trials; returns sorted (B, k)."""
+    b, n = data.xs.shape
+    rows = np.arange(b)
+    trials = 2 + int(np.log(k))
+    centers = data.xs[rows, rng.integers(0, n, size=b)][:, None]
+    for q in range(1, k):
+        bnd = data.bounds(centers, rows)
+        cum = np.cumsum(_potential(*data.cells(bnd, rows), centers), axis=1)
+        vals = rng.random((b, trials)) * cum[:, -1:]
+        # D^2 sampling = searchsorted(cumsum(D^2), vals): first the cell, then inside it.
+        j = np.minimum((cum[:, None, :] < vals[:, :, None]).sum(axis=2), q - 1)
+        resid = vals - np.where(j > 0, np.take_along_axis(cum, np.maximum(j - 1, 0), 1), 0.0)
+        lo = np.take_along_axis(bnd, j, 1)
+        cj = np.take_along_axis(centers, j, 1)
+        p1lo, p2lo = data.prefix(lo, rows)
+        a, z = lo, np.maximum(np.take_along_axis(bnd, j + 1, 1) - 1, lo)
+        for _ in range(n.bit_length()):
+            mid = (a + z) >> 1
+            p1, p2 = data.prefix(mid + 1, rows)
+            ok = _potential((mid + 1 - lo).astype(float), p1 - p1lo, p2 - p2lo, cj) >= resid
+            live = a < z
+            z = np.where(live & ok, mid, z)
+            a = np.where(live & ~ok, mid + 1, a)
+        cand = data.xs[rows[:, None], np.minimum(a, n - 1)]
+        # Potential of the current centres plus each candidate; keep the best (first on ties).
+        trial = np.sort(np.concatenate(
+            [np.broadcast_to(centers[:, None, :], (b, trials, q)), cand[:, :, None]], axis=2),
+            axis=2)
+        pot = _potential(*data.cells(data.bounds(trial, rows), rows), trial).sum(axis=2)
+        centers = trial[rows, np.argmin(pot, axis=1)]
+    return centers
+
+
+def _relocate(data, rows, bnd, old, cnt, sums):
+    """scikit-learn's empty-cluster fix: move each empty centre onto the point farthest from
+    its centre (in 1-D the farthest points of a cell are at its ends)."""
+    left, right = bnd[:, :-1].copy(), bnd[:, 1:] - 1
+    empty = cnt == 0
+    order = np.argsort(~empty, axis=1, kind="stable")  # empty cluster ids first, in id order
+    r_idx = np.arange(len(rows))
+    for r in range(int(empty.sum(axis=1).max())):
+        need = empty.sum(axis=1) > r
+        xl = data.xs[rows[:, None], np.clip(left, 0, data.n - 1)]
+        xr = data.xs[rows[:, None], np.clip(right, 0, data.n - 1)]
+        dl = np.where(left <= right, (xl - old) ** 2, -1.0)
+        dr = np.where(right > left, (xr - old) ** 2, -1.0)
+        both = np.concatenate([dl, dr], axis=1)
+        pick = np.argmax(both, axis=1)
+        cell, from_right = pick % old.shape[1], pick >= old.shape[1]
+        xfar = np.where(from_right, xr[r_idx, cell], xl[r_idx, cell])
+        tgt = order[:, r]
+        for arr, val in ((sums, xfar), (cnt, 1.0)):
+            arr[r_idx, cell] -= np.where(need, val, 0.0)
+            arr[r_idx, tgt] = np.where(need, val, arr[r_idx, tgt])
+        left[r_idx, cell] += need & ~from_right
+        right[r_idx, cell] -= need & from_right
+    return cnt, sums
+
+
+def lloyd(data: SortedRows, centers: np.ndarray, tol: np.ndarray,
+          max_iter: int = KMEANS_MAX_ITER) -> tuple[np.ndarray, np.ndarray]:
+    """Lloyd iterations from sorted (B, k) centres; returns the final centres and the cell
+    boundaries (B, k+1) of the labels scikit-learn would return (assigned to final centres).
+
+    A chain stops at strict convergence (labels unchanged) or when the summed squared centre
+    shift is <= ``tol`` (B,), as in ``sklearn.cluster._kmeans._kmeans_single_lloyd``.
+    """
+    centers = centers.copy()
+    b, k = centers.shape
+    active = np.arange(b)
+    prev = np.full((b, k + 1), -1, dtype=np.intp)
+    for _ in range(max_iter):
+        old = centers[active]
+        bnd = data.bounds(old, active)
+        cnt, sums, _ = data.cells(bnd, active)
+        if (cnt == 0).any():
+            hit = (cnt == 0).any(axis=1)
+            cnt[hit], sums[hit] = _relocate(data, active[hit], bnd[hit], old[hit],
+                                            cnt[hit].copy(), sums[hit].copy())
+        new = np.where(cnt > 0, sums / np.maximum(cnt, 1.0), old)
+        shift = ((new - old) ** 2).sum(axis=1)
+        done = (prev[active] == bnd).all(axis=1) | (shift <= tol[active])
+        centers[active] = np.sort(new, axis=1)
+        prev[active] = bnd
+        active = active[~done]
+        if active.size == 0:
+            break
+    rows = np.arange(b)
+    return centers, data.bounds(centers, rows)

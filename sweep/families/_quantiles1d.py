@@ -1,0 +1,111 @@
+"""Quantile machinery for batches of 1-D distributions (mixtures, KDEs), vectorised over chains.
+
+Two tools:
+
+* :func:`mixture_quantile` solves F(q) = p for Gaussian mixtures by safeguarded Newton inside
+  the bracket [min_j q_j(p), max_j q_j(p)] of the component quantiles (F is a weighted mean of
+  the component CDFs, so its p-quantile lies between theirs).
+* :func:`w2_from_cdfs` computes the 2-Wasserstein distance between two distributions whose CDFs
+  are tabulated on a common uniform grid. In 1-D, W2**2 = int_0^1 (F^-1(u) - G^-1(u))**2 du.
+  Both quantile functions are taken as the linear interpolants of the tabulated CDFs, and the
+  integral over u is done exactly on the merged set of tabulated levels {F(x_i)} U {G(x_i)}:
+  between two consecutive merged levels both interpolants are linear in u, so the integral of
+  the squared difference is (du / 3) (d0**2 + d0 d1 + d1**2). Steep quantile functions (mixtures
+  with well separated modes, where a u-grid would need to be extremely fine) cost nothing
+  extra: each quantile function is off by less than one grid step wherever it is evaluated,
+  and by O(step**2) where the density is smooth.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import special
+
+# Grids reach this many component standard deviations beyond the outermost means: the mass
+# left outside is below 1e-18.
+GRID_SDS = 9.0
+
+
+def mixture_cdf(x, w, m, sd, *, upper=False):
+    """CDF (or survival function if ``upper``) at x (R, M) of mixtures (R, k); (R, M)."""
+    out = np.zeros(np.broadcast_shapes(x.shape, w[:, :1].shape))
+    for j in range(w.shape[1]):
+        z = (x - m[:, j, None]) / sd[:, j, None]
+        out += w[:, j, None] * special.ndtr(-z if upper else z)
+    return out
+
+
+def mixture_pdf(x, w, m, sd):
+    """Density at x (R, M) of mixtures (R, k); (R, M)."""
+    out = np.zeros(np.broadcast_shapes(x.shape, w[:, :1].shape))
+    for j in range(w.shape[1]):
+        z = (x - m[:, j, None]) / sd[:, j, None]
+        out += (w[:, j, None] / (sd[:, j, None] * np.sqrt(2.0 * np.pi))) * np.exp(-0.5 * z * z)
+    return out
+
+
+def mixture_quantile(p, w, m, v, *, max_iter=100):
+    """Quantiles (R, P) at levels p (P,) in (0, 1) of mixtures (R, k), to ~1e-12 relative."""
+    p = np.asarray(p, dtype=np.float64)[None, :]
+    sd = np.sqrt(v)
+    comp = m[:, :, None] + sd[:, :, None] * special.ndtri(p)[:, None, :]
+    lo, hi = comp.min(axis=1), comp.max(axis=1)
+    x = 0.5 * (lo + hi)
+    for _ in range(max_iter):
+        f = mixture_cdf(x, w, m, sd) - p
+        lo = np.where(f < 0, x, lo)
+        hi = np.where(f < 0, hi, x)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            newton = x - f / mixture_pdf(x, w, m, sd)
+        ok = (newton > lo) & (newton < hi)
+        x_new = np.where(ok, newton, 0.5 * (lo + hi))
+        if np.all(np.abs(x_new - x) <= 1e-13 * (1.0 + np.abs(x))):
+            return x_new
+        x = x_new
+    return x
+
+
+def mixture_grid(w_a, m_a, v_a, w_b, m_b, v_b, n_grid):
+    """A uniform grid per row covering two batches of mixtures: (lo (R,), step (R,), x (R, M))."""
+    sa, sb = np.sqrt(v_a), np.sqrt(v_b)
+    lo = np.minimum((m_a - GRID_SDS * sa).min(axis=1), (m_b - GRID_SDS * sb).min(axis=1))
+    hi = np.maximum((m_a + GRID_SDS * sa).max(axis=1), (m_b + GRID_SDS * sb).max(axis=1))
+    step = (hi - lo) / (n_grid - 1)
+    return lo, step, lo[:, None] + step[:, None] * np.arange(n_grid)
+
+
+def _interp_quantile(u, cdf, last, lo, step):
+    """Linear-interpolant quantile at levels u (R, L) from a tabulated CDF (R, M).
+
+    ``last`` (R, L) is the index of the last tabulated level at or before u (-1 if none).
+    """
+    m = cdf.shape[1]
+    i0 = np.clip(last, 0, m - 2)
+    f0 = np.take_along_axis(cdf, i0, axis=1)
+    f1 = np.take_along_axis(cdf, i0 + 1, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(f1 > f0, (u - f0) / (f1 - f0), 0.0)
+    return lo[:, None] + (i0 + np.clip(t, 0.0, 1.0)) * step[:, None]
+
+
+def w2_from_cdfs(lo, step, cdf_a, cdf_b):
+    """2-Wasserstein distance (R,) between distributions with CDFs tabulated at lo + i * step.
+
+    Parameters
+    ----------
+    lo, step : (R,) grid start and spacing per row.
+    cdf_a, cdf_b : (R, M) CDF values on the grid; the grid must hold (almost) all the mass of
+        both distributions, mass outside it is ignored.
+    """
+    m = cdf_a.shape[1]
+    a = np.maximum.accumulate(np.clip(cdf_a, 0.0, 1.0), axis=1)
+    b = np.maximum.accumulate(np.clip(cdf_b, 0.0, 1.0), axis=1)
+    levels = np.concatenate([a, b], axis=1)
+    order = np.argsort(levels, axis=1, kind="stable")  # merges two sorted runs: linear time
+    u = np.take_along_axis(levels, order, axis=1)
+    from_a = order < m
+    d = (_interp_quantile(u, a, np.cumsum(from_a, axis=1) - 1, lo, step)
+         - _interp_quantile(u, b, np.cumsum(~from_a, axis=1) - 1, lo, step))
+    du = np.diff(u, axis=1)
+    d0, d1 = d[:, :-1], d[:, 1:]
+    w2sq = (du * (d0 * d0 + d0 * d1 + d1 * d1)).sum(axis=1) / 3.0
+    return np.sqrt(np.maximum(w2sq, 0.0))
