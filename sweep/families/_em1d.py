@@ -60,20 +60,20 @@ class EMResult:
 
 
 class _Work:
-    """Centred data of all chains, and compactable working copies for the EM loop."""
+    """Centred data of all chains with the per-chain sums the E-step needs, and its buffers."""
 
-    def __init__(self, xc: np.ndarray, k: int):
+    def __init__(self, xc: np.ndarray, k: int, *, is_sorted: bool = False):
         self.xc = xc
-        self.sx, self.sxx = xc.sum(axis=1), np.einsum("bn,bn->b", xc, xc)
-        self.lo, self.hi = xc.min(axis=1), xc.max(axis=1)
-        self.x, self.x2 = np.empty_like(xc), np.empty_like(xc)
-        self.ebuf = np.empty((xc.shape[0], max(k - 1, 1), xc.shape[1]))
+        self.xx = np.empty((2,) + xc.shape)  # x and x**2 stacked, for one-call moments
+        self.xx[0] = xc
+        np.square(xc, out=self.xx[1])
+        self.sx, self.sxx = self.xx.sum(axis=2)
+        self.lo, self.hi = (xc[:, 0], xc[:, -1]) if is_sorted else (xc.min(1), xc.max(1))
+        self.ebuf = np.empty((max(k - 1, 1),) + xc.shape)
         self.sbuf = np.empty_like(xc)
 
-    def estep(self, rows, w, m, v, *, stats, full=False):
-        r_ = len(rows)
-        x, x2 = (self.xc, None) if full else (self.x[:r_], self.x2[:r_])
-        return estep(x, x2, self.sx[rows], self.sxx[rows], self.lo[rows], self.hi[rows],
+    def estep(self, rows, xx, w, m, v, *, stats):
+        return estep(xx, self.sx[rows], self.sxx[rows], self.lo[rows], self.hi[rows],
                      self.ebuf, self.sbuf, w, m, v, stats=stats)
 
 
@@ -84,12 +84,11 @@ def _run(work, w, m, v, tol, max_iter, reg_covar):
     n_iter = np.zeros(b, dtype=np.int64)
     converged = np.zeros(b, dtype=bool)
     lower = np.full(b, -np.inf)
-    work.x[:] = work.xc
-    np.multiply(work.xc, work.xc, out=work.x2)
     rows = np.arange(b)
+    xx = work.xx  # replaced by compacted copies once chains finish
     prev = np.full(b, -np.inf)
     for it in range(1, max_iter + 1):
-        ll, st = work.estep(rows, w[rows], m[rows], v[rows], stats=True)
+        ll, st = work.estep(rows, xx, w[rows], m[rows], v[rows], stats=True)
         nw, nm, nv = mstep(*st, reg_covar)
         w[rows], m[rows], v[rows] = nw, nm, nv
         n_iter[rows] = it
@@ -103,21 +102,17 @@ def _run(work, w, m, v, tol, max_iter, reg_covar):
             break
         if stop.any():
             keep = ~stop
-            r_ = len(rows)
-            work.x[: keep.sum()] = work.x[:r_][keep]
-            work.x2[: keep.sum()] = work.x2[:r_][keep]
-            rows, prev = rows[keep], ll[keep]
+            xx, rows, prev = xx[:, keep], rows[keep], ll[keep]
         else:
             prev = ll
     return w, m, v, n_iter, converged, lower
 
 
-def _init_kmeans(xc, k, reg_covar, rng):
-    data = SortedRows(np.sort(xc, axis=1))
+def _init_kmeans(data, k, reg_covar, rng):
     tol = KMEANS_TOL * data.xs.var(axis=1)
     _, bounds = lloyd(data, kmeans_plusplus(data, k, rng), tol)
-    n, s1, s2 = data.cells(bounds, np.arange(xc.shape[0]))
-    return _from_hard_labels(n, s1, s2, xc.shape[1], reg_covar)
+    n, s1, s2 = data.cells(bounds, np.arange(data.xs.shape[0]))
+    return _from_hard_labels(n, s1, s2, data.n, reg_covar)
 
 
 def _from_hard_labels(n, s1, s2, n_samples, reg_covar):
@@ -180,7 +175,11 @@ def em_fit(x, k, *, init="kmeans", rng=None, tol=1e-3, max_iter=100, reg_covar=1
     max_iter = as_int(max_iter, func, "max_iter", 0)
     n_init = as_int(n_init, func, "n_init", 1)
     shift = x.mean(axis=1, keepdims=True)
-    xc = x - shift  # EM is translation-equivariant; centring keeps the quadratics accurate
+    # EM is translation-equivariant and does not depend on the order of the samples: centring
+    # keeps the expanded quadratics accurate, and the k-means initialisation wants sorted rows
+    sort = isinstance(init, str) and init == "kmeans"
+    xc = np.sort(x, axis=1) if sort else x.copy()
+    xc -= shift
     if isinstance(init, EMResult):
         init = (init.weights, init.means, init.variances)
     if isinstance(init, str):
@@ -188,8 +187,12 @@ def em_fit(x, k, *, init="kmeans", rng=None, tol=1e-3, max_iter=100, reg_covar=1
             raise fail(func, "init", f"a str among {set(INITS)} or (weights, means, "
                        "variances)", init)
         rng = as_generator(rng, func)
-        make = _init_kmeans if init == "kmeans" else _init_random_from_data
-        starts = (lambda: make(xc, k, reg_covar, rng) for _ in range(n_init))
+        if sort:
+            data = SortedRows(xc)
+            starts = (lambda: _init_kmeans(data, k, reg_covar, rng) for _ in range(n_init))
+        else:
+            starts = (lambda: _init_random_from_data(xc, k, reg_covar, rng)
+                      for _ in range(n_init))
     elif isinstance(init, (tuple, list)) and len(init) == 3:
         w0, m0, v0 = as_mixture(*init, func, batch=b, prefix="init ")
         if w0.shape != (b, k):
@@ -198,7 +201,7 @@ def em_fit(x, k, *, init="kmeans", rng=None, tol=1e-3, max_iter=100, reg_covar=1
     else:
         raise fail(func, "init", f"a str among {set(INITS)} or (weights, means, variances)",
                    type(init).__name__, TypeError)
-    work = _Work(xc, k)
+    work = _Work(xc, k, is_sorted=sort)
     best = None
     for start in starts:
         w0, m0, v0 = start()
@@ -213,8 +216,7 @@ def em_fit(x, k, *, init="kmeans", rng=None, tol=1e-3, max_iter=100, reg_covar=1
             for dst, src in zip(best, res):
                 dst[better] = src[better]
     w, m, v, n_iter, converged, lower = best
-    rows = np.arange(b)
-    final, _ = work.estep(rows, w, m, v, stats=False, full=True)
+    final, _ = work.estep(np.arange(b), xc[None], w, m, v, stats=False)
     w, v, m = _sort_by_mean(w, v, m)
     return EMResult(w, m + shift, v, n_iter, converged, lower, final)
 
@@ -231,5 +233,5 @@ def mean_log_likelihood(x, weights, means, variances) -> np.ndarray:
         raise fail(func, "weights", f"of batch size {x.shape[0]} (rows of x)", w.shape)
     shift = x.mean(axis=1, keepdims=True)
     work = _Work(x - shift, w.shape[1])
-    ll, _ = work.estep(np.arange(x.shape[0]), w, m - shift, v, stats=False, full=True)
+    ll, _ = work.estep(np.arange(x.shape[0]), work.xc[None], w, m - shift, v, stats=False)
     return ll

@@ -24,6 +24,10 @@ LOG_2PI = float(np.log(2.0 * np.pi))
 NK_EPS = 10.0 * np.finfo(np.float64).eps
 # Largest exponent allowed on the fast path (exp overflows above ~709.78).
 EXP_SAFE = 700.0
+# Exponents are clipped from below here: libm's exp takes a slow path (twice slower) for
+# |x| > 512 and far slower ones for subnormal results, and a responsibility of exp(-500) ~ 1e-217
+# instead of something smaller changes nothing representable in the sums it enters.
+EXP_FLOOR = -500.0
 _MAX_TREE = 5
 
 
@@ -35,14 +39,15 @@ def log_coefficients(w, m, v):
     return head, head - 0.5 * m * m * prec, m * prec, -0.5 * prec
 
 
-def _parabola_max(al, be, ga, lo, hi):
-    """Max over x in [lo, hi] of al + be x + ga x**2 with ga <= 0 (all (R, j); lo, hi (R, 1))."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ends = np.maximum(al + lo * (be + ga * lo), al + hi * (be + ga * hi))
-        xv = -be / (2.0 * ga)
-        top = al - be * be / (4.0 * ga)
-    inside = (ga < 0) & (xv > lo) & (xv < hi)
-    return np.where(inside, np.maximum(ends, top), ends)
+def _parabola_range(al, be, ga, lo, hi):
+    """Max and min over x in [lo, hi] of the concave al + be x + ga x**2 (ga <= 0).
+
+    All (R, j); lo, hi (R, 1). The max is at the vertex clipped into the range (an end when
+    ga == 0), the min at one of the ends.
+    """
+    f_lo, f_hi = al + lo * (be + ga * lo), al + hi * (be + ga * hi)
+    xv = np.where(ga < 0, np.clip(be / (-2.0 * ga), lo, hi), np.where(be > 0, hi, lo))
+    return al + xv * (be + ga * xv), np.minimum(f_lo, f_hi)
 
 
 def _sum_log(s, levels):
@@ -65,30 +70,33 @@ def _tree_levels(top, k):
     return int(np.clip(np.floor(np.log2(EXP_SAFE / ub)) - 1, 0, _MAX_TREE))
 
 
-def _stable(x, x2, head, m, c, stats):
+def _stable(xx, head, m, c, stats):
     """Textbook max-shifted logsumexp over all k components, for the rare unsafe chains."""
+    x = xx[0]
     z = (x[:, None, :] - m[:, :, None]) ** 2
     z *= c[:, :, None]
     z += head[:, :, None]
     mx = z.max(axis=1)
     z -= mx[:, None, :]
+    np.maximum(z, EXP_FLOOR, out=z)
     np.exp(z, out=z)
     s = z.sum(axis=1)
     ll = (mx + np.log(s)).sum(axis=1)
     if not stats:
         return ll, None
     z /= s[:, None, :]
-    return ll, (z.sum(axis=2), np.vecdot(z, x[:, None, :]), np.vecdot(z, x2[:, None, :]))
+    mom = np.vecdot(z.transpose(1, 0, 2)[:, None], xx[None])  # (k, 2, R)
+    return ll, (z.sum(axis=2), mom[:, 0].T, mom[:, 1].T)
 
 
-def estep(x, x2, sx, sxx, lo, hi, ebuf, sbuf, w, m, v, *, stats=True):
+def estep(xx, sx, sxx, lo, hi, ebuf, sbuf, w, m, v, *, stats=True):
     """One E-step on R chains.
 
     Parameters
     ----------
-    x, x2 : (R, N) centred data and its square (x2 may be None when ``stats`` is False).
+    xx : (2, R, N) centred data x and x**2 stacked ((1, R, N), x alone, when not ``stats``).
     sx, sxx, lo, hi : (R,) sums of x and x**2, min and max of each row.
-    ebuf, sbuf : work buffers with at least R rows, shapes (>=R, max(k-1, 1), N), (>=R, N).
+    ebuf, sbuf : work buffers with at least R rows, shapes (max(k-1, 1), >=R, N), (>=R, N).
     w, m, v : (R, k) current weights, means, variances.
 
     Returns
@@ -97,49 +105,57 @@ def estep(x, x2, sx, sxx, lo, hi, ebuf, sbuf, w, m, v, *, stats=True):
     stats : tuple (nk, S1, S2) of (R, k) responsibility-weighted sums of 1, x, x**2 (raw, no
         10 * eps), or None.
     """
+    x = xx[0]
     r_, n = x.shape
     k = w.shape[1]
-    head, a, b, c = log_coefficients(w, m, v)
-    order = np.argsort(-v, axis=1, kind="stable")  # widest component first = reference
-    a, b, c = (np.take_along_axis(t, order, axis=1) for t in (a, b, c))
-    ll = n * a[:, 0] + b[:, 0] * sx + c[:, 0] * sxx
-    al, be, ga = a[:, 1:] - a[:, :1], b[:, 1:] - b[:, :1], c[:, 1:] - c[:, :1]
-    top = _parabola_max(al, be, ga, lo[:, None], hi[:, None]).max(axis=1, initial=-np.inf)
-    fast = top <= EXP_SAFE  # False for NaN too
-    s = sbuf[:r_]
-    e = ebuf[:r_, : k - 1]
-    with np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        head, a, b, c = log_coefficients(w, m, v)
+        # reference = widest component; the others in cyclic order after it
+        ri = np.arange(r_)[:, None]
+        ref = np.argmax(v, axis=1)[:, None]
+        oth = (ref + np.arange(1, k)) % k
+        a0, b0, c0 = a[ri, ref], b[ri, ref], c[ri, ref]
+        ll = n * a0[:, 0] + b0[:, 0] * sx + c0[:, 0] * sxx
+        al, be, ga = a[ri, oth] - a0, b[ri, oth] - b0, c[ri, oth] - c0
+        top, bottom = _parabola_range(al, be, ga, lo[:, None], hi[:, None])
+        fast = top.max(axis=1, initial=-np.inf) <= EXP_SAFE  # False for NaN too
+        s = sbuf[:r_]
+        # component-major (k-1, R, N): every component's slab is contiguous
+        e = ebuf[: k - 1, :r_]
         for j in range(k - 1):
-            ej = e[:, j, :]
+            ej = e[j]
             np.multiply(x, ga[:, j, None], out=ej)
             ej += be[:, j, None]
             ej *= x
             ej += al[:, j, None]
+        if not (bottom[fast] >= EXP_FLOOR).all():
+            np.maximum(e, EXP_FLOOR, out=e)
         np.exp(e, out=e)
-        np.sum(e, axis=1, out=s)
-        s += 1.0
         if k > 1:
+            np.add(e[0], 1.0, out=s)
+            for j in range(1, k - 1):
+                s += e[j]
             ll += _sum_log(s, _tree_levels(top[fast], k))
-    out = None
-    if stats:
-        np.divide(1.0, s, out=s)
-        e *= s[:, None, :]
-        sorted_stats = [
-            np.concatenate([s.sum(axis=1)[:, None], e.sum(axis=2)], axis=1),
-            np.concatenate([np.vecdot(s, x)[:, None], np.vecdot(e, x[:, None, :])], axis=1),
-            np.concatenate([np.vecdot(s, x2)[:, None], np.vecdot(e, x2[:, None, :])], axis=1),
-        ]
-        out = tuple(np.empty((r_, k)) for _ in range(3))
-        for dst, src in zip(out, sorted_stats):
-            np.put_along_axis(dst, order, src, axis=1)
-    slow = np.flatnonzero(~fast)
-    if slow.size:
-        sub_x2 = x2[slow] if x2 is not None else None
-        ll_s, st_s = _stable(x[slow], sub_x2, head[slow], m[slow], -0.5 / v[slow], stats)
-        ll[slow] = ll_s
+        else:
+            s.fill(1.0)
+        out = None
         if stats:
-            for dst, src in zip(out, st_s):
-                dst[slow] = src
+            np.divide(1.0, s, out=s)  # the reference component's responsibility
+            e *= s
+            mom = np.vecdot(e[:, None], xx[None])  # (k-1, 2, R): sums of r_j x, r_j x**2
+            ref_mom = np.vecdot(s, xx)
+            out = tuple(np.empty((r_, k)) for _ in range(3))
+            for dst, ref_val, oth_val in zip(out, (s.sum(axis=1), ref_mom[0], ref_mom[1]),
+                                             (e.sum(axis=2), mom[:, 0], mom[:, 1])):
+                dst[ri[:, 0], ref[:, 0]] = ref_val
+                dst[ri, oth] = oth_val.T
+        if not fast.all():
+            slow = np.flatnonzero(~fast)
+            ll_s, st_s = _stable(xx[:, slow], head[slow], m[slow], -0.5 / v[slow], stats)
+            ll[slow] = ll_s
+            if stats:
+                for dst, src in zip(out, st_s):
+                    dst[slow] = src
     return ll / n, out
 
 

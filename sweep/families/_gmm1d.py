@@ -43,12 +43,13 @@ def sample_gmm(weights, means, variances, n, *, rng) -> np.ndarray:
     # inverse CDF of the categorical law; thresholds scaled by the total against rounding
     cum = np.cumsum(w, axis=1)
     cum = cum[:, :-1] / cum[:, -1:]
-    label = np.zeros((b, n), dtype=np.intp)
-    for j in range(k - 1):
+    label = (u >= cum[:, 0, None]).astype(np.intp) if k > 1 else np.zeros((b, n), np.intp)
+    for j in range(1, k - 1):
         label += u >= cum[:, j, None]
+    label += (np.arange(b) * k)[:, None]  # flat index into the (B, k) parameter arrays
     out = rng.standard_normal((b, n))
-    out *= np.take_along_axis(np.sqrt(v), label, axis=1)
-    out += np.take_along_axis(m, label, axis=1)
+    out *= np.sqrt(v).ravel().take(label)
+    out += m.ravel().take(label)
     return out
 
 
