@@ -9,8 +9,7 @@ import numpy as np
 from scipy import special
 
 from sweep.families._checks import as_generator, as_int, as_mixture, fail
-from sweep.families._quantiles1d import (mixture_cdf, mixture_grid, mixture_quantile,
-                                         w2_from_cdfs)
+from sweep.families._quantiles1d import mixture_cdf, mixture_quantile, w2_mixtures
 
 # the true 1% and 99% quantiles delimit the tails of tail_mass (truth: 0.02)
 TAIL_LEVELS = (0.01, 0.99)
@@ -69,21 +68,21 @@ def _fitted_and_true(func, fitted, true):
 
 
 def w2_to_mixture(weights, means, variances, true_weights, true_means, true_variances, *,
-                  n_grid=1024) -> np.ndarray:
+                  points_per_component=257) -> np.ndarray:
     """2-Wasserstein distance (B,) from each fitted mixture to the true one.
 
-    Computed through the quantile functions (see :mod:`sweep.families._quantiles1d`) on a
-    per-chain grid of ``n_grid`` points spanning both mixtures +- 9 sd. The error is far below
-    1e-3 for the default grid (tested against the closed form for two Gaussians).
+    Computed through the quantile functions (see :mod:`sweep.families._quantiles1d`), with
+    both CDFs tabulated on a per-chain grid of ``points_per_component`` points spanning +- 9 sd
+    around every component of either mixture, and Richardson extrapolation in the grid step.
+    The error is ~1e-5 or less for components of any widths (tested against the closed form
+    for two Gaussians, and against much finer grids for separated mixtures).
     """
     func = "w2_to_mixture"
     w, m, v, tw, tm, tv = _fitted_and_true(func, (weights, means, variances),
                                            (true_weights, true_means, true_variances))
-    n_grid = as_int(n_grid, func, "n_grid", 16)
+    per = as_int(points_per_component, func, "points_per_component", 9)
     tw, tm, tv = (np.broadcast_to(a, (w.shape[0], a.shape[1])) for a in (tw, tm, tv))
-    lo, step, grid = mixture_grid(w, m, v, tw, tm, tv, n_grid)
-    return w2_from_cdfs(lo, step, mixture_cdf(grid, w, m, np.sqrt(v)),
-                        mixture_cdf(grid, tw, tm, np.sqrt(tv)))
+    return w2_mixtures(w, m, v, tw, tm, tv, per)
 
 
 def _log_density(x, w, m, v):

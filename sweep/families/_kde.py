@@ -18,8 +18,7 @@ from sweep.families._quantiles1d import GRID_SDS, mixture_cdf, w2_from_cdfs
 
 RULES = ("scott", "silverman")
 # W2 grid: spacing at most h / 16 (linear binning adds at most step**2 / 4 to the kernel
-# variance: ~0.05% of h on the kernel sd), and
-# between these many points.
+# variance: <0.05% of h on the kernel sd), with between these many points.
 _GRID_PER_H = 16
 _GRID_MIN, _GRID_MAX = 512, 1 << 15
 
@@ -154,5 +153,5 @@ def kde_w2_to_mixture(x, h, true_weights, true_means, true_variances, *, n_grid=
         m = as_int(n_grid, func, "n_grid", 16)
     step = (hi - lo) / (m - 1)
     grid = lo[:, None] + step[:, None] * np.arange(m)
-    return w2_from_cdfs(lo, step, _kde_cdf_on_grid(x, h, lo, step, m),
+    return w2_from_cdfs(grid, _kde_cdf_on_grid(x, h, lo, step, m),
                         mixture_cdf(grid, tw, tm, ts))

@@ -6,14 +6,16 @@ Two tools:
   the bracket [min_j q_j(p), max_j q_j(p)] of the component quantiles (F is a weighted mean of
   the component CDFs, so its p-quantile lies between theirs).
 * :func:`w2_from_cdfs` computes the 2-Wasserstein distance between two distributions whose CDFs
-  are tabulated on a common uniform grid. In 1-D, W2**2 = int_0^1 (F^-1(u) - G^-1(u))**2 du.
+  are tabulated on a common grid. In 1-D, W2**2 = int_0^1 (F^-1(u) - G^-1(u))**2 du.
   Both quantile functions are taken as the linear interpolants of the tabulated CDFs, and the
   integral over u is done exactly on the merged set of tabulated levels {F(x_i)} U {G(x_i)}:
   between two consecutive merged levels both interpolants are linear in u, so the integral of
   the squared difference is (du / 3) (d0**2 + d0 d1 + d1**2). Steep quantile functions (mixtures
   with well separated modes, where a u-grid would need to be extremely fine) cost nothing
   extra: each quantile function is off by less than one grid step wherever it is evaluated,
-  and by O(step**2) where the density is smooth.
+  and by O(step**2) where the density is smooth. For mixtures the grid is the union of a
+  fixed standardised grid placed on every component (:func:`mixture_grid`), so a narrow
+  component is resolved at its own scale however far it sits from the others.
 """
 from __future__ import annotations
 
@@ -64,17 +66,38 @@ def mixture_quantile(p, w, m, v, *, max_iter=100):
     return x
 
 
-def mixture_grid(w_a, m_a, v_a, w_b, m_b, v_b, n_grid):
-    """A uniform grid per row covering two batches of mixtures: (lo (R,), step (R,), x (R, M))."""
-    sa, sb = np.sqrt(v_a), np.sqrt(v_b)
-    lo = np.minimum((m_a - GRID_SDS * sa).min(axis=1), (m_b - GRID_SDS * sb).min(axis=1))
-    hi = np.maximum((m_a + GRID_SDS * sa).max(axis=1), (m_b + GRID_SDS * sb).max(axis=1))
-    step = (hi - lo) / (n_grid - 1)
-    return lo, step, lo[:, None] + step[:, None] * np.arange(n_grid)
+def mixture_grid(w_a, m_a, v_a, w_b, m_b, v_b, per_component):
+    """Sorted grid (R, M) on which to tabulate two batches of mixtures (R, k_a), (R, k_b):
+    ``per_component`` points from -9 to +9 sd around every component of either. Also returns
+    the mask (R, M) of every other point of each component's set (a grid twice coarser)."""
+    t = np.linspace(-GRID_SDS, GRID_SDS, per_component)
+    m = np.concatenate([m_a, m_b], axis=1)
+    sd = np.sqrt(np.concatenate([v_a, v_b], axis=1))
+    grid = (m[:, :, None] + sd[:, :, None] * t).reshape(len(m), -1)
+    order = np.argsort(grid, axis=1)
+    coarse = np.broadcast_to(np.arange(per_component) % 2 == 0, m.shape + t.shape)
+    return (np.take_along_axis(grid, order, axis=1),
+            np.take_along_axis(coarse.reshape(len(m), -1), order, axis=1))
 
 
-def _interp_quantile(u, cdf, last, lo, step):
-    """Linear-interpolant quantile at levels u (R, L) from a tabulated CDF (R, M).
+def w2_mixtures(w_a, m_a, v_a, w_b, m_b, v_b, per_component=257):
+    """W2 (R,) between two batches of mixtures, (R, k) arrays each.
+
+    The grid error of :func:`w2_from_cdfs` is O(step**2), so W2**2 from the grid and from the
+    same grid with every other point dropped are combined by Richardson extrapolation
+    (4 fine - coarse) / 3: errors ~1e-6 at the default instead of ~1e-4, at no extra CDF cost.
+    """
+    grid, coarse = mixture_grid(w_a, m_a, v_a, w_b, m_b, v_b, per_component)
+    fa, fb = mixture_cdf(grid, w_a, m_a, np.sqrt(v_a)), mixture_cdf(grid, w_b, m_b, np.sqrt(v_b))
+    fine = w2_from_cdfs(grid, fa, fb) ** 2
+    r = len(grid)
+    sub = [a[coarse].reshape(r, -1) for a in (grid, fa, fb)]
+    rough = w2_from_cdfs(*sub) ** 2
+    return np.sqrt(np.maximum((4.0 * fine - rough) / 3.0, 0.0))
+
+
+def _interp_quantile(u, cdf, last, grid):
+    """Linear-interpolant quantile at levels u (R, L) of a CDF tabulated on grid (R, M).
 
     ``last`` (R, L) is the index of the last tabulated level at or before u (-1 if none).
     """
@@ -82,29 +105,32 @@ def _interp_quantile(u, cdf, last, lo, step):
     i0 = np.clip(last, 0, m - 2)
     f0 = np.take_along_axis(cdf, i0, axis=1)
     f1 = np.take_along_axis(cdf, i0 + 1, axis=1)
+    x0 = np.take_along_axis(grid, i0, axis=1)
+    x1 = np.take_along_axis(grid, i0 + 1, axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         t = np.where(f1 > f0, (u - f0) / (f1 - f0), 0.0)
-    return lo[:, None] + (i0 + np.clip(t, 0.0, 1.0)) * step[:, None]
+    return x0 + np.clip(t, 0.0, 1.0) * (x1 - x0)
 
 
-def w2_from_cdfs(lo, step, cdf_a, cdf_b):
-    """2-Wasserstein distance (R,) between distributions with CDFs tabulated at lo + i * step.
+def w2_from_cdfs(grid, cdf_a, cdf_b):
+    """2-Wasserstein distance (R,) between distributions with CDFs tabulated on a grid.
 
     Parameters
     ----------
-    lo, step : (R,) grid start and spacing per row.
+    grid : (R, M) or (M,) increasing grid points.
     cdf_a, cdf_b : (R, M) CDF values on the grid; the grid must hold (almost) all the mass of
         both distributions, mass outside it is ignored.
     """
     m = cdf_a.shape[1]
+    grid = np.broadcast_to(grid, cdf_a.shape)
     a = np.maximum.accumulate(np.clip(cdf_a, 0.0, 1.0), axis=1)
     b = np.maximum.accumulate(np.clip(cdf_b, 0.0, 1.0), axis=1)
     levels = np.concatenate([a, b], axis=1)
     order = np.argsort(levels, axis=1, kind="stable")  # merges two sorted runs: linear time
     u = np.take_along_axis(levels, order, axis=1)
     from_a = order < m
-    d = (_interp_quantile(u, a, np.cumsum(from_a, axis=1) - 1, lo, step)
-         - _interp_quantile(u, b, np.cumsum(~from_a, axis=1) - 1, lo, step))
+    d = (_interp_quantile(u, a, np.cumsum(from_a, axis=1) - 1, grid)
+         - _interp_quantile(u, b, np.cumsum(~from_a, axis=1) - 1, grid))
     du = np.diff(u, axis=1)
     d0, d1 = d[:, :-1], d[:, 1:]
     w2sq = (du * (d0 * d0 + d0 * d1 + d1 * d1)).sum(axis=1) / 3.0
