@@ -6,7 +6,6 @@ metrics may be given once, as (k_true,) arrays, and is then shared by every chai
 from __future__ import annotations
 
 import numpy as np
-from scipy import special
 
 from sweep.families._checks import as_generator, as_int, as_mixture, fail
 from sweep.families._quantiles1d import mixture_cdf, mixture_quantile, w2_mixtures
@@ -68,13 +67,13 @@ def _fitted_and_true(func, fitted, true):
 
 
 def w2_to_mixture(weights, means, variances, true_weights, true_means, true_variances, *,
-                  points_per_component=257) -> np.ndarray:
+                  points_per_component=129) -> np.ndarray:
     """2-Wasserstein distance (B,) from each fitted mixture to the true one.
 
     Computed through the quantile functions (see :mod:`sweep.families._quantiles1d`), with
     both CDFs tabulated on a per-chain grid of ``points_per_component`` points spanning +- 9 sd
     around every component of either mixture, and Richardson extrapolation in the grid step.
-    The error is ~1e-5 or less for components of any widths (tested against the closed form
+    The error is ~1e-4 or less for components of any widths (tested against the closed form
     for two Gaussians, and against much finer grids for separated mixtures).
     """
     func = "w2_to_mixture"
@@ -86,11 +85,16 @@ def w2_to_mixture(weights, means, variances, true_weights, true_means, true_vari
 
 
 def _log_density(x, w, m, v):
-    # stable log of the mixture density at x (R, M): logsumexp over components
+    """Stable log of the mixture densities (R, k) at x (R, M): a max-shifted logsumexp."""
     with np.errstate(divide="ignore"):
-        z = (np.log(w) - 0.5 * np.log(2.0 * np.pi * v))[:, :, None] \
-            - 0.5 * (x[:, None, :] - m[:, :, None]) ** 2 / v[:, :, None]
-    return special.logsumexp(z, axis=1)
+        head = np.log(w) - 0.5 * np.log(2.0 * np.pi * v)
+    z = (x[:, None, :] - m[:, :, None]) ** 2
+    z *= (-0.5 / v)[:, :, None]
+    z += head[:, :, None]
+    top = z.max(axis=1)
+    z -= top[:, None, :]
+    np.exp(z, out=z)
+    return top + np.log(z.sum(axis=1))
 
 
 def kl_true_fitted(weights, means, variances, true_weights, true_means, true_variances, *,

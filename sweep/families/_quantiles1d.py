@@ -66,6 +66,11 @@ def mixture_quantile(p, w, m, v, *, max_iter=100):
     return x
 
 
+def _rows_take(arr, idx):
+    # arr[r, idx[r, j]] through one flat take (take_along_axis builds slow fancy indices)
+    return arr.ravel().take(idx + (np.arange(arr.shape[0]) * arr.shape[1])[:, None])
+
+
 def mixture_grid(w_a, m_a, v_a, w_b, m_b, v_b, per_component):
     """Sorted grid (R, M) on which to tabulate two batches of mixtures (R, k_a), (R, k_b):
     ``per_component`` points from -9 to +9 sd around every component of either. Also returns
@@ -75,41 +80,38 @@ def mixture_grid(w_a, m_a, v_a, w_b, m_b, v_b, per_component):
     sd = np.sqrt(np.concatenate([v_a, v_b], axis=1))
     grid = (m[:, :, None] + sd[:, :, None] * t).reshape(len(m), -1)
     order = np.argsort(grid, axis=1)
-    coarse = np.broadcast_to(np.arange(per_component) % 2 == 0, m.shape + t.shape)
-    return (np.take_along_axis(grid, order, axis=1),
-            np.take_along_axis(coarse.reshape(len(m), -1), order, axis=1))
+    coarse = np.tile(np.arange(per_component) % 2 == 0, m.shape[1])
+    return _rows_take(grid, order), coarse[order]
 
 
-def w2_mixtures(w_a, m_a, v_a, w_b, m_b, v_b, per_component=257):
+def w2_mixtures(w_a, m_a, v_a, w_b, m_b, v_b, per_component=129):
     """W2 (R,) between two batches of mixtures, (R, k) arrays each.
 
     The grid error of :func:`w2_from_cdfs` is O(step**2), so W2**2 from the grid and from the
     same grid with every other point dropped are combined by Richardson extrapolation
-    (4 fine - coarse) / 3: errors ~1e-6 at the default instead of ~1e-4, at no extra CDF cost.
+    (4 fine - coarse) / 3: errors ~1e-5 at the default instead of ~1e-3, at no extra CDF cost.
     """
     grid, coarse = mixture_grid(w_a, m_a, v_a, w_b, m_b, v_b, per_component)
     fa, fb = mixture_cdf(grid, w_a, m_a, np.sqrt(v_a)), mixture_cdf(grid, w_b, m_b, np.sqrt(v_b))
     fine = w2_from_cdfs(grid, fa, fb) ** 2
     r = len(grid)
-    sub = [a[coarse].reshape(r, -1) for a in (grid, fa, fb)]
-    rough = w2_from_cdfs(*sub) ** 2
+    rough = w2_from_cdfs(*(a[coarse].reshape(r, -1) for a in (grid, fa, fb))) ** 2
     return np.sqrt(np.maximum((4.0 * fine - rough) / 3.0, 0.0))
 
 
-def _interp_quantile(u, cdf, last, grid):
-    """Linear-interpolant quantile at levels u (R, L) of a CDF tabulated on grid (R, M).
-
-    ``last`` (R, L) is the index of the last tabulated level at or before u (-1 if none).
-    """
-    m = cdf.shape[1]
-    i0 = np.clip(last, 0, m - 2)
-    f0 = np.take_along_axis(cdf, i0, axis=1)
-    f1 = np.take_along_axis(cdf, i0 + 1, axis=1)
-    x0 = np.take_along_axis(grid, i0, axis=1)
-    x1 = np.take_along_axis(grid, i0 + 1, axis=1)
+def _segments(grid, cdf):
+    """Per grid point i: x_i, F_i and the inverse slope of segment [i, i+1] (0 after the last
+    point and on flat segments), so that a quantile is x_i + (u - F_i) * slope_i."""
+    dx, df = np.diff(grid, axis=1), np.diff(cdf, axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        t = np.where(f1 > f0, (u - f0) / (f1 - f0), 0.0)
-    return x0 + np.clip(t, 0.0, 1.0) * (x1 - x0)
+        slope = np.where(df > 0, dx / df, 0.0)
+    return np.concatenate([slope, np.zeros((len(grid), 1))], axis=1)
+
+
+def _quantile_at(u, last, grid, cdf, slope):
+    # last: index of the last tabulated level <= u (-1 below the first: clamp to x_0)
+    i = np.maximum(last, 0)
+    return _rows_take(grid, i) + np.maximum(u - _rows_take(cdf, i), 0.0) * _rows_take(slope, i)
 
 
 def w2_from_cdfs(grid, cdf_a, cdf_b):
@@ -121,17 +123,17 @@ def w2_from_cdfs(grid, cdf_a, cdf_b):
     cdf_a, cdf_b : (R, M) CDF values on the grid; the grid must hold (almost) all the mass of
         both distributions, mass outside it is ignored.
     """
-    m = cdf_a.shape[1]
-    grid = np.broadcast_to(grid, cdf_a.shape)
+    r, m = cdf_a.shape
+    grid = np.ascontiguousarray(np.broadcast_to(grid, cdf_a.shape))
     a = np.maximum.accumulate(np.clip(cdf_a, 0.0, 1.0), axis=1)
     b = np.maximum.accumulate(np.clip(cdf_b, 0.0, 1.0), axis=1)
     levels = np.concatenate([a, b], axis=1)
     order = np.argsort(levels, axis=1, kind="stable")  # merges two sorted runs: linear time
-    u = np.take_along_axis(levels, order, axis=1)
-    from_a = order < m
-    d = (_interp_quantile(u, a, np.cumsum(from_a, axis=1) - 1, grid)
-         - _interp_quantile(u, b, np.cumsum(~from_a, axis=1) - 1, grid))
-    du = np.diff(u, axis=1)
+    u = _rows_take(levels, order)
+    last_a = np.cumsum(order < m, axis=1) - 1
+    last_b = np.arange(2 * m) - 1 - last_a
+    d = (_quantile_at(u, last_a, grid, a, _segments(grid, a))
+         - _quantile_at(u, last_b, grid, b, _segments(grid, b)))
     d0, d1 = d[:, :-1], d[:, 1:]
-    w2sq = (du * (d0 * d0 + d0 * d1 + d1 * d1)).sum(axis=1) / 3.0
+    w2sq = (np.diff(u, axis=1) * (d0 * d0 + d0 * d1 + d1 * d1)).sum(axis=1) / 3.0
     return np.sqrt(np.maximum(w2sq, 0.0))
