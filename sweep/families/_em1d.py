@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sweep.families._checks import as_batch, as_float, as_generator, as_int, as_mixture, fail
-from sweep.families._estep1d import NK_EPS, estep, mstep
+from sweep.families._estep1d import NK_EPS, block_rows, estep, mstep
 from sweep.families._gmm1d import (kl_true_fitted, mixture_mean_var, sample_gmm, tail_mass,
                                    w2_to_mixture)
 from sweep.families._kmeans1d import KMEANS_TOL, SortedRows, kmeans_plusplus, lloyd
@@ -62,18 +62,17 @@ class EMResult:
 class _Work:
     """Centred data of all chains with the per-chain sums the E-step needs, and its buffers."""
 
-    def __init__(self, xc: np.ndarray, k: int, *, is_sorted: bool = False):
+    def __init__(self, xc: np.ndarray, k: int, *, sums=None, is_sorted: bool = False):
         self.xc = xc
-        self.xx = np.empty((2,) + xc.shape)  # x and x**2 stacked, for one-call moments
-        self.xx[0] = xc
-        np.square(xc, out=self.xx[1])
-        self.sx, self.sxx = self.xx.sum(axis=2)
+        self.x2 = xc * xc
+        self.sx, self.sxx = sums if sums is not None else (xc.sum(axis=1), self.x2.sum(axis=1))
         self.lo, self.hi = (xc[:, 0], xc[:, -1]) if is_sorted else (xc.min(1), xc.max(1))
-        self.ebuf = np.empty((max(k - 1, 1),) + xc.shape)
-        self.sbuf = np.empty_like(xc)
+        rb = min(block_rows(xc.shape[1]), xc.shape[0])
+        self.ebuf = np.empty((max(k - 1, 1), rb, xc.shape[1]))
+        self.sbuf = np.empty((rb, xc.shape[1]))
 
-    def estep(self, rows, xx, w, m, v, *, stats):
-        return estep(xx, self.sx[rows], self.sxx[rows], self.lo[rows], self.hi[rows],
+    def estep(self, rows, x, x2, w, m, v, *, stats):
+        return estep(x, x2, self.sx[rows], self.sxx[rows], self.lo[rows], self.hi[rows],
                      self.ebuf, self.sbuf, w, m, v, stats=stats)
 
 
@@ -85,10 +84,10 @@ def _run(work, w, m, v, tol, max_iter, reg_covar):
     converged = np.zeros(b, dtype=bool)
     lower = np.full(b, -np.inf)
     rows = np.arange(b)
-    xx = work.xx  # replaced by compacted copies once chains finish
+    x, x2 = work.xc, work.x2  # replaced by compacted copies once chains finish
     prev = np.full(b, -np.inf)
     for it in range(1, max_iter + 1):
-        ll, st = work.estep(rows, xx, w[rows], m[rows], v[rows], stats=True)
+        ll, st = work.estep(rows, x, x2, w[rows], m[rows], v[rows], stats=True)
         nw, nm, nv = mstep(*st, reg_covar)
         w[rows], m[rows], v[rows] = nw, nm, nv
         n_iter[rows] = it
@@ -102,7 +101,7 @@ def _run(work, w, m, v, tol, max_iter, reg_covar):
             break
         if stop.any():
             keep = ~stop
-            xx, rows, prev = xx[:, keep], rows[keep], ll[keep]
+            x, x2, rows, prev = x[keep], x2[keep], rows[keep], ll[keep]
         else:
             prev = ll
     return w, m, v, n_iter, converged, lower
@@ -180,6 +179,7 @@ def em_fit(x, k, *, init="kmeans", rng=None, tol=1e-3, max_iter=100, reg_covar=1
     sort = isinstance(init, str) and init == "kmeans"
     xc = np.sort(x, axis=1) if sort else x.copy()
     xc -= shift
+    data = SortedRows(xc) if sort else None
     if isinstance(init, EMResult):
         init = (init.weights, init.means, init.variances)
     if isinstance(init, str):
@@ -188,7 +188,6 @@ def em_fit(x, k, *, init="kmeans", rng=None, tol=1e-3, max_iter=100, reg_covar=1
                        "variances)", init)
         rng = as_generator(rng, func)
         if sort:
-            data = SortedRows(xc)
             starts = (lambda: _init_kmeans(data, k, reg_covar, rng) for _ in range(n_init))
         else:
             starts = (lambda: _init_random_from_data(xc, k, reg_covar, rng)
@@ -201,7 +200,8 @@ def em_fit(x, k, *, init="kmeans", rng=None, tol=1e-3, max_iter=100, reg_covar=1
     else:
         raise fail(func, "init", f"a str among {set(INITS)} or (weights, means, variances)",
                    type(init).__name__, TypeError)
-    work = _Work(xc, k, is_sorted=sort)
+    sums = (data.c1[:, -1], data.c2[:, -1]) if sort else None
+    work = _Work(xc, k, sums=sums, is_sorted=sort)
     best = None
     for start in starts:
         w0, m0, v0 = start()
@@ -216,7 +216,7 @@ def em_fit(x, k, *, init="kmeans", rng=None, tol=1e-3, max_iter=100, reg_covar=1
             for dst, src in zip(best, res):
                 dst[better] = src[better]
     w, m, v, n_iter, converged, lower = best
-    final, _ = work.estep(np.arange(b), xc[None], w, m, v, stats=False)
+    final, _ = work.estep(np.arange(b), xc, None, w, m, v, stats=False)
     w, v, m = _sort_by_mean(w, v, m)
     return EMResult(w, m + shift, v, n_iter, converged, lower, final)
 
@@ -233,5 +233,5 @@ def mean_log_likelihood(x, weights, means, variances) -> np.ndarray:
         raise fail(func, "weights", f"of batch size {x.shape[0]} (rows of x)", w.shape)
     shift = x.mean(axis=1, keepdims=True)
     work = _Work(x - shift, w.shape[1])
-    ll, _ = work.estep(np.arange(x.shape[0]), work.xc[None], w, m - shift, v, stats=False)
+    ll, _ = work.estep(np.arange(x.shape[0]), work.xc, None, w, m - shift, v, stats=False)
     return ll

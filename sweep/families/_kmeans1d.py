@@ -38,12 +38,11 @@ def searchsorted_rows(a: np.ndarray, v: np.ndarray, rows: np.ndarray) -> np.ndar
 
 
 class SortedRows:
-    """Sorted rows with prefix sums, for O(1) sums of x and x**2 over index ranges.
+    """Sorted rows with block prefix sums, for sums of x and x**2 over index ranges.
 
-    The sums of x come from a full prefix sum. Those of x**2 are needed far less often (cell
-    potentials in k-means++, the variances of the final cells), so only every ``block``-th
-    prefix value is stored (np.cumsum runs at ~4 ns per element here, a block sum at ~0.4) and
-    a value in between adds the partial block on demand. Blocks of about sqrt(N) entries
+    np.cumsum runs at ~4 ns per element here, ten times a block sum, and only O(k log N)
+    prefix values per chain are ever needed. So only every ``block``-th prefix value is stored
+    and a value in between adds the partial block on demand. Blocks of about sqrt(N) entries
     balance the two costs.
     """
 
@@ -51,11 +50,10 @@ class SortedRows:
         self.xs = xs
         b, self.n = xs.shape
         self.BLOCK = int(np.clip(2 ** round(np.log2(np.sqrt(self.n))), 8, 64))
-        self.p1 = np.empty((b, self.n + 1))
-        self.p1[:, 0] = 0.0
-        np.cumsum(xs, axis=1, out=self.p1[:, 1:])
         starts = np.arange(0, self.n, self.BLOCK)
+        self.c1 = np.zeros((b, len(starts) + 1))
         self.c2 = np.zeros((b, len(starts) + 1))
+        np.cumsum(np.add.reduceat(xs, starts, axis=1), axis=1, out=self.c1[:, 1:])
         np.cumsum(np.add.reduceat(xs * xs, starts, axis=1), axis=1, out=self.c2[:, 1:])
         self._lane = np.arange(self.BLOCK)
 
@@ -76,25 +74,37 @@ class SortedRows:
         shape = (-1,) + (1,) * (idx.ndim - 1)
         return arr.ravel().take((rows * arr.shape[1]).reshape(shape) + idx)
 
+    def _window(self, idx, rows):
+        """Block index of idx, and the entries of its block before idx (zeros elsewhere)."""
+        blk = idx // self.BLOCK
+        start = blk * self.BLOCK
+        vals = self._take(self.xs, np.minimum(start[..., None] + self._lane, self.n - 1), rows)
+        vals *= self._lane < (idx - start)[..., None]
+        return blk, vals
+
     def prefix1(self, idx: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Sum of x over the first ``idx`` (R, ...) sorted entries of each row."""
-        return self._take(self.p1, idx, rows)
+        blk, vals = self._window(idx, rows)
+        return self._take(self.c1, blk, rows) + vals.sum(axis=-1)
 
     def prefix2(self, idx: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Sum of x**2 over the first ``idx`` (R, ...) sorted entries of each row."""
-        blk = idx // self.BLOCK
-        start = blk * self.BLOCK
-        lanes = np.minimum(start[..., None] + self._lane, self.n - 1)
-        vals = self._take(self.xs, lanes, rows)
-        vals *= vals
-        vals *= self._lane < (idx - start)[..., None]
-        return self._take(self.c2, blk, rows) + vals.sum(axis=-1)
+        blk, vals = self._window(idx, rows)
+        return self._take(self.c2, blk, rows) + (vals * vals).sum(axis=-1)
+
+    def prefix12(self, idx: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Both prefix sums, sharing one gather."""
+        blk, vals = self._window(idx, rows)
+        return (self._take(self.c1, blk, rows) + vals.sum(axis=-1),
+                self._take(self.c2, blk, rows) + (vals * vals).sum(axis=-1))
 
     def cells(self, bounds: np.ndarray, rows: np.ndarray, *, squares: bool = True):
         """Count, sum and (if ``squares``) sum of squares of every cell."""
         n = np.diff(bounds, axis=-1).astype(float)
-        s1 = np.diff(self.prefix1(bounds, rows), axis=-1)
-        return n, s1, np.diff(self.prefix2(bounds, rows), axis=-1) if squares else None
+        if not squares:
+            return n, np.diff(self.prefix1(bounds, rows), axis=-1), None
+        p1, p2 = self.prefix12(bounds, rows)
+        return n, np.diff(p1, axis=-1), np.diff(p2, axis=-1)
 
 
 def _potential(n, s1, s2, c):
@@ -112,13 +122,14 @@ def _d2_sample(data, rows, bnd, centers, cum, vals):
     lo = np.take_along_axis(bnd, j, 1)
     hi = np.take_along_axis(bnd, j + 1, 1)
     c = np.take_along_axis(centers, j, 1)
-    p1lo, p2lo = data.prefix1(lo, rows), data.prefix2(lo, rows)
+    p1lo, p2lo = data.prefix12(lo, rows)
     # g(t) = sum of D**2 over sorted entries [lo, t) of the cell, at every block start t
     nblk = data.c2.shape[1]
     t = np.minimum(np.arange(nblk) * data.BLOCK, data.n)
     shape = lo.shape + (nblk,)
     g = _potential((t - lo[..., None]).astype(float),
-                   data.prefix1(np.broadcast_to(t, shape), rows) - p1lo[..., None],
+                   data._take(data.c1, np.broadcast_to(np.arange(nblk), shape), rows)
+                   - p1lo[..., None],
                    data._take(data.c2, np.broadcast_to(np.arange(nblk), shape), rows)
                    - p2lo[..., None], c[..., None])
     below = (t > lo[..., None]) & (t <= hi[..., None]) & (g < resid[..., None])
@@ -135,12 +146,41 @@ def _d2_sample(data, rows, bnd, centers, cum, vals):
     return np.minimum(np.minimum(idx, hi - 1), data.n - 1)
 
 
+# Below this many samples per chain, k-means++ works on explicit D**2 arrays (O(k N) per chain,
+# few numpy calls); above it, on the sorted rows' prefix sums (O(k log N) per chain).
+DENSE_SEEDING_MAX_N = 512
+
+
+def _kmeans_plusplus_dense(xs, k, rng, first):
+    b, n = xs.shape
+    rows = np.arange(b)
+    trials = 2 + int(np.log(k))
+    centers = [xs[rows, first]]
+    closest = (xs - centers[0][:, None]) ** 2
+    for _ in range(1, k):
+        vals = rng.random((b, trials)) * closest.sum(axis=1, keepdims=True)
+        cum = np.cumsum(closest, axis=1)
+        cand = np.minimum((cum[:, None, :] < vals[:, :, None]).sum(axis=2), n - 1)
+        xc = xs[rows[:, None], cand]
+        dist = np.minimum(closest[:, None, :], (xs[:, None, :] - xc[:, :, None]) ** 2)
+        best = np.argmin(dist.sum(axis=2), axis=1)
+        closest = dist[rows, best]
+        centers.append(xc[rows, best])
+    return np.sort(np.stack(centers, axis=1), axis=1)
+
+
 def kmeans_plusplus(data: SortedRows, k: int, rng: np.random.Generator) -> np.ndarray:
-    """Greedy k-means++ seeding with 2 + int(log k) local trials; returns sorted (B, k)."""
+    """Greedy k-means++ seeding with 2 + int(log k) local trials; returns sorted (B, k).
+
+    Both code paths draw the same random numbers in the same order, and give the same centres.
+    """
     b, n = data.xs.shape
     rows = np.arange(b)
     trials = 2 + int(np.log(k))
-    centers = data.xs[rows, rng.integers(0, n, size=b)][:, None]
+    first = rng.integers(0, n, size=b)
+    if n <= DENSE_SEEDING_MAX_N:
+        return _kmeans_plusplus_dense(data.xs, k, rng, first)
+    centers = data.xs[rows, first][:, None]
     total2 = data.c2[:, -1:]
     for q in range(1, k):
         bnd = data.bounds(centers, rows)

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from sklearn.cluster import KMeans
 from sklearn.cluster import kmeans_plusplus as sk_kmeans_plusplus
 
+from sweep.families import _kmeans1d as kmeans1d
 from sweep.families._kmeans1d import (KMEANS_TOL, SortedRows, _d2_sample, _potential,
                                       kmeans_plusplus, lloyd, searchsorted_rows)
 
@@ -55,9 +57,12 @@ def test_d2_sampling_is_searchsorted_of_cumulative_d2():
         np.testing.assert_array_equal(got, want)
 
 
-def test_kmeans_plusplus_equals_reference_algorithm():
-    """The batched seeding is draw for draw scikit-learn's greedy k-means++ algorithm run on
-    the same uniform numbers (reference written with explicit D**2 arrays)."""
+@pytest.mark.parametrize("dense_max_n", [0, 10_000])
+def test_kmeans_plusplus_equals_reference_algorithm(monkeypatch, dense_max_n):
+    """The batched seeding, through prefix sums or explicit D**2 arrays, is draw for draw
+    scikit-learn's greedy k-means++ algorithm run on the same uniform numbers (reference
+    written with explicit D**2 arrays and per-chain searchsorted)."""
+    monkeypatch.setattr(kmeans1d, "DENSE_SEEDING_MAX_N", dense_max_n)
     xs = _data(1, 150, 5)[0]
     b, k, n = 500, 4, 150
     got = kmeans_plusplus(SortedRows(np.tile(xs, (b, 1))), k, np.random.default_rng(6))
