@@ -32,7 +32,7 @@ TRUE = {2: ([0.4, 0.6], [-2.0, 2.0], [1.0, 0.5]),
         3: ([0.3, 0.4, 0.3], [-3.0, 0.0, 3.0], [0.5, 1.0, 0.5])}
 # N: (chains B of the batched side, chains run by the sklearn loop); both run GENERATIONS
 # generations from the true mixture, so that both face the same distribution of datasets.
-PLAN = {100: (4000, 12), 1000: (1000, 8), 10000: (300, 3)}
+PLAN = {100: (4000, 12), 1000: (1500, 8), 10000: (600, 3)}
 GENERATIONS = 4
 
 

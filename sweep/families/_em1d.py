@@ -62,9 +62,9 @@ class EMResult:
 class _Work:
     """Centred data of all chains with the per-chain sums the E-step needs, and its buffers."""
 
-    def __init__(self, xc: np.ndarray, k: int, *, sums=None, is_sorted: bool = False):
+    def __init__(self, xc: np.ndarray, k: int, *, x2=None, sums=None, is_sorted=False):
         self.xc = xc
-        self.x2 = xc * xc
+        self.x2 = xc * xc if x2 is None else x2
         self.sx, self.sxx = sums if sums is not None else (xc.sum(axis=1), self.x2.sum(axis=1))
         self.lo, self.hi = (xc[:, 0], xc[:, -1]) if is_sorted else (xc.min(1), xc.max(1))
         rb = min(block_rows(xc.shape[1]), xc.shape[0])
@@ -108,7 +108,9 @@ def _run(work, w, m, v, tol, max_iter, reg_covar):
 
 
 def _init_kmeans(data, k, reg_covar, rng):
-    tol = KMEANS_TOL * data.xs.var(axis=1)
+    # KMeans' tolerance is tol * var(X); the variance comes from the prefix sums
+    mean = data.c1[:, -1] / data.n
+    tol = KMEANS_TOL * np.maximum(data.c2[:, -1] / data.n - mean * mean, 0.0)
     _, bounds = lloyd(data, kmeans_plusplus(data, k, rng), tol)
     n, s1, s2 = data.cells(bounds, np.arange(data.xs.shape[0]))
     return _from_hard_labels(n, s1, s2, data.n, reg_covar)
@@ -179,7 +181,8 @@ def em_fit(x, k, *, init="kmeans", rng=None, tol=1e-3, max_iter=100, reg_covar=1
     sort = isinstance(init, str) and init == "kmeans"
     xc = np.sort(x, axis=1) if sort else x.copy()
     xc -= shift
-    data = SortedRows(xc) if sort else None
+    x2 = xc * xc
+    data = SortedRows(xc, x2) if sort else None
     if isinstance(init, EMResult):
         init = (init.weights, init.means, init.variances)
     if isinstance(init, str):
@@ -201,7 +204,7 @@ def em_fit(x, k, *, init="kmeans", rng=None, tol=1e-3, max_iter=100, reg_covar=1
         raise fail(func, "init", f"a str among {set(INITS)} or (weights, means, variances)",
                    type(init).__name__, TypeError)
     sums = (data.c1[:, -1], data.c2[:, -1]) if sort else None
-    work = _Work(xc, k, sums=sums, is_sorted=sort)
+    work = _Work(xc, k, x2=x2, sums=sums, is_sorted=sort)
     best = None
     for start in starts:
         w0, m0, v0 = start()

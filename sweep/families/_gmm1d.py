@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from sweep.families._checks import as_generator, as_int, as_mixture, fail
+from sweep.families._estep1d import block_rows
 from sweep.families._quantiles1d import mixture_cdf, mixture_quantile, w2_mixtures
 
 # the true 1% and 99% quantiles delimit the tails of tail_mass (truth: 0.02)
@@ -38,16 +39,19 @@ def sample_gmm(weights, means, variances, n, *, rng) -> np.ndarray:
     rng = as_generator(rng, func)
     b, k = w.shape
     u = rng.random((b, n))
+    out = rng.standard_normal((b, n))
     # inverse CDF of the categorical law; thresholds scaled by the total against rounding
     cum = np.cumsum(w, axis=1)
     cum = cum[:, :-1] / cum[:, -1:]
-    label = (u >= cum[:, 0, None]).astype(np.intp) if k > 1 else np.zeros((b, n), np.intp)
-    for j in range(1, k - 1):
-        label += u >= cum[:, j, None]
-    label += (np.arange(b) * k)[:, None]  # flat index into the (B, k) parameter arrays
-    out = rng.standard_normal((b, n))
-    out *= np.sqrt(v).ravel().take(label)
-    out += m.ravel().take(label)
+    sd, base = np.sqrt(v).ravel(), np.arange(b) * k
+    rb = block_rows(n)  # label temporaries per block of rows stay in cache
+    for r0 in range(0, b, rb):
+        blk = slice(r0, r0 + rb)
+        label = np.repeat(base[blk, None], n, axis=1)  # flat index into the (B, k) arrays
+        for j in range(k - 1):
+            label += u[blk] >= cum[blk, j, None]
+        out[blk] *= sd.take(label)
+        out[blk] += m.ravel().take(label)
     return out
 
 

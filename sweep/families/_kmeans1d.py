@@ -46,7 +46,7 @@ class SortedRows:
     balance the two costs.
     """
 
-    def __init__(self, xs: np.ndarray):
+    def __init__(self, xs: np.ndarray, xs2: np.ndarray | None = None):
         self.xs = xs
         b, self.n = xs.shape
         self.BLOCK = int(np.clip(2 ** round(np.log2(np.sqrt(self.n))), 8, 64))
@@ -54,7 +54,8 @@ class SortedRows:
         self.c1 = np.zeros((b, len(starts) + 1))
         self.c2 = np.zeros((b, len(starts) + 1))
         np.cumsum(np.add.reduceat(xs, starts, axis=1), axis=1, out=self.c1[:, 1:])
-        np.cumsum(np.add.reduceat(xs * xs, starts, axis=1), axis=1, out=self.c2[:, 1:])
+        sq = xs * xs if xs2 is None else xs2
+        np.cumsum(np.add.reduceat(sq, starts, axis=1), axis=1, out=self.c2[:, 1:])
         self._lane = np.arange(self.BLOCK)
 
     def bounds(self, centers: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -112,37 +113,48 @@ def _potential(n, s1, s2, c):
     return np.maximum(n * c * c - 2.0 * c * s1 + s2, 0.0)
 
 
+def _count_below(edges, vals, strict=True):
+    """Per row, how many of the few ``edges`` (R, e) are < (or <=) each of ``vals``; a loop
+    over the short axis, because numpy reductions over a tiny last axis are slow."""
+    out = np.zeros(np.broadcast_shapes(vals.shape, (len(edges), 1)), dtype=np.intp)
+    for i in range(edges.shape[1]):
+        out += (edges[:, i, None] < vals) if strict else (edges[:, i, None] <= vals)
+    return out
+
+
 def _d2_sample(data, rows, bnd, centers, cum, vals):
     """Indices (R, T) drawn by ``searchsorted(cumsum(D**2), vals)``, D the distance to the
-    nearest centre, without forming the cumulative sum: find the cell, then the block of
-    ``BLOCK`` entries (D**2 sums at block starts come from the prefix sums), then the entry."""
+    nearest centre, without forming the cumulative sum: the cumulative D**2 at every block
+    start comes from the prefix sums, which locates the block; then D**2 is accumulated over
+    that block's entries only."""
     q = centers.shape[1]
-    j = np.minimum((cum[:, None, :] < vals[:, :, None]).sum(axis=2), q - 1)
-    resid = vals - np.where(j > 0, np.take_along_axis(cum, np.maximum(j - 1, 0), 1), 0.0)
+    cum0 = np.concatenate([np.zeros((len(rows), 1)), cum], axis=1)  # D**2 before each cell
+    j = _count_below(cum[:, :-1], vals)  # the cell
+    before = np.take_along_axis(cum0, j, 1)
     lo = np.take_along_axis(bnd, j, 1)
     hi = np.take_along_axis(bnd, j + 1, 1)
     c = np.take_along_axis(centers, j, 1)
-    p1lo, p2lo = data.prefix12(lo, rows)
-    # g(t) = sum of D**2 over sorted entries [lo, t) of the cell, at every block start t
+    # cumulative D**2 over [0, t) at every block start t (the cell of t is that of entry t)
     nblk = data.c2.shape[1]
     t = np.minimum(np.arange(nblk) * data.BLOCK, data.n)
-    shape = lo.shape + (nblk,)
-    g = _potential((t - lo[..., None]).astype(float),
-                   data._take(data.c1, np.broadcast_to(np.arange(nblk), shape), rows)
-                   - p1lo[..., None],
-                   data._take(data.c2, np.broadcast_to(np.arange(nblk), shape), rows)
-                   - p2lo[..., None], c[..., None])
-    below = (t > lo[..., None]) & (t <= hi[..., None]) & (g < resid[..., None])
+    cell = _count_below(bnd[:, 1:-1], t, strict=False)
+    p1b, p2b = data.prefix12(bnd, rows)
+    lo_t = np.take_along_axis(bnd, cell, 1)
+    c_t = np.take_along_axis(centers, cell, 1)
+    g = np.take_along_axis(cum0, cell, 1) + _potential(
+        (t - lo_t).astype(float), data.c1 - np.take_along_axis(p1b, cell, 1),
+        data.c2 - np.take_along_axis(p2b, cell, 1), c_t)
+    below = ((t > lo[..., None]) & (t <= hi[..., None])
+             & (g[:, None, :] < vals[..., None]))
     pos = np.where(below, np.arange(nblk), -1).max(axis=2)  # last such block start
     m = np.where(pos >= 0, t[np.maximum(pos, 0)], lo)
-    g_start = np.where(pos >= 0, np.take_along_axis(g, np.maximum(pos, 0)[..., None], 2)[..., 0],
-                       0.0)
+    g_start = np.where(pos >= 0, np.take_along_axis(g, np.maximum(pos, 0), 1) - before, 0.0)
     # the drawn entry is in [m, m + BLOCK): accumulate D**2 over that window
     lanes = m[..., None] + data._lane
     vals_w = data._take(data.xs, np.minimum(lanes, data.n - 1), rows)
     d2 = np.where(lanes < hi[..., None], (vals_w - c[..., None]) ** 2, 0.0)
     cum_w = g_start[..., None] + np.cumsum(d2, axis=-1)
-    idx = m + (cum_w < resid[..., None]).sum(axis=-1)
+    idx = m + (cum_w < (vals - before)[..., None]).sum(axis=-1)
     return np.minimum(np.minimum(idx, hi - 1), data.n - 1)
 
 
