@@ -175,14 +175,6 @@ def em_fit(x, k, *, init="kmeans", rng=None, tol=1e-3, max_iter=100, reg_covar=1
     reg_covar = as_float(reg_covar, func, "reg_covar", nonneg=True)
     max_iter = as_int(max_iter, func, "max_iter", 0)
     n_init = as_int(n_init, func, "n_init", 1)
-    shift = x.mean(axis=1, keepdims=True)
-    # EM is translation-equivariant and does not depend on the order of the samples: centring
-    # keeps the expanded quadratics accurate, and the k-means initialisation wants sorted rows
-    sort = isinstance(init, str) and init == "kmeans"
-    xc = np.sort(x, axis=1) if sort else x.copy()
-    xc -= shift
-    x2 = xc * xc
-    data = SortedRows(xc, x2) if sort else None
     if isinstance(init, EMResult):
         init = (init.weights, init.means, init.variances)
     if isinstance(init, str):
@@ -190,21 +182,30 @@ def em_fit(x, k, *, init="kmeans", rng=None, tol=1e-3, max_iter=100, reg_covar=1
             raise fail(func, "init", f"a str among {set(INITS)} or (weights, means, "
                        "variances)", init)
         rng = as_generator(rng, func)
-        if sort:
-            starts = (lambda: _init_kmeans(data, k, reg_covar, rng) for _ in range(n_init))
-        else:
-            starts = (lambda: _init_random_from_data(xc, k, reg_covar, rng)
-                      for _ in range(n_init))
     elif isinstance(init, (tuple, list)) and len(init) == 3:
         w0, m0, v0 = as_mixture(*init, func, batch=b, prefix="init ")
         if w0.shape != (b, k):
             raise fail(func, "init", f"parameters of shape ({b}, {k}) or ({k},)", w0.shape)
-        starts = iter([lambda: (w0, m0 - shift, v0)])
     else:
         raise fail(func, "init", f"a str among {set(INITS)} or (weights, means, variances)",
                    type(init).__name__, TypeError)
-    sums = (data.c1[:, -1], data.c2[:, -1]) if sort else None
-    work = _Work(xc, k, x2=x2, sums=sums, is_sorted=sort)
+    shift = x.mean(axis=1, keepdims=True)
+    # EM is translation-equivariant and does not depend on the order of the samples: centring
+    # keeps the expanded quadratics accurate, and the k-means initialisation wants sorted rows
+    sort = init == "kmeans" if isinstance(init, str) else False
+    xc = np.sort(x, axis=1) if sort else x.copy()
+    xc -= shift
+    x2 = xc * xc
+    if sort:
+        data = SortedRows(xc, x2)
+        starts = [lambda: _init_kmeans(data, k, reg_covar, rng)] * n_init
+        work = _Work(xc, k, x2=x2, sums=(data.c1[:, -1], data.c2[:, -1]), is_sorted=True)
+    else:
+        if isinstance(init, str):
+            starts = [lambda: _init_random_from_data(xc, k, reg_covar, rng)] * n_init
+        else:  # every explicit initialisation would be the same
+            starts = [lambda: (w0, m0 - shift, v0)]
+        work = _Work(xc, k, x2=x2)
     best = None
     for start in starts:
         w0, m0, v0 = start()
@@ -232,8 +233,6 @@ def mean_log_likelihood(x, weights, means, variances) -> np.ndarray:
     func = "mean_log_likelihood"
     x = as_batch(x, func)
     w, m, v = as_mixture(weights, means, variances, func, batch=x.shape[0])
-    if w.shape[0] != x.shape[0]:
-        raise fail(func, "weights", f"of batch size {x.shape[0]} (rows of x)", w.shape)
     shift = x.mean(axis=1, keepdims=True)
     work = _Work(x - shift, w.shape[1])
     ll, _ = work.estep(np.arange(x.shape[0]), work.xc, None, w, m - shift, v, stats=False)

@@ -39,7 +39,10 @@ def block_rows(n: int) -> int:
 
 
 def log_coefficients(w, m, v):
-    """Per-component log-density z(x) = a + b x + c x**2 (plus log weight), and a0 = a + ..."""
+    """Coefficients of z_j(x) = log(w_j Normal(x; m_j, v_j)) = a + b x + c x**2, all (R, k).
+
+    Returns (head, a, b, c) with head = log w - log(2 pi v) / 2, the value at x = m.
+    """
     with np.errstate(divide="ignore"):
         head = np.log(w) - 0.5 * (LOG_2PI + np.log(v))
     prec = 1.0 / v
@@ -164,6 +167,8 @@ def estep(x, x2, sx, sxx, lo, hi, ebuf, sbuf, w, m, v, *, stats=True):
         for r0 in range(0, r_, rb):
             blk = slice(r0, min(r0 + rb, r_))
             rows = blk.stop - blk.start
+            if not fast[blk].any():  # e.g. the first step of "random_from_data"
+                continue
             sum_log, ref_b, oth_b = _fast_rows(x[blk], None if x2 is None else x2[blk], al[blk],
                                                be[blk], ga[blk], clamp, levels,
                                                ebuf[: k - 1, :rows], sbuf[:rows], stats)
@@ -176,14 +181,15 @@ def estep(x, x2, sx, sxx, lo, hi, ebuf, sbuf, w, m, v, *, stats=True):
             for dst, ref_val, oth_val in zip(out, ref_st, oth_st):
                 dst[ri[:, 0], ref[:, 0]] = ref_val
                 dst[ri, oth] = oth_val.T
-        if not fast.all():
-            slow = np.flatnonzero(~fast)
-            ll_s, st_s = _stable(x[slow], None if x2 is None else x2[slow], head[slow], m[slow],
-                                 -0.5 / v[slow], stats)
-            ll[slow] = ll_s
+        slow = np.flatnonzero(~fast)
+        for r0 in range(0, len(slow), max(1, rb // k)):  # (rows, k, N) temporaries
+            sl = slow[r0:r0 + max(1, rb // k)]
+            ll_s, st_s = _stable(x[sl], None if x2 is None else x2[sl], head[sl], m[sl],
+                                 -0.5 / v[sl], stats)
+            ll[sl] = ll_s
             if stats:
                 for dst, src in zip(out, st_s):
-                    dst[slow] = src
+                    dst[sl] = src
     return ll / n, out
 
 
