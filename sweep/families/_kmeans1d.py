@@ -4,10 +4,11 @@ It reproduces ``sklearn.cluster.KMeans(n_clusters=k, n_init=1, init="k-means++")
 (not draw for draw: the random streams differ) on every chain of a (B, N) batch at once.
 
 In one dimension every Voronoi cell of a set of centres is a contiguous run of the sorted data.
-So once each chain is sorted and has prefix sums of x and x**2, the potential of any set of
-centres, the D^2 cumulative sums that k-means++ samples from, and a Lloyd update all cost
+So once each chain is sorted and has (block) prefix sums of x and x**2, the potential of any
+set of centres, the D^2 cumulative sums that k-means++ samples from, and a Lloyd update cost
 O(k log N) per chain (bisection on the sorted rows) instead of O(k N). The only O(N log N)
-work is the sort.
+work is the sort. For small N, k-means++ uses explicit D^2 arrays instead (fewer numpy calls);
+both paths consume the same random numbers and pick the same centres.
 """
 from __future__ import annotations
 
