@@ -21,6 +21,8 @@ RULES = ("scott", "silverman")
 # variance: <0.05% of h on the kernel sd), with between these many points.
 _GRID_PER_H = 16
 _GRID_MIN, _GRID_MAX = 512, 1 << 15
+# grid points processed at once (rows x points), to bound memory
+_CHUNK = 1 << 20
 
 
 def bandwidth(x, rule="scott") -> np.ndarray:
@@ -141,17 +143,29 @@ def kde_w2_to_mixture(x, h, true_weights, true_means, true_variances, *, n_grid=
     tw, tm, tv = as_mixture(true_weights, true_means, true_variances, func, prefix="true_")
     if tw.shape[0] not in (1, b):
         raise fail(func, "true_weights", f"of shape (k,) or ({b}, k)", tw.shape)
+    if n_grid is not None:
+        n_grid = as_int(n_grid, func, "n_grid", 16)
     tw, tm, tv = (np.broadcast_to(a, (b, a.shape[1])) for a in (tw, tm, tv))
     ts = np.sqrt(tv)
     lo = np.minimum(x.min(axis=1) - GRID_SDS * h, (tm - GRID_SDS * ts).min(axis=1))
     hi = np.maximum(x.max(axis=1) + GRID_SDS * h, (tm + GRID_SDS * ts).max(axis=1))
-    if n_grid is None:
-        with np.errstate(divide="ignore"):
-            need = np.max((hi - lo) / h) * _GRID_PER_H
-        m = int(np.clip(np.nan_to_num(need, posinf=_GRID_MAX), _GRID_MIN, _GRID_MAX))
-    else:
-        m = as_int(n_grid, func, "n_grid", 16)
-    step = (hi - lo) / (m - 1)
-    grid = lo[:, None] + step[:, None] * np.arange(m)
-    return w2_from_cdfs(grid, _kde_cdf_on_grid(x, h, lo, step, m),
-                        mixture_cdf(grid, tw, tm, ts))
+    with np.errstate(divide="ignore"):
+        need = np.nan_to_num((hi - lo) / h * _GRID_PER_H, posinf=_GRID_MAX)
+    m_row = np.clip(need, _GRID_MIN, _GRID_MAX).astype(int) if n_grid is None else \
+        np.full(b, n_grid)
+    out = np.empty(b)
+    # chains in groups of similar grid sizes, each group's (rows, M) arrays ~ _CHUNK samples:
+    # bounded memory even when a collapsed chain (tiny h) needs the largest grid
+    order = np.argsort(m_row, kind="stable")
+    start = 0
+    while start < b:
+        m = int(m_row[order[start]])
+        rows = order[start: start + max(1, _CHUNK // m)]
+        m = int(m_row[rows].max())
+        rows = rows[: max(1, _CHUNK // m)]
+        step = (hi[rows] - lo[rows]) / (m - 1)
+        grid = lo[rows, None] + step[:, None] * np.arange(m)
+        out[rows] = w2_from_cdfs(grid, _kde_cdf_on_grid(x[rows], h[rows], lo[rows], step, m),
+                                 mixture_cdf(grid, tw[rows], tm[rows], ts[rows]))
+        start += len(rows)
+    return out

@@ -90,28 +90,41 @@ def w2_mixtures(w_a, m_a, v_a, w_b, m_b, v_b, per_component=129):
     The grid error of :func:`w2_from_cdfs` is O(step**2), so W2**2 from the grid and from the
     same grid with every other point dropped are combined by Richardson extrapolation
     (4 fine - coarse) / 3: errors ~1e-5 at the default instead of ~1e-3, at no extra CDF cost.
+    Rows are processed in groups of about 2**20 grid points, to bound memory.
     """
-    grid, coarse = mixture_grid(w_a, m_a, v_a, w_b, m_b, v_b, per_component)
-    fa, fb = mixture_cdf(grid, w_a, m_a, np.sqrt(v_a)), mixture_cdf(grid, w_b, m_b, np.sqrt(v_b))
-    fine = w2_from_cdfs(grid, fa, fb) ** 2
-    r = len(grid)
-    rough = w2_from_cdfs(*(a[coarse].reshape(r, -1) for a in (grid, fa, fb))) ** 2
-    return np.sqrt(np.maximum((4.0 * fine - rough) / 3.0, 0.0))
+    r = len(w_a)
+    out = np.empty(r)
+    step = max(1, (1 << 20) // (per_component * (w_a.shape[1] + w_b.shape[1])))
+    for r0 in range(0, r, step):
+        sl = slice(r0, r0 + step)
+        grid, coarse = mixture_grid(w_a[sl], m_a[sl], v_a[sl], w_b[sl], m_b[sl], v_b[sl],
+                                    per_component)
+        fa = mixture_cdf(grid, w_a[sl], m_a[sl], np.sqrt(v_a[sl]))
+        fb = mixture_cdf(grid, w_b[sl], m_b[sl], np.sqrt(v_b[sl]))
+        fine = w2_from_cdfs(grid, fa, fb) ** 2
+        rough = w2_from_cdfs(*(a[coarse].reshape(len(grid), -1) for a in (grid, fa, fb))) ** 2
+        out[sl] = np.sqrt(np.maximum((4.0 * fine - rough) / 3.0, 0.0))
+    return out
 
 
 def _segments(grid, cdf):
-    """Per grid point i: x_i, F_i and the inverse slope of segment [i, i+1] (0 after the last
+    """(R, M, 3) table of x_i, F_i and the inverse slope of segment [i, i+1] (0 after the last
     point and on flat segments), so that a quantile is x_i + (u - F_i) * slope_i."""
+    table = np.empty(grid.shape + (3,))
+    table[..., 0], table[..., 1] = grid, cdf
     dx, df = np.diff(grid, axis=1), np.diff(cdf, axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        slope = np.where(df > 0, dx / df, 0.0)
-    return np.concatenate([slope, np.zeros((len(grid), 1))], axis=1)
+        table[:, :-1, 2] = np.where(df > 0, dx / df, 0.0)
+    table[:, -1, 2] = 0.0
+    return table.reshape(-1, 3)
 
 
-def _quantile_at(u, last, grid, cdf, slope):
-    # last: index of the last tabulated level <= u (-1 below the first: clamp to x_0)
-    i = np.maximum(last, 0)
-    return _rows_take(grid, i) + np.maximum(u - _rows_take(cdf, i), 0.0) * _rows_take(slope, i)
+def _quantile_at(u, last, table):
+    # last: index of the last tabulated level <= u (-1 below the first: clamp to x_0);
+    # one gather of (x, F, slope) triples instead of three gathers
+    r, m = u.shape[0], table.shape[0] // u.shape[0]
+    seg = table.take(np.maximum(last, 0) + (np.arange(r) * m)[:, None], axis=0)
+    return seg[..., 0] + np.maximum(u - seg[..., 1], 0.0) * seg[..., 2]
 
 
 def w2_from_cdfs(grid, cdf_a, cdf_b):
@@ -124,7 +137,7 @@ def w2_from_cdfs(grid, cdf_a, cdf_b):
         both distributions, mass outside it is ignored.
     """
     r, m = cdf_a.shape
-    grid = np.ascontiguousarray(np.broadcast_to(grid, cdf_a.shape))
+    grid = np.broadcast_to(grid, cdf_a.shape)
     a = np.maximum.accumulate(np.clip(cdf_a, 0.0, 1.0), axis=1)
     b = np.maximum.accumulate(np.clip(cdf_b, 0.0, 1.0), axis=1)
     levels = np.concatenate([a, b], axis=1)
@@ -132,8 +145,8 @@ def w2_from_cdfs(grid, cdf_a, cdf_b):
     u = _rows_take(levels, order)
     last_a = np.cumsum(order < m, axis=1) - 1
     last_b = np.arange(2 * m) - 1 - last_a
-    d = (_quantile_at(u, last_a, grid, a, _segments(grid, a))
-         - _quantile_at(u, last_b, grid, b, _segments(grid, b)))
+    d = (_quantile_at(u, last_a, _segments(grid, a))
+         - _quantile_at(u, last_b, _segments(grid, b)))
     d0, d1 = d[:, :-1], d[:, 1:]
     w2sq = (np.diff(u, axis=1) * (d0 * d0 + d0 * d1 + d1 * d1)).sum(axis=1) / 3.0
     return np.sqrt(np.maximum(w2sq, 0.0))
