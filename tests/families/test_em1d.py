@@ -78,8 +78,8 @@ def test_parity_with_sklearn_500_datasets():
 
 
 def test_random_from_data_parity(monkeypatch):
-    """With the same data points chosen as sklearn's 'random_from_data' (un-normalised
-    weights N/k, variances reg_covar), the fits agree to 1e-9 with the same n_iter."""
+    """With the same data points chosen as sklearn's 'random_from_data' (weights 1/N each, so
+    summing to k/N, and variances reg_covar), the fits agree to 1e-9 with the same n_iter."""
     rng = np.random.default_rng(3)
     n, k, seeds = 300, 3, range(12)
     x = np.stack([_problem(rng, n)[0] for _ in seeds])
@@ -289,7 +289,7 @@ def test_w2_closed_forms():
 
 
 def test_w2_of_separated_mixtures_against_fine_grid():
-    """W2 between well separated mixtures with different weights agrees with a 32x finer grid
+    """W2 between well separated mixtures with different weights agrees with a 64x finer grid
     within 1e-4."""
     w = np.array([[0.4, 0.6], [0.45, 0.55], [0.1, 0.9]])
     m = np.array([[-4.0, 4.0], [-4.1, 3.9], [-3.0, 5.0]])
