@@ -1,0 +1,141 @@
+"""Sampling and metrics for batches of 1-D Gaussian mixtures (B chains, k components).
+
+Mixture parameters are (B, k) arrays of weights, means and variances. The true mixture of the
+metrics may be given once, as (k_true,) arrays, and is then shared by every chain.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from sweep.families._checks import as_generator, as_int, as_mixture, fail
+from sweep.families._estep1d import block_rows
+from sweep.families._quantiles1d import mixture_cdf, mixture_quantile, w2_mixtures
+
+# the true 1% and 99% quantiles delimit the tails of tail_mass (truth: 0.02)
+TAIL_LEVELS = (0.01, 0.99)
+
+
+def sample_gmm(weights, means, variances, n, *, rng) -> np.ndarray:
+    """Draw n samples from each chain's mixture.
+
+    Each sample picks its component independently (so the component counts of a chain are
+    Multinomial(n, weights)) and the order of the samples is exchangeable: any prefix of a
+    row is itself an i.i.d. sample, which mixing policies that keep a fraction rely on.
+
+    Parameters
+    ----------
+    weights, means, variances : array_like (B, k)
+    n : int
+        Samples per chain, >= 1.
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    ndarray (B, n)
+    """
+    func = "sample_gmm"
+    w, m, v = as_mixture(weights, means, variances, func)
+    n = as_int(n, func, "n", 1)
+    rng = as_generator(rng, func)
+    b, k = w.shape
+    u = rng.random((b, n))
+    out = rng.standard_normal((b, n))
+    # inverse CDF of the categorical law; thresholds scaled by the total against rounding
+    cum = np.cumsum(w, axis=1)
+    cum = cum[:, :-1] / cum[:, -1:]
+    sd, base = np.sqrt(v).ravel(), np.arange(b) * k
+    rb = block_rows(n)  # label temporaries per block of rows stay in cache
+    for r0 in range(0, b, rb):
+        blk = slice(r0, r0 + rb)
+        label = np.repeat(base[blk, None], n, axis=1)  # flat index into the (B, k) arrays
+        for j in range(k - 1):
+            label += u[blk] >= cum[blk, j, None]
+        out[blk] *= sd.take(label)
+        out[blk] += m.ravel().take(label)
+    return out
+
+
+def mixture_mean_var(weights, means, variances) -> tuple[np.ndarray, np.ndarray]:
+    """Total mean and variance (B,) of each mixture: sum w m, and sum w (v + (m - mean)**2)."""
+    w, m, v = as_mixture(weights, means, variances, "mixture_mean_var")
+    mean = (w * m).sum(axis=1)
+    return mean, (w * (v + (m - mean[:, None]) ** 2)).sum(axis=1)
+
+
+def _fitted_and_true(func, fitted, true):
+    w, m, v = as_mixture(*fitted, func)
+    tw, tm, tv = as_mixture(*true, func, prefix="true_")
+    if tw.shape[0] not in (1, w.shape[0]):
+        raise fail(func, "true_weights", f"of shape (k,) or ({w.shape[0]}, k)", tw.shape)
+    return w, m, v, tw, tm, tv
+
+
+def w2_to_mixture(weights, means, variances, true_weights, true_means, true_variances, *,
+                  points_per_component=129) -> np.ndarray:
+    """2-Wasserstein distance (B,) from each fitted mixture to the true one.
+
+    Computed through the quantile functions (see :mod:`sweep.families._quantiles1d`), with
+    both CDFs tabulated on a per-chain grid of ``points_per_component`` points spanning +- 9 sd
+    around every component of either mixture, and Richardson extrapolation in the grid step.
+    The error is ~1e-4 or less for components of any widths (tested against the closed form
+    for two Gaussians, and against much finer grids for separated mixtures).
+    """
+    func = "w2_to_mixture"
+    w, m, v, tw, tm, tv = _fitted_and_true(func, (weights, means, variances),
+                                           (true_weights, true_means, true_variances))
+    per = as_int(points_per_component, func, "points_per_component", 9)
+    tw, tm, tv = (np.broadcast_to(a, (w.shape[0], a.shape[1])) for a in (tw, tm, tv))
+    return w2_mixtures(w, m, v, tw, tm, tv, per)
+
+
+def _log_density(x, w, m, v):
+    """Stable log of the mixture densities (R, k) at x (R, M): a max-shifted logsumexp."""
+    with np.errstate(divide="ignore"):
+        head = np.log(w) - 0.5 * np.log(2.0 * np.pi * v)
+    z = (x[:, None, :] - m[:, :, None]) ** 2
+    z *= (-0.5 / v)[:, :, None]
+    z += head[:, :, None]
+    top = z.max(axis=1)
+    z -= top[:, None, :]
+    np.exp(z, out=z)
+    return top + np.log(z.sum(axis=1))
+
+
+def kl_true_fitted(weights, means, variances, true_weights, true_means, true_variances, *,
+                   n_grid=1024) -> np.ndarray:
+    """KL(true || fitted) (B,) in nats, by quadrature on a fixed grid.
+
+    The grid spans the true mixture +- 12 sd with ``n_grid`` points (shared by every chain when
+    the truth is given once); the integrand p (log p - log q) is summed with the grid step
+    (the trapezoid rule, whose end terms are ~1e-32). Identical mixtures give exactly 0.
+    """
+    func = "kl_true_fitted"
+    w, m, v, tw, tm, tv = _fitted_and_true(func, (weights, means, variances),
+                                           (true_weights, true_means, true_variances))
+    n_grid = as_int(n_grid, func, "n_grid", 16)
+    ts = np.sqrt(tv)
+    lo, hi = (tm - 12.0 * ts).min(axis=1), (tm + 12.0 * ts).max(axis=1)
+    step = (hi - lo) / (n_grid - 1)
+    grid = lo[:, None] + step[:, None] * np.arange(n_grid)
+    log_p = _log_density(grid, tw, tm, tv)
+    log_q = _log_density(grid, w, m, v)
+    p = np.exp(log_p)
+    integrand = np.where(p > 0, p * (log_p - log_q), 0.0)
+    return integrand.sum(axis=1) * step
+
+
+def true_tails(true_weights, true_means, true_variances, func="tail_mass"):
+    """The true mixture's 1% and 99% quantiles, (Rt, 2)."""
+    tw, tm, tv = as_mixture(true_weights, true_means, true_variances, func, prefix="true_")
+    return mixture_quantile(TAIL_LEVELS, tw, tm, tv)
+
+
+def tail_mass(weights, means, variances, true_weights, true_means, true_variances
+              ) -> np.ndarray:
+    """Fitted probability (B,) below the true 1% quantile plus above the true 99% quantile."""
+    func = "tail_mass"
+    w, m, v, tw, tm, tv = _fitted_and_true(func, (weights, means, variances),
+                                           (true_weights, true_means, true_variances))
+    q = mixture_quantile(TAIL_LEVELS, tw, tm, tv)
+    sd = np.sqrt(v)
+    return (mixture_cdf(q[:, :1], w, m, sd) + mixture_cdf(q[:, 1:], w, m, sd, upper=True))[:, 0]

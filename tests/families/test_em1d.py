@@ -1,0 +1,348 @@
+"""Batched 1-D EM against scikit-learn's GaussianMixture, and its sampling and metrics."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from scipy import stats
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import GaussianMixture
+
+from sweep.families import _em1d
+from sweep.families._em1d import (EMResult, em_fit, kl_true_fitted, mean_log_likelihood,
+                                  mixture_mean_var, sample_gmm, tail_mass, w2_to_mixture)
+
+
+def _problem(rng, n):
+    """A random 2- or 3-component mixture, n samples of it, and perturbed initial parameters."""
+    k = int(rng.integers(2, 4))
+    w = rng.dirichlet(2.0 * np.ones(k))
+    m = np.sort(rng.normal(0.0, 3.0, k))
+    sd = rng.uniform(0.3, 1.5, k)
+    lab = rng.choice(k, size=n, p=w)
+    x = rng.normal(m[lab], sd[lab])
+    init = (rng.dirichlet(5.0 * np.ones(k)), m + rng.normal(0.0, 0.5, k),
+            sd ** 2 * rng.uniform(0.5, 2.0, k))
+    return x, init
+
+
+def _sklearn_fit(x, k, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return GaussianMixture(k, **kw).fit(x[:, None])
+
+
+def _parity(n_datasets, seed):
+    """Fit every dataset with both implementations from the same initial parameters."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for n, count in zip((100, 1000, 10000), n_datasets):
+        problems = [_problem(rng, n) for _ in range(count)]
+        for k in (2, 3):
+            batch = [p for p in problems if len(p[1][0]) == k]
+            if not batch:
+                continue
+            x = np.stack([p[0] for p in batch])
+            init = tuple(np.stack([p[1][i] for p in batch]) for i in range(3))
+            ours = em_fit(x, k, init=init)
+            for b, (xb, (w0, m0, v0)) in enumerate(batch):
+                sk = _sklearn_fit(xb, k, weights_init=w0, means_init=m0[:, None],
+                                  precisions_init=(1.0 / v0)[:, None, None])
+                rows.append((ours.log_likelihood[b] - sk.score(xb[:, None]),
+                             ours.lower_bound[b] - sk.lower_bound_,
+                             ours.n_iter[b], sk.n_iter_, ours.converged[b] == sk.converged_))
+    return np.array(rows, dtype=float)
+
+
+def _check_parity(rows):
+    d_score, d_lb, it_ours, it_sk, same_conv = rows.T
+    assert np.mean(np.abs(d_score) <= 1e-6) >= 0.99
+    assert np.mean(np.abs(d_lb) <= 1e-6) >= 0.99
+    assert d_score.min() >= -1e-3
+    assert abs(it_ours.mean() - it_sk.mean()) <= 0.02 * it_sk.mean()
+    assert np.mean(it_ours == it_sk) >= 0.95
+    assert same_conv.mean() >= 0.99
+
+
+def test_parity_with_sklearn_from_same_initial_parameters():
+    """From the same initial parameters, final log-likelihood, lower bound, iteration counts
+    and convergence flags match scikit-learn's on 60 random datasets of N = 100, 1000, 10000."""
+    _check_parity(_parity((20, 20, 20), seed=1))
+
+
+@pytest.mark.slow
+def test_parity_with_sklearn_500_datasets():
+    """Same as the default parity test on 500 datasets (200, 200 and 100 of each size)."""
+    _check_parity(_parity((200, 200, 100), seed=2))
+
+
+def test_random_from_data_parity(monkeypatch):
+    """With the same data points chosen as sklearn's 'random_from_data' (weights 1/N each, so
+    summing to k/N, and variances reg_covar), the fits agree to 1e-9 with the same n_iter."""
+    rng = np.random.default_rng(3)
+    n, k, seeds = 300, 3, range(12)
+    x = np.stack([_problem(rng, n)[0] for _ in seeds])
+
+    def same_points(xc, k_, reg_covar, rng_):
+        idx = np.stack([np.random.RandomState(s).choice(n, k_, replace=False) for s in seeds])
+        pts = np.take_along_axis(xc, idx, axis=1)
+        return _em1d._from_hard_labels(np.ones(idx.shape), pts, pts * pts, n, reg_covar)
+
+    monkeypatch.setattr(_em1d, "_init_random_from_data", same_points)
+    ours = em_fit(x, k, init="random_from_data", rng=rng)
+    for b, s in enumerate(seeds):
+        sk = _sklearn_fit(x[b], k, init_params="random_from_data", random_state=s)
+        order = np.argsort(sk.means_[:, 0])
+        np.testing.assert_allclose(ours.means[b], sk.means_[order, 0], atol=1e-9)
+        np.testing.assert_allclose(ours.weights[b], sk.weights_[order], atol=1e-9)
+        assert ours.n_iter[b] == sk.n_iter_
+        assert abs(ours.log_likelihood[b] - sk.score(x[b][:, None])) < 1e-9
+
+
+def test_random_from_data_picks_distinct_uniform_points():
+    """The 'random_from_data' initial means are k distinct data points, each point equally
+    likely (chi-square over 4000 draws)."""
+    n, k, b = 10, 3, 4000
+    x = np.tile(np.arange(n, dtype=float), (b, 1))
+    w, m, v = _em1d._init_random_from_data(x, k, 1e-6, np.random.default_rng(4))
+    idx = np.rint(m * (1 + 10 * np.finfo(float).eps)).astype(int)
+    assert (np.sort(idx, axis=1)[:, 1:] > np.sort(idx, axis=1)[:, :-1]).all()
+    assert stats.chisquare(np.bincount(idx.ravel(), minlength=n)).pvalue > 1e-3
+    np.testing.assert_allclose(w.sum(axis=1), k / n * (1 + 10 * np.finfo(float).eps))
+
+
+def _kmeans_fits(x, k, n_fits, seed):
+    ours = em_fit(np.tile(x, (n_fits, 1)), k, init="kmeans", rng=np.random.default_rng(seed))
+    sk = [_sklearn_fit(x, k, random_state=s) for s in range(n_fits)]
+    sk_means = np.array([np.sort(g.means_[:, 0]) for g in sk])
+    sk_ll = np.array([g.score(x[:, None]) for g in sk])
+    return ours, sk_means, sk_ll
+
+
+def test_kmeans_init_matches_sklearn_in_law_on_one_dataset():
+    """On one dataset with several EM optima, the optima reached from 160 kmeans inits occur
+    with the same frequencies as from sklearn's (chi-square on the optima, p > 1e-3)."""
+    rng = np.random.default_rng(5)
+    x = np.concatenate([rng.normal(-1.5, 1.0, 60), rng.normal(0.5, 0.6, 40),
+                        rng.normal(2.0, 1.0, 50)])
+    ours, _, sk_ll = _kmeans_fits(x, 4, 160, seed=6)
+    # optima are atoms (equal up to rounding): identify them by their rounded log-likelihood
+    a, b = np.round(ours.log_likelihood, 6), np.round(sk_ll, 6)
+    optima = np.unique(np.concatenate([a, b]))
+    table = np.array([[np.sum(a == o), np.sum(b == o)] for o in optima])
+    assert len(optima) > 3  # the test needs init-dependent optima
+    rare = table.sum(axis=1) < 10
+    table = np.vstack([table[~rare], table[rare].sum(axis=0)])
+    assert stats.chi2_contingency(table[table.sum(axis=1) > 0]).pvalue > 1e-3
+
+
+def _kmeans_law_across_datasets(n_datasets, n, seed):
+    rng = np.random.default_rng(seed)
+    data = np.stack([_problem(rng, n)[0] for _ in range(n_datasets)])
+    ours = em_fit(data, 3, init="kmeans", rng=np.random.default_rng(seed + 1))
+    sk = [_sklearn_fit(xb, 3, random_state=i) for i, xb in enumerate(data)]
+    order = [np.argsort(g.means_[:, 0]) for g in sk]
+    ref = {"means": np.array([g.means_[o, 0] for g, o in zip(sk, order)]),
+           "weights": np.array([g.weights_[o] for g, o in zip(sk, order)]),
+           "variances": np.array([g.covariances_[o, 0, 0] for g, o in zip(sk, order)])}
+    for name, arr in ref.items():
+        for j in range(3):
+            p = stats.ks_2samp(getattr(ours, name)[:, j], arr[:, j], method="asymp").pvalue
+            assert p > 1e-3, name
+    # iteration counts are discrete: compare their means, within 4 standard errors
+    sk_iter = np.array([g.n_iter_ for g in sk], dtype=float)
+    se = np.sqrt((ours.n_iter.var(ddof=1) + sk_iter.var(ddof=1)) / n_datasets)
+    assert abs(ours.n_iter.mean() - sk_iter.mean()) <= 4 * se
+
+
+def test_kmeans_init_matches_sklearn_in_law_across_datasets():
+    """Across 120 datasets, fitted parameters after one kmeans-initialised fit have the same
+    distribution as sklearn's (KS on every sorted mean, weight, variance, p > 1e-3) and the
+    same mean iteration count (within 4 standard errors)."""
+    _kmeans_law_across_datasets(120, 100, seed=7)
+
+
+@pytest.mark.slow
+def test_kmeans_init_matches_sklearn_in_law_across_400_datasets():
+    """Same as the default test on 400 datasets of 150 samples."""
+    _kmeans_law_across_datasets(400, 150, seed=17)
+
+
+def test_results_are_sorted_by_mean_and_invariant_to_component_order():
+    """Fitted components come sorted by mean, and permuting the initial components does not
+    change the fit."""
+    rng = np.random.default_rng(9)
+    x, (w, m, v) = _problem(rng, 500)
+    k = len(w)
+    a = em_fit(x[None], k, init=(w, m, v))
+    perm = rng.permutation(k)[::-1]
+    b = em_fit(x[None], k, init=(w[perm], m[perm], v[perm]))
+    assert (np.diff(a.means, axis=1) >= 0).all()
+    for name in ("weights", "means", "variances"):
+        np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-10)
+
+
+def test_converged_chains_are_frozen_and_match_single_chain_fits():
+    """In a batch, every chain (converging after 2 or after many iterations) gets exactly the
+    fit it gets alone."""
+    rng = np.random.default_rng(10)
+    problems = [_problem(rng, 400) for _ in range(8)]
+    problems = [p for p in problems if len(p[1][0]) == 2][:4] or problems[:1]
+    x = np.stack([p[0] for p in problems])
+    init = tuple(np.stack([p[1][i] for p in problems]) for i in range(3))
+    # chain 0 starts from its own converged fit: it stops at iteration 2
+    warm = em_fit(x[:1], 2, init=tuple(a[:1] for a in init))
+    init = tuple(np.concatenate([getattr(warm, n), a[1:]])
+                 for n, a in zip(("weights", "means", "variances"), init))
+    batch = em_fit(x, 2, init=init)
+    assert batch.n_iter[0] == 2 and batch.n_iter.max() > 2
+    for b in range(len(x)):
+        alone = em_fit(x[b:b + 1], 2, init=tuple(a[b:b + 1] for a in init))
+        for name in ("weights", "means", "variances", "n_iter", "lower_bound",
+                     "log_likelihood"):
+            np.testing.assert_allclose(getattr(batch, name)[b], getattr(alone, name)[0],
+                                       rtol=1e-12)
+
+
+def test_max_iter_and_warm_start():
+    """max_iter=1 leaves chains unconverged with n_iter 1; an EMResult is a valid warm start
+    and a converged fit restarted from itself converges at iteration 2."""
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(3, 200))
+    one = em_fit(x, 2, init="kmeans", rng=rng, max_iter=1)
+    assert (one.n_iter == 1).all() and not one.converged.any()
+    fit = em_fit(x, 2, init="kmeans", rng=rng)
+    again = em_fit(x, 2, init=fit)
+    assert (again.n_iter == 2).all() and again.converged.all()
+
+
+def test_n_init_keeps_the_best_lower_bound():
+    """n_init=3 returns, per chain, the best of the three fits that three n_init=1 calls on
+    the same random stream produce."""
+    rng = np.random.default_rng(12)
+    x = np.stack([_problem(rng, 120)[0] for _ in range(30)])
+    best = em_fit(x, 3, init="kmeans", rng=np.random.default_rng(13), n_init=3)
+    g = np.random.default_rng(13)
+    runs = [em_fit(x, 3, init="kmeans", rng=g) for _ in range(3)]
+    lb = np.stack([r.lower_bound for r in runs])
+    np.testing.assert_allclose(best.lower_bound, lb.max(axis=0), rtol=1e-12)
+
+
+def test_single_component_is_the_sample_mean_and_variance():
+    """k=1 gives the sample mean, the ddof=0 variance plus reg_covar, and converges at
+    iteration 2 as in sklearn."""
+    x = np.random.default_rng(14).normal(3.0, 2.0, size=(4, 50))
+    fit = em_fit(x, 1, init="kmeans", rng=np.random.default_rng(0))
+    np.testing.assert_allclose(fit.means[:, 0], x.mean(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(fit.variances[:, 0], x.var(axis=1) + 1e-6, rtol=1e-12)
+    assert (fit.n_iter == _sklearn_fit(x[0], 1).n_iter_).all()
+
+
+def test_mean_log_likelihood_is_sklearn_score():
+    """mean_log_likelihood equals sklearn's score for the same parameters."""
+    rng = np.random.default_rng(15)
+    x, (w, m, v) = _problem(rng, 300)
+    sk = _sklearn_fit(x, len(w), weights_init=w, means_init=m[:, None],
+                      precisions_init=(1 / v)[:, None, None], max_iter=1)
+    ll = mean_log_likelihood(x[None], sk.weights_, sk.means_[:, 0], sk.covariances_[:, 0, 0])
+    assert abs(ll[0] - sk.score(x[:, None])) < 1e-10
+
+
+def test_far_separated_components_use_the_stable_path():
+    """A narrow component far from a wide one (exponents beyond the fast path's range) still
+    gives sklearn's fit."""
+    rng = np.random.default_rng(16)
+    x = np.concatenate([rng.normal(0, 1, 300), rng.normal(60, 0.01, 100)])
+    init = (np.array([0.7, 0.3]), np.array([0.5, 59.0]), np.array([2.0, 1e-3]))
+    ours = em_fit(x[None], 2, init=init)
+    sk = _sklearn_fit(x, 2, weights_init=init[0], means_init=init[1][:, None],
+                      precisions_init=(1 / init[2])[:, None, None])
+    assert abs(ours.log_likelihood[0] - sk.score(x[:, None])) < 1e-9
+    assert ours.n_iter[0] == sk.n_iter_
+
+
+def test_sample_gmm_component_proportions():
+    """Per-component counts of sample_gmm are within 5 multinomial standard errors of
+    n * weights, also in the first half of each row (the order is exchangeable)."""
+    w = np.array([[0.2, 0.5, 0.3], [0.05, 0.05, 0.9]])
+    m = np.array([[0.0, 100.0, 200.0]] * 2)
+    x = sample_gmm(w, m, np.ones_like(w), 20000, rng=np.random.default_rng(17))
+    for part in (x, x[:, :10000]):
+        n = part.shape[1]
+        counts = np.stack([(np.abs(part - mu) < 50).sum(axis=1) for mu in m[0]], axis=1)
+        se = np.sqrt(n * w * (1 - w))
+        assert (np.abs(counts - n * w) <= 5 * se).all()
+    mean, var = mixture_mean_var(w, m, np.ones_like(w))
+    assert (np.abs(x.mean(axis=1) - mean) <= 5 * np.sqrt(var / x.shape[1])).all()
+
+
+def test_w2_closed_forms():
+    """W2 of identical mixtures is 0; between two Gaussians it is sqrt(dm**2 + ds**2) within
+    1e-3, for close and for very different pairs."""
+    w, m, v = np.array([0.3, 0.7]), np.array([-2.0, 1.0]), np.array([0.5, 2.0])
+    assert w2_to_mixture(w, m, v, w, m, v)[0] < 1e-12
+    m1 = np.array([[0.0], [0.0], [1.0], [-3.0], [0.1]])
+    s1 = np.array([[1.0], [0.3], [2.0], [0.05], [1.0]])
+    got = w2_to_mixture(np.ones_like(m1), m1, s1 ** 2, [1.0], [0.5], [1.44])
+    np.testing.assert_allclose(got, np.hypot(m1 - 0.5, s1 - 1.2)[:, 0], atol=1e-3)
+
+
+def test_w2_of_separated_mixtures_against_fine_grid():
+    """W2 between well separated mixtures with different weights agrees with a 64x finer grid
+    within 1e-4."""
+    w = np.array([[0.4, 0.6], [0.45, 0.55], [0.1, 0.9]])
+    m = np.array([[-4.0, 4.0], [-4.1, 3.9], [-3.0, 5.0]])
+    v = np.array([[0.04, 0.09], [0.05, 0.08], [0.3, 0.1]])
+    tw, tm, tv = [0.42, 0.58], [-4.0, 4.0], [0.04, 0.09]
+    coarse = w2_to_mixture(w, m, v, tw, tm, tv)
+    fine = w2_to_mixture(w, m, v, tw, tm, tv, points_per_component=8193)
+    np.testing.assert_allclose(coarse, fine, atol=1e-4)
+
+
+def test_kl_and_tail_mass():
+    """KL(true||true) is 0, KL between Gaussians matches the closed form, and the tail mass of
+    the truth is 0.02 while a Gaussian's is its closed form."""
+    w, m, v = [0.5, 0.5], [-1.0, 1.5], [0.5, 1.0]
+    assert abs(kl_true_fitted(w, m, v, w, m, v)[0]) < 1e-15
+    assert abs(tail_mass(w, m, v, w, m, v)[0] - 0.02) < 1e-10
+    kl = kl_true_fitted([1.0], [0.3], [2.0], [1.0], [0.0], [1.0])[0]
+    assert abs(kl - (np.log(np.sqrt(2.0)) + (1.0 + 0.09) / 4.0 - 0.5)) < 1e-8
+    q = stats.norm.ppf([0.01, 0.99])
+    expect = stats.norm.cdf(q[0], 0.5, 2.0) + stats.norm.sf(q[1], 0.5, 2.0)
+    assert abs(tail_mass([1.0], [0.5], [4.0], [1.0], [0.0], [1.0])[0] - expect) < 1e-10
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda: em_fit(np.zeros((2, 10)), 0, init="kmeans", rng=np.random.default_rng()), "'k'"),
+    (lambda: em_fit(np.zeros((2, 10)), 11, init="kmeans", rng=np.random.default_rng()),
+     "'k'"),
+    (lambda: em_fit(np.zeros((1, 10)), 2, init=([0.5, 0.5], [0, 1], [1, -1])),
+     "'init variances'"),
+    (lambda: em_fit(np.zeros((1, 10)), 2, init=([0.5, 0.6], [0, 1], [1, 1])),
+     "'init weights'"),
+    (lambda: em_fit(np.zeros((1, 10)), 2, init="kmeans++", rng=np.random.default_rng()),
+     "'init'"),
+    (lambda: sample_gmm([[0.5, 0.4]], [[0, 1]], [[1, 1]], 5, rng=np.random.default_rng()),
+     "'weights'"),
+    (lambda: sample_gmm([[0.5, 0.5]], [[0, 1]], [[1, 0]], 5, rng=np.random.default_rng()),
+     "'variances'"),
+    (lambda: w2_to_mixture([1.0], [0.0], [1.0], [1.0], [0.0], [0.0]), "'true_variances'"),
+])
+def test_bad_arguments_raise_value_error_naming_them(call, name):
+    """Bad k, variances, weights or init raise a one-line ValueError naming the argument,
+    the expectation and the value given."""
+    with pytest.raises(ValueError) as info:
+        call()
+    msg = str(info.value)
+    assert name in msg and "must be" in msg and "Got" in msg and "\n" not in msg
+
+
+def test_bad_types_raise_type_error():
+    """A seed instead of a Generator, or a non-integer k, raises TypeError."""
+    with pytest.raises(TypeError, match="'rng'"):
+        em_fit(np.zeros((1, 10)), 2, init="kmeans", rng=0)
+    with pytest.raises(TypeError, match="'k'"):
+        em_fit(np.zeros((1, 10)), 2.0, init="kmeans", rng=np.random.default_rng())
+    assert isinstance(em_fit(np.arange(20.0)[None], 2, init="kmeans",
+                             rng=np.random.default_rng()), EMResult)
