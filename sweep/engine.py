@@ -23,7 +23,7 @@ class Ops:
     draw: Callable[..., Any]
     combine: Callable[[Any, Any], Any]
     subsample: Callable[..., Any]
-    fit: Callable[[Any], Any]
+    fit: Callable[[Any, Any, np.random.Generator], Any]  # (training set, previous fit, rng)
     size: Callable[[Any], int]
     start: Callable[[Any], Any] = lambda first: first
 
@@ -99,14 +99,14 @@ def ops_for(family: Family, policy: Policy, *, n: int, generations: int) -> Ops:
             draw=family.draw,
             combine=family.combine,
             subsample=family.subsample_stats,
-            fit=family.fit_stats,
+            fit=lambda stats, previous, rng: family.fit_stats(stats),
             size=lambda stats: stats.m,
         )
     return Ops(
         draw=family.sample,
         combine=lambda a, b: a.append(b) if isinstance(a, Pool) else np.concatenate([a, b], axis=1),
         subsample=_subsample_rows,
-        fit=lambda data: family.fit(_as_array(data)),
+        fit=lambda data, previous, rng: family.fit(_as_array(data), previous=previous, rng=rng),
         size=lambda data: _as_array(data).shape[1],
         start=(lambda first: Pool(first, n * (generations + 1))) if policy.grows else (lambda first: first),
     )
@@ -176,7 +176,7 @@ def simulate_block(
     with np.errstate(all="ignore"):  # a degenerate chain becomes a 'diverged' event, not a crash
         for generation in range(1, generations + 1):
             state, pool = next_training(ops, cell.policy, cell.n, state, pool, params, truth, rng)
-            params = ops.fit(state)
+            params = ops.fit(state, params, rng)
             tracker.update(generation, params, state)
             if is_recorded[generation]:
                 snapshots.append(family.metrics(params))

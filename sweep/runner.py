@@ -39,6 +39,8 @@ class RunReport:
     parts_removed: int = 0
     seconds: float = 0.0
     compute_seconds: float = 0.0
+    task_seconds: float = 0.0
+    peak_task_rss_mib: float = 0.0
     failures: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -107,6 +109,9 @@ def _ray_init(address: str | None, num_cpus: int | None) -> bool:
     if address:
         kwargs["address"] = address
     else:
+        # "local" always starts an embedded instance; a bare ray.init() would silently join
+        # any cluster a 'ray start' left running on this machine.
+        kwargs["address"] = "local"
         kwargs["num_cpus"] = num_cpus or os.cpu_count()
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     ray.init(**kwargs)
@@ -202,6 +207,8 @@ def _execute(spec: SweepSpec, cells: list[Cell], entropy: int, location: str, ta
                     continue
                 report.tasks_run += 1
                 report.chains_run += result.chains
+                report.task_seconds += result.seconds
+                report.peak_task_rss_mib = max(report.peak_task_rss_mib, result.peak_rss_mib)
                 bar.update(result.chains)
     finally:
         bar.close()

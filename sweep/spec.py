@@ -20,9 +20,12 @@ from sweep.families import REGISTRY, Family
 from sweep.policies import Policy, parse_policy
 
 TOP_FIELDS = ("name", "seed", "generations", "replicates", "block_size", "family", "grid", "record", "events")
+_NO_EVENTS = {"spread_below": (), "distance_above": (), "symbols": False, "weight_below": (), "modes_closer": ()}
 DEFAULT_EVENTS = {
-    "gaussian": {"spread_below": (0.5, 0.1, 0.01), "distance_above": (), "symbols": False},
-    "categorical": {"spread_below": (), "distance_above": (), "symbols": True},
+    "gaussian": {**_NO_EVENTS, "spread_below": (0.5, 0.1, 0.01)},
+    "categorical": {**_NO_EVENTS, "symbols": True},
+    "gmm1d": {**_NO_EVENTS, "spread_below": (0.5, 0.1), "weight_below": (0.05,), "modes_closer": (0.5,)},
+    "kde": {**_NO_EVENTS, "spread_below": (0.5, 0.1)},
 }
 
 
@@ -87,6 +90,8 @@ class Events:
     spread_below: tuple[float, ...]
     distance_above: tuple[float, ...]
     symbols: bool
+    weight_below: tuple[float, ...] = ()
+    modes_closer: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -125,6 +130,8 @@ class SweepSpec:
                 "spread_below": list(self.events.spread_below),
                 "distance_above": list(self.events.distance_above),
                 "symbols": self.events.symbols,
+                "weight_below": list(self.events.weight_below),
+                "modes_closer": list(self.events.modes_closer),
             },
         }
 
@@ -187,9 +194,12 @@ def _record(value: Any, path: str, horizon: int) -> Record:
 
 def _events(value: Any, path: str, family: str) -> Events:
     default = DEFAULT_EVENTS[family]
-    section = fields.Section(value or {}, path, ("spread_below", "distance_above", "symbols"))
+    section = fields.Section(value or {}, path, tuple(_NO_EVENTS))
     positive = fields.number(0.0, None, low_open=True)
+    thresholds = fields.listed(positive, nonempty=False)
     return Events(
+        weight_below=tuple(sorted(section.take("weight_below", thresholds, default["weight_below"]))),
+        modes_closer=tuple(sorted(section.take("modes_closer", thresholds, default["modes_closer"]))),
         spread_below=tuple(sorted(section.take("spread_below", fields.listed(positive, nonempty=False), default["spread_below"]), reverse=True)),
         distance_above=tuple(sorted(section.take("distance_above", fields.listed(positive, nonempty=False), default["distance_above"]))),
         symbols=section.take("symbols", fields.boolean, default["symbols"]),

@@ -1,6 +1,7 @@
 """One task: a contiguous range of blocks of one cell, simulated and written as two Parquet parts."""
 from __future__ import annotations
 
+import resource
 import time
 from dataclasses import dataclass
 
@@ -32,6 +33,8 @@ class TaskResult:
     chains: int
     rows: int
     seconds: float
+    #: High-water mark of the worker process's resident memory after the task, MiB.
+    peak_rss_mib: float = 0.0
 
 
 def _constant(value: object, rows: int, type_: pa.DataType) -> pa.Array:
@@ -98,4 +101,5 @@ def run_task(spec: SweepSpec, cells: list[Cell], root_entropy: int, location: st
     store = Store(location)
     store.write_part("events", cell.index, task.name, events_table)
     store.write_part("trajectories", cell.index, task.name, traj_table)
-    return TaskResult(task, cell.chains(task.first, task.stop), traj_table.num_rows, time.perf_counter() - started)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+    return TaskResult(task, cell.chains(task.first, task.stop), traj_table.num_rows, time.perf_counter() - started, peak)

@@ -15,6 +15,10 @@ SPECS = {
         "grid": {"n": [6, 9], "policy": ["replace", "accumulate_subsample", {"mix": {"keep": 0.5, "synthetic": 0.3, "real": 0.2}}]},
         "events": {"distance_above": [0.5]},
     },
+    "gmm1d": {
+        "family": {"name": "gmm1d", "weights": [0.3, 0.7], "means": [-1.0, 2.0], "sigmas": [0.5, 1.0]},
+        "grid": {"n": [40], "policy": ["replace", {"mix": {"keep": 0.5, "synthetic": 0.4, "real": 0.1}}]},
+    },
     "categorical": {
         "family": {"name": "categorical", "k": 12, "probs": {"zipf": 1.0}},
         "grid": {"n": [15], "policy": ["replace", "accumulate", "accumulate_subsample", {"fresh_real": 0.2}, {"mix": {"keep": 0.4, "synthetic": 0.4, "real": 0.2}}]},

@@ -113,8 +113,10 @@ def _segments(grid, cdf):
     table = np.empty(grid.shape + (3,))
     table[..., 0], table[..., 1] = grid, cdf
     dx, df = np.diff(grid, axis=1), np.diff(cdf, axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        table[:, :-1, 2] = np.where(df > 0, dx / df, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        # A segment holding a subnormal sliver of mass (a collapsed component far away) would
+        # give an infinite slope and 0 * inf = NaN; such a segment carries no mass: slope 0.
+        table[:, :-1, 2] = np.where(df > dx * 1e-290, dx / df, 0.0)
     table[:, -1, 2] = 0.0
     return table.reshape(-1, 3)
 

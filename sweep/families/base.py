@@ -72,8 +72,12 @@ class Family(ABC):
         """Draw m samples per chain from the model ``params``: shape (B, m[, d])."""
 
     @abstractmethod
-    def fit(self, data: np.ndarray) -> Any:
-        """Fit the model to data of shape (B, m[, d])."""
+    def fit(self, data: np.ndarray, *, previous: Any = None, rng: np.random.Generator | None = None) -> Any:
+        """Fit the model to data of shape (B, m[, d]).
+
+        ``previous`` is the previous generation's fit (a warm start, for families whose fit is
+        iterative); ``rng`` is the block's generator, for fits with a random initialisation.
+        """
 
     # -- statistics representation (families with ``sufficient = True``) -----------------
     def summarize(self, data: np.ndarray) -> Any:

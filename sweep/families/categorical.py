@@ -98,7 +98,7 @@ class CategoricalFamily(Family):
     def sample(self, params: np.ndarray, m: int, *, rng: np.random.Generator) -> Counts:
         return Counts(m, rng.multinomial(m, params))
 
-    def fit(self, data: Counts) -> np.ndarray:
+    def fit(self, data: Counts, *, previous: Any = None, rng: Any = None) -> np.ndarray:
         return self.fit_stats(data)
 
     def summarize(self, data: Counts) -> Counts:

@@ -166,7 +166,7 @@ class GaussianFamily(Family):
         z = rng.standard_normal((batch, m, self.d))
         return params.mean[:, None, :] + np.matmul(z, np.swapaxes(params.factor(), 1, 2))
 
-    def fit(self, data: np.ndarray) -> Params:
+    def fit(self, data: np.ndarray, *, previous: Any = None, rng: Any = None) -> Params:
         return self.fit_stats(self.summarize(data))
 
     # -- statistics ---------------------------------------------------------------------

@@ -1,0 +1,86 @@
+"""The blog's GMM experiment: plain scikit-learn loop against the batched gmm1d family, one core.
+
+Side by side in one run, for N = 100, 1000, 10000 samples per generation (true mixture: means
+(-2, 2), sigmas (1, 1), weights (0.5, 0.5)):
+
+- the loop of the blog: one chain at a time, ``GaussianMixture(2).fit`` then ``.sample(N)``;
+- ``sweep run`` of the gmm1d family (kmeans init, as scikit-learn), end to end: planning, Ray
+  tasks, events every generation, metrics (W2, KL, tail mass) every 10th generation, Parquet;
+- the same with ``init: previous`` (warm start from the previous generation's fit).
+
+Ray is started once with one CPU, so all figures are per core and exclude Ray's start-up.
+Targets (issue 3): >= 100x at N = 100, 30x at N = 1000, 12x at N = 10000 (kmeans init).
+
+Usage: python bench/bench_gmm.py [--quick]
+"""
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+
+import numpy as np  # noqa: E402
+from sklearn.mixture import GaussianMixture  # noqa: E402
+
+from sweep.runner import run_sweep  # noqa: E402
+from sweep.spec import parse_spec  # noqa: E402
+
+TRUTH = {"weights": [0.5, 0.5], "means": [-2.0, 2.0], "sigmas": [1.0, 1.0]}
+# N: (sklearn chains, batched chains); both run GENERATIONS generations from the truth.
+PLAN = {100: (10, 2048), 1000: (6, 512), 10000: (2, 96)}
+GENERATIONS = 20
+
+
+def sklearn_loop(n: int, chains: int, generations: int) -> float:
+    """Chain-generations per second of the blog's loop."""
+    rng = np.random.RandomState(0)
+    start = time.perf_counter()
+    for _ in range(chains):
+        x = np.where(rng.random(n) < 0.5, -2.0, 2.0) + rng.standard_normal(n)
+        for _ in range(generations):
+            model = GaussianMixture(2, random_state=rng).fit(x[:, None])
+            x = model.sample(n)[0][:, 0]
+    return chains * generations / (time.perf_counter() - start)
+
+
+def batched(n: int, chains: int, generations: int, init: str, out: str) -> tuple[float, float]:
+    """(chain-generations per second, peak task memory MiB) of the family through sweep run."""
+    spec = parse_spec({
+        "name": f"bench-gmm-{n}-{init}", "seed": 1, "generations": generations, "replicates": chains,
+        "family": {"name": "gmm1d", **TRUTH, "init": init},
+        "grid": {"n": [n], "policy": ["replace"]}, "record": {"every": 10},
+    })
+    report = run_sweep(spec, out, overwrite=True, progress=False)
+    return chains * generations / report.compute_seconds, report.peak_task_rss_mib
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a quarter of the chains (a smoke run)")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    import ray
+
+    ray.init(address="local", num_cpus=1, include_dashboard=False, logging_level="ERROR")
+    out = tempfile.mkdtemp(prefix="bench-gmm-")
+    print(f"{'N':>6} {'sklearn loop':>13} {'sweep kmeans':>13} {'ratio':>7} {'sweep warm':>11} {'ratio':>7} {'peak task MiB':>14}")
+    for n, (loop_chains, chains) in PLAN.items():
+        if args.quick:
+            loop_chains, chains = max(1, loop_chains // 4), max(8, chains // 4)
+        reference = sklearn_loop(n, loop_chains, GENERATIONS)
+        cold, peak_cold = batched(n, chains, GENERATIONS, "kmeans", out)
+        warm, peak_warm = batched(n, chains, GENERATIONS, "previous", out)
+        print(f"{n:>6} {reference:>13,.0f} {cold:>13,.0f} {cold / reference:>6.0f}x {warm:>11,.0f} "
+              f"{warm / reference:>6.0f}x {max(peak_cold, peak_warm):>14,.0f}")
+    print("(chain-generations per second on one core; 'warm' = init: previous)")
+    ray.shutdown()
+
+
+if __name__ == "__main__":
+    main()
