@@ -32,6 +32,9 @@ class Cost:
 
     seconds_per_chain_generation: float
     bytes_per_chain: float
+    #: Array elements one chain contributes to a typical vectorised operation (n samples, k
+    #: symbols, 1 for a statistic): blocks are made wide enough for numpy to run efficiently.
+    width: float = 1.0
 
 
 class Family(ABC):
@@ -116,13 +119,16 @@ class Family(ABC):
     def default_block_size(self, n: int, policy: Any, generations: int) -> int:
         """Chains per block (the unit of vectorisation and of random streams) for one cell.
 
-        A power of two, from the cost model: about 4 s of work per 1000 generations and 256 MiB
-        of arrays per block, at most 4096 chains. It does not depend on the number of replicates
-        or on the horizon's compute time, so adding replicates leaves existing chains unchanged;
-        small blocks for expensive families give the scheduler enough tasks to spread.
+        A power of two, from the cost model: wide enough that a vectorised operation spans about
+        2^17 array elements (numpy's per-call overhead is then noise), otherwise no more than
+        about 4 s of work per 1000 generations (so expensive cells still split into several
+        tasks), within 256 MiB of arrays and 4096 chains. It depends on neither the number of
+        replicates nor the horizon's compute time, so adding replicates leaves existing chains
+        unchanged.
         """
         cost = self.cost(n, policy, generations)
         by_memory = (256 * 2**20) / max(cost.bytes_per_chain, 1.0)
         by_time = 4.0 / max(cost.seconds_per_chain_generation * 1000, 1e-12)
-        size = int(max(1, min(4096, by_memory, by_time)))
+        by_width = 2**17 / max(cost.width, 1.0)
+        size = int(max(1, min(4096, by_memory, max(by_time, by_width))))
         return 1 << (size.bit_length() - 1)

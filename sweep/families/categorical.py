@@ -136,7 +136,7 @@ class CategoricalFamily(Family):
         per_generation = 1.2e-7 * k * (2 if policy.kind in ("fresh_real", "mix") else 1)
         if policy.subsamples:
             per_generation += 1e-7 * 2 * k
-        return Cost(per_generation, 8.0 * k * 12)
+        return Cost(per_generation, 8.0 * k * 12, width=k)
 
 
 class CategoricalEvents:

@@ -249,7 +249,8 @@ class GaussianFamily(Family):
             per_draw += 1.5e-7 * n  # drawing n distinct indices and gathering them from the pool
         stored = n * d * 8.0 * (generations + 1 if policy.grows and sampled else 2)
         working = 64.0 * d * d + (4 * n * d * 8.0 if sampled else 0.0)
-        return Cost(per_draw * (3 if policy.kind in ("fresh_real", "mix") else 1), stored + working)
+        width = d * d + (n * d if sampled else 0)
+        return Cost(per_draw * (3 if policy.kind in ("fresh_real", "mix") else 1), stored + working, width=width)
 
 
 class GaussianEvents:

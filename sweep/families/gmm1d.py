@@ -125,7 +125,7 @@ class GMMFamily(Family):
         k = self.spec.k
         per_generation = (2e-5 + 4e-8 * n) * k * (0.7 if self.spec.init == "previous" else 1.0)
         stored = n * 8.0 * (generations + 1 if policy.grows else 2)
-        return Cost(per_generation, stored + n * 8.0 * (k + 8))
+        return Cost(per_generation, stored + n * 8.0 * (k + 8), width=n)
 
 
 def mixture_params(weights: np.ndarray, means: np.ndarray, variances: np.ndarray) -> EMResult:

@@ -121,4 +121,4 @@ params.weights, params.means, params.variances, m, rng=rng)
 
     def cost(self, n: int, policy: Any, generations: int) -> Cost:
         stored = n * 8.0 * (generations + 1 if policy.grows else 2)
-        return Cost(4e-8 * n, stored + n * 8.0 * 6)
+        return Cost(4e-8 * n, stored + n * 8.0 * 6, width=n)
