@@ -119,16 +119,15 @@ class Family(ABC):
     def default_block_size(self, n: int, policy: Any, generations: int) -> int:
         """Chains per block (the unit of vectorisation and of random streams) for one cell.
 
-        A power of two, from the cost model: wide enough that a vectorised operation spans about
-        2^17 array elements (numpy's per-call overhead is then noise), otherwise no more than
-        about 4 s of work per 1000 generations (so expensive cells still split into several
-        tasks), within 256 MiB of arrays and 4096 chains. It depends on neither the number of
+        The smallest power of two whose vectorised operations span about 2^20 array elements
+        (measured: EM at n = 10000 runs 1.7x faster per chain with 96 chains than with 8), within
+        256 MiB of arrays and 4096 chains. Smaller blocks would leave numpy's per-call overhead
+        in charge; larger ones only coarsen the scheduling. It depends on neither the number of
         replicates nor the horizon's compute time, so adding replicates leaves existing chains
         unchanged.
         """
         cost = self.cost(n, policy, generations)
         by_memory = (256 * 2**20) / max(cost.bytes_per_chain, 1.0)
-        by_time = 4.0 / max(cost.seconds_per_chain_generation * 1000, 1e-12)
-        by_width = 2**17 / max(cost.width, 1.0)
-        size = int(max(1, min(4096, by_memory, max(by_time, by_width))))
+        by_width = 2**20 / max(cost.width, 1.0)
+        size = int(max(1, min(4096, by_memory, by_width)))
         return 1 << (size.bit_length() - 1)
