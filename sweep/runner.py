@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,15 +14,21 @@ from typing import Any
 import numpy as np
 
 from sweep import __version__
+from sweep.cluster import connect, warn_if_not_shared
 from sweep.errors import UsageError
 from sweep.grid import Cell, cells as grid_cells
 from sweep.plan import expected_rows, plan_tasks
+from sweep.progress import Progress
 from sweep.spec import SweepSpec
 from sweep.store import Store
-from sweep.task import Task, TaskResult, run_task
+from sweep.task import FAIL_CELLS_ENV, Task, TaskResult, run_task
 
 #: Numeric libraries run one thread per task: a task is one core's worth of work.
-WORKER_ENV = {var: "1" for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+WORKER_ENV = {var: "1" for var in (
+    "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS",
+)}
+#: Attempts after a lost worker or node, per task.
+MAX_RETRIES = 3
 
 
 @dataclass
@@ -38,6 +43,11 @@ class RunReport:
     parts_kept: int = 0
     parts_removed: int = 0
     seconds: float = 0.0
+    workers: int = 1
+    #: Seconds the tasks worked (summed) and seconds the driver spent running them: their ratio
+    #: is the number of cores effectively used.
+    work_seconds: float = 0.0
+    execute_seconds: float = 0.0
     failures: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -60,8 +70,14 @@ def _cell_table(cells: list[Cell]) -> list[dict[str, Any]]:
     ]
 
 
-def prepare(spec: SweepSpec, location: str, *, overwrite: bool = False) -> tuple[Store, dict[str, Any], list[Cell]]:
-    """Open (or create) the results folder for ``spec``; refuse a folder of another sweep."""
+def _writable(location: str, error: OSError) -> UsageError:
+    return UsageError(f"output folder '{location}': expected a writable location, got "
+                      f"{error.__class__.__name__}: {' '.join(str(error).split())}")
+
+
+def inspect(spec: SweepSpec, location: str, *, overwrite: bool = False) -> tuple[Store, dict[str, Any] | None, list[Cell]]:
+    """Check, without writing, that the results folder may take ``spec``; return its sweep.json
+    (None for a new folder, or one that ``overwrite`` replaces)."""
     store = Store(location)
     cells = grid_cells(spec)
     try:
@@ -76,9 +92,16 @@ def prepare(spec: SweepSpec, location: str, *, overwrite: bool = False) -> tuple
                 )
             if meta.get("cells") != _cell_table(cells):
                 raise UsageError(f"results folder '{location}': its blocks were planned differently (another collapse-sweep version?); pass --overwrite to recompute it")
+    except OSError as error:
+        raise _writable(location, error) from None
+    return store, (None if overwrite else meta), cells
+
+
+def begin(spec: SweepSpec, store: Store, meta: dict[str, Any] | None, cells: list[Cell], *, overwrite: bool = False) -> dict[str, Any]:
+    """Mark the folder as running (creating or, with ``overwrite``, emptying it); return sweep.json."""
+    try:
         if overwrite:
             store.clear()
-            meta = None
         if meta is None:
             entropy = spec.seed if spec.seed is not None else int(np.random.SeedSequence().entropy)
             meta = {
@@ -92,24 +115,24 @@ def prepare(spec: SweepSpec, location: str, *, overwrite: bool = False) -> tuple
         meta.update(status="running", started=_now(), finished=None)
         store.write_meta(meta)
     except OSError as error:
-        raise UsageError(f"output folder '{location}': expected a writable location, got {error.__class__.__name__}: {' '.join(str(error).split())}") from None
-    return store, meta, cells
+        raise _writable(store.location, error) from None
+    return meta
 
 
-def _ray_init(address: str | None, num_cpus: int | None) -> bool:
-    """Start or join Ray; return True when this call started it (and so must stop it)."""
-    import ray
+def prepare(spec: SweepSpec, location: str, *, overwrite: bool = False) -> tuple[Store, dict[str, Any], list[Cell]]:
+    """Open (or create) the results folder for ``spec``; refuse a folder of another sweep."""
+    store, meta, cells = inspect(spec, location, overwrite=overwrite)
+    return store, begin(spec, store, meta, cells, overwrite=overwrite), cells
 
-    if ray.is_initialized():
-        return False
-    kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level="WARNING", configure_logging=True, log_to_driver=True)
-    if address:
-        kwargs["address"] = address
-    else:
-        kwargs["num_cpus"] = num_cpus or os.cpu_count()
-    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
-    ray.init(**kwargs)
-    return True
+
+def task_options() -> dict[str, Any]:
+    """The Ray options every task runs with (also what the tests check a task sees)."""
+    env = dict(WORKER_ENV)
+    if os.environ.get(FAIL_CELLS_ENV):  # forward the test hook to workers of any cluster
+        env[FAIL_CELLS_ENV] = os.environ[FAIL_CELLS_ENV]
+    # max_retries covers lost workers and nodes; an exception raised by the task itself is not
+    # retried (the simulation is deterministic, so it would fail the same way again).
+    return {"num_cpus": 1, "max_retries": MAX_RETRIES, "runtime_env": {"env_vars": env}}
 
 
 def run_sweep(
@@ -120,6 +143,7 @@ def run_sweep(
     num_cpus: int | None = None,
     overwrite: bool = False,
     blocks_per_task: int | None = None,
+    task_seconds: float | None = None,
     progress: bool = True,
 ) -> RunReport:
     """Run (or resume) a sweep into ``<out>/<spec.name>``.
@@ -131,56 +155,133 @@ def run_sweep(
     out : str
         Parent folder or filesystem URI of the results folder.
     address : str, optional
-        Ray cluster address (``auto``, ``HOST:PORT``, ``ray://...``); default: an embedded local Ray.
+        Ray cluster address (``auto``, ``HOST:PORT``, ``ray://...``); default: ``$RAY_ADDRESS`` if
+        set, else an embedded local Ray. An already initialised Ray is used as it is.
     num_cpus : int, optional
         CPUs of the embedded Ray (default: all local cores).
     overwrite : bool
         Replace a results folder that holds a different sweep.
     blocks_per_task : int, optional
         Force the task size (results do not depend on it).
+    task_seconds : float, optional
+        Target seconds of work per task (default :data:`sweep.plan.TARGET_TASK_SECONDS`); never
+        below :data:`sweep.plan.MIN_TASK_SECONDS`, where Ray's per-task overhead would show.
     progress : bool
-        Show a progress bar on stderr.
+        Show progress on stderr.
 
     Returns
     -------
     RunReport
+        ``failures`` lists the tasks that raised (cell, replicates, message); they wrote nothing,
+        so a rerun computes exactly them.
+
+    Raises
+    ------
+    UsageError
+        A folder of another sweep, an unwritable location, a cluster that cannot be joined, or
+        parts that tasks wrote but this driver cannot see (output not shared between nodes).
     """
     import ray
 
     started = time.perf_counter()
     location = f"{out.rstrip('/')}/{spec.name}"
-    store, meta, cells = prepare(spec, location, overwrite=overwrite)
-    scan = store.scan(expected_rows(spec, cells))
-    report = RunReport(location, len(cells), spec.replicates * len(cells), parts_kept=scan.kept_parts, parts_removed=len(scan.removed))
-    owns_ray = _ray_init(address, num_cpus)
+    # Refuse a wrong folder before starting Ray, and write nothing before Ray is joined, so
+    # neither a bad folder nor a bad address costs the other.
+    store, meta, cells = inspect(spec, location, overwrite=overwrite)
+    owns_ray = connect(address, num_cpus)
     try:
-        workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        tasks = plan_tasks(spec, cells, scan.done, workers=workers, blocks_per_task=blocks_per_task)
-        _execute(spec, cells, int(meta["root_entropy"]), location, tasks, workers, report, progress)
+        meta = begin(spec, store, meta, cells, overwrite=overwrite)
+        rows = expected_rows(spec, cells)
+        scan = _scan(store, rows)
+        report = RunReport(location, len(cells), spec.replicates * len(cells), parts_kept=scan.kept_parts, parts_removed=len(scan.removed))
+        warn_if_not_shared(location, store.is_local, address)
+        report.workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        done, failed = scan.done, []
+        for _ in range(2):  # run, then repair once whatever the check below finds missing
+            tasks = plan_tasks(spec, cells, _union(done, failed), workers=report.workers,
+                               blocks_per_task=blocks_per_task, target_seconds=task_seconds)
+            failed += _execute(spec, cells, int(meta["root_entropy"]), location, tasks, report, progress, _chains(cells, done))
+            # Trust the folder, not the tasks' word: a part may be missing (a task of a killed
+            # earlier driver overwrote or clashed with it) or invisible here (storage not shared).
+            check = _scan(store, rows)
+            report.parts_removed += len(check.removed)
+            done = check.done
+            if _chains(cells, _union(done, failed)) == report.chains:
+                break
+        else:
+            lost = report.chains - _chains(cells, _union(done, failed))
+            raise UsageError(
+                f"results '{location}': {lost} chains that tasks reported written are not there; the output location "
+                "must be storage every node and this driver see (a shared filesystem, or s3://...)"
+            )
     finally:
         if owns_ray:
             ray.shutdown()
     report.seconds = time.perf_counter() - started
-    meta.update(
-        status="failed" if report.failures else "complete",
-        finished=_now(),
-        failures=report.failures,
-    )
-    store.write_meta(meta)
+    meta.update(status="failed" if report.failures else "complete", finished=_now(), failures=report.failures,
+                last_run={"tasks": report.tasks_run, "chains": report.chains_run, "workers": report.workers,
+                          "seconds": round(report.seconds, 3), "work_seconds": round(report.work_seconds, 3)})
+    try:
+        store.write_meta(meta)
+    except OSError as error:
+        raise UsageError(f"output folder '{location}': expected a writable location to record the sweep's status, got "
+                         f"{error.__class__.__name__}: {' '.join(str(error).split())}; complete parts are kept, rerun to resume") from None
     return report
 
 
-def _execute(spec: SweepSpec, cells: list[Cell], entropy: int, location: str, tasks: list[Task], workers: int, report: RunReport, progress: bool) -> None:
-    import ray
-    from tqdm import tqdm
+def _scan(store: Store, rows: Any) -> Any:
+    try:
+        return store.scan(rows)
+    except OSError as error:  # e.g. a damaged part in a folder that became read-only
+        raise _writable(store.location, error) from None
 
-    remote = ray.remote(num_cpus=1, max_retries=3, runtime_env={"env_vars": WORKER_ENV})(run_task)
+
+def _union(done: dict[int, list[tuple[int, int]]], tasks: list[Task]) -> dict[int, list[tuple[int, int]]]:
+    merged = {cell: list(ranges) for cell, ranges in done.items()}
+    for task in tasks:
+        merged.setdefault(task.cell, []).append((task.first, task.stop))
+    return merged
+
+
+def _chains(cells: list[Cell], done: dict[int, list[tuple[int, int]]]) -> int:
+    """Chains covered by ``done`` (block ranges per cell), each block counted once."""
+    total = 0
+    for cell in cells:
+        blocks = {b for first, stop in done.get(cell.index, []) for b in range(first, stop)}
+        total += sum(cell.chains(b, b + 1) for b in blocks)
+    return total
+
+
+def _failure(cells: list[Cell], task: Task, error: BaseException) -> dict[str, Any]:
+    cell = cells[task.cell]
+    first = task.first * cell.block_size
+    cause = getattr(error, "cause", None)
+    if isinstance(cause, BaseException):  # the task's own exception, not Ray's wrapper
+        lines = str(cause).strip().splitlines()
+        message = f"{type(cause).__name__}: {lines[-1] if lines else ''}".rstrip(": ")
+    else:  # a lost worker or node after all retries
+        lines = str(error).strip().splitlines()
+        message = f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+    return {"cell": task.cell, "n": cell.n, "policy": cell.policy.label,
+            "replicates": [first, first + cell.chains(task.first, task.stop)], "error": message}
+
+
+def _execute(spec: SweepSpec, cells: list[Cell], entropy: int, location: str, tasks: list[Task],
+             report: RunReport, progress: bool, chains_done: int) -> list[Task]:
+    """Run ``tasks`` with at most a few in flight per worker; return those that failed."""
+    import ray
+
+    if not tasks:
+        return []
+    remote = ray.remote(**task_options())(run_task)
     spec_ref, cells_ref = ray.put(spec), ray.put(cells)
-    chains_total = sum(cells[t.cell].chains(t.first, t.stop) for t in tasks)
-    bar = tqdm(total=chains_total, unit="chain", unit_scale=True, disable=not progress or not tasks, file=sys.stderr, desc=spec.name, dynamic_ncols=True, smoothing=0.05)
+    bar = Progress(spec.name, report.chains, chains_done, enabled=progress)
     pending: dict[Any, Task] = {}
     queue = list(reversed(tasks))
-    max_in_flight = 2 * workers + 2
+    # Bounded in flight: the driver holds a few refs per worker, never the whole plan's.
+    max_in_flight = 2 * report.workers + 2
+    failed: list[Task] = []
+    started = time.perf_counter()
     try:
         while queue or pending:
             while queue and len(pending) < max_in_flight:
@@ -191,14 +292,15 @@ def _execute(spec: SweepSpec, cells: list[Cell], entropy: int, location: str, ta
                 task = pending.pop(ref)
                 try:
                     result: TaskResult = ray.get(ref)
-                except Exception as error:  # the task failed after its retries; keep going
-                    cell = cells[task.cell]
-                    replicates = range(task.first * cell.block_size, task.first * cell.block_size + cell.chains(task.first, task.stop))
-                    message = str(getattr(error, "cause", None) or error).strip().splitlines()[-1]
-                    report.failures.append({"cell": task.cell, "n": cell.n, "policy": cell.policy.label, "replicates": [replicates.start, replicates.stop], "error": message})
+                except Exception as error:  # failed after its retries; record it and go on
+                    report.failures.append(_failure(cells, task, error))
+                    failed.append(task)
                     continue
                 report.tasks_run += 1
                 report.chains_run += result.chains
+                report.work_seconds += result.seconds
                 bar.update(result.chains)
     finally:
         bar.close()
+        report.execute_seconds += time.perf_counter() - started
+    return failed
