@@ -90,16 +90,16 @@ def connect(address: str | None, num_cpus: int | None) -> bool:
     """
     import ray
 
-    if ray.is_initialized():  # a caller (a notebook, the tests) already chose the cluster
-        return False
-    address = address or os.environ.get("RAY_ADDRESS") or None
     if address and address.startswith(("http://", "https://")):
         raise UsageError(f"--address '{address}': expected a Ray address (auto, HOST:PORT, ray://HOST:PORT), got the "
                          "dashboard's http address; use it with 'sweep submit', or give the head's GCS port (6379 by default)")
+    if address and address != "auto":
+        split_host_port(address[len("ray://"):] if address.startswith("ray://") else address)
+    if ray.is_initialized():  # a caller (a notebook, the tests) already chose the cluster
+        return False
+    address = address or os.environ.get("RAY_ADDRESS") or None
     if address and address != "auto" and "://" not in address:
         probe(address)
-    if address and address.startswith("ray://"):
-        split_host_port(address[len("ray://"):])
     kwargs: dict[str, Any] = dict(logging_level="WARNING", configure_logging=True, log_to_driver=True)
     if address:
         kwargs["address"] = address

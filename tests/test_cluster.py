@@ -1,0 +1,172 @@
+"""A sweep against a real external Ray head: `run --address`, `submit`/`status`/`logs` as Ray Jobs,
+one thread per task, and bad addresses, job ids and versions as one line with exit 2."""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+
+import pandas as pd
+import pytest
+
+import analysis
+from sweep.runner import run_sweep
+from sweep.spec import parse_spec
+from tests.raynodes import ROOT, free_port, start_head, sweep
+
+RAW = {
+    "name": "remote", "seed": 5, "generations": 30, "replicates": 32, "block_size": 8,
+    "family": {"name": "categorical", "k": 6, "probs": "uniform"},
+    "grid": {"n": [10, 20], "policy": ["replace"]},
+}
+NO_TOKEN = {"RAY_AUTH_MODE": "disabled", "RAY_AUTH_TOKEN": ""}
+
+
+@pytest.fixture(scope="module")
+def head():
+    """A head with 1 CPU and the dashboard (the job server), stopped by its own process group."""
+    head = start_head(dashboard=True, num_cpus=1)
+    yield head
+    head.stop()
+
+
+@pytest.fixture(scope="module")
+def reference(ray_session, tmp_path_factory):
+    return run_sweep(parse_spec(RAW), str(tmp_path_factory.mktemp("reference")), progress=False).location
+
+
+def same_data(location: str, reference: str) -> None:
+    pd.testing.assert_frame_equal(analysis.load(location), analysis.load(reference))
+    pd.testing.assert_frame_equal(analysis.load_events(location), analysis.load_events(reference))
+
+
+def test_run_with_address(head, reference, tmp_path, write_spec):
+    """`run --address HOST:PORT` computes on the external head, resumes there, and refuses another spec."""
+    spec = write_spec(RAW)
+    first = sweep("run", spec, "--address", head.address, "--out", tmp_path, "--no-progress")
+    assert first.returncode == 0, first.stderr
+    assert "computed 64 chains" in first.stdout and "warning" not in first.stderr  # one node: no warning
+    same_data(str(tmp_path / "remote"), reference)
+    again = sweep("run", spec, "--address", head.address, "--out", tmp_path, "--no-progress")
+    assert again.returncode == 0 and "computed 0 chains in 0 tasks, kept 2 complete parts" in again.stdout
+    other = sweep("run", spec, "--address", head.address, "--out", tmp_path, "--set", "generations=31")
+    assert other.returncode == 2
+    assert other.stderr == (f"error: results folder '{tmp_path}/remote' holds a different sweep (generations: 30 in the "
+                            "folder, 31 now); pass --overwrite to replace it, or choose another --out\n")
+
+
+def test_tasks_run_one_thread(ray_session):
+    """A task started with the runner's options sees one thread for every numeric library."""
+    from sweep.runner import WORKER_ENV, task_options
+
+    def probe():
+        import threadpoolctl
+
+        return {k: os.environ.get(k) for k in WORKER_ENV}, [p["num_threads"] for p in threadpoolctl.threadpool_info()]
+
+    env, threads = ray_session.get(ray_session.remote(**task_options())(probe).remote())
+    assert env == {k: "1" for k in WORKER_ENV} and "OMP_NUM_THREADS" in env
+    assert threads and set(threads) == {1}
+
+
+def project(tmp_path, raw: dict):
+    """A researcher's working folder: the package source and a spec, as `submit` ships it."""
+    folder = tmp_path / "project"
+    for package in ("sweep", "analysis"):
+        shutil.copytree(ROOT / package, folder / package, ignore=shutil.ignore_patterns("__pycache__"))
+    import yaml
+
+    (folder / "spec.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    return folder
+
+
+def test_submit_follows_the_job(head, reference, tmp_path, cli):
+    """submit ships the folder, follows the logs to the end, exits 0 with the results in --out."""
+    folder, out = project(tmp_path, RAW), tmp_path / "out"
+    status, stdout, err = cli("submit", folder / "spec.yaml", "--address", head.dashboard, "--out", out,
+                              "--working-dir", folder)
+    assert status == 0, stdout + err
+    assert "remote: 2 cells x 32 replicates = 64 chains; computed 64 chains in" in stdout
+    assert err.startswith("submitted raysubmit_")
+    same_data(str(out / "remote"), reference)
+
+
+def test_failed_job_no_wait_status_logs(head, tmp_path, cli):
+    """--no-wait prints the id; status says FAILED; logs --follow prints the job's error and exits with
+    the driver's status (2: its results folder holds another sweep)."""
+    folder, out = project(tmp_path, RAW), tmp_path / "out"
+    (out / "remote").mkdir(parents=True)
+    (out / "remote" / "notes.txt").write_text("not a sweep")
+    status, stdout, _ = cli("submit", folder / "spec.yaml", "--address", head.dashboard, "--out", out,
+                            "--working-dir", folder, "--no-wait")
+    job = stdout.strip()
+    assert status == 0 and job.startswith("raysubmit_")
+    status, stdout, err = cli("logs", job, "--address", head.dashboard, "--follow")
+    assert status == 2
+    assert f"error: results folder '{out}/remote': expected an empty folder or one written by 'sweep run'" in stdout
+    assert err.startswith(f"job {job} FAILED: ")
+    status, stdout, _ = cli("status", job, "--address", head.dashboard)
+    assert status == 0 and stdout.startswith(f"{job}: FAILED")
+    status, stdout, _ = cli("logs", job, "--address", head.dashboard)
+    assert status == 0 and "expected an empty folder" in stdout
+
+
+def test_job_errors(head, tmp_path, cli, write_spec):
+    """A job id that does not exist, a silent job server, a relative --out, a spec outside the shipped folder."""
+    status, _, err = cli("status", "raysubmit_nosuchjob", "--address", head.dashboard)
+    assert status == 2 and err == (f"error: job 'raysubmit_nosuchjob': expected a job id of the cluster at "
+                                   f"{head.dashboard} (see 'ray job list'), got none such\n")
+    status, _, err = cli("logs", "raysubmit_nosuchjob", "--address", head.dashboard)
+    assert status == 2 and "expected a job id of the cluster" in err
+    silent = f"http://127.0.0.1:{free_port()}"
+    status, _, err = cli("status", "raysubmit_x", "--address", silent)
+    assert status == 2 and err.startswith(f"error: --address '{silent}': expected a Ray job server") and err.count("\n") == 1
+    spec = write_spec(RAW)
+    status, _, err = cli("submit", spec, "--address", head.dashboard, "--out", "results", "--working-dir", tmp_path)
+    assert status == 2 and err.startswith("error: --out: expected an absolute path every node sees")
+    status, _, err = cli("submit", spec, "--address", head.dashboard, "--out", tmp_path, "--working-dir", ROOT)
+    assert status == 2 and err.startswith(f"error: spec file '{spec}': expected a file inside --working-dir")
+    status, _, err = cli("status", "raysubmit_x", "--address", "ray://127.0.0.1:10001")
+    assert status == 2 and "expected the head's job server http://HEAD:8265" in err
+
+
+def test_missing_token(head, write_spec, tmp_path):
+    """Without the cluster's token, run and status say how to provide it (instead of retrying for long)."""
+    run = sweep("run", write_spec(RAW), "--address", head.address, "--out", tmp_path, **NO_TOKEN)
+    assert run.returncode == 2
+    assert run.stderr.startswith(f"error: --address '{head.address}': the cluster requires token authentication; "
+                                 "set RAY_AUTH_MODE=token")
+    assert not (tmp_path / "remote").exists()
+    status = sweep("status", "raysubmit_x", "--address", head.dashboard, **NO_TOKEN)
+    assert status.returncode == 2
+    assert status.stderr.startswith(f"error: --address '{head.dashboard}': the cluster requires token authentication")
+
+
+def test_bad_run_addresses(ray_session, write_spec, tmp_path, cli):
+    """Nothing listening, a dashboard URL, a malformed address: one line each, exit 2, nothing written."""
+    spec = write_spec(RAW)
+    port = free_port()
+    started = time.monotonic()
+    silent = sweep("run", spec, "--address", f"127.0.0.1:{port}", "--out", tmp_path)
+    assert silent.returncode == 2 and time.monotonic() - started < 30
+    assert silent.stderr.startswith(f"error: --address '127.0.0.1:{port}': expected a running Ray head there, got no answer")
+    assert silent.stderr.count("\n") == 1
+    status, _, err = cli("run", spec, "--address", "http://127.0.0.1:8265", "--out", tmp_path)
+    assert status == 2 and "got the dashboard's http address; use it with 'sweep submit'" in err
+    status, _, err = cli("run", spec, "--address", "nohost", "--out", tmp_path)
+    assert status == 2 and err == "error: --address: expected auto, HOST:PORT or ray://HOST:PORT, got 'nohost'\n"
+    assert not (tmp_path / "remote").exists()
+
+
+def test_ray_version_mismatch(head, write_spec, tmp_path):
+    """A driver whose Ray version differs from the cluster's: one line naming both, exit 2, nothing written.
+
+    The driver process reports Ray 2.0.0 (its ``ray.__version__`` is set before Ray connects), so
+    Ray's own check against the version the head stored fails, as with a second Ray install."""
+    import ray
+
+    result = sweep("run", write_spec(RAW), "--address", head.address, "--out", tmp_path, ray_version="2.0.0")
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: --address '{head.address}': expected a cluster running Ray 2.0.0 with Python ")
+    assert f"got Ray {ray.__version__} with Python" in result.stderr and result.stderr.count("\n") == 1
+    assert not (tmp_path / "remote").exists()
