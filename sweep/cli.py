@@ -101,6 +101,9 @@ def _run(args: argparse.Namespace) -> int:
         if len(report.failures) > SHOWN_FAILURES:
             print(f"... and {len(report.failures) - SHOWN_FAILURES} more, all listed in {report.location}/sweep.json",
                   file=sys.stderr)
+        if report.stopped:
+            print(f"stopped: the output location says '{report.stopped}', so {report.not_started} more tasks were not "
+                  "started; make room (or make it writable) and rerun the same command to resume", file=sys.stderr)
         print(f"{len(report.failures)} tasks failed; rerun the same command to retry only them", file=sys.stderr)
         return 1
     print(f"results: {report.location}")

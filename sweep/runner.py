@@ -6,6 +6,7 @@ summaries with ``ray.wait`` as tasks finish, so one failed task never loses the 
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import os
 import time
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ WORKER_ENV = {var: "1" for var in (
 )}
 #: Attempts after a lost worker or node, per task.
 MAX_RETRIES = 3
+#: Storage errors every later task would meet too: the run stops starting tasks on the first one.
+STORAGE_FULL = tuple(os.strerror(code) for code in (errno.ENOSPC, errno.EDQUOT, errno.EROFS))
 
 
 @dataclass
@@ -49,6 +52,10 @@ class RunReport:
     work_seconds: float = 0.0
     execute_seconds: float = 0.0
     failures: list[dict[str, Any]] = field(default_factory=list)
+    #: Why the run stopped starting tasks (storage full or read-only), or None.
+    stopped: str | None = None
+    #: Tasks not started because of ``stopped``; a rerun computes them.
+    not_started: int = 0
 
 
 def _now() -> str:
@@ -206,7 +213,7 @@ def run_sweep(
             check = _scan(store, rows)
             report.parts_removed += len(check.removed)
             done = check.done
-            if _chains(cells, _union(done, failed)) == report.chains:
+            if _chains(cells, _union(done, failed)) == report.chains or report.stopped:
                 break
         else:
             lost = report.chains - _chains(cells, _union(done, failed))
@@ -219,6 +226,7 @@ def run_sweep(
             ray.shutdown()
     report.seconds = time.perf_counter() - started
     meta.update(status="failed" if report.failures else "complete", finished=_now(), failures=report.failures,
+                stopped=report.stopped,
                 last_run={"tasks": report.tasks_run, "chains": report.chains_run, "workers": report.workers,
                           "seconds": round(report.seconds, 3), "work_seconds": round(report.work_seconds, 3)})
     try:
@@ -295,6 +303,11 @@ def _execute(spec: SweepSpec, cells: list[Cell], entropy: int, location: str, ta
                 except Exception as error:  # failed after its retries; record it and go on
                     report.failures.append(_failure(cells, task, error))
                     failed.append(task)
+                    reason = next((r for r in STORAGE_FULL if r in report.failures[-1]["error"]), None)
+                    if reason and queue:  # no point computing results that cannot be written
+                        report.stopped, report.not_started = reason, report.not_started + len(queue)
+                        failed += queue
+                        queue.clear()
                     continue
                 report.tasks_run += 1
                 report.chains_run += result.chains

@@ -48,6 +48,18 @@ def group(pgid: int) -> list[psutil.Process]:
     return list(found.values())
 
 
+def names(pgid: int) -> set[str]:
+    """Names of the live processes of a group (and their descendants)."""
+    found = set()
+    for proc in group(pgid):
+        try:
+            if proc.status() != psutil.STATUS_ZOMBIE:
+                found.add(proc.name())
+        except psutil.Error:
+            continue
+    return found
+
+
 def kill_group(pgid: int, timeout: float = 15.0) -> None:
     """SIGKILL a process group and its descendants; wait until they are gone."""
     procs = group(pgid)
