@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--overwrite", action="store_true", help="replace a results folder that holds a different sweep")
     run.add_argument("--blocks-per-task", type=int, default=None, help="force the task size in blocks (results do not depend on it)")
     run.add_argument("--task-seconds", type=float, default=None,
-                     help="target seconds of work per task (default 2; at least 0.1, so Ray's overhead stays under 1%%)")
+                     help="target seconds of work per task (default 2; at least 0.15, so that Ray's overhead stays under 2%%)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     validate = commands.add_parser("validate", help="check a spec and print its resolved grid", description=(

@@ -228,7 +228,8 @@ def run_sweep(
     meta.update(status="failed" if report.failures else "complete", finished=_now(), failures=report.failures,
                 stopped=report.stopped,
                 last_run={"tasks": report.tasks_run, "chains": report.chains_run, "workers": report.workers,
-                          "seconds": round(report.seconds, 3), "work_seconds": round(report.work_seconds, 3)})
+                          "seconds": round(report.seconds, 3), "work_seconds": round(report.work_seconds, 3),
+                          "execute_seconds": round(report.execute_seconds, 3)})
     try:
         store.write_meta(meta)
     except OSError as error:
