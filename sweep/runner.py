@@ -50,6 +50,7 @@ class RunReport:
     #: Seconds the tasks worked (summed) and seconds the driver spent running them: their ratio
     #: is the number of cores effectively used.
     work_seconds: float = 0.0
+    cpu_seconds: float = 0.0
     execute_seconds: float = 0.0
     failures: list[dict[str, Any]] = field(default_factory=list)
     #: Why the run stopped starting tasks (storage full or read-only), or None.
@@ -229,7 +230,7 @@ def run_sweep(
                 stopped=report.stopped,
                 last_run={"tasks": report.tasks_run, "chains": report.chains_run, "workers": report.workers,
                           "seconds": round(report.seconds, 3), "work_seconds": round(report.work_seconds, 3),
-                          "execute_seconds": round(report.execute_seconds, 3)})
+                          "cpu_seconds": round(report.cpu_seconds, 3), "execute_seconds": round(report.execute_seconds, 3)})
     try:
         store.write_meta(meta)
     except OSError as error:
@@ -313,6 +314,7 @@ def _execute(spec: SweepSpec, cells: list[Cell], entropy: int, location: str, ta
                 report.tasks_run += 1
                 report.chains_run += result.chains
                 report.work_seconds += result.seconds
+                report.cpu_seconds += result.cpu_seconds
                 bar.update(result.chains)
     finally:
         bar.close()

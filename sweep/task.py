@@ -48,7 +48,8 @@ class TaskResult:
     task: Task
     chains: int
     rows: int
-    seconds: float
+    seconds: float  # wall-clock inside the task
+    cpu_seconds: float = 0.0  # this process's CPU time inside the task (less when cores are shared)
 
 
 def _constant(value: object, rows: int, type_: pa.DataType) -> pa.Array:
@@ -97,7 +98,7 @@ def build_tables(spec: SweepSpec, cell: Cell, root_entropy: int, trajectories: d
 def run_task(spec: SweepSpec, cells: list[Cell], root_entropy: int, location: str, task: Task) -> TaskResult:
     """Simulate a task's blocks and write its two parts; the events part first, so a part pair
     is complete exactly when the trajectories part exists (both are validated on resume)."""
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     cell = cells[task.cell]
     family = spec.family
     recorded = spec.record.generations(spec.generations)
@@ -122,4 +123,5 @@ def run_task(spec: SweepSpec, cells: list[Cell], root_entropy: int, location: st
         # trajectories (resume would remove the orphan anyway, but readers may come first).
         store.delete_quietly(events_path)
         raise
-    return TaskResult(task, cell.chains(task.first, task.stop), traj_table.num_rows, time.perf_counter() - started)
+    return TaskResult(task, cell.chains(task.first, task.stop), traj_table.num_rows, time.perf_counter() - started,
+                      time.process_time() - cpu_started)
