@@ -77,7 +77,7 @@ def _version_error(address: str, error: BaseException) -> UsageError | None:
     )
 
 
-def connect(address: str | None, num_cpus: int | None) -> bool:
+def connect(address: str | None, num_cpus: int | None, worker_env: dict[str, str] | None = None) -> bool:
     """Start or join Ray; return True when this call started it (and so must shut it down).
 
     Parameters
@@ -87,6 +87,10 @@ def connect(address: str | None, num_cpus: int | None) -> bool:
         (as inside a Ray job), else starts an embedded local Ray with ``num_cpus`` CPUs.
     num_cpus : int, optional
         CPUs of the embedded Ray (default: all local cores); ignored when joining a cluster.
+    worker_env : dict, optional
+        Environment variables an embedded Ray's workers start with. Tasks then need no
+        ``runtime_env`` of their own, which would make Ray start fresh workers for them (2-5 s
+        here) instead of using the ones it starts with itself.
     """
     import ray
 
@@ -106,6 +110,10 @@ def connect(address: str | None, num_cpus: int | None) -> bool:
     else:
         kwargs.update(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False)
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+    # The raylet copies this process's environment when it starts, and its workers inherit it;
+    # the caller's own environment is put back right after.
+    saved = {k: os.environ.get(k) for k in worker_env or {}} if not address else {}
+    os.environ.update({k: worker_env[k] for k in saved})
     try:
         ray.init(**kwargs)
     except ConnectionError as error:
@@ -118,6 +126,12 @@ def connect(address: str | None, num_cpus: int | None) -> bool:
         if mismatch is None:
             raise
         raise mismatch from None
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     return True
 
 

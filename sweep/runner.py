@@ -133,14 +133,26 @@ def prepare(spec: SweepSpec, location: str, *, overwrite: bool = False) -> tuple
     return store, begin(spec, store, meta, cells, overwrite=overwrite), cells
 
 
-def task_options() -> dict[str, Any]:
-    """The Ray options every task runs with (also what the tests check a task sees)."""
+def worker_env() -> dict[str, str]:
+    """Environment variables every task needs: one thread per numeric library, and the test hook."""
     env = dict(WORKER_ENV)
     if os.environ.get(FAIL_CELLS_ENV):  # forward the test hook to workers of any cluster
         env[FAIL_CELLS_ENV] = os.environ[FAIL_CELLS_ENV]
+    return env
+
+
+def task_options(*, runtime_env: bool = True) -> dict[str, Any]:
+    """The Ray options every task runs with (also what the tests check a task sees).
+
+    ``runtime_env=False`` when the workers already start with :func:`worker_env` (an embedded Ray
+    started by :func:`sweep.cluster.connect`).
+    """
     # max_retries covers lost workers and nodes; an exception raised by the task itself is not
     # retried (the simulation is deterministic, so it would fail the same way again).
-    return {"num_cpus": 1, "max_retries": MAX_RETRIES, "runtime_env": {"env_vars": env}}
+    options: dict[str, Any] = {"num_cpus": 1, "max_retries": MAX_RETRIES}
+    if runtime_env:
+        options["runtime_env"] = {"env_vars": worker_env()}
+    return options
 
 
 def run_sweep(
@@ -196,7 +208,7 @@ def run_sweep(
     # Refuse a wrong folder before starting Ray, and write nothing before Ray is joined, so
     # neither a bad folder nor a bad address costs the other.
     store, meta, cells = inspect(spec, location, overwrite=overwrite)
-    owns_ray = connect(address, num_cpus)
+    owns_ray = connect(address, num_cpus, worker_env())
     try:
         meta = begin(spec, store, meta, cells, overwrite=overwrite)
         rows = expected_rows(spec, cells)
@@ -208,7 +220,8 @@ def run_sweep(
         for _ in range(2):  # run, then repair once whatever the check below finds missing
             tasks = plan_tasks(spec, cells, _union(done, failed), workers=report.workers,
                                blocks_per_task=blocks_per_task, target_seconds=task_seconds)
-            failed += _execute(spec, cells, int(meta["root_entropy"]), location, tasks, report, progress, _chains(cells, done))
+            failed += _execute(spec, cells, int(meta["root_entropy"]), location, tasks, report, progress,
+                               _chains(cells, done), task_options(runtime_env=not owns_ray))
             # Trust the folder, not the tasks' word: a part may be missing (a task of a killed
             # earlier driver overwrote or clashed with it) or invisible here (storage not shared).
             check = _scan(store, rows)
@@ -277,13 +290,13 @@ def _failure(cells: list[Cell], task: Task, error: BaseException) -> dict[str, A
 
 
 def _execute(spec: SweepSpec, cells: list[Cell], entropy: int, location: str, tasks: list[Task],
-             report: RunReport, progress: bool, chains_done: int) -> list[Task]:
+             report: RunReport, progress: bool, chains_done: int, options: dict[str, Any]) -> list[Task]:
     """Run ``tasks`` with at most a few in flight per worker; return those that failed."""
     import ray
 
     if not tasks:
         return []
-    remote = ray.remote(**task_options())(run_task)
+    remote = ray.remote(**options)(run_task)
     spec_ref, cells_ref = ray.put(spec), ray.put(cells)
     bar = Progress(spec.name, report.chains, chains_done, enabled=progress)
     pending: dict[Any, Task] = {}

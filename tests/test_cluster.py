@@ -2,8 +2,11 @@
 one thread per task, and bad addresses, job ids and versions as one line with exit 2."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 
 import pandas as pd
@@ -12,7 +15,7 @@ import pytest
 import analysis
 from sweep.runner import run_sweep
 from sweep.spec import parse_spec
-from tests.raynodes import ROOT, free_port, start_head, sweep
+from tests.raynodes import ROOT, env, free_port, start_head, sweep
 
 RAW = {
     "name": "remote", "seed": 5, "generations": 30, "replicates": 32, "block_size": 8,
@@ -55,18 +58,43 @@ def test_run_with_address(head, reference, tmp_path, write_spec):
                             "folder, 31 now); pass --overwrite to replace it, or choose another --out\n")
 
 
+PROBE = """
+import os, threadpoolctl
+def probe():
+    import numpy, threadpoolctl  # numpy loads the BLAS whose threads are counted
+    return {k: os.environ.get(k) for k in WORKER_ENV}, sorted({p["num_threads"] for p in threadpoolctl.threadpool_info()})
+"""
+
+
 def test_tasks_run_one_thread(ray_session):
-    """A task started with the runner's options sees one thread for every numeric library."""
+    """A task started with the runner's options (a runtime_env, on a Ray it did not start) sees one
+    thread for every numeric library."""
     from sweep.runner import WORKER_ENV, task_options
 
-    def probe():
-        import threadpoolctl
+    scope = {"WORKER_ENV": WORKER_ENV}
+    exec(PROBE, scope)
+    env, threads = ray_session.get(ray_session.remote(**task_options())(scope["probe"]).remote())
+    assert env == {k: "1" for k in WORKER_ENV} and "OMP_NUM_THREADS" in env and threads == [1]
 
-        return {k: os.environ.get(k) for k in WORKER_ENV}, [p["num_threads"] for p in threadpoolctl.threadpool_info()]
 
-    env, threads = ray_session.get(ray_session.remote(**task_options())(probe).remote())
-    assert env == {k: "1" for k in WORKER_ENV} and "OMP_NUM_THREADS" in env
-    assert threads and set(threads) == {1}
+def test_embedded_workers_run_one_thread():
+    """An embedded Ray's workers start with one thread each (no runtime_env needed), and the
+    driver's own environment is left as it was."""
+    code = PROBE + """
+import json, ray
+from sweep.cluster import connect
+from sweep.runner import WORKER_ENV, task_options, worker_env
+before = {k: os.environ.get(k) for k in WORKER_ENV}
+connect(None, 1, worker_env())
+print(json.dumps([ray.get(ray.remote(**task_options(runtime_env=False))(probe).remote()),
+                  before == {k: os.environ.get(k) for k in WORKER_ENV}]))
+ray.shutdown()
+"""
+    result = subprocess.run([sys.executable, "-c", code], env=env(OPENBLAS_NUM_THREADS=""), capture_output=True,
+                            text=True, timeout=120, start_new_session=True)
+    assert result.returncode == 0, result.stderr
+    (task_env, threads), restored = json.loads(result.stdout.splitlines()[-1])
+    assert set(task_env.values()) == {"1"} and threads == [1] and restored
 
 
 def project(tmp_path, raw: dict):
