@@ -131,6 +131,27 @@ def start_head(*, dashboard: bool = False, num_cpus: int = 1) -> Head:
     return head
 
 
+def start_worker(head: Head, *, num_cpus: int = 1, private_dir: Path | None = None) -> int:
+    """Add a worker node to ``head``; return its process group. With ``private_dir``, the node runs
+    in a user and mount namespace of its own where a tmpfs hides that folder: storage this node
+    writes and nobody else sees, as a node's local disk on a real cluster."""
+    command = [sys.executable, "-m", "ray.scripts.scripts", "start", "--address", head.address,
+               "--num-cpus", str(num_cpus), "--disable-usage-stats"]
+    if private_dir is not None:
+        command = ["unshare", "-rm", "sh", "-c", 'mount -t tmpfs tmpfs "$0" && exec "$@"', str(private_dir), *command]
+    process = subprocess.Popen(command, env=env(), start_new_session=True, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+        output, _ = process.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        kill_group(process.pid)
+        raise
+    if process.returncode != 0:
+        kill_group(process.pid)
+        raise RuntimeError(f"ray start (worker) failed:\n{output[-3000:]}")
+    return process.pid
+
+
 def sweep_command(*args: str, ray_version: str | None = None) -> list[str]:
     """``python -m sweep ARGS``; with ``ray_version``, in a process that reports that Ray version
     (what Ray's version check compares with the cluster's: a real mismatch without a second install)."""

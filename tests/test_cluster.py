@@ -15,7 +15,7 @@ import pytest
 import analysis
 from sweep.runner import run_sweep
 from sweep.spec import parse_spec
-from tests.raynodes import ROOT, env, free_port, start_head, sweep
+from tests.raynodes import ROOT, env, free_port, kill_group, start_head, start_worker, sweep
 
 RAW = {
     "name": "remote", "seed": 5, "generations": 30, "replicates": 32, "block_size": 8,
@@ -198,3 +198,29 @@ def test_ray_version_mismatch(head, write_spec, tmp_path):
     assert result.stderr.startswith(f"error: --address '{head.address}': expected a cluster running Ray 2.0.0 with Python ")
     assert f"got Ray {ray.__version__} with Python" in result.stderr and result.stderr.count("\n") == 1
     assert not (tmp_path / "remote").exists()
+
+
+@pytest.mark.slow
+def test_output_not_shared_between_nodes(write_spec, tmp_path):
+    """A worker node whose disk the driver cannot see (its own tmpfs over --out): the run warns, then
+    stops with an error saying the output must be shared storage, instead of recomputing forever."""
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode:
+        pytest.skip("cannot create a user and mount namespace here (unshare -rm) for a node with a private disk")
+    out = tmp_path / "out"
+    out.mkdir()
+    head = start_head(num_cpus=0)
+    worker = None
+    try:
+        worker = start_worker(head, private_dir=out)
+        result = sweep("run", write_spec(RAW), "--address", head.address, "--out", out, "--no-progress")
+    finally:
+        if worker is not None:
+            kill_group(worker)
+        head.stop()
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert lines[0] == (f"warning: results '{out}/remote' are a local path but tasks run on 2 nodes: every node must "
+                        "see it (a shared filesystem), or use an object-store URI such as s3://bucket/results")
+    assert lines[-1] == (f"error: results '{out}/remote': 64 chains that tasks reported written are not there; the "
+                         "output location must be storage every node and this driver see (a shared filesystem, or s3://...)")
+    assert not (out / "remote" / "trajectories").exists()
