@@ -88,11 +88,16 @@ class Head:
     pgid: int
     port: int
     dashboard_port: int | None
+    client_port: int
     temp_dir: str
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def client(self) -> str:
+        return f"ray://127.0.0.1:{self.client_port}"
 
     @property
     def dashboard(self) -> str:
@@ -109,17 +114,18 @@ def start_head(*, dashboard: bool = False, num_cpus: int = 1) -> Head:
     temp_dir = tempfile.mkdtemp(prefix="cs-", dir="/tmp")
     port = free_port()
     dashboard_port = free_port() if dashboard else None
+    client_port = free_port()
     # Ports that default to fixed numbers are drawn free too: another Ray on this machine (or the
     # tests' embedded one) may hold 10001 (Ray Client) or 52365 (the agent the job server needs).
     args = ["start", "--head", "--port", str(port), "--temp-dir", temp_dir, "--num-cpus", str(num_cpus),
             "--disable-usage-stats", "--include-dashboard", "true" if dashboard else "false",
-            "--ray-client-server-port", str(free_port()), "--dashboard-agent-listen-port", str(free_port())]
+            "--ray-client-server-port", str(client_port), "--dashboard-agent-listen-port", str(free_port())]
     if dashboard:
         args += ["--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard_port)]
     command = [sys.executable, "-m", "ray.scripts.scripts", *args]
     process = subprocess.Popen(command, env=env(), start_new_session=True, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
-    head = Head(process.pid, port, dashboard_port, temp_dir)
+    head = Head(process.pid, port, dashboard_port, client_port, temp_dir)
     try:
         output, _ = process.communicate(timeout=120)
     except subprocess.TimeoutExpired:

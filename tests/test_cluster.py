@@ -44,18 +44,30 @@ def same_data(location: str, reference: str) -> None:
 
 
 def test_run_with_address(head, reference, tmp_path, write_spec):
-    """`run --address HOST:PORT` computes on the external head, resumes there, and refuses another spec."""
+    """`run --address HOST:PORT` computes on the external head, resumes there (`--address auto`), and
+    refuses another spec."""
     spec = write_spec(RAW)
     first = sweep("run", spec, "--address", head.address, "--out", tmp_path, "--no-progress")
     assert first.returncode == 0, first.stderr
     assert "computed 64 chains" in first.stdout and "warning" not in first.stderr  # one node: no warning
     same_data(str(tmp_path / "remote"), reference)
-    again = sweep("run", spec, "--address", head.address, "--out", tmp_path, "--no-progress")
+    # `auto` takes $RAY_ADDRESS first (as inside a Ray job); it never scans for other clusters then.
+    again = sweep("run", spec, "--address", "auto", "--out", tmp_path, "--no-progress", RAY_ADDRESS=head.address)
     assert again.returncode == 0 and "computed 0 chains in 0 tasks, kept 2 complete parts" in again.stdout
     other = sweep("run", spec, "--address", head.address, "--out", tmp_path, "--set", "generations=31")
     assert other.returncode == 2
     assert other.stderr == (f"error: results folder '{tmp_path}/remote' holds a different sweep (generations: 30 in the "
                             "folder, 31 now); pass --overwrite to replace it, or choose another --out\n")
+
+
+def test_run_through_ray_client(head, reference, tmp_path, write_spec):
+    """`run --address ray://HOST:PORT` (Ray Client) computes the same rows, and warns that a local path
+    must be one the cluster's nodes see too."""
+    result = sweep("run", write_spec(RAW), "--address", head.client, "--out", tmp_path, "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert f"warning: results '{tmp_path}/remote' are a local path but tasks run on a remote cluster through Ray " \
+           "Client: every node must see it" in result.stderr
+    same_data(str(tmp_path / "remote"), reference)
 
 
 PROBE = """
