@@ -3,7 +3,6 @@ one thread per task, and bad addresses, job ids and versions as one line with ex
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys

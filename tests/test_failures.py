@@ -155,6 +155,7 @@ def test_disk_full(reference, tmp_path, write_spec, cli):
     events = {p.name for p in (location / "events").rglob("part-*.parquet")}
     assert trajectories == events and 0 < len(trajectories) < 16  # whole pairs only, some missing
     assert json.loads((location / "sweep.json").read_text())["status"] != "complete"
+    assert "stopped early: No space left on device; rerun to compute the rest" in cli("show", location)[1]
     status, out, _ = cli("run", write_spec(RAW), "--out", kept, "--blocks-per-task", "1", "--no-progress")
     assert status == 0 and f"kept {len(trajectories)} complete parts" in out
     same_data(location, reference)
