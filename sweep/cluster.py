@@ -65,6 +65,18 @@ def probe(address: str, timeout: float = 5.0) -> None:
                 raise UsageError(f"--address '{address}': the cluster requires token authentication; {AUTH_HINT}") from None
 
 
+def _probe_client(address: str, timeout: float = 5.0) -> None:
+    """A Ray Client address: fail at once if nothing listens there (ray.init would retry for long)."""
+    import socket
+
+    host, port = split_host_port(address[len("ray://"):])
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as error:
+        raise UsageError(f"--address '{address}': expected a Ray Client server there (the head's port 10001 by "
+                         f"default), got no answer ({error.strerror or error})") from None
+
+
 def _version_error(address: str, error: BaseException) -> UsageError | None:
     match = _MISMATCH.search(str(error))
     if "Version mismatch" not in str(error) or not match:
@@ -104,6 +116,8 @@ def connect(address: str | None, num_cpus: int | None, worker_env: dict[str, str
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address and address != "auto" and "://" not in address:
         probe(address)
+    if address and address.startswith("ray://"):
+        _probe_client(address)
     kwargs: dict[str, Any] = dict(logging_level="WARNING", configure_logging=True, log_to_driver=True)
     if address:
         kwargs["address"] = address

@@ -182,7 +182,8 @@ def test_missing_token(head, write_spec, tmp_path):
 
 
 def test_bad_run_addresses(ray_session, write_spec, tmp_path, cli):
-    """Nothing listening, a dashboard URL, a malformed address: one line each, exit 2, nothing written."""
+    """Nothing listening (GCS or Ray Client port), a dashboard URL, a malformed address: one line each,
+    exit 2, nothing written."""
     spec = write_spec(RAW)
     port = free_port()
     started = time.monotonic()
@@ -190,6 +191,10 @@ def test_bad_run_addresses(ray_session, write_spec, tmp_path, cli):
     assert silent.returncode == 2 and time.monotonic() - started < 30
     assert silent.stderr.startswith(f"error: --address '127.0.0.1:{port}': expected a running Ray head there, got no answer")
     assert silent.stderr.count("\n") == 1
+    client = sweep("run", spec, "--address", f"ray://127.0.0.1:{port}", "--out", tmp_path)
+    assert client.returncode == 2 and client.stderr.startswith(
+        f"error: --address 'ray://127.0.0.1:{port}': expected a Ray Client server there (the head's port 10001 by "
+        "default), got no answer (Connection refused)")
     status, _, err = cli("run", spec, "--address", "http://127.0.0.1:8265", "--out", tmp_path)
     assert status == 2 and "got the dashboard's http address; use it with 'sweep submit'" in err
     status, _, err = cli("run", spec, "--address", "nohost", "--out", tmp_path)
