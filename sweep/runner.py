@@ -46,7 +46,7 @@ def _writable(location: str, error: OSError) -> UsageError:
                       f"{error.__class__.__name__}: {' '.join(str(error).split())}")
 
 
-def inspect(spec: SweepSpec, location: str, *, overwrite: bool = False) -> tuple[Store, dict[str, Any] | None, list[Cell]]:
+def check_folder(spec: SweepSpec, location: str, *, overwrite: bool = False) -> tuple[Store, dict[str, Any] | None, list[Cell]]:
     """Check, without writing, that the results folder may take ``spec``; return its sweep.json
     (None for a new folder, or one that ``overwrite`` replaces)."""
     store = Store(location)
@@ -92,7 +92,7 @@ def begin(spec: SweepSpec, store: Store, meta: dict[str, Any] | None, cells: lis
 
 def prepare(spec: SweepSpec, location: str, *, overwrite: bool = False) -> tuple[Store, dict[str, Any], list[Cell]]:
     """Open (or create) the results folder for ``spec``; refuse a folder of another sweep."""
-    store, meta, cells = inspect(spec, location, overwrite=overwrite)
+    store, meta, cells = check_folder(spec, location, overwrite=overwrite)
     return store, begin(spec, store, meta, cells, overwrite=overwrite), cells
 
 
@@ -148,7 +148,7 @@ def run_sweep(
     location = f"{out.rstrip('/')}/{spec.name}"
     # Refuse a wrong folder before starting Ray, and write nothing before Ray is joined, so
     # neither a bad folder nor a bad address costs the other.
-    store, meta, cells = inspect(spec, location, overwrite=overwrite)
+    store, meta, cells = check_folder(spec, location, overwrite=overwrite)
     owns_ray = connect(address, num_cpus, worker_env())
     try:
         meta = begin(spec, store, meta, cells, overwrite=overwrite)
@@ -218,4 +218,4 @@ def _chains(cells: list[Cell], done: dict[int, list[tuple[int, int]]]) -> int:
 
 
 
-__all__ = ["RunReport", "WORKER_ENV", "inspect", "begin", "prepare", "run_sweep", "task_options", "worker_env"]
+__all__ = ["RunReport", "WORKER_ENV", "begin", "check_folder", "prepare", "run_sweep", "task_options", "worker_env"]
