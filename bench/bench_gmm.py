@@ -58,7 +58,7 @@ def batched(n: int, chains: int, generations: int, init: str, out: str) -> tuple
         "grid": {"n": [n], "policy": ["replace"]}, "record": {"every": 10},
     })
     report = run_sweep(spec, out, overwrite=True, progress=False)
-    return chains * generations / report.compute_seconds, report.peak_task_rss_mib
+    return chains * generations / report.seconds, report.peak_task_rss_mib
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""The ``sweep`` command: run, validate and show sweeps.
+"""The ``sweep`` command: run, validate and show sweeps; submit them to a cluster (sweep.jobs).
 
 Exit status: 0 on success, 1 when some tasks failed (the rest is kept; rerun to retry them),
 2 for bad input (spec, options, results folder), with one line on stderr saying what and why.
@@ -12,12 +12,17 @@ from typing import Sequence
 from analysis.io import ResultsError
 from sweep.errors import SpecError, UsageError
 
+#: Failed tasks listed on stderr; sweep.json lists them all.
+SHOWN_FAILURES = 10
+
 EXAMPLES = """examples:
   sweep run experiments/quickstart.yaml
   sweep run experiments/quickstart.yaml --set generations=500 --set grid.n=[10,100]
   sweep validate experiments/quickstart.yaml
   sweep show results/quickstart
   sweep report results/quickstart
+  sweep run experiments/quickstart.yaml --address auto --out /shared/results      # on a cluster's head
+  sweep submit experiments/quickstart.yaml --address http://HEAD:8265 --out s3://bucket/results
 """
 
 
@@ -49,10 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
         "Rerunning the same command resumes: complete parts are kept, missing or damaged ones recomputed."))
     _spec_arguments(run)
     run.add_argument("--out", default="results", help="parent folder or filesystem URI of the results (default: results)")
-    run.add_argument("--address", default=None, help="Ray cluster address (auto, HOST:PORT, ray://...); default: embedded local Ray")
+    run.add_argument("--address", default=None, help="Ray cluster address (auto, HOST:PORT, ray://HOST:PORT); "
+                     "default: $RAY_ADDRESS if set, else an embedded local Ray")
     run.add_argument("--num-cpus", type=int, default=None, help="CPUs for the embedded local Ray (default: all cores)")
     run.add_argument("--overwrite", action="store_true", help="replace a results folder that holds a different sweep")
     run.add_argument("--blocks-per-task", type=int, default=None, help="force the task size in blocks (results do not depend on it)")
+    run.add_argument("--task-seconds", type=float, default=None,
+                     help="target seconds of work per task (default 2; at least 0.15, so that Ray's overhead stays under 2%%)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     validate = commands.add_parser("validate", help="check a spec and print its resolved grid", description=(
@@ -70,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("results", help="results folder (OUT/NAME)")
     report.add_argument("--out", default=None, help="where to write (default: RESULTS/report)")
     report.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for rate CIs (default: 1000)")
+
+    from sweep.jobs import add_commands
+
+    add_commands(commands, _spec_arguments)
     return parser
 
 
@@ -80,27 +92,43 @@ def _run(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec, args.overrides)
     if args.num_cpus is not None and args.num_cpus < 1:
         raise UsageError(f"--num-cpus: expected an integer >= 1, got {args.num_cpus}")
-    if args.blocks_per_task is not None and args.blocks_per_task < 1:
-        raise UsageError(f"--blocks-per-task: expected an integer >= 1, got {args.blocks_per_task}")
+    _check_task_options(args)
     report = run_sweep(
         spec, args.out, address=args.address, num_cpus=args.num_cpus, overwrite=args.overwrite,
-        blocks_per_task=args.blocks_per_task, progress=not args.no_progress,
+        blocks_per_task=args.blocks_per_task, task_seconds=args.task_seconds, progress=not args.no_progress,
     )
     resumed = f", kept {report.parts_kept} complete parts" if report.parts_kept else ""
     redone = f", removed {report.parts_removed} damaged or partial files" if report.parts_removed else ""
-    rate = report.chains_run / report.compute_seconds if report.compute_seconds else 0.0
+    running = report.execute_seconds
+    speed = ""
+    if running > 0:
+        speed = (f", {running:.1f} s running tasks, {report.chains_run / running:,.0f} chains/s, "
+                 f"{report.work_seconds / running:.2f} cores busy")
     print(f"{spec.name}: {report.cells} cells x {spec.replicates} replicates = {report.chains} chains; "
           f"computed {report.chains_run} chains in {report.tasks_run} tasks{resumed}{redone} "
-          f"({report.seconds:.1f} s in all, {report.compute_seconds:.1f} s computing, {rate:,.0f} chains/s)")
+          f"({report.seconds:.1f} s in all{speed})")
     if report.failures:
-        for failure in report.failures:
+        for failure in report.failures[:SHOWN_FAILURES]:
             print(f"failed: cell {failure['cell']} (n={failure['n']}, {failure['policy']}) replicates "
                   f"{failure['replicates'][0]}-{failure['replicates'][1] - 1}: {failure['error']}", file=sys.stderr)
+        if len(report.failures) > SHOWN_FAILURES:
+            print(f"... and {len(report.failures) - SHOWN_FAILURES} more, all listed in {report.location}/sweep.json",
+                  file=sys.stderr)
+        if report.stopped:
+            print(f"stopped: the output location says '{report.stopped}', so {report.not_started} more tasks were not "
+                  "started; make room (or make it writable) and rerun the same command to resume", file=sys.stderr)
         print(f"{len(report.failures)} tasks failed; rerun the same command to retry only them", file=sys.stderr)
         return 1
     print(f"results: {report.location}")
     print(f"open with: python -c \"import analysis; print(analysis.load('{report.location}').head())\"")
     return 0
+
+
+def _check_task_options(args: argparse.Namespace) -> None:
+    if args.blocks_per_task is not None and args.blocks_per_task < 1:
+        raise UsageError(f"--blocks-per-task: expected an integer >= 1, got {args.blocks_per_task}")
+    if args.task_seconds is not None and not args.task_seconds > 0:
+        raise UsageError(f"--task-seconds: expected a number of seconds > 0, got {args.task_seconds}")
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -145,6 +173,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sweep`` console script; returns the exit status."""
     try:
         args = build_parser().parse_args(argv)
+        if args.command in ("submit", "status", "logs"):
+            from sweep import jobs
+
+            if args.command == "submit":
+                _check_task_options(args)
+            return getattr(jobs, args.command)(args)
         return {"run": _run, "validate": _validate, "show": _show, "report": _report}[args.command](args)
     except (SpecError, UsageError, ResultsError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -14,6 +14,17 @@ from sweep.spec import SweepSpec
 from sweep.task import Task
 
 TARGET_TASK_SECONDS = 2.0
+#: Ray's own cost per task (scheduling, argument and result transfer, the driver's loop), in
+#: core-seconds: 2-3 ms measured with no-op tasks by ``bench/bench_load.py`` on a busy 2-core machine.
+RAY_TASK_OVERHEAD_SECONDS = 0.002
+#: Smallest task the planner makes (unless a cell has less work in all), so that Ray's overhead
+#: stays under 2% of the work even at 3 ms per task.
+MIN_TASK_SECONDS = 0.15
+#: Fixed cost inside a task: two Parquet writes and their renames (about 6 ms measured).
+TASK_FIXED_SECONDS = 0.006
+#: numpy's per-call overhead, paid once per block and generation whatever the block size; the
+#: families' cost models count only the per-chain part (about 50 us measured for 1-D Gaussians).
+BLOCK_GENERATION_SECONDS = 5e-5
 
 
 def missing_blocks(cell: Cell, done: list[tuple[int, int]]) -> list[int]:
@@ -24,8 +35,19 @@ def missing_blocks(cell: Cell, done: list[tuple[int, int]]) -> list[int]:
 
 
 def block_seconds(spec: SweepSpec, cell: Cell) -> float:
+    """Estimated seconds of one block of ``cell`` (the family's cost model plus numpy's overhead)."""
     cost = spec.family.cost(cell.n, cell.policy, spec.generations)
-    return cost.seconds_per_chain_generation * cell.block_size * spec.generations
+    return (cost.seconds_per_chain_generation * cell.block_size + BLOCK_GENERATION_SECONDS) * spec.generations
+
+
+def task_size(seconds_per_block: float, total_blocks: int, workers: int, target_seconds: float) -> int:
+    """Blocks per task: about ``target_seconds`` of work, fewer if that leaves a worker fewer than
+    four tasks (so the cores stay busy to the end), but never under :data:`MIN_TASK_SECONDS`."""
+    per_block = max(seconds_per_block, 1e-9)
+    target = max(1, int((target_seconds - TASK_FIXED_SECONDS) / per_block))
+    balanced = max(1, math.ceil(total_blocks / (4 * max(workers, 1))))
+    floor = max(1, math.ceil((MIN_TASK_SECONDS - TASK_FIXED_SECONDS) / per_block))
+    return max(min(target, balanced), floor)
 
 
 def plan_tasks(
@@ -35,7 +57,7 @@ def plan_tasks(
     *,
     workers: int,
     blocks_per_task: int | None = None,
-    target_seconds: float = TARGET_TASK_SECONDS,
+    target_seconds: float | None = None,
 ) -> list[Task]:
     """Tasks covering every block not in ``done``, each a contiguous run of one cell's blocks.
 
@@ -43,9 +65,11 @@ def plan_tasks(
     ----------
     blocks_per_task : int, optional
         Force this many blocks per task (tests and benchmarks); by default sized from the
-        family's cost model to about ``target_seconds``, and small enough to give every worker
-        several tasks.
+        family's cost model by :func:`task_size`.
+    target_seconds : float, optional
+        Target work per task, default :data:`TARGET_TASK_SECONDS`.
     """
+    target_seconds = TARGET_TASK_SECONDS if target_seconds is None else target_seconds
     missing = {cell.index: missing_blocks(cell, done.get(cell.index, [])) for cell in cells}
     total_blocks = sum(len(m) for m in missing.values())
     tasks: list[Task] = []
@@ -56,8 +80,7 @@ def plan_tasks(
         if blocks_per_task is not None:
             size = blocks_per_task
         else:
-            size = max(1, int(target_seconds / max(block_seconds(spec, cell), 1e-9)))
-            size = min(size, max(1, math.ceil(total_blocks / (4 * max(workers, 1)))))
+            size = task_size(block_seconds(spec, cell), total_blocks, workers, target_seconds)
         run: list[int] = []
         for block in blocks + [None]:
             if run and (block is None or block != run[-1] + 1 or len(run) == size):

@@ -1,48 +1,26 @@
-"""The driver: validate, resume, plan, run tasks on Ray with bounded in-flight work, record.
+"""The driver: check the results folder, join Ray, resume, plan, run (sweep.execute), verify, record.
 
 It never holds results in memory: each task writes its own parts, and the driver takes small
-summaries with ``ray.wait`` as tasks finish, so one failed task never loses the others.
+summaries with ``ray.wait`` as tasks finish, so one failed task never loses the others. At the end
+it checks the folder itself, not the tasks' word, before it calls a sweep complete.
 """
 from __future__ import annotations
 
 import datetime as _dt
-import os
-import sys
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from sweep import __version__
+from sweep.cluster import connect, warn_if_not_shared
 from sweep.errors import UsageError
+from sweep.execute import WORKER_ENV, RunReport, execute, task_options, worker_env
 from sweep.grid import Cell, cells as grid_cells
 from sweep.plan import expected_rows, plan_tasks
 from sweep.spec import SweepSpec
 from sweep.store import Store
-from sweep.task import Task, TaskResult, run_task
-
-#: Numeric libraries run one thread per task: a task is one core's worth of work.
-WORKER_ENV = {var: "1" for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
-
-
-@dataclass
-class RunReport:
-    """What one ``sweep run`` did."""
-
-    location: str
-    cells: int
-    chains: int
-    tasks_run: int = 0
-    chains_run: int = 0
-    parts_kept: int = 0
-    parts_removed: int = 0
-    seconds: float = 0.0
-    compute_seconds: float = 0.0
-    task_seconds: float = 0.0
-    peak_task_rss_mib: float = 0.0
-    failures: list[dict[str, Any]] = field(default_factory=list)
-
+from sweep.task import Task
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
@@ -63,8 +41,14 @@ def _cell_table(cells: list[Cell]) -> list[dict[str, Any]]:
     ]
 
 
-def prepare(spec: SweepSpec, location: str, *, overwrite: bool = False) -> tuple[Store, dict[str, Any], list[Cell]]:
-    """Open (or create) the results folder for ``spec``; refuse a folder of another sweep."""
+def _writable(location: str, error: OSError) -> UsageError:
+    return UsageError(f"output folder '{location}': expected a writable location, got "
+                      f"{error.__class__.__name__}: {' '.join(str(error).split())}")
+
+
+def check_folder(spec: SweepSpec, location: str, *, overwrite: bool = False) -> tuple[Store, dict[str, Any] | None, list[Cell]]:
+    """Check, without writing, that the results folder may take ``spec``; return its sweep.json
+    (None for a new folder, or one that ``overwrite`` replaces)."""
     store = Store(location)
     cells = grid_cells(spec)
     try:
@@ -79,9 +63,16 @@ def prepare(spec: SweepSpec, location: str, *, overwrite: bool = False) -> tuple
                 )
             if meta.get("cells") != _cell_table(cells):
                 raise UsageError(f"results folder '{location}': its blocks were planned differently (another collapse-sweep version?); pass --overwrite to recompute it")
+    except OSError as error:
+        raise _writable(location, error) from None
+    return store, (None if overwrite else meta), cells
+
+
+def begin(spec: SweepSpec, store: Store, meta: dict[str, Any] | None, cells: list[Cell], *, overwrite: bool = False) -> dict[str, Any]:
+    """Mark the folder as running (creating or, with ``overwrite``, emptying it); return sweep.json."""
+    try:
         if overwrite:
             store.clear()
-            meta = None
         if meta is None:
             entropy = spec.seed if spec.seed is not None else int(np.random.SeedSequence().entropy)
             meta = {
@@ -95,27 +86,14 @@ def prepare(spec: SweepSpec, location: str, *, overwrite: bool = False) -> tuple
         meta.update(status="running", started=_now(), finished=None)
         store.write_meta(meta)
     except OSError as error:
-        raise UsageError(f"output folder '{location}': expected a writable location, got {error.__class__.__name__}: {' '.join(str(error).split())}") from None
-    return store, meta, cells
+        raise _writable(store.location, error) from None
+    return meta
 
 
-def _ray_init(address: str | None, num_cpus: int | None) -> bool:
-    """Start or join Ray; return True when this call started it (and so must stop it)."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level="WARNING", configure_logging=True, log_to_driver=True)
-    if address:
-        kwargs["address"] = address
-    else:
-        # "local" always starts an embedded instance; a bare ray.init() would silently join
-        # any cluster a 'ray start' left running on this machine.
-        kwargs["address"] = "local"
-        kwargs["num_cpus"] = num_cpus or os.cpu_count()
-    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
-    ray.init(**kwargs)
-    return True
+def prepare(spec: SweepSpec, location: str, *, overwrite: bool = False) -> tuple[Store, dict[str, Any], list[Cell]]:
+    """Open (or create) the results folder for ``spec``; refuse a folder of another sweep."""
+    store, meta, cells = check_folder(spec, location, overwrite=overwrite)
+    return store, begin(spec, store, meta, cells, overwrite=overwrite), cells
 
 
 def run_sweep(
@@ -126,6 +104,7 @@ def run_sweep(
     num_cpus: int | None = None,
     overwrite: bool = False,
     blocks_per_task: int | None = None,
+    task_seconds: float | None = None,
     progress: bool = True,
 ) -> RunReport:
     """Run (or resume) a sweep into ``<out>/<spec.name>``.
@@ -137,78 +116,106 @@ def run_sweep(
     out : str
         Parent folder or filesystem URI of the results folder.
     address : str, optional
-        Ray cluster address (``auto``, ``HOST:PORT``, ``ray://...``); default: an embedded local Ray.
+        Ray cluster address (``auto``, ``HOST:PORT``, ``ray://...``); default: ``$RAY_ADDRESS`` if
+        set, else an embedded local Ray. An already initialised Ray is used as it is.
     num_cpus : int, optional
         CPUs of the embedded Ray (default: all local cores).
     overwrite : bool
         Replace a results folder that holds a different sweep.
     blocks_per_task : int, optional
         Force the task size (results do not depend on it).
+    task_seconds : float, optional
+        Target seconds of work per task (default :data:`sweep.plan.TARGET_TASK_SECONDS`); never
+        below :data:`sweep.plan.MIN_TASK_SECONDS`, where Ray's per-task overhead would show.
     progress : bool
-        Show a progress bar on stderr.
+        Show progress on stderr.
 
     Returns
     -------
     RunReport
+        ``failures`` lists the tasks that raised (cell, replicates, message); they wrote nothing,
+        so a rerun computes exactly them.
+
+    Raises
+    ------
+    UsageError
+        A folder of another sweep, an unwritable location, a cluster that cannot be joined, or
+        parts that tasks wrote but this driver cannot see (output not shared between nodes).
     """
     import ray
 
     started = time.perf_counter()
     location = f"{out.rstrip('/')}/{spec.name}"
-    store, meta, cells = prepare(spec, location, overwrite=overwrite)
-    scan = store.scan(expected_rows(spec, cells))
-    report = RunReport(location, len(cells), spec.replicates * len(cells), parts_kept=scan.kept_parts, parts_removed=len(scan.removed))
-    owns_ray = _ray_init(address, num_cpus)
+    # Refuse a wrong folder before starting Ray, and write nothing before Ray is joined, so
+    # neither a bad folder nor a bad address costs the other.
+    store, meta, cells = check_folder(spec, location, overwrite=overwrite)
+    owns_ray = connect(address, num_cpus, worker_env())
     try:
-        workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        tasks = plan_tasks(spec, cells, scan.done, workers=workers, blocks_per_task=blocks_per_task)
-        computing = time.perf_counter()
-        _execute(spec, cells, int(meta["root_entropy"]), location, tasks, workers, report, progress)
-        report.compute_seconds = time.perf_counter() - computing
+        meta = begin(spec, store, meta, cells, overwrite=overwrite)
+        rows = expected_rows(spec, cells)
+        scan = _scan(store, rows)
+        report = RunReport(location, len(cells), spec.replicates * len(cells), parts_kept=scan.kept_parts, parts_removed=len(scan.removed))
+        warn_if_not_shared(location, store.is_local, address)
+        report.workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        done, failed = scan.done, []
+        for _ in range(2):  # run, then repair once whatever the check below finds missing
+            tasks = plan_tasks(spec, cells, _union(done, failed), workers=report.workers,
+                               blocks_per_task=blocks_per_task, target_seconds=task_seconds)
+            failed += execute(spec, cells, int(meta["root_entropy"]), location, tasks, report, progress,
+                              _chains(cells, done), task_options(runtime_env=not owns_ray))
+            # Trust the folder, not the tasks' word: a part may be missing (a task of a killed
+            # earlier driver overwrote or clashed with it) or invisible here (storage not shared).
+            check = _scan(store, rows)
+            report.parts_removed += len(check.removed)
+            done = check.done
+            if _chains(cells, _union(done, failed)) == report.chains or report.stopped:
+                break
+        else:
+            lost = report.chains - _chains(cells, _union(done, failed))
+            raise UsageError(
+                f"results '{location}': {lost} chains that tasks reported written are not there; the output location "
+                "must be storage every node and this driver see (a shared filesystem, or s3://...)"
+            )
     finally:
         if owns_ray:
             ray.shutdown()
     report.seconds = time.perf_counter() - started
-    meta.update(
-        status="failed" if report.failures else "complete",
-        finished=_now(),
-        failures=report.failures,
-    )
-    store.write_meta(meta)
+    meta.update(status="failed" if report.failures else "complete", finished=_now(), failures=report.failures,
+                stopped=report.stopped,
+                last_run={"tasks": report.tasks_run, "chains": report.chains_run, "workers": report.workers,
+                          "seconds": round(report.seconds, 3), "work_seconds": round(report.work_seconds, 3),
+                          "cpu_seconds": round(report.cpu_seconds, 3), "execute_seconds": round(report.execute_seconds, 3)})
+    try:
+        store.write_meta(meta)
+    except OSError as error:
+        raise UsageError(f"output folder '{location}': expected a writable location to record the sweep's status, got "
+                         f"{error.__class__.__name__}: {' '.join(str(error).split())}; complete parts are kept, rerun to resume") from None
     return report
 
 
-def _execute(spec: SweepSpec, cells: list[Cell], entropy: int, location: str, tasks: list[Task], workers: int, report: RunReport, progress: bool) -> None:
-    import ray
-    from tqdm import tqdm
-
-    remote = ray.remote(num_cpus=1, max_retries=3, runtime_env={"env_vars": WORKER_ENV})(run_task)
-    spec_ref, cells_ref = ray.put(spec), ray.put(cells)
-    chains_total = sum(cells[t.cell].chains(t.first, t.stop) for t in tasks)
-    bar = tqdm(total=chains_total, unit="chain", unit_scale=True, disable=not progress or not tasks, file=sys.stderr, desc=spec.name, dynamic_ncols=True, smoothing=0.05)
-    pending: dict[Any, Task] = {}
-    queue = list(reversed(tasks))
-    max_in_flight = 2 * workers + 2
+def _scan(store: Store, rows: Any) -> Any:
     try:
-        while queue or pending:
-            while queue and len(pending) < max_in_flight:
-                task = queue.pop()
-                pending[remote.remote(spec_ref, cells_ref, entropy, location, task)] = task
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            for ref in ready:
-                task = pending.pop(ref)
-                try:
-                    result: TaskResult = ray.get(ref)
-                except Exception as error:  # the task failed after its retries; keep going
-                    cell = cells[task.cell]
-                    replicates = range(task.first * cell.block_size, task.first * cell.block_size + cell.chains(task.first, task.stop))
-                    message = str(getattr(error, "cause", None) or error).strip().splitlines()[-1]
-                    report.failures.append({"cell": task.cell, "n": cell.n, "policy": cell.policy.label, "replicates": [replicates.start, replicates.stop], "error": message})
-                    continue
-                report.tasks_run += 1
-                report.chains_run += result.chains
-                report.task_seconds += result.seconds
-                report.peak_task_rss_mib = max(report.peak_task_rss_mib, result.peak_rss_mib)
-                bar.update(result.chains)
-    finally:
-        bar.close()
+        return store.scan(rows)
+    except OSError as error:  # e.g. a damaged part in a folder that became read-only
+        raise _writable(store.location, error) from None
+
+
+def _union(done: dict[int, list[tuple[int, int]]], tasks: list[Task]) -> dict[int, list[tuple[int, int]]]:
+    merged = {cell: list(ranges) for cell, ranges in done.items()}
+    for task in tasks:
+        merged.setdefault(task.cell, []).append((task.first, task.stop))
+    return merged
+
+
+def _chains(cells: list[Cell], done: dict[int, list[tuple[int, int]]]) -> int:
+    """Chains covered by ``done`` (block ranges per cell), each block counted once."""
+    total = 0
+    for cell in cells:
+        blocks = {b for first, stop in done.get(cell.index, []) for b in range(first, stop)}
+        total += sum(cell.chains(b, b + 1) for b in blocks)
+    return total
+
+
+
+
+__all__ = ["RunReport", "WORKER_ENV", "begin", "check_folder", "prepare", "run_sweep", "task_options", "worker_env"]

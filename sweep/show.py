@@ -58,4 +58,6 @@ def summarize(location: str) -> str:
         )
     for failure in meta.get("failures") or []:
         lines.append(f"  failed: cell {failure['cell']} replicates {failure['replicates']}: {failure['error']}")
+    if meta.get("stopped"):
+        lines.append(f"  stopped early: {meta['stopped']}; rerun to compute the rest")
     return "\n".join(lines)

@@ -70,19 +70,25 @@ class Store:
     def write_part(self, kind: str, cell: int, name: str, table: pa.Table) -> str:
         """Write a part atomically: temporary name in the same folder, then rename."""
         folder = self._dir(kind, cell)
-        self.fs.create_dir(folder, recursive=True)
         final = f"{folder}/{name}"
         temporary = f"{folder}/.{name}.tmp-{uuid.uuid4().hex}"
         try:
+            self.fs.create_dir(folder, recursive=True)
             # Dictionary encoding only where it pays (coordinates, labels): trying it on random
             # floats and then falling back costs more than the whole write.
             dictionary = [f.name for f in table.schema if pa.types.is_dictionary(f.type) or pa.types.is_string(f.type)]
             pq.write_table(table, temporary, filesystem=self.fs, compression="zstd", use_dictionary=dictionary)
             self.fs.move(temporary, final)
-        except BaseException:
+        except BaseException as error:
             _delete_quietly(self.fs, temporary)
+            if isinstance(error, OSError):  # a full disk, a read-only folder: say which part
+                raise OSError(f"cannot write part '{final}': {' '.join(str(error).split())}") from error
             raise
         return final
+
+    def delete_quietly(self, path: str) -> None:
+        """Delete a file if it is there; never raise (used while another error propagates)."""
+        _delete_quietly(self.fs, path)
 
     def scan(self, expected_rows: Callable[[str, int, int, int], int | None]) -> Scan:
         """Find complete block ranges; delete temporary, unreadable, partial or orphaned parts.
@@ -141,11 +147,16 @@ class Store:
                 raise UsageError(f"results folder '{self.location}': expected a readable sweep.json, got a corrupt file; pass --overwrite to start again") from None
 
     def write_meta(self, meta: dict[str, Any]) -> None:
+        """Replace sweep.json atomically (a full disk leaves the previous one)."""
         self.fs.create_dir(self.root, recursive=True)
         temporary = f"{self.root}/.sweep.json.tmp-{uuid.uuid4().hex}"
-        with self.fs.open_output_stream(temporary) as stream:
-            stream.write(json.dumps(meta, indent=2, sort_keys=True).encode())
-        self.fs.move(temporary, f"{self.root}/sweep.json")
+        try:
+            with self.fs.open_output_stream(temporary) as stream:
+                stream.write(json.dumps(meta, indent=2, sort_keys=True).encode())
+            self.fs.move(temporary, f"{self.root}/sweep.json")
+        except BaseException:
+            _delete_quietly(self.fs, temporary)
+            raise
 
     def exists(self) -> bool:
         return self.fs.get_file_info(self.root).type != pafs.FileType.NotFound
@@ -163,5 +174,5 @@ class Store:
 def _delete_quietly(fs: pafs.FileSystem, path: str) -> None:
     try:
         fs.delete_file(path)
-    except OSError:
+    except (OSError, pa.ArrowException):
         pass

@@ -1,6 +1,14 @@
-"""One task: a contiguous range of blocks of one cell, simulated and written as two Parquet parts."""
+"""One task: a contiguous range of blocks of one cell, simulated and written as two Parquet parts.
+
+Fault injection (for tests of failure handling only): when the environment variable
+``COLLAPSE_SWEEP_FAIL_CELLS`` holds a comma-separated list of cell indices, every task of those
+cells raises ``FloatingPointError`` after simulating its first block, as a numerical error in a
+chain would. The driver forwards the variable from its own environment to the tasks, so it works
+on any cluster; unset, it costs one dictionary lookup per task.
+"""
 from __future__ import annotations
 
+import os
 import resource
 import time
 from dataclasses import dataclass
@@ -12,6 +20,15 @@ from sweep.engine import simulate_block
 from sweep.grid import Cell, block_rng
 from sweep.spec import SweepSpec
 from sweep.store import Store, part_name
+
+
+FAIL_CELLS_ENV = "COLLAPSE_SWEEP_FAIL_CELLS"
+
+
+def _injected_fault(cell: Cell) -> None:
+    value = os.environ.get(FAIL_CELLS_ENV, "")
+    if str(cell.index) in (v.strip() for v in value.split(",")):
+        raise FloatingPointError(f"non-finite value in cell {cell.index} (injected by {FAIL_CELLS_ENV}={value})")
 
 
 @dataclass(frozen=True)
@@ -32,7 +49,8 @@ class TaskResult:
     task: Task
     chains: int
     rows: int
-    seconds: float
+    seconds: float  # wall-clock inside the task
+    cpu_seconds: float = 0.0  # this process's CPU time inside the task (less when cores are shared)
     #: High-water mark of the worker process's resident memory after the task, MiB.
     peak_rss_mib: float = 0.0
 
@@ -83,7 +101,7 @@ def build_tables(spec: SweepSpec, cell: Cell, root_entropy: int, trajectories: d
 def run_task(spec: SweepSpec, cells: list[Cell], root_entropy: int, location: str, task: Task) -> TaskResult:
     """Simulate a task's blocks and write its two parts; the events part first, so a part pair
     is complete exactly when the trajectories part exists (both are validated on resume)."""
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     cell = cells[task.cell]
     family = spec.family
     recorded = spec.record.generations(spec.generations)
@@ -95,11 +113,19 @@ def run_task(spec: SweepSpec, cells: list[Cell], root_entropy: int, location: st
         )
         trajectory_parts.append(traj)
         event_parts.append(ev)
+        _injected_fault(cell)
     traj = {k: np.concatenate([p[k] for p in trajectory_parts]) for k in trajectory_parts[0]}
     ev = {k: np.concatenate([p[k] for p in event_parts]) for k in event_parts[0]}
     traj_table, events_table = build_tables(spec, cell, root_entropy, traj, ev)
     store = Store(location)
-    store.write_part("events", cell.index, task.name, events_table)
-    store.write_part("trajectories", cell.index, task.name, traj_table)
+    events_path = store.write_part("events", cell.index, task.name, events_table)
+    try:
+        store.write_part("trajectories", cell.index, task.name, traj_table)
+    except BaseException:
+        # Take the events part back, so that readers never see events of chains without
+        # trajectories (resume would remove the orphan anyway, but readers may come first).
+        store.delete_quietly(events_path)
+        raise
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
-    return TaskResult(task, cell.chains(task.first, task.stop), traj_table.num_rows, time.perf_counter() - started, peak)
+    return TaskResult(task, cell.chains(task.first, task.stop), traj_table.num_rows, time.perf_counter() - started,
+                      time.process_time() - cpu_started, peak)

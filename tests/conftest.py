@@ -2,11 +2,17 @@
 from __future__ import annotations
 
 import os
+import uuid
 
 import pytest
 import yaml
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Ray 2.60 turns token authentication on for local clusters by default and keeps the token in
+# ~/.ray. Pin both here, before anything starts Ray, so that every Ray process the tests start
+# (embedded, `ray start`, Cluster nodes, job drivers) agrees on them whatever ~/.ray holds.
+os.environ.setdefault("RAY_AUTH_MODE", "token")
+os.environ.setdefault("RAY_AUTH_TOKEN", uuid.uuid4().hex + uuid.uuid4().hex)
 
 
 @pytest.fixture(scope="session")

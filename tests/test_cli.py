@@ -9,7 +9,7 @@ import pytest
 from tests.test_spec import BASE
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["validate"], ["show"]])
+@pytest.mark.parametrize("command", [[], ["run"], ["validate"], ["show"], ["submit"], ["status"], ["logs"]])
 def test_help(command, capsys):
     """Every command answers --help with a usage text and exit status 0."""
     from sweep.cli import main
@@ -83,3 +83,21 @@ def test_console_script_exit_status(write_spec, tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr == "error: spec field 'family.estimator': expected one of unbiased, ml, got 'median'\n"
+
+
+def test_bad_task_options(cli, write_spec, tmp_path):
+    """--task-seconds and --blocks-per-task out of range: one line, exit 2, for run and submit alike."""
+    spec = write_spec(BASE)
+    status, _, err = cli("run", spec, "--out", tmp_path, "--task-seconds", "0")
+    assert status == 2 and err == "error: --task-seconds: expected a number of seconds > 0, got 0.0\n"
+    status, _, err = cli("submit", spec, "--out", tmp_path, "--blocks-per-task", "0")
+    assert status == 2 and err == "error: --blocks-per-task: expected an integer >= 1, got 0\n"
+    assert not any(tmp_path.iterdir()) or list(tmp_path.iterdir()) == [spec]
+
+
+def test_submit_validates_before_sending(cli, write_spec, tmp_path):
+    """A bad spec given to submit fails here, before any job server is contacted."""
+    raw = dict(BASE, family={"name": "gaussian", "estimator": "median"})
+    status, _, err = cli("submit", write_spec(raw), "--out", tmp_path, "--address", "http://127.0.0.1:9")
+    assert status == 2
+    assert err == "error: spec field 'family.estimator': expected one of unbiased, ml, got 'median'\n"

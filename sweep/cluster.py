@@ -1,0 +1,170 @@
+"""Joining Ray: an embedded local Ray, or an existing cluster by address, with one-line errors.
+
+Ray's own failures to connect are slow and verbose (a wrong port retries for about 20 seconds and
+ends in "Failed to connect to Ray cluster"; a cluster that wants an authentication token fails the
+same way). So an explicit ``HOST:PORT`` is probed first with one gRPC call that answers at once:
+connection refused means nothing listens there, UNAUTHENTICATED means the cluster uses token
+authentication and this process has none. Ray's version check (the cluster stores the Ray and
+Python versions it was started with; ``ray.init`` compares them with this process's) is turned
+into one line as well.
+"""
+from __future__ import annotations
+
+import os
+import re
+import sys
+from typing import Any
+
+from sweep.errors import UsageError
+
+#: What Ray needs to join a cluster that was started with token authentication.
+AUTH_HINT = (
+    "set RAY_AUTH_MODE=token and give the cluster's token in RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH "
+    "or ~/.ray/auth_token (see 'ray get-auth-token' on the head)"
+)
+_MISMATCH = re.compile(
+    r"started with:\s*Ray: (\S+)\s*Python: (\S+)\s*This process .*? started with:\s*Ray: (\S+)\s*Python: (\S+)", re.S
+)
+
+
+def split_host_port(address: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` too) as (host, port); UsageError if it is neither."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise UsageError(f"--address: expected auto, HOST:PORT or ray://HOST:PORT, got '{address}'")
+    return host.strip("[]"), int(port)
+
+
+def probe(address: str, timeout: float = 5.0) -> None:
+    """Check that a Ray head answers at ``HOST:PORT`` before ``ray.init`` retries for long.
+
+    Raises
+    ------
+    UsageError
+        Nothing answers there, or the cluster needs a token this process does not have.
+    """
+    import grpc
+
+    host, port = split_host_port(address)
+    target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    with grpc.insecure_channel(target) as channel:
+        # Any GCS method will do: the call is refused before the server looks at the request.
+        call = channel.unary_unary("/ray.rpc.NodeInfoGcsService/GetClusterId",
+                                   request_serializer=lambda m: m, response_deserializer=lambda m: m)
+        try:
+            call(b"", timeout=timeout)
+        except grpc.RpcError as error:
+            code = error.code()
+            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise UsageError(
+                    f"--address '{address}': expected a running Ray head there, got no answer "
+                    f"({' '.join(str(error.details()).split())[:160]}); start one with 'ray start --head' "
+                    "or 'ray up cluster.yaml', or check the host and port"
+                ) from None
+            if code == grpc.StatusCode.UNAUTHENTICATED and os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
+                raise UsageError(f"--address '{address}': the cluster requires token authentication; {AUTH_HINT}") from None
+
+
+def _probe_client(address: str, timeout: float = 5.0) -> None:
+    """A Ray Client address: fail at once if nothing listens there (ray.init would retry for long)."""
+    import socket
+
+    host, port = split_host_port(address[len("ray://"):])
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as error:
+        raise UsageError(f"--address '{address}': expected a Ray Client server there (the head's port 10001 by "
+                         f"default), got no answer ({error.strerror or error})") from None
+
+
+def _version_error(address: str, error: BaseException) -> UsageError | None:
+    match = _MISMATCH.search(str(error))
+    if "Version mismatch" not in str(error) or not match:
+        return None
+    cluster_ray, cluster_python, ray_here, python_here = match.groups()
+    return UsageError(
+        f"--address '{address}': expected a cluster running Ray {ray_here} with Python {python_here} like this "
+        f"process, got Ray {cluster_ray} with Python {cluster_python}; install the same versions here "
+        f"(pip install 'ray[default]=={cluster_ray}') or on the cluster"
+    )
+
+
+def connect(address: str | None, num_cpus: int | None, worker_env: dict[str, str] | None = None) -> bool:
+    """Start or join Ray; return True when this call started it (and so must shut it down).
+
+    Parameters
+    ----------
+    address : str, optional
+        ``auto``, ``HOST:PORT`` or ``ray://HOST:PORT``. None joins ``$RAY_ADDRESS`` when it is set
+        (as inside a Ray job), else starts an embedded local Ray with ``num_cpus`` CPUs.
+    num_cpus : int, optional
+        CPUs of the embedded Ray (default: all local cores); ignored when joining a cluster.
+    worker_env : dict, optional
+        Environment variables an embedded Ray's workers start with. Tasks then need no
+        ``runtime_env`` of their own, which would make Ray start fresh workers for them (2-5 s
+        here) instead of using the ones it starts with itself.
+    """
+    import ray
+
+    if address and address.startswith(("http://", "https://")):
+        raise UsageError(f"--address '{address}': expected a Ray address (auto, HOST:PORT, ray://HOST:PORT), got the "
+                         "dashboard's http address; use it with 'sweep submit', or give the head's GCS port (6379 by default)")
+    if address and address != "auto":
+        split_host_port(address[len("ray://"):] if address.startswith("ray://") else address)
+    if ray.is_initialized():  # a caller (a notebook, the tests) already chose the cluster
+        return False
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address and address != "auto" and "://" not in address:
+        probe(address)
+    if address and address.startswith("ray://"):
+        _probe_client(address)
+    kwargs: dict[str, Any] = dict(logging_level="WARNING", configure_logging=True, log_to_driver=True)
+    if address:
+        kwargs["address"] = address
+    else:
+        # "local" always starts an embedded instance; a bare ray.init() would silently join
+        # whatever cluster a 'ray start' left running on this machine.
+        kwargs.update(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False)
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+    # The raylet copies this process's environment when it starts, and its workers inherit it;
+    # the caller's own environment is put back right after.
+    saved = {k: os.environ.get(k) for k in worker_env or {}} if not address else {}
+    os.environ.update({k: worker_env[k] for k in saved})
+    try:
+        ray.init(**kwargs)
+    except ConnectionError as error:
+        raise UsageError(
+            f"--address '{address}': expected a running Ray cluster, got {' '.join(str(error).split())[:200]}; "
+            f"check the address, and if the cluster uses token authentication, {AUTH_HINT}"
+        ) from None
+    except RuntimeError as error:
+        mismatch = _version_error(str(address), error)
+        if mismatch is None:
+            raise
+        raise mismatch from None
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return True
+
+
+def nodes_alive() -> int:
+    """How many nodes of the connected cluster are alive."""
+    import ray
+
+    return sum(1 for node in ray.nodes() if node.get("Alive"))
+
+
+def warn_if_not_shared(location: str, is_local: bool, address: str | None) -> None:
+    """One line on stderr when parts may land on disks the other nodes (or this driver) cannot see."""
+    if not is_local:
+        return
+    remote_client = bool(address and address.startswith("ray://"))
+    nodes = nodes_alive()
+    if nodes > 1 or remote_client:
+        where = f"on {nodes} nodes" if nodes > 1 else "on a remote cluster through Ray Client"
+        print(f"warning: results '{location}' are a local path but tasks run {where}: every node must see it "
+              "(a shared filesystem), or use an object-store URI such as s3://bucket/results", file=sys.stderr)
