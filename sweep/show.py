@@ -2,15 +2,13 @@
 from __future__ import annotations
 
 import datetime as _dt
-import re
 
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from sweep.errors import UsageError
-from sweep.store import Store
+from sweep.store import Store, parse_part_name
 
-_PART = re.compile(r"part-c(\d+)-b(\d+)-(\d+)\.parquet")
 
 
 def _duration(meta: dict) -> str:
@@ -33,10 +31,10 @@ def summarize(location: str) -> str:
     rows: dict[int, int] = {}
     selector = pafs.FileSelector(f"{store.root}/trajectories", allow_not_found=True, recursive=True)
     for info in store.fs.get_file_info(selector):
-        match = _PART.fullmatch(info.base_name)
-        if info.type != pafs.FileType.File or not match:
+        key = parse_part_name(info.base_name)
+        if info.type != pafs.FileType.File or key is None:
             continue
-        cell, first, stop = (int(g) for g in match.groups())
+        cell, first, stop = key
         try:
             with store.fs.open_input_file(info.path) as handle:
                 rows[cell] = rows.get(cell, 0) + pq.read_metadata(handle).num_rows

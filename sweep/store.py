@@ -28,6 +28,12 @@ KINDS = ("trajectories", "events")
 _PART = re.compile(r"part-c(\d+)-b(\d+)-(\d+)\.parquet")
 
 
+def parse_part_name(name: str) -> tuple[int, int, int] | None:
+    """(cell, first block, stop block) of a part file name, or None for any other file."""
+    match = _PART.fullmatch(name)
+    return tuple(int(g) for g in match.groups()) if match else None
+
+
 def plain_table(table: pa.Table) -> pa.Table:
     """Decode dictionary-encoded columns (how coordinates are stored) into plain ones."""
     return table.cast(pa.schema([
@@ -104,8 +110,7 @@ class Store:
             for info in self.fs.get_file_info(selector):
                 if info.type != pafs.FileType.File:
                     continue
-                match = _PART.fullmatch(info.base_name)
-                key = tuple(int(g) for g in match.groups()) if match else None
+                key = parse_part_name(info.base_name)
                 if key is None or not self._valid(info.path, expected_rows(kind, *key)):
                     self.fs.delete_file(info.path)
                     scan.removed.append(info.path)
