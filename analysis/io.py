@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
-from sweep.store import plain_table
+from sweep.store import Store, plain_table
 
 __all__ = ["load", "load_events", "read_metadata", "ResultsError"]
 
@@ -24,11 +24,8 @@ class ResultsError(ValueError):
 
 
 def _resolve(path: str) -> tuple[pafs.FileSystem, str]:
-    try:
-        fs, root = pafs.FileSystem.from_uri(str(path))
-    except (pa.ArrowInvalid, ValueError):
-        fs, root = pafs.LocalFileSystem(), str(path)
-    return fs, root.rstrip("/")
+    store = Store(str(path))  # the same path-or-URI resolution the writer uses
+    return store.fs, store.root
 
 
 def read_metadata(path: str) -> dict[str, Any]:

@@ -90,12 +90,6 @@ def begin(spec: SweepSpec, store: Store, meta: dict[str, Any] | None, cells: lis
     return meta
 
 
-def prepare(spec: SweepSpec, location: str, *, overwrite: bool = False) -> tuple[Store, dict[str, Any], list[Cell]]:
-    """Open (or create) the results folder for ``spec``; refuse a folder of another sweep."""
-    store, meta, cells = check_folder(spec, location, overwrite=overwrite)
-    return store, begin(spec, store, meta, cells, overwrite=overwrite), cells
-
-
 def run_sweep(
     spec: SweepSpec,
     out: str = "results",
@@ -218,4 +212,4 @@ def _chains(cells: list[Cell], done: dict[int, list[tuple[int, int]]]) -> int:
 
 
 
-__all__ = ["RunReport", "WORKER_ENV", "begin", "check_folder", "prepare", "run_sweep", "task_options", "worker_env"]
+__all__ = ["RunReport", "WORKER_ENV", "begin", "check_folder", "run_sweep", "task_options", "worker_env"]

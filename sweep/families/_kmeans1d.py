@@ -128,7 +128,6 @@ def _d2_sample(data, rows, bnd, centers, cum, vals):
     nearest centre, without forming the cumulative sum: the cumulative D**2 at every block
     start comes from the prefix sums, which locates the block; then D**2 is accumulated over
     that block's entries only."""
-    q = centers.shape[1]
     cum0 = np.concatenate([np.zeros((len(rows), 1)), cum], axis=1)  # D**2 before each cell
     j = _count_below(cum[:, :-1], vals)  # the cell
     before = np.take_along_axis(cum0, j, 1)

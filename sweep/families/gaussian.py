@@ -247,7 +247,8 @@ class GaussianFamily(Family):
         per_draw = 1e-7 * d**3 + (1.5e-8 * n * d if sampled else 0.0)
         if policy.kind == "accumulate_subsample":
             per_draw += 1.5e-7 * n  # drawing n distinct indices and gathering them from the pool
-        stored = n * d * 8.0 * (generations + 1 if policy.grows and sampled else 2)
+        # Only accumulate_subsample keeps samples (a pool); accumulate keeps statistics.
+        stored = n * d * 8.0 * (generations + 1 if policy.kind == "accumulate_subsample" else 2)
         working = 64.0 * d * d + (4 * n * d * 8.0 if sampled else 0.0)
         width = d * d + (n * d if sampled else 0)
         return Cost(per_draw * (3 if policy.kind in ("fresh_real", "mix") else 1), stored + working, width=width)
