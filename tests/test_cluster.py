@@ -63,6 +63,10 @@ def test_run_through_ray_client(head, reference, tmp_path, write_spec):
     """`run --address ray://HOST:PORT` (Ray Client) computes the same rows, and warns that a local path
     must be one the cluster's nodes see too."""
     result = sweep("run", write_spec(RAW), "--address", head.client, "--out", tmp_path, "--no-progress")
+    if result.returncode == 2 and "Initialization failure from server" in result.stderr:
+        # Ray's client proxier starts one server process per client; on a loaded 2-core machine
+        # that start can fail (seen once in three full runs). It is Ray's, not ours: retry once.
+        result = sweep("run", write_spec(RAW), "--address", head.client, "--out", tmp_path, "--no-progress")
     assert result.returncode == 0, result.stderr
     assert f"warning: results '{tmp_path}/remote' are a local path but tasks run on a remote cluster through Ray " \
            "Client: every node must see it" in result.stderr
