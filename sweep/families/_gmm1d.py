@@ -71,20 +71,20 @@ def _fitted_and_true(func, fitted, true):
 
 
 def w2_to_mixture(weights, means, variances, true_weights, true_means, true_variances, *,
-                  points_per_component=129) -> np.ndarray:
+                  points_per_component=65) -> np.ndarray:
     """2-Wasserstein distance (B,) from each fitted mixture to the true one.
 
-    Computed through the quantile functions (see :mod:`sweep.families._quantiles1d`), with
-    both CDFs tabulated on a per-chain grid of ``points_per_component`` points spanning +- 9 sd
-    around every component of either mixture, and Richardson extrapolation in the grid step.
-    The error is ~1e-4 or less for components of any widths (tested against the closed form
-    for two Gaussians, and against much finer grids for separated mixtures).
+    Computed through the quantile functions (see :func:`sweep.families._quantiles1d.w2_mixtures`):
+    each mixture's CDF and density are tabulated on ``points_per_component`` points spanning
+    +- 9 sd around each of its components (the truth once, when it is given once), the quantile
+    functions are monotone cubic interpolants, and the integral is exact between them. The
+    error is below 2e-4 for components of any widths and weights, ~1e-5 near the truth (tested
+    against the closed form for two Gaussians, and against much finer grids).
     """
     func = "w2_to_mixture"
     w, m, v, tw, tm, tv = _fitted_and_true(func, (weights, means, variances),
                                            (true_weights, true_means, true_variances))
     per = as_int(points_per_component, func, "points_per_component", 9)
-    tw, tm, tv = (np.broadcast_to(a, (w.shape[0], a.shape[1])) for a in (tw, tm, tv))
     return w2_mixtures(w, m, v, tw, tm, tv, per)
 
 
@@ -101,13 +101,20 @@ def _log_density(x, w, m, v):
     return top + np.log(z.sum(axis=1))
 
 
+# rows per chunk of the KL quadrature: about this many (row, component, point) values, so the
+# temporaries stay in cache
+_KL_CHUNK = 1 << 16
+
+
 def kl_true_fitted(weights, means, variances, true_weights, true_means, true_variances, *,
                    n_grid=1024) -> np.ndarray:
     """KL(true || fitted) (B,) in nats, by quadrature on a fixed grid.
 
-    The grid spans the true mixture +- 12 sd with ``n_grid`` points (shared by every chain when
-    the truth is given once); the integrand p (log p - log q) is summed with the grid step
-    (the trapezoid rule, whose end terms are ~1e-32). Identical mixtures give exactly 0.
+    The grid spans the true mixture +- 12 sd with ``n_grid`` points (tabulated once when the
+    truth is given once); the integrand p (log p - log q) is summed with the grid step (the
+    trapezoid rule, whose end terms are ~1e-32). Identical mixtures give exactly 0. The rule
+    converges spectrally for smooth log q; fitted components much narrower than the step put
+    kinks into log q, where the relative error is then ~1%.
     """
     func = "kl_true_fitted"
     w, m, v, tw, tm, tv = _fitted_and_true(func, (weights, means, variances),
@@ -118,10 +125,16 @@ def kl_true_fitted(weights, means, variances, true_weights, true_means, true_var
     step = (hi - lo) / (n_grid - 1)
     grid = lo[:, None] + step[:, None] * np.arange(n_grid)
     log_p = _log_density(grid, tw, tm, tv)
-    log_q = _log_density(grid, w, m, v)
     p = np.exp(log_p)
-    integrand = np.where(p > 0, p * (log_p - log_q), 0.0)
-    return integrand.sum(axis=1) * step
+    b, shared = w.shape[0], tw.shape[0] == 1
+    out = np.empty(b)
+    rows = max(1, _KL_CHUNK // (n_grid * w.shape[1]))
+    for r0 in range(0, b, rows):
+        sl = slice(r0, r0 + rows)
+        at = slice(None) if shared else sl
+        log_q = _log_density(np.broadcast_to(grid[at], (len(w[sl]), n_grid)), w[sl], m[sl], v[sl])
+        out[sl] = (p[at] * (log_p[at] - log_q)).sum(axis=1) * step[at]
+    return out
 
 
 def true_tails(true_weights, true_means, true_variances, func="tail_mass"):
