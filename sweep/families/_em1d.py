@@ -142,7 +142,7 @@ def _sort_by_mean(*arrays_and_means):
 
 
 def em_fit(x, k, *, init="kmeans", rng=None, tol=1e-3, max_iter=100, reg_covar=1e-6,
-           n_init=1) -> EMResult:
+           n_init=1, score=True) -> EMResult:
     """Fit a k-component 1-D Gaussian mixture to every chain of a batch by EM.
 
     Parameters
@@ -162,6 +162,9 @@ def em_fit(x, k, *, init="kmeans", rng=None, tol=1e-3, max_iter=100, reg_covar=1
     tol, max_iter, reg_covar, n_init
         As in scikit-learn. With explicit initial parameters every initialisation would be the
         same, so the fit runs once whatever ``n_init``.
+    score : bool
+        Whether to compute ``log_likelihood`` (one more E-step, ~5% of a fit at N = 100); NaN
+        when False.
 
     Returns
     -------
@@ -220,7 +223,7 @@ def em_fit(x, k, *, init="kmeans", rng=None, tol=1e-3, max_iter=100, reg_covar=1
             for dst, src in zip(best, res):
                 dst[better] = src[better]
     w, m, v, n_iter, converged, lower = best
-    final, _ = work.estep(np.arange(b), xc, None, w, m, v, stats=False)
+    final = work.estep(np.arange(b), xc, None, w, m, v, stats=False)[0] if score else np.full(b, np.nan)
     w, v, m = _sort_by_mean(w, v, m)
     return EMResult(w, m + shift, v, n_iter, converged, lower, final)
 

@@ -92,7 +92,7 @@ class GMMFamily(Family):
             usable = previous is not None and previous.weights.shape[1] == spec.k
             init = (previous.weights, previous.means, previous.variances) if usable else "kmeans"
         return em_fit(data, spec.k, init=init, rng=rng, tol=spec.tol, max_iter=spec.max_iter,
-                      reg_covar=spec.reg_covar, n_init=spec.n_init)
+                      reg_covar=spec.reg_covar, n_init=spec.n_init, score=False)
 
     # -- observation ----------------------------------------------------------------------
     def events(self, batch: int, horizon: int, spec: Any) -> "MixtureEvents":

@@ -313,6 +313,16 @@ def test_kl_and_tail_mass():
     assert abs(tail_mass([1.0], [0.5], [4.0], [1.0], [0.0], [1.0])[0] - expect) < 1e-10
 
 
+def test_score_false_skips_only_the_final_likelihood():
+    """score=False leaves the fit itself bit for bit unchanged and reports NaN likelihoods."""
+    x = sample_gmm([[0.5, 0.5]] * 20, [[-2.0, 2.0]] * 20, [[1.0, 1.0]] * 20, 200, rng=np.random.default_rng(4))
+    full = em_fit(x, 2, rng=np.random.default_rng(5))
+    lean = em_fit(x, 2, rng=np.random.default_rng(5), score=False)
+    for name in ("weights", "means", "variances", "n_iter", "converged", "lower_bound"):
+        np.testing.assert_array_equal(getattr(lean, name), getattr(full, name))
+    assert np.isnan(lean.log_likelihood).all() and np.isfinite(full.log_likelihood).all()
+
+
 def test_kl_equals_the_plain_logsumexp_quadrature():
     """The reorganised sum (widest component's quadratic through the truth's moments, the rest
     through k - 1 exponentials) equals the plain quadrature sum p (log p - log q) dx on the
