@@ -12,7 +12,8 @@ Side by side in one run, for N = 100, 1000, 10000 samples per generation (true m
   and T.
 
 Ray is started once with one CPU and its worker is warmed up by a small sweep first, so all
-figures are per core and exclude Ray's start-up and the worker's imports. This machine's speed
+figures are per core and exclude Ray's start-up and the worker's imports (the reference
+loop is warmed up as well). This machine's speed
 drifts by up to 2x between runs (shared host), so every figure is the best of ``--repeats`` runs,
 the reference loop's included. Targets (issue 3): >= 100x at N = 100, 30x at N = 1000, 12x at
 N = 10000 (kmeans init). The default ``record`` of a long run (dense to 100, then 100
@@ -85,6 +86,7 @@ def main() -> None:
     ray.init(address="local", num_cpus=1, include_dashboard=False, logging_level="ERROR")
     out = tempfile.mkdtemp(prefix="bench-gmm-")
     batched(100, 64, 4, "kmeans", out, every=1)  # warm-up: the worker imports and first task
+    sklearn_loop(100, 2, 5)  # warm-up of the reference too (its first fits run ~30% slower)
     print(f"{'N':>6} {'sklearn loop':>13} {'kmeans, metrics/10':>19} {'ratio':>6} {'kmeans, metrics 0,T':>20} {'ratio':>6} "
           f"{'warm, metrics 0,T':>18} {'ratio':>6} {'peak task MiB':>14}")
     for n, (loop_chains, chains) in PLAN.items():
