@@ -1,4 +1,5 @@
-"""The ``sweep`` command: run, validate and show sweeps; submit them to a cluster (sweep.jobs).
+"""The ``sweep`` command: run, validate, show, report and replay sweeps; submit them to a cluster
+(sweep.jobs).
 
 Exit status: 0 on success, 1 when some tasks failed (the rest is kept; rerun to retry them),
 2 for bad input (spec, options, results folder), with one line on stderr saying what and why.
@@ -21,6 +22,7 @@ EXAMPLES = """examples:
   sweep validate experiments/quickstart.yaml
   sweep show results/quickstart
   sweep report results/quickstart
+  sweep replay results/quickstart --cell 2 --replicate 17 --check
   sweep run experiments/quickstart.yaml --address auto --out /shared/results      # on a cluster's head
   sweep submit experiments/quickstart.yaml --address http://HEAD:8265 --out s3://bucket/results
 """
@@ -78,6 +80,16 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("results", help="results folder (OUT/NAME)")
     report.add_argument("--out", default=None, help="where to write (default: RESULTS/report)")
     report.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for rate CIs (default: 1000)")
+
+    replay = commands.add_parser("replay", help="recompute one chain of a results folder and print it", description=(
+        "Rerun one chain from the results folder's spec and root seed, alone (it has its own random stream, so "
+        "its rows are the stored ones, bit for bit), and print its events and first and last recorded "
+        "generations. Nothing in the folder is written; 'sweep show' lists the cells."))
+    replay.add_argument("results", help="results folder (OUT/NAME)")
+    replay.add_argument("--cell", type=int, required=True, help="the chain's cell (see 'sweep show')")
+    replay.add_argument("--replicate", type=int, required=True, help="the chain's replicate, 0 .. replicates-1")
+    replay.add_argument("--check", action="store_true", help="compare with the stored rows; exit 1 if they differ")
+    replay.add_argument("--out", default=None, metavar="FILE", help="also write every trajectory row to FILE (.csv or .parquet)")
 
     from sweep.jobs import add_commands
 
@@ -169,6 +181,29 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _replay(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from sweep.replay import compare_with_stored, describe, replay_chain, write_frame
+
+    if args.out is not None and Path(args.out).suffix.lower() not in (".csv", ".parquet"):
+        raise UsageError(f"--out: expected a file name ending in .csv or .parquet, got '{args.out}'")
+    trajectories, events = replay_chain(args.results, args.cell, args.replicate)
+    first = trajectories.iloc[0]
+    print(describe(f"cell {args.cell} (n={first['n']}, {first['policy']})", args.replicate, trajectories, events))
+    if args.out is not None:
+        write_frame(trajectories, args.out)
+        print(f"wrote {len(trajectories)} trajectory rows to {args.out}")
+    if args.check:
+        problems = compare_with_stored(args.results, args.cell, args.replicate, (trajectories, events))
+        for problem in problems:
+            print(f"differs from the stored rows: {problem}", file=sys.stderr)
+        if problems:
+            return 1
+        print("check: identical to the stored rows (trajectories and events)")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sweep`` console script; returns the exit status."""
     try:
@@ -179,7 +214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command == "submit":
                 _check_task_options(args)
             return getattr(jobs, args.command)(args)
-        return {"run": _run, "validate": _validate, "show": _show, "report": _report}[args.command](args)
+        commands = {"run": _run, "validate": _validate, "show": _show, "report": _report, "replay": _replay}
+        return commands[args.command](args)
     except (SpecError, UsageError, ResultsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -1,6 +1,8 @@
 """Replay one chain of a finished sweep, bit for bit, without touching the results folder."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
 from sweep.engine import simulate_block
@@ -41,3 +43,60 @@ def replay_chain(location: str, cell: int, replicate: int) -> tuple[pd.DataFrame
     tables = build_tables(spec, target, entropy, traj, events)
     frames = [plain_table(t).to_pandas() for t in tables]
     return tuple(f[f["replicate"] == replicate].reset_index(drop=True) for f in frames)
+
+
+#: Columns that are the same on every row of a cell (docs/schema.md), left out of the printout.
+COORDINATE_COLUMNS = ("family", "cell", "cell_key", "n", "policy", "policy_kind", "keep", "synthetic", "real", "seed")
+_EVENT_ORDER = ["event", "threshold", "symbol"]
+
+
+def compare_with_stored(location: str, cell: int, replicate: int, replayed: tuple[pd.DataFrame, pd.DataFrame]) -> list[str]:
+    """Differences (one line each; empty if none) between a replayed chain and its stored rows."""
+    import analysis
+
+    where = [("cell", "=", cell), ("replicate", "=", replicate)]
+    stored = (analysis.load(location, filters=where), analysis.load_events(location, filters=where))
+    problems = []
+    for what, mine, theirs in zip(("trajectories", "events"), replayed, stored):
+        if theirs.empty:
+            problems.append(f"{what}: no stored rows for cell {cell}, replicate {replicate} (not computed yet?)")
+            continue
+        if what == "events":
+            mine, theirs = (f.sort_values(_EVENT_ORDER).reset_index(drop=True) for f in (mine, theirs))
+        # the stored 'cell' column is dictionary-typed, the replayed one plain: compare values
+        mine, theirs = (f.drop(columns="cell") for f in (mine, theirs))
+        try:
+            pd.testing.assert_frame_equal(mine, theirs, check_like=True, check_exact=True)
+        except AssertionError as error:
+            detail = " ".join(str(error).split())
+            problems.append(f"{what}: {detail[:300]}")
+    return problems
+
+
+def describe(cell_label: str, replicate: int, trajectories: pd.DataFrame, events: pd.DataFrame, *, rows: int = 5) -> str:
+    """A printable account of one chain: its events, then its first and last recorded generations."""
+    lines = [f"{cell_label}, replicate {replicate}: {len(trajectories)} recorded generations, {len(events)} events"]
+    shown = events[[c for c in ("event", "threshold", "symbol", "generation", "observed") if c in events]]
+    shown = shown.dropna(axis=1, how="all")
+    lines += ["", "events (generation = first generation it held, or T when not observed):",
+              shown.to_string(index=False) if len(shown) else "  (none)"]
+    traj = trajectories.drop(columns=[c for c in COORDINATE_COLUMNS + ("replicate",) if c in trajectories])
+    part = (traj if len(traj) <= 2 * rows else pd.concat([traj.head(rows), traj.tail(rows)])).copy()
+    for name in part.columns:  # several values per row (weights, means, ...): short and aligned
+        if len(part) and not pd.api.types.is_scalar(part[name].iloc[0]):
+            part[name] = part[name].map(lambda values: "[" + ", ".join(f"{v:.5g}" for v in values) + "]")
+    with pd.option_context("display.width", 160, "display.max_columns", 30, "display.precision", 5):
+        table = part.to_string(index=False)
+    lines += ["", f"trajectory ({'all' if len(traj) <= 2 * rows else f'first and last {rows}'} recorded generations):", table]
+    return "\n".join(lines)
+
+
+def write_frame(frame: pd.DataFrame, path: str) -> None:
+    """Write a chain's rows to .csv or .parquet, by the file name's suffix."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".csv":
+        frame.to_csv(path, index=False)
+    elif suffix == ".parquet":
+        frame.to_parquet(path, index=False)
+    else:
+        raise UsageError(f"--out: expected a file name ending in .csv or .parquet, got '{path}'")

@@ -9,7 +9,7 @@ import pytest
 from tests.test_spec import BASE
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["validate"], ["show"], ["submit"], ["status"], ["logs"]])
+@pytest.mark.parametrize("command", [[], ["run"], ["validate"], ["show"], ["report"], ["replay"], ["submit"], ["status"], ["logs"]])
 def test_help(command, capsys):
     """Every command answers --help with a usage text and exit status 0."""
     from sweep.cli import main
