@@ -94,3 +94,27 @@ def test_kde_variance_closed_form(ray_session, tmp_path):
             var = frame.loc[frame["generation"] == t, "var"].to_numpy()
             se = var.std(ddof=1) / np.sqrt(var.size)
             assert abs(var.mean() - expected) < 5 * se, (t, var.mean(), expected, se)
+
+
+@pytest.mark.parametrize("bandwidth", ["scott", 0.3])
+def test_kde_sweep_every_policy(bandwidth, ray_session, tmp_path):
+    """A kde sweep runs every kind of policy with finite metrics; at generation 0 it is the
+    truth (W2 0, tail mass 0.02, no bandwidth), and its events are the spread, distance and
+    divergence ones."""
+    raw = spec_with({"name": "kde", "weights": [0.5, 0.5], "means": [-2.0, 2.0], "sigmas": [1.0, 1.0], "bandwidth": bandwidth},
+                    generations=8, replicates=12,
+                    grid={"n": [50], "policy": ["replace", "accumulate", "accumulate_subsample", {"fresh_real": 0.2},
+                                                {"mix": {"keep": 0.5, "synthetic": 0.3, "real": 0.2}}]},
+                    events={"distance_above": [1.0], "spread_below": [0.5]})
+    report = run_sweep(parse_spec(raw), str(tmp_path), progress=False)
+    frame = analysis.load(report.location)
+    assert len(frame) == 5 * 12 * 9
+    first, later = frame[frame["generation"] == 0], frame[frame["generation"] > 0]
+    assert np.isfinite(later[["w2", "tail_mass", "spread_ratio", "var", "bandwidth"]].to_numpy()).all()
+    assert np.allclose(first["w2"], 0.0, atol=1e-3) and np.allclose(first["tail_mass"], 0.02)
+    assert first["bandwidth"].isna().all()  # generation 0 is the truth, not a KDE
+    assert (later["w2"] > 0).all() and (later["bandwidth"] > 0).all()
+    if bandwidth == 0.3:
+        assert np.allclose(later["bandwidth"], 0.3)
+    events = analysis.load_events(report.location)
+    assert set(events["event"]) == {"spread_below", "distance_above", "diverged"}
