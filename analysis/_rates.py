@@ -115,8 +115,8 @@ def decay_rates(
     """Per-cell decay rate per generation, with a normal CI and the ``replace`` closed form.
 
     * gaussian (``spread_ratio``): ``rate`` = mean over chains of ``ln(spread_ratio_t^2) / t``,
-      the drift of the log variance (per dimension for d > 1); theory for d = 1 under
-      ``replace``: ``theory.log_var_drift(n, estimator)``.
+      the drift of the log variance (per dimension for d > 1); theory for the 1-D gaussian
+      family under ``replace``: ``theory.log_var_drift(n, estimator)`` (none for gmm1d or kde).
     * categorical (``heterozygosity``): ``rate = ln(mean_t H / H_0) / t``; theory under
       ``replace``: ``ln(1 - 1/n)``. Its CI uses the delta method.
 
@@ -159,7 +159,9 @@ def decay_rates(
             ok = np.isfinite(values)
             mean, se = values[ok].mean(), values[ok].std(ddof=1) / np.sqrt(ok.sum())
             one_d = "var" in rows and pd.api.types.is_float_dtype(rows["var"]) and rows["var"].notna().all()
-            theory_rate = theory.log_var_drift(n, estimator) if replace[cell] and one_d else np.nan
+            # the closed form is the Gaussian family's (mixtures and KDEs have a float 'var' too)
+            gaussian = "family" not in rows or (rows["family"].astype(str) == "gaussian").all()
+            theory_rate = theory.log_var_drift(n, estimator) if replace[cell] and one_d and gaussian else np.nan
             record.update(quantity="log_var", rate=mean, rate_lower=mean - z * se, rate_upper=mean + z * se)
         elif "heterozygosity" in rows and rows["heterozygosity"].notna().any():
             h0 = rows.loc[rows["generation"] == 0, "heterozygosity"].mean()

@@ -2,8 +2,10 @@
 
 Nothing is simulated again: every number comes from the ``trajectories`` and ``events`` tables.
 Figures are chosen by what the folder holds: spread fan charts and densities for Gaussian
-families, forgetting for categorical ones, and for every collapse event (``spread_below`` per
-threshold, ``collapse``) survival curves, median time versus n, and a heatmap over (n, real).
+families (mixtures drawn whole), W2 fan charts for gmm1d and kde, forgetting for categorical
+ones, and for every collapse event (``spread_below`` per threshold, ``collapse``, and for gmm1d
+``weight_below``: a mode lost, ``modes_closer``: modes merged) survival curves, median time
+versus n, and a heatmap over (n, real).
 """
 from __future__ import annotations
 
@@ -25,8 +27,10 @@ from analysis._survival import collapse_times, survival
 
 __all__ = ["write_report"]
 
-_COLLAPSE_EVENTS = ("spread_below", "collapse")
-_DISTANCE = {"gaussian": "w2", "categorical": "tv"}
+_COLLAPSE_EVENTS = ("spread_below", "collapse", "weight_below", "modes_closer")
+_DISTANCE = {"gaussian": "w2", "gmm1d": "w2", "kde": "w2", "categorical": "tv"}
+# families whose fitted density the trajectories describe in full (a KDE's needs its data)
+_DENSITY_FAMILIES = ("gaussian", "gmm1d")
 
 
 def _spec(meta: Any, path) -> dict:
@@ -157,6 +161,8 @@ def _family_section(rep, family, traj, events, horizon, estimator):
     rep.lines += [f"## Family: {family}", ""]
     shared, shared_headers = _per_cell_columns(traj, events, family, horizon, estimator)
     collapse = events[events["event"].isin(_COLLAPSE_EVENTS)][["event", "threshold"]].drop_duplicates()
+    rank = collapse["event"].map({name: i for i, name in enumerate(_COLLAPSE_EVENTS)})
+    collapse = collapse.assign(_rank=rank).sort_values(["_rank", "threshold"]).drop(columns="_rank")
     for event, threshold in collapse.itertuples(index=False):
         _collapse_section(rep, family, traj, events, event, float(threshold) if pd.notna(threshold) else np.nan,
                           horizon, estimator, shared, shared_headers)
@@ -169,9 +175,13 @@ def _family_section(rep, family, traj, events, horizon, estimator):
     if "spread_ratio" in traj and traj["spread_ratio"].notna().any():
         rep.figure(figures.fan_chart(traj, cells=_few_cells(cells, 12), estimator=estimator),
                    f"fan_{family}", "Fitted spread over generations: median and 50% / 90% of chains")
-        if "var" in traj and pd.api.types.is_float_dtype(traj["var"]) and traj["var"].notna().all():
+        one_d = "var" in traj and pd.api.types.is_float_dtype(traj["var"]) and traj["var"].notna().all()
+        if family in _DENSITY_FAMILIES and one_d:
             rep.figure(figures.density_figure(traj, cells=_few_cells(cells, 3, "first")),
                        f"density_{family}", "Fitted densities of five chains versus the truth")
+    if family in ("gmm1d", "kde") and "w2" in traj and traj["w2"].notna().any():
+        rep.figure(figures.fan_chart(traj, cells=_few_cells(cells, 12), metric="w2"),
+                   f"fan_w2_{family}", "W2 distance to the truth over generations: median and 50% / 90% of chains")
     if (events["event"] == "symbol_lost").any():
         table = forgetting_times(events)
         fits = forgetting_rates(events, n_boot=rep.n_boot, seed=rep.seed)

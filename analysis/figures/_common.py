@@ -72,11 +72,15 @@ def format_time(value: float, horizon: int | None = None) -> str:
 
 def event_description(event: str, threshold, family: str | None = None) -> str:
     """Human wording of an event: ``"σ_t / σ_true < 0.5"``, ``"W2 > 0.3"``, ``"one symbol left"``."""
-    metric = {"gaussian": "W2", "categorical": "TV"}.get(family or "", "distance")
+    metric = {"gaussian": "W2", "gmm1d": "W2", "kde": "W2", "categorical": "TV"}.get(family or "", "distance")
     if event == "spread_below":
         return f"{SIGMA_LABEL} < {threshold:g}"
     if event == "distance_above":
         return f"{metric} > {threshold:g}"
+    if event == "weight_below":
+        return f"a mode lost (a component's weight < {threshold:g})"
+    if event == "modes_closer":
+        return f"modes merged (two component means < {threshold:g} true σ apart)"
     return {"collapse": "one symbol left", "diverged": "non-finite fit",
             "symbol_lost": "symbol lost"}.get(event, event)
 

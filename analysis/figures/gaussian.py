@@ -1,4 +1,5 @@
-"""Gaussian figures: fan chart of the fitted spread, and fitted densities versus the truth."""
+"""1-D figures: fan chart of a metric (the fitted spread by default), and fitted densities (Gaussian
+or Gaussian mixture) versus the truth."""
 from __future__ import annotations
 
 import numpy as np
@@ -13,6 +14,7 @@ from analysis.figures._common import GENERATION_LABEL, SIGMA_LABEL, finish, pane
 __all__ = ["fan_chart", "density_figure"]
 
 _MAX_PANELS = 12
+_METRIC_LABELS = {"w2": "W2 to the truth", "tv": "TV distance to the truth", "kl": "KL(true || fitted), nats"}
 
 
 def _pick_cells(trajectories: pd.DataFrame, cells, limit: int) -> pd.DataFrame:
@@ -29,6 +31,33 @@ def _pick_cells(trajectories: pd.DataFrame, cells, limit: int) -> pd.DataFrame:
 
 def _is_one_d(rows: pd.DataFrame) -> bool:
     return "var" in rows and pd.api.types.is_float_dtype(rows["var"]) and rows["var"].notna().all()
+
+
+def _is_gaussian(rows: pd.DataFrame) -> bool:
+    """1-D rows of the gaussian family: the only ones the closed-form theory describes (a mixture
+    refitted by EM, or a KDE, has a float 'var' too)."""
+    family_ok = "family" not in rows or (rows["family"].astype(str) == "gaussian").all()
+    return family_ok and _is_one_d(rows)
+
+
+_MIXTURE_COLUMNS = ("weights", "means", "sigmas")
+
+
+def _is_mixture(rows: pd.DataFrame) -> bool:
+    return all(c in rows for c in _MIXTURE_COLUMNS) and rows["means"].notna().all()
+
+
+def _components(fit) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(weights, means, sds) of one row: a mixture's components, or one Gaussian."""
+    if hasattr(fit, "weights") and hasattr(fit, "sigmas"):
+        return (np.asarray(fit.weights, dtype=float), np.asarray(fit.means, dtype=float),
+                np.asarray(fit.sigmas, dtype=float))
+    return np.ones(1), np.array([float(fit.mean)]), np.array([np.sqrt(float(fit.var))])
+
+
+def _pdf(x: np.ndarray, w: np.ndarray, m: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    keep = sd > 0
+    return (w[keep, None] * stats.norm.pdf(x, m[keep, None], sd[keep, None])).sum(axis=0)
 
 
 def fan_chart(
@@ -52,7 +81,7 @@ def fan_chart(
         Column to draw; ``spread_ratio`` (default) is drawn on a log axis with the truth at 1.
     estimator : {"unbiased", "ml"}
         The sweep's Gaussian fit, for the theory median ``exp(drift t / 2)`` overlaid on 1-D
-        Gaussian ``replace`` cells.
+        ``replace`` cells of the gaussian family (a Gaussian theory: not drawn for mixtures).
     theory_line : bool
         Whether to overlay the theory median where it applies.
     path : str or Path, optional
@@ -83,14 +112,14 @@ def fan_chart(
             ax.plot(g, bands[0.5], color="C0", lw=2, label="median")
             if metric == "spread_ratio":
                 ax.axhline(1.0, color="0.4", lw=1, ls=":", label="truth")
-                if theory_line and replace[cell] and _is_one_d(rows):
+                if theory_line and replace[cell] and _is_gaussian(rows):
                     ax.plot(g, np.clip(theory.median_spread_ratio(float(table.loc[cell, "n"]), g, estimator), _SPREAD_FLOOR, None),
                             color="k", lw=1.3, ls="--", label="theory median exp(drift·t/2)")
             if metric == "spread_ratio":
                 ax.set_ylim(bottom=_SPREAD_FLOOR / 3)
             ax.set_title(labels[cell])
             ax.set_xlabel(GENERATION_LABEL)
-            ax.set_ylabel(SIGMA_LABEL if metric == "spread_ratio" else metric)
+            ax.set_ylabel(SIGMA_LABEL if metric == "spread_ratio" else _METRIC_LABELS.get(metric, metric))
             ax.label_outer()
         axes[0].legend(loc="lower left")
     return finish(fig, path)
@@ -114,17 +143,19 @@ def density_figure(
     chains: int = 5,
     path=None,
 ) -> Figure:
-    """Fitted 1-D Gaussian densities of a few chains at selected generations, over the truth.
+    """Fitted 1-D densities of a few chains at selected generations, over the truth.
 
     Each panel (row = cell, column = generation) shades the true density (generation 0) and
-    draws the fitted densities of the first ``chains`` replicates. Collapsed chains are tall
-    narrow spikes; the y axis is capped at 4x the truth's peak so the truth stays readable, and
-    each panel states the median spread ratio over all chains.
+    draws the fitted densities of the first ``chains`` replicates: Gaussians for the gaussian
+    family, the whole mixture (modes, lost and merged ones included) for gmm1d. Collapsed chains
+    are tall narrow spikes; the y axis is capped at 4x the truth's peak so the truth stays
+    readable, and each panel states the median spread ratio over all chains.
 
     Parameters
     ----------
     trajectories : pandas.DataFrame
-        1-D Gaussian trajectories (float ``mean`` and ``var`` columns).
+        1-D trajectories: float ``mean`` and ``var`` columns, or mixture ``weights``, ``means``
+        and ``sigmas`` columns (gmm1d).
     cells : sequence of int, optional
         Rows of panels; default the first three cells.
     generations : sequence of int, optional
@@ -134,9 +165,11 @@ def density_figure(
     path : str or Path, optional
         Save as ``<path>.png`` and ``<path>.svg``.
     """
-    require_columns(trajectories, ["cell", "replicate", "generation", "mean", "var", "spread_ratio"], "trajectories")
-    if not _is_one_d(trajectories):
-        raise ValueError("density_figure needs 1-D Gaussian trajectories (float 'mean' and 'var' columns, no NaN)")
+    require_columns(trajectories, ["cell", "replicate", "generation", "spread_ratio"], "trajectories")
+    mixture = _is_mixture(trajectories)
+    if not mixture and not _is_one_d(trajectories):
+        raise ValueError("density_figure needs 1-D trajectories: float 'mean' and 'var' columns (no NaN), "
+                         "or mixture 'weights', 'means' and 'sigmas' columns")
     if cells is None:
         cells = cell_table(trajectories).index[:3].tolist()
     table = _pick_cells(trajectories, cells, 4)
@@ -146,32 +179,36 @@ def density_figure(
     if absent:
         raise ValueError(f"generations {absent} are not recorded; recorded ones include {recorded[-5:].tolist()}")
     labels = cell_labels(table)
+    columns = ["replicate", "generation"] + (list(_MIXTURE_COLUMNS) if mixture else ["mean", "var"])
     with style():
         fig, grid = panels(len(table) * len(generations), ncols=len(generations), panel=(4.0, 3.0))
         for r, cell in enumerate(table.index):
             rows = trajectories[trajectories["cell"] == cell]
-            truth = rows[rows["generation"] == 0].iloc[0]
-            mu0, sd0 = float(truth["mean"]), float(np.sqrt(truth["var"]))
+            truth = _components(next(rows.loc[rows["generation"] == 0, columns].itertuples()))
+            sd0 = float(np.sqrt((truth[0] * (truth[2] ** 2 + truth[1] ** 2)).sum() - (truth[0] * truth[1]).sum() ** 2))
+            lo0, hi0 = float((truth[1] - 4 * truth[2]).min()), float((truth[1] + 4 * truth[2]).max())
+            truth_x = np.linspace(lo0, hi0, 800)
+            peak = _pdf(truth_x, *truth).max()
             shown = rows[rows["replicate"].isin(np.sort(rows["replicate"].unique())[:chains])]
-            peak = stats.norm.pdf(0, scale=sd0)
             for c, gen in enumerate(generations):
                 ax = grid[r * len(generations) + c]
-                at = shown[shown["generation"] == gen]
-                # Per panel: the truth, and every drawn chain's mean (chains wander), with a margin
-                # capped so one chain whose variance grew does not squash the rest.
-                margin = np.minimum(2 * np.sqrt(at["var"]), 4 * sd0)
-                low = min(mu0 - 4 * sd0, (at["mean"] - margin).min())
-                high = max(mu0 + 4 * sd0, (at["mean"] + margin).max())
+                fits = [_components(fit) for fit in shown.loc[shown["generation"] == gen, columns].itertuples()]
+                # Per panel: the truth, and every drawn chain's components (chains wander), with a
+                # margin capped so one chain whose variance grew does not squash the rest.
+                low, high = lo0, hi0
+                for w, m, sd in fits:
+                    margin = np.minimum(2 * sd, 4 * sd0)
+                    low, high = min(low, (m - margin).min()), max(high, (m + margin).max())
                 base = np.linspace(low, high, 600)
-                ax.fill_between(base, stats.norm.pdf(base, mu0, sd0), color="0.75", label="truth (generation 0)")
-                for i, fit in enumerate(at.itertuples()):
-                    sd = np.sqrt(fit.var)
-                    if not sd > 0:
+                ax.fill_between(base, _pdf(base, *truth), color="0.75", label="truth (generation 0)")
+                for i, (w, m, sd) in enumerate(fits):
+                    if not (sd > 0).any():
                         continue
-                    # Add points around the chain's own mean so narrow spikes are resolved.
-                    x = np.sort(np.concatenate([base, fit.mean + sd * np.linspace(-5, 5, 201)]))
-                    ax.plot(x, stats.norm.pdf(x, fit.mean, sd), lw=1.2, color=f"C{i % 10}",
-                            label=f"fitted, {len(at)} chains" if i == 0 else None)
+                    # Add points around each component so narrow spikes are resolved.
+                    spikes = (m[sd > 0, None] + sd[sd > 0, None] * np.linspace(-5, 5, 201)).ravel()
+                    x = np.sort(np.concatenate([base, spikes]))
+                    ax.plot(x, _pdf(x, w, m, sd), lw=1.2, color=f"C{i % 10}",
+                            label=f"fitted, {len(fits)} chains" if i == 0 else None)
                 median = rows.loc[rows["generation"] == gen, "spread_ratio"].median()
                 ax.text(0.98, 0.95, f"median {SIGMA_LABEL}\n= {median:.3g}", transform=ax.transAxes,
                         ha="right", va="top", fontsize=9)

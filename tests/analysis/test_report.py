@@ -69,3 +69,36 @@ def test_report_refuses_foreign_or_unfinished_folders(tmp_path):
                                                                 "family": {"name": "gaussian"}}, "root_entropy": 1}))
     with pytest.raises(analysis.ResultsError, match="no trajectories or events rows yet"):
         analysis.write_report(unfinished)
+
+
+def test_report_on_a_gmm1d_sweep_draws_mixtures_and_mode_events(ray_session, tmp_path):
+    """A real gmm1d sweep: the report has survival sections for mode loss and mode merging, a
+    distance column from the W2 events, a W2 fan chart, and densities drawn as whole mixtures
+    (the truth is bimodal in the figure, not one Gaussian); the Gaussian closed forms are left
+    out (they do not describe a mixture refitted by EM)."""
+    import numpy as np
+
+    from sweep.runner import run_sweep
+    from sweep.spec import parse_spec
+
+    spec = parse_spec({
+        "name": "mixture-report", "seed": 5, "generations": 30, "replicates": 24,
+        "family": {"name": "gmm1d", "weights": [0.5, 0.5], "means": [-2.0, 2.0], "sigmas": [1.0, 1.0]},
+        "grid": {"n": [30, 60], "policy": ["replace", {"fresh_real": 0.2}]},
+        "events": {"spread_below": [0.8], "weight_below": [0.2], "modes_closer": [2.0], "distance_above": [1.0]},
+    })
+    report = run_sweep(spec, str(tmp_path), progress=False)
+    paths = analysis.write_report(report.location, n_boot=50)
+    stems = {p.stem for p in paths[:-1]}
+    assert {"fan_gmm1d", "fan_w2_gmm1d", "density_gmm1d", "survival_gmm1d_weight_below_0.2",
+            "survival_gmm1d_modes_closer_2"} <= stems
+    text = paths[-1].read_text()
+    assert "### Collapse: a mode lost (a component's weight < 0.2)" in text
+    assert "### Collapse: modes merged (two component means < 2 true σ apart)" in text
+    assert "P(W2 > 1 at T)" in text and "(theory" not in text
+
+    fig = analysis.figures.density_figure(analysis.load(report.location), cells=[0])
+    truth = fig.axes[0].collections[0].get_paths()[0].vertices  # the shaded true density
+    x, y = truth[:, 0], truth[:, 1]
+    at = lambda value: y[np.abs(x - value).argmin()]  # noqa: E731
+    assert at(-2.0) > 3 * at(0.0) and at(2.0) > 3 * at(0.0)  # two modes, a valley between
