@@ -229,6 +229,23 @@ def test_n_init_keeps_the_best_lower_bound():
     np.testing.assert_allclose(best.lower_bound, lb.max(axis=0), rtol=1e-12)
 
 
+@pytest.mark.parametrize("init", ["kmeans", "random_from_data", "warm"])
+def test_fitted_mixture_keeps_the_sample_mean_and_variance(init):
+    """After any M-step the mixture's total mean and variance are the data's mean and ddof=0
+    variance plus reg_covar (responsibilities sum to 1 per sample), whatever the data, k or the
+    initialisation: an exact identity, so the total variance of a gmm1d chain is the ML
+    sample variance of the previous fit's samples."""
+    rng = np.random.default_rng(21)
+    x = np.concatenate([rng.normal(-2.0, 1.0, (30, 60)), rng.standard_t(3, (30, 60)) * 2.0 + 1.0], axis=1)
+    for k in (2, 3):
+        start = ("kmeans" if init == "kmeans" else "random_from_data") if init != "warm" else (
+            np.full((30, k), 1.0 / k), np.linspace(-2.0, 2.0, k) + np.zeros((30, k)), np.ones((30, k)))
+        fit = em_fit(x, k, init=start, rng=np.random.default_rng(1), reg_covar=1e-4)
+        mean, var = mixture_mean_var(fit.weights, fit.means, fit.variances)
+        np.testing.assert_allclose(mean, x.mean(axis=1), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(var, x.var(axis=1) + 1e-4, rtol=1e-10)
+
+
 def test_single_component_is_the_sample_mean_and_variance():
     """k=1 gives the sample mean, the ddof=0 variance plus reg_covar, and converges at
     iteration 2 as in sklearn."""
