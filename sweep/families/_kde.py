@@ -14,7 +14,7 @@ from scipy import fft, special
 
 from sweep.families._checks import as_batch, as_generator, as_int, as_mixture, fail
 from sweep.families._gmm1d import true_tails
-from sweep.families._quantiles1d import GRID_SDS, mixture_cdf, w2_from_cdfs
+from sweep.families._quantiles1d import GRID_SDS, mixture_pieces, quantile_pieces, w2_from_pieces
 
 RULES = ("scott", "silverman")
 # W2 grid: spacing at most h / 16 (linear binning adds at most step**2 / 4 to the kernel
@@ -104,9 +104,10 @@ def kde_tail_mass(x, h, true_weights, true_means, true_variances) -> np.ndarray:
     return (lo + hi).mean(axis=1)
 
 
-def _kde_cdf_on_grid(x, h, lo, step, m):
-    """CDF of each KDE at lo + i * step, i < m: linear binning of the points on the grid, then
-    an FFT convolution with the increments of the Gaussian CDF over one grid step."""
+def _kde_on_grid(x, h, lo, step, m):
+    """CDF and density (R, m) each of each KDE at lo + i * step, i < m: linear binning of the
+    points on the grid, then FFT convolutions with the increments of the Gaussian CDF over one
+    grid step and with the Gaussian density (one transform of the binned counts serves both)."""
     b, n = x.shape
     pos = (x - lo[:, None]) / step[:, None]
     i0 = np.clip(np.floor(pos).astype(np.intp), 0, m - 2)
@@ -118,23 +119,34 @@ def _kde_cdf_on_grid(x, h, lo, step, m):
     half = int(np.ceil(GRID_SDS * np.max(h / step, initial=0.0))) + 2
     lags = np.arange(-half, half + 2)
     hs = np.maximum(h, 1e-300)[:, None]
-    kern = np.diff(special.ndtr(lags * step[:, None] / hs), axis=1)  # lags -half+1 .. half+1
-    size = fft.next_fast_len(m + kern.shape[1])
-    inc = fft.irfft(fft.rfft(counts, size, axis=1) * fft.rfft(kern, size, axis=1), size,
-                    axis=1)
-    # inc[:, i + half - 1] is the CDF increment into node i (kern starts at lag -half + 1)
-    return np.cumsum(inc[:, half - 1: half - 1 + m], axis=1)
+    z = lags * step[:, None] / hs
+    kern_cdf = np.diff(special.ndtr(z), axis=1)  # lags -half+1 .. half+1
+    kern_pdf = np.exp(-0.5 * z[:, 1:] ** 2) / (np.sqrt(2.0 * np.pi) * hs)  # the same lags
+    size = fft.next_fast_len(m + kern_cdf.shape[1])
+    spectrum = fft.rfft(counts, size, axis=1)
+    inc = fft.irfft(spectrum * fft.rfft(kern_cdf, size, axis=1), size, axis=1)
+    pdf = fft.irfft(spectrum * fft.rfft(kern_pdf, size, axis=1), size, axis=1)
+    # output index i + half - 1 is node i (the kernels start at lag -half + 1); the density's
+    # round-off (~1e-17 of its peak) must not make a quantile slope negative
+    window = slice(half - 1, half - 1 + m)
+    return np.cumsum(inc[:, window], axis=1), np.maximum(pdf[:, window], 0.0)
+
+
+# merged quantile levels per call of w2_from_pieces (cache-sized, as in w2_mixtures)
+_LEVELS_PER_CALL = 1 << 14
 
 
 def kde_w2_to_mixture(x, h, true_weights, true_means, true_variances, *, n_grid=None
                       ) -> np.ndarray:
     """2-Wasserstein distance (B,) from each KDE to the true mixture.
 
-    The KDE's CDF is tabulated on a per-chain grid (spacing <= h / 16, between 512 and 32768
-    points, or ``n_grid`` points) spanning the data +- 9 h and the truth +- 9 sd, by linear
-    binning and an FFT convolution; the distance then comes from
-    :func:`sweep.families._quantiles1d.w2_from_cdfs`. Accurate to ~1e-3 or better while
-    the spacing stays <= h / 16 (with tiny h the grid limit makes the error ~ the spacing).
+    The KDE's CDF and density are tabulated on a per-chain grid (spacing <= h / 16, between
+    512 and 32768 points, or ``n_grid`` points) spanning the data +- 9 h, by linear binning and
+    FFT convolutions; the truth is tabulated once on its own components' grids. Both quantile
+    functions are monotone cubic interpolants and W2 between them is integrated exactly
+    (:func:`sweep.families._quantiles1d.w2_from_pieces`). The error, ~1e-4, comes from the
+    binning, which widens each kernel by at most step**2 / 4 in variance (with tiny h the grid
+    limit makes it ~ the spacing).
     """
     func = "kde_w2_to_mixture"
     x = as_batch(x, func)
@@ -145,12 +157,12 @@ def kde_w2_to_mixture(x, h, true_weights, true_means, true_variances, *, n_grid=
         raise fail(func, "true_weights", f"of shape (k,) or ({b}, k)", tw.shape)
     if n_grid is not None:
         n_grid = as_int(n_grid, func, "n_grid", 16)
-    tw, tm, tv = (np.broadcast_to(a, (b, a.shape[1])) for a in (tw, tm, tv))
-    ts = np.sqrt(tv)
-    lo = np.minimum(x.min(axis=1) - GRID_SDS * h, (tm - GRID_SDS * ts).min(axis=1))
-    hi = np.maximum(x.max(axis=1) + GRID_SDS * h, (tm + GRID_SDS * ts).max(axis=1))
-    with np.errstate(divide="ignore"):
-        need = np.nan_to_num((hi - lo) / h * _GRID_PER_H, posinf=_GRID_MAX)
+    truth = mixture_pieces(tw, tm, tv) if tw.shape[0] == 1 else None
+    lo = x.min(axis=1) - GRID_SDS * h
+    hi = x.max(axis=1) + GRID_SDS * h
+    hi = np.maximum(hi, lo + 1e-9 * (1.0 + np.abs(lo)))  # h = 0 and one distinct point
+    with np.errstate(divide="ignore", invalid="ignore"):
+        need = np.nan_to_num((hi - lo) / h * _GRID_PER_H, nan=_GRID_MAX, posinf=_GRID_MAX)
     m_row = np.clip(need, _GRID_MIN, _GRID_MAX).astype(int) if n_grid is None else \
         np.full(b, n_grid)
     out = np.empty(b)
@@ -165,7 +177,12 @@ def kde_w2_to_mixture(x, h, true_weights, true_means, true_variances, *, n_grid=
         rows = rows[: max(1, _CHUNK // m)]
         step = (hi[rows] - lo[rows]) / (m - 1)
         grid = lo[rows, None] + step[:, None] * np.arange(m)
-        out[rows] = w2_from_cdfs(grid, _kde_cdf_on_grid(x[rows], h[rows], lo[rows], step, m),
-                                 mixture_cdf(grid, tw[rows], tm[rows], ts[rows]))
+        cdf, pdf = _kde_on_grid(x[rows], h[rows], lo[rows], step, m)
+        per_call = max(1, _LEVELS_PER_CALL // m)
+        for r0 in range(0, len(rows), per_call):
+            sl = slice(r0, r0 + per_call)
+            target = truth if truth is not None else mixture_pieces(tw[rows[sl]], tm[rows[sl]], tv[rows[sl]])
+            w2sq = w2_from_pieces(quantile_pieces(grid[sl], cdf[sl], pdf[sl]), target)
+            out[rows[sl]] = np.sqrt(np.maximum(w2sq, 0.0))
         start += len(rows)
     return out

@@ -14,7 +14,8 @@ In 1-D, W2**2 = int_0^1 (F^-1(u) - G^-1(u))**2 du, an integral over quantile fun
   levels (:func:`w2_from_pieces`). Steep quantile functions (modes separated by gaps, where a
   u-grid would need to be extremely fine) cost nothing extra, the truth is tabulated once for
   all chains, and the error is O(step**4).
-* :func:`w2_from_cdfs` (CDFs only, on a common grid, as for KDEs): both quantile functions are
+  The KDE family uses the same pieces for its FFT-tabulated CDF and density.
+* :func:`w2_from_cdfs` (CDFs only, on a common grid): both quantile functions are
   the linear interpolants of the tabulated CDFs, and between two consecutive merged levels
   {F(x_i)} U {G(x_i)} both are linear in u, so the integral of the squared difference is
   (du / 3) (d0**2 + d0 d1 + d1**2). Each quantile function is off by less than one grid step
@@ -178,7 +179,9 @@ def w2_from_pieces(planes_a, planes_b):
     return (h * s).sum(axis=1)
 
 
-def _tabulate_mixture(w, m, v, per_component):
+def mixture_pieces(w, m, v, per_component=65):
+    """:func:`quantile_pieces` (5, R, M + 1) of mixtures (R, k), tabulated on their
+    :func:`mixture_grid` with their exact CDFs and densities."""
     grid = mixture_grid(w, m, v, per_component)
     sd = np.sqrt(v)
     return quantile_pieces(grid, mixture_cdf(grid, w, m, sd), mixture_pdf(grid, w, m, sd))
@@ -200,15 +203,15 @@ def w2_mixtures(w_a, m_a, v_a, w_b, m_b, v_b, per_component=65):
     components (sd 1e-4) and tiny weights, and ~1e-5 between mixtures close to each other.
     """
     r = max(len(w_a), len(w_b))
-    shared_a = _tabulate_mixture(w_a, m_a, v_a, per_component) if len(w_a) == 1 else None
-    shared_b = _tabulate_mixture(w_b, m_b, v_b, per_component) if len(w_b) == 1 else None
+    shared_a = mixture_pieces(w_a, m_a, v_a, per_component) if len(w_a) == 1 else None
+    shared_b = mixture_pieces(w_b, m_b, v_b, per_component) if len(w_b) == 1 else None
     levels = per_component * (w_a.shape[1] + w_b.shape[1])
     step = max(1, _CHUNK_LEVELS // levels)
     out = np.empty(r)
     for r0 in range(0, r, step):
         sl = slice(r0, min(r0 + step, r))
-        pa = shared_a if shared_a is not None else _tabulate_mixture(w_a[sl], m_a[sl], v_a[sl], per_component)
-        pb = shared_b if shared_b is not None else _tabulate_mixture(w_b[sl], m_b[sl], v_b[sl], per_component)
+        pa = shared_a if shared_a is not None else mixture_pieces(w_a[sl], m_a[sl], v_a[sl], per_component)
+        pb = shared_b if shared_b is not None else mixture_pieces(w_b[sl], m_b[sl], v_b[sl], per_component)
         out[sl] = np.sqrt(np.maximum(w2_from_pieces(pa, pb), 0.0))
     return out
 
