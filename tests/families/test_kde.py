@@ -64,18 +64,18 @@ def _exact_w2(x, h, tw, tm, tv, m=20000):
 
 
 def test_kde_w2_against_exact_and_closed_form():
-    """KDE W2 agrees within 1e-3 with the exact-CDF computation, and for a one-point KDE
+    """KDE W2 agrees within 5e-4 with the exact-CDF computation, and for a one-point KDE
     (a Gaussian) with the closed form sqrt(dm**2 + ds**2)."""
     rng = np.random.default_rng(3)
     x = rng.normal(size=(4, 40))
     h = bandwidth(x, "silverman")
     tw, tm, tv = np.array([0.4, 0.6]), np.array([-1.0, 1.0]), np.array([0.3, 0.6])
     np.testing.assert_allclose(kde_w2_to_mixture(x, h, tw, tm, tv),
-                               _exact_w2(x, h, tw, tm, tv), atol=1e-3)
+                               _exact_w2(x, h, tw, tm, tv), atol=5e-4)
     one = np.array([[0.5], [-2.0], [0.0]])
     h1 = np.array([0.2, 2.0, 1.0])
     np.testing.assert_allclose(kde_w2_to_mixture(one, h1, [1.0], [0.0], [1.0]),
-                               np.hypot(one[:, 0], h1 - 1.0), atol=1e-3)
+                               np.hypot(one[:, 0], h1 - 1.0), atol=5e-4)
 
 
 def test_kde_tail_mass():
