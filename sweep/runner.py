@@ -174,6 +174,8 @@ def run_sweep(
         if owns_ray:
             ray.shutdown()
     report.seconds = time.perf_counter() - started
+    # tasks finish in any order; list their failures in grid order, the same on every run
+    report.failures.sort(key=lambda failure: (failure["cell"], failure["replicates"][0]))
     meta.update(status="failed" if report.failures else "complete", finished=_now(), failures=report.failures,
                 stopped=report.stopped,
                 last_run={"tasks": report.tasks_run, "chains": report.chains_run, "workers": report.workers,
