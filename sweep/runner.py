@@ -7,6 +7,7 @@ it checks the folder itself, not the tasks' word, before it calls a sweep comple
 from __future__ import annotations
 
 import datetime as _dt
+import sys
 import time
 from typing import Any
 
@@ -66,6 +67,19 @@ def check_folder(spec: SweepSpec, location: str, *, overwrite: bool = False) -> 
     except OSError as error:
         raise _writable(location, error) from None
     return store, (None if overwrite else meta), cells
+
+
+def _warn_if_other_version(meta: dict[str, Any], location: str, kept_parts: int, missing_chains: int) -> None:
+    """One line on stderr when this version adds chains to parts another version wrote: the
+    random streams and fits are the same across versions, but metric code may not be."""
+    versions = meta.setdefault("package_versions", [meta.get("package_version", __version__)])
+    if __version__ in versions:
+        return
+    versions.append(__version__)
+    if kept_parts and missing_chains:
+        print(f"warning: results folder '{location}' was started by collapse-sweep {versions[0]}, this is "
+              f"{__version__}: metrics of the chains computed now may differ slightly from the kept ones where "
+              "the versions' code differs; pass --overwrite for a folder written by one version", file=sys.stderr)
 
 
 def begin(spec: SweepSpec, store: Store, meta: dict[str, Any] | None, cells: list[Cell], *, overwrite: bool = False) -> dict[str, Any]:
@@ -150,6 +164,7 @@ def run_sweep(
         scan = _scan(store, rows)
         report = RunReport(location, len(cells), spec.replicates * len(cells), parts_kept=scan.kept_parts, parts_removed=len(scan.removed))
         warn_if_not_shared(location, store.is_local, address)
+        _warn_if_other_version(meta, location, scan.kept_parts, report.chains - _chains(cells, scan.done))
         report.workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
         done, failed = scan.done, []
         for _ in range(2):  # run, then repair once whatever the check below finds missing

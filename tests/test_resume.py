@@ -62,6 +62,28 @@ def test_resume_keeps_a_drawn_seed(ray_session, tmp_path, cli, write_spec):
     assert first["seed"].unique().tolist() == [meta["root_entropy"]]
 
 
+def test_resume_by_another_version_warns_once(ray_session, tmp_path, cli, write_spec):
+    """A folder started by another collapse-sweep version: resuming it with chains to compute
+    prints one warning line naming both versions and records both; a complete folder does not."""
+    from sweep import __version__
+
+    spec_path = write_spec(RAW)
+    args = ("run", spec_path, "--out", tmp_path, "--no-progress", "--blocks-per-task", "1")
+    assert cli(*args)[0] == 0
+    meta_path = tmp_path / "resume" / "sweep.json"
+    meta = json.loads(meta_path.read_text())
+    meta["package_version"], meta["package_versions"] = "0.0.1", ["0.0.1"]
+    meta_path.write_text(json.dumps(meta))
+    parts(str(tmp_path / "resume"), "trajectories")[0].unlink()
+    status, _, err = cli(*args)
+    assert status == 0
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "started by collapse-sweep 0.0.1, this is " + __version__ in warnings[0]
+    assert json.loads(meta_path.read_text())["package_versions"] == ["0.0.1", __version__]
+    status, _, err = cli(*args)  # now recorded, and nothing left to compute: silent
+    assert status == 0 and "warning:" not in err
+
+
 def test_other_spec_refused_unless_overwrite(ray_session, tmp_path, cli, write_spec):
     """A folder written by another spec is refused with exit 2 and left intact; --overwrite replaces it."""
     status, _, _ = cli("run", write_spec(RAW), "--out", tmp_path, "--no-progress")
