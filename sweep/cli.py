@@ -182,12 +182,10 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from sweep.replay import check_frame_path, compare_with_stored, describe, replay_chain, write_frame
 
-    from sweep.replay import compare_with_stored, describe, replay_chain, write_frame
-
-    if args.out is not None and Path(args.out).suffix.lower() not in (".csv", ".parquet"):
-        raise UsageError(f"--out: expected a file name ending in .csv or .parquet, got '{args.out}'")
+    if args.out is not None:
+        check_frame_path(args.out)  # before any work
     trajectories, events = replay_chain(args.results, args.cell, args.replicate)
     first = trajectories.iloc[0]
     print(describe(f"cell {args.cell} (n={first['n']}, {first['policy']})", args.replicate, trajectories, events))

@@ -45,8 +45,6 @@ def replay_chain(location: str, cell: int, replicate: int) -> tuple[pd.DataFrame
     return tuple(f[f["replicate"] == replicate].reset_index(drop=True) for f in frames)
 
 
-#: Columns that are the same on every row of a cell (docs/schema.md), left out of the printout.
-COORDINATE_COLUMNS = ("family", "cell", "cell_key", "n", "policy", "policy_kind", "keep", "synthetic", "real", "seed")
 _EVENT_ORDER = ["event", "threshold", "symbol"]
 
 
@@ -80,7 +78,10 @@ def describe(cell_label: str, replicate: int, trajectories: pd.DataFrame, events
     shown = shown.dropna(axis=1, how="all")
     lines += ["", "events (generation = first generation it held, or T when not observed):",
               shown.to_string(index=False) if len(shown) else "  (none)"]
-    traj = trajectories.drop(columns=[c for c in COORDINATE_COLUMNS + ("replicate",) if c in trajectories])
+    from analysis._cells import COORDINATES
+
+    # the cell's coordinates are the same on every row: left out of the printout
+    traj = trajectories.drop(columns=[c for c in COORDINATES + ("seed", "replicate") if c in trajectories])
     part = (traj if len(traj) <= 2 * rows else pd.concat([traj.head(rows), traj.tail(rows)])).copy()
     for name in part.columns:  # several values per row (weights, means, ...): short and aligned
         if len(part) and not pd.api.types.is_scalar(part[name].iloc[0]):
@@ -91,12 +92,20 @@ def describe(cell_label: str, replicate: int, trajectories: pd.DataFrame, events
     return "\n".join(lines)
 
 
+FRAME_SUFFIXES = (".csv", ".parquet")
+
+
+def check_frame_path(path: str) -> str:
+    """The suffix of a file name :func:`write_frame` can write, or a UsageError naming it."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in FRAME_SUFFIXES:
+        raise UsageError(f"--out: expected a file name ending in .csv or .parquet, got '{path}'")
+    return suffix
+
+
 def write_frame(frame: pd.DataFrame, path: str) -> None:
     """Write a chain's rows to .csv or .parquet, by the file name's suffix."""
-    suffix = Path(path).suffix.lower()
-    if suffix == ".csv":
+    if check_frame_path(path) == ".csv":
         frame.to_csv(path, index=False)
-    elif suffix == ".parquet":
-        frame.to_parquet(path, index=False)
     else:
-        raise UsageError(f"--out: expected a file name ending in .csv or .parquet, got '{path}'")
+        frame.to_parquet(path, index=False)
