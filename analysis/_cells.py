@@ -36,6 +36,18 @@ def require_columns(frame: pd.DataFrame, columns: Iterable[str], what: str) -> N
         )
 
 
+def is_one_d(frame: pd.DataFrame) -> bool:
+    """Whether ``frame`` holds one float variance per row (1-D gaussian, gmm1d or kde), no NaN."""
+    return "var" in frame and pd.api.types.is_float_dtype(frame["var"]) and bool(frame["var"].notna().all())
+
+
+def is_gaussian_1d(frame: pd.DataFrame) -> bool:
+    """1-D rows of the gaussian family: the only ones its closed-form theory describes (a mixture
+    refitted by EM, or a KDE, has a float 'var' too)."""
+    family_ok = "family" not in frame or bool((frame["family"].astype(str) == "gaussian").all())
+    return family_ok and is_one_d(frame)
+
+
 def coordinate_columns(frame: pd.DataFrame) -> list[str]:
     """The cell coordinates present in ``frame``, in the canonical order."""
     return [c for c in COORDINATES if c in frame.columns]

@@ -15,7 +15,7 @@ from scipy import stats
 
 from analysis import theory
 from analysis._bootstrap import chain_time_counts, km_medians, loglog_fit, percentile_interval, resample_weights
-from analysis._cells import cell_table, group_columns, is_replace, require_columns
+from analysis._cells import cell_table, group_columns, is_gaussian_1d, is_replace, require_columns
 from analysis._survival import survival
 
 __all__ = ["rates", "decay_rates"]
@@ -158,10 +158,7 @@ def decay_rates(
                 values = 2 * np.log(at_t["spread_ratio"].to_numpy(dtype=float)) / t
             ok = np.isfinite(values)
             mean, se = values[ok].mean(), values[ok].std(ddof=1) / np.sqrt(ok.sum())
-            one_d = "var" in rows and pd.api.types.is_float_dtype(rows["var"]) and rows["var"].notna().all()
-            # the closed form is the Gaussian family's (mixtures and KDEs have a float 'var' too)
-            gaussian = "family" not in rows or (rows["family"].astype(str) == "gaussian").all()
-            theory_rate = theory.log_var_drift(n, estimator) if replace[cell] and one_d and gaussian else np.nan
+            theory_rate = theory.log_var_drift(n, estimator) if replace[cell] and is_gaussian_1d(rows) else np.nan
             record.update(quantity="log_var", rate=mean, rate_lower=mean - z * se, rate_upper=mean + z * se)
         elif "heterozygosity" in rows and rows["heterozygosity"].notna().any():
             h0 = rows.loc[rows["generation"] == 0, "heterozygosity"].mean()

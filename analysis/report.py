@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from analysis import _markdown as md
 from analysis import figures, theory
-from analysis._cells import cell_labels, cell_table, is_replace
+from analysis._cells import cell_labels, cell_table, is_one_d, is_replace
 from analysis._forgetting import forgetting_rates, forgetting_times
 from analysis.io import ResultsError, load, load_events, read_metadata
 from analysis._probability import collapsed_by, divergence_probability
@@ -175,8 +175,7 @@ def _family_section(rep, family, traj, events, horizon, estimator):
     if "spread_ratio" in traj and traj["spread_ratio"].notna().any():
         rep.figure(figures.fan_chart(traj, cells=_few_cells(cells, 12), estimator=estimator),
                    f"fan_{family}", "Fitted spread over generations: median and 50% / 90% of chains")
-        one_d = "var" in traj and pd.api.types.is_float_dtype(traj["var"]) and traj["var"].notna().all()
-        if family in _DENSITY_FAMILIES and one_d:
+        if family in _DENSITY_FAMILIES and is_one_d(traj):
             rep.figure(figures.density_figure(traj, cells=_few_cells(cells, 3, "first")),
                        f"density_{family}", "Fitted densities of five chains versus the truth")
     if family in ("gmm1d", "kde") and "w2" in traj and traj["w2"].notna().any():

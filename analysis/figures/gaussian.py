@@ -8,7 +8,7 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 from analysis import theory
-from analysis._cells import cell_labels, cell_table, is_replace, require_columns
+from analysis._cells import cell_labels, cell_table, is_gaussian_1d, is_one_d, is_replace, require_columns
 from analysis.figures._common import GENERATION_LABEL, SIGMA_LABEL, finish, panels, style
 
 __all__ = ["fan_chart", "density_figure"]
@@ -27,17 +27,6 @@ def _pick_cells(trajectories: pd.DataFrame, cells, limit: int) -> pd.DataFrame:
     if len(table) > limit:
         raise ValueError(f"{len(table)} cells would make {len(table)} panels (at most {limit}); pass cells=[...]")
     return table
-
-
-def _is_one_d(rows: pd.DataFrame) -> bool:
-    return "var" in rows and pd.api.types.is_float_dtype(rows["var"]) and rows["var"].notna().all()
-
-
-def _is_gaussian(rows: pd.DataFrame) -> bool:
-    """1-D rows of the gaussian family: the only ones the closed-form theory describes (a mixture
-    refitted by EM, or a KDE, has a float 'var' too)."""
-    family_ok = "family" not in rows or (rows["family"].astype(str) == "gaussian").all()
-    return family_ok and _is_one_d(rows)
 
 
 _MIXTURE_COLUMNS = ("weights", "means", "sigmas")
@@ -112,7 +101,7 @@ def fan_chart(
             ax.plot(g, bands[0.5], color="C0", lw=2, label="median")
             if metric == "spread_ratio":
                 ax.axhline(1.0, color="0.4", lw=1, ls=":", label="truth")
-                if theory_line and replace[cell] and _is_gaussian(rows):
+                if theory_line and replace[cell] and is_gaussian_1d(rows):
                     ax.plot(g, np.clip(theory.median_spread_ratio(float(table.loc[cell, "n"]), g, estimator), _SPREAD_FLOOR, None),
                             color="k", lw=1.3, ls="--", label="theory median exp(drift·t/2)")
             if metric == "spread_ratio":
@@ -167,7 +156,7 @@ def density_figure(
     """
     require_columns(trajectories, ["cell", "replicate", "generation", "spread_ratio"], "trajectories")
     mixture = _is_mixture(trajectories)
-    if not mixture and not _is_one_d(trajectories):
+    if not mixture and not is_one_d(trajectories):
         raise ValueError("density_figure needs 1-D trajectories: float 'mean' and 'var' columns (no NaN), "
                          "or mixture 'weights', 'means' and 'sigmas' columns")
     if cells is None:
