@@ -1,7 +1,6 @@
 """The exact sufficient-statistic path agrees in distribution with drawing and fitting the samples."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from scipy.stats import ks_2samp
 

@@ -14,7 +14,7 @@ from scipy import fft, special
 
 from sweep.families._checks import as_batch, as_generator, as_int, as_mixture, fail
 from sweep.families._gmm1d import true_tails
-from sweep.families._quantiles1d import GRID_SDS, mixture_pieces, quantile_pieces, w2_from_pieces
+from sweep.families._quantiles1d import CHUNK_LEVELS, GRID_SDS, mixture_pieces, quantile_pieces, w2_from_pieces
 
 RULES = ("scott", "silverman")
 # W2 grid: spacing at most h / 16 (linear binning adds at most step**2 / 4 to the kernel
@@ -132,9 +132,6 @@ def _kde_on_grid(x, h, lo, step, m):
     return np.cumsum(inc[:, window], axis=1), np.maximum(pdf[:, window], 0.0)
 
 
-# merged quantile levels per call of w2_from_pieces (cache-sized, as in w2_mixtures)
-_LEVELS_PER_CALL = 1 << 14
-
 
 def kde_w2_to_mixture(x, h, true_weights, true_means, true_variances, *, n_grid=None
                       ) -> np.ndarray:
@@ -144,7 +141,7 @@ def kde_w2_to_mixture(x, h, true_weights, true_means, true_variances, *, n_grid=
     512 and 32768 points, or ``n_grid`` points) spanning the data +- 9 h, by linear binning and
     FFT convolutions; the truth is tabulated once on its own components' grids. Both quantile
     functions are monotone cubic interpolants and W2 between them is integrated exactly
-    (:func:`sweep.families._quantiles1d.w2_from_pieces`). The error, ~1e-4, comes from the
+    (:func:`sweep.families._quantiles1d.w2_from_pieces`). The error, ~2e-4, comes from the
     binning, which widens each kernel by at most step**2 / 4 in variance (with tiny h the grid
     limit makes it ~ the spacing).
     """
@@ -178,7 +175,7 @@ def kde_w2_to_mixture(x, h, true_weights, true_means, true_variances, *, n_grid=
         step = (hi[rows] - lo[rows]) / (m - 1)
         grid = lo[rows, None] + step[:, None] * np.arange(m)
         cdf, pdf = _kde_on_grid(x[rows], h[rows], lo[rows], step, m)
-        per_call = max(1, _LEVELS_PER_CALL // m)
+        per_call = max(1, CHUNK_LEVELS // m)
         for r0 in range(0, len(rows), per_call):
             sl = slice(r0, r0 + per_call)
             target = truth if truth is not None else mixture_pieces(tw[rows[sl]], tm[rows[sl]], tv[rows[sl]])
