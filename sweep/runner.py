@@ -69,17 +69,21 @@ def check_folder(spec: SweepSpec, location: str, *, overwrite: bool = False) -> 
     return store, (None if overwrite else meta), cells
 
 
-def _warn_if_other_version(meta: dict[str, Any], location: str, kept_parts: int, missing_chains: int) -> None:
-    """One line on stderr when this version adds chains to parts another version wrote: the
-    random streams and fits are the same across versions, but metric code may not be."""
-    versions = meta.setdefault("package_versions", [meta.get("package_version", __version__)])
-    if __version__ in versions:
-        return
-    versions.append(__version__)
-    if kept_parts and missing_chains:
-        print(f"warning: results folder '{location}' was started by collapse-sweep {versions[0]}, this is "
+def _warn_if_other_version(earlier: list[str], location: str, kept_parts: int, missing_chains: int) -> None:
+    """One line on stderr when this version adds chains to parts only other versions wrote
+    (``earlier``: the folder's versions before this run): the random streams and fits are the
+    same across versions, but metric code may not be."""
+    if earlier and __version__ not in earlier and kept_parts and missing_chains:
+        print(f"warning: results folder '{location}' was started by collapse-sweep {earlier[0]}, this is "
               f"{__version__}: metrics of the chains computed now may differ slightly from the kept ones where "
               "the versions' code differs; pass --overwrite for a folder written by one version", file=sys.stderr)
+
+
+def _versions(meta: dict[str, Any] | None) -> list[str]:
+    """Every collapse-sweep version that ran on a folder (folders from before 0.2.0 name one)."""
+    if meta is None:
+        return []
+    return list(meta.get("package_versions", [meta.get("package_version", __version__)]))
 
 
 def begin(spec: SweepSpec, store: Store, meta: dict[str, Any] | None, cells: list[Cell], *, overwrite: bool = False) -> dict[str, Any]:
@@ -97,7 +101,9 @@ def begin(spec: SweepSpec, store: Store, meta: dict[str, Any] | None, cells: lis
                 "cells": _cell_table(cells),
                 "chains": spec.replicates * len(cells),
             }
-        meta.update(status="running", started=_now(), finished=None)
+        versions = _versions(meta)
+        meta.update(status="running", started=_now(), finished=None,
+                    package_versions=versions + [__version__] * (__version__ not in versions))
         store.write_meta(meta)
     except OSError as error:
         raise _writable(store.location, error) from None
@@ -159,12 +165,13 @@ def run_sweep(
     store, meta, cells = check_folder(spec, location, overwrite=overwrite)
     owns_ray = connect(address, num_cpus, worker_env())
     try:
+        earlier = _versions(meta)
         meta = begin(spec, store, meta, cells, overwrite=overwrite)
         rows = expected_rows(spec, cells)
         scan = _scan(store, rows)
         report = RunReport(location, len(cells), spec.replicates * len(cells), parts_kept=scan.kept_parts, parts_removed=len(scan.removed))
         warn_if_not_shared(location, store.is_local, address)
-        _warn_if_other_version(meta, location, scan.kept_parts, report.chains - _chains(cells, scan.done))
+        _warn_if_other_version(earlier, location, scan.kept_parts, report.chains - _chains(cells, scan.done))
         report.workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
         done, failed = scan.done, []
         for _ in range(2):  # run, then repair once whatever the check below finds missing
