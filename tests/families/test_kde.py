@@ -7,7 +7,8 @@ from scipy import special, stats
 
 from sweep.families._kde import (bandwidth, kde_mean_var, kde_tail_mass, kde_w2_to_mixture,
                                  sample_kde)
-from sweep.families._quantiles1d import mixture_cdf, w2_from_cdfs
+from sweep.families._quantiles1d import mixture_cdf
+from tests.families.w2_reference import w2_from_cdfs
 
 
 @pytest.mark.parametrize("rule", ["scott", "silverman"])

@@ -5,7 +5,8 @@ import numpy as np
 from scipy.special import ndtri as special_ndtri
 
 from sweep.families._quantiles1d import (mixture_cdf, mixture_grid, mixture_pdf, mixture_quantile,
-                                         quantile_pieces, w2_from_cdfs, w2_from_pieces, w2_mixtures)
+                                         quantile_pieces, w2_from_pieces, w2_mixtures)
+from tests.families.w2_reference import w2_from_cdfs
 
 ONE_GAUSSIAN = (np.ones((1, 1)), np.zeros((1, 1)), np.ones((1, 1)))  # w, m, sd
 
@@ -24,7 +25,7 @@ def test_mixture_quantile_inverts_the_cdf():
 def test_w2_mixtures_gaussian_closed_form():
     """For two Gaussians, of similar or very different widths, W2 is within 1e-4 of
     sqrt(dm**2 + ds**2) with the cubic pieces, and within 5e-4 with linear interpolation on a
-    common grid (w2_from_cdfs, as the KDE family uses)."""
+    common grid (the tests' independent reference, w2_from_cdfs)."""
     wa, ma = np.ones((4, 1)), np.array([[0.0], [1.0], [0.0], [0.0]])
     va = np.array([[1.0], [4.0], [0.01], [1e-6]])
     wb, mb = np.ones((4, 1)), np.array([[0.0], [-1.0], [0.2], [0.0]])
