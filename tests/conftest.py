@@ -21,7 +21,9 @@ def ray_session():
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+        # address="local" always starts a new Ray, as the runner does: a stale
+        # /tmp/ray/ray_current_cluster from a killed `ray start` must not be joined.
+        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
     yield ray
     ray.shutdown()
 
