@@ -153,7 +153,7 @@ def _validate(args: argparse.Namespace) -> int:
     print(f"{spec.name}: valid. family {spec.family_name}, {spec.generations} generations "
           f"({recorded.size} recorded), {len(grid)} cells x {spec.replicates} replicates = {len(grid) * spec.replicates} chains")
     for cell in grid:
-        print(f"  cell {cell.index}: n={cell.n} policy={cell.policy.label} blocks={cell.blocks} x {cell.block_size}")
+        print(f"  cell {cell.index}: {cell.label}; blocks={cell.blocks} x {cell.block_size}")
     return 0
 
 

@@ -6,21 +6,21 @@ at recorded generations.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 
 from sweep.families import Family
-from sweep.grid import Cell
 from sweep.policies import Policy
+from sweep.streams import substream
 
 
 @dataclass(frozen=True)
 class Ops:
     """How training sets are drawn, merged, subsampled and fitted in one representation."""
 
-    draw: Callable[..., Any]
+    draw: Callable[..., Any]  # (params, m, *, rng, temperature) -> training set
     combine: Callable[[Any, Any], Any]
     subsample: Callable[..., Any]
     fit: Callable[[Any, Any, np.random.Generator], Any]  # (training set, previous fit, rng)
@@ -32,7 +32,8 @@ class Pool:
     """Samples kept across generations (data representation, accumulating policies).
 
     Preallocated for the whole horizon, so appending a generation copies n samples instead of
-    the whole pool (which would make a sweep quadratic in T).
+    the whole pool (which would make a sweep quadratic in T); :meth:`reserve` grows it when a
+    finished sweep is extended.
     """
 
     def __init__(self, first: np.ndarray, capacity: int):
@@ -42,12 +43,22 @@ class Pool:
 
     def append(self, data: np.ndarray) -> "Pool":
         m = data.shape[1]
+        self.reserve(self.size + m)
         self.buffer[:, self.size : self.size + m] = data
         self.size += m
         return self
 
+    def reserve(self, capacity: int) -> None:
+        if capacity > self.buffer.shape[1]:
+            grown = np.empty((self.buffer.shape[0], capacity) + self.buffer.shape[2:], dtype=self.buffer.dtype)
+            grown[:, : self.size] = self.buffer[:, : self.size]
+            self.buffer = grown
+
     def view(self) -> np.ndarray:
         return self.buffer[:, : self.size]
+
+    def __getstate__(self) -> dict[str, Any]:  # save only what is filled
+        return {"buffer": self.view().copy(), "size": self.size}
 
 
 def _as_array(data: Any) -> np.ndarray:
@@ -58,17 +69,20 @@ def _distinct_indices(batch: int, total: int, m: int, rng: np.random.Generator) 
     """m distinct indices in [0, total) per row, uniformly over m-subsets, in O(m log m).
 
     Draw with replacement and redraw duplicates until none are left: the procedure only compares
-    labels for equality, so its outcome is invariant under relabelling and hence uniform.
+    labels for equality, so its outcome is invariant under relabelling and hence uniform. The
+    number of rounds depends on the data, so the rounds draw from a substream (the chain's values
+    do not depend on how many other chains the block holds).
     """
-    index = rng.integers(0, total, size=(batch, m))
-    while True:
-        index.sort(axis=1)
-        duplicate = np.zeros(index.shape, dtype=bool)
-        np.equal(index[:, 1:], index[:, :-1], out=duplicate[:, 1:])
-        count = int(np.count_nonzero(duplicate))
-        if count == 0:
-            return index
-        index[duplicate] = rng.integers(0, total, size=count)
+    with substream(rng) as rounds:
+        index = rounds.integers(0, total, size=(batch, m))
+        while True:
+            index.sort(axis=1)
+            duplicate = np.zeros(index.shape, dtype=bool)
+            np.equal(index[:, 1:], index[:, :-1], out=duplicate[:, 1:])
+            count = int(np.count_nonzero(duplicate))
+            if count == 0:
+                return index
+            index[duplicate] = rounds.integers(0, total, size=count)
 
 
 def _subsample_rows(data: Any, m: int, *, rng: np.random.Generator) -> np.ndarray:
@@ -104,7 +118,7 @@ def ops_for(family: Family, policy: Policy, *, n: int, generations: int) -> Ops:
         )
     return Ops(
         draw=family.sample,
-        combine=lambda a, b: a.append(b) if isinstance(a, Pool) else np.concatenate([a, b], axis=1),
+        combine=lambda a, b: a.append(b) if isinstance(a, Pool) else family.concat(a, b),
         subsample=_subsample_rows,
         fit=lambda data, previous, rng: family.fit(_as_array(data), previous=previous, rng=rng),
         size=lambda data: _as_array(data).shape[1],
@@ -113,40 +127,148 @@ def ops_for(family: Family, policy: Policy, *, n: int, generations: int) -> Ops:
 
 
 def next_training(
-    ops: Ops, policy: Policy, n: int, state: Any, pool: Any, params: Any, truth: Any, rng: np.random.Generator
+    ops: Ops, policy: Policy, n: int, training: Any, pool: Any, params: Any, truth: Any,
+    rng: np.random.Generator, temperature: float = 1.0,
 ) -> tuple[Any, Any]:
-    """Build the next training set (and, for accumulate_subsample, the pool) from the three sources."""
-    if state is None:  # generation 1: every source is the truth
-        first = ops.draw(truth, n, rng=rng)
+    """Build the next training set from the three sources: the previous training set, samples of
+    the fitted model ``params`` (tempered) and samples of the truth (never tempered).
+
+    ``pool`` is everything generated so far, kept only by accumulate_subsample (which fits on a
+    subsample of it); returns (training set, pool).
+    """
+    def model(m: int) -> Any:
+        return ops.draw(params, m, rng=rng, temperature=temperature)
+
+    if training is None:  # generation 1: every source is the truth
+        first = ops.draw(truth, n, rng=rng, temperature=1.0)
         if policy.kind == "accumulate_subsample":
             return first, ops.start(first)
         return ops.start(first), None
     if policy.kind == "replace":
-        return ops.draw(params, n, rng=rng), None
+        return model(n), None
     if policy.kind == "accumulate":
-        return ops.combine(state, ops.draw(params, n, rng=rng)), None
+        return ops.combine(training, model(n)), None
     if policy.kind == "accumulate_subsample":
-        pool = ops.combine(pool, ops.draw(params, n, rng=rng))
+        pool = ops.combine(pool, model(n))
         return ops.subsample(pool, n, rng=rng), pool
     kept, synthetic, real = policy.counts(n)
     parts = []
-    if kept >= ops.size(state):
-        parts.append(state)
+    if kept >= ops.size(training):
+        parts.append(training)
     elif kept > 0:
-        parts.append(ops.subsample(state, kept, rng=rng))
+        parts.append(ops.subsample(training, kept, rng=rng))
     if synthetic > 0:
-        parts.append(ops.draw(params, synthetic, rng=rng))
+        parts.append(model(synthetic))
     if real > 0:
-        parts.append(ops.draw(truth, real, rng=rng))
-    training = parts[0]
+        parts.append(ops.draw(truth, real, rng=rng, temperature=1.0))
+    result = parts[0]
     for part in parts[1:]:
-        training = ops.combine(training, part)
-    return training, None
+        result = ops.combine(result, part)
+    return result, None
+
+
+@dataclass
+class BlockState:
+    """Everything a block needs to go on from generation ``generation``: the last fit, the
+    training set, the pool, the event tracker, the generator's draw count, and the metric
+    snapshots recorded so far (kept only in checkpoints taken inside a task)."""
+
+    generation: int
+    params: Any
+    training: Any
+    pool: Any
+    tracker: Any
+    draws: int
+    snapshots: list[dict[str, np.ndarray]] = field(default_factory=list)
+
+
+def checked(generation: int, every: int) -> bool:
+    """Whether events are checked at ``generation`` (every ``every``-th generation)."""
+    return generation % every == 0
+
+
+def last_checked(horizon: int, every: int) -> int:
+    """The censoring time of events checked every ``every`` generations up to ``horizon``."""
+    return horizon - horizon % every
+
+
+class BlockRun:
+    """One block of chains, advanced generation by generation (vectorised across its chains).
+
+    Parameters
+    ----------
+    family : Family
+        The cell's family.
+    cell : Cell
+        The cell (n, policy, temperature, block size).
+    block : int
+        Block index within the cell; the block simulates only the chains that exist.
+    rng : numpy.random.Generator
+        The block's generator (a :class:`~sweep.streams.BlockGenerator`).
+    events_spec : Events
+        The sweep's events section (``every``: check interval).
+    """
+
+    def __init__(self, family: Family, cell: Any, block: int, *, rng: np.random.Generator, events_spec: Any):
+        self.family, self.cell, self.rng, self.events_spec = family, cell, rng, events_spec
+        span = cell.block_range(block)
+        self.replicates = np.arange(span.start, span.stop)
+        self.batch = self.replicates.size
+        self.truth = family.truth(self.batch)
+        self.every = getattr(events_spec, "every", 1)
+        self.state = BlockState(0, self.truth, None, None, None, 0)
+
+    def start(self, horizon: int) -> None:
+        tracker = self.family.events(self.batch, last_checked(horizon, self.every), self.events_spec)
+        self.state = BlockState(0, self.truth, None, None, tracker, 0, [self.family.metrics(self.truth)])
+
+    def restore(self, state: BlockState, horizon: int) -> None:
+        """Continue from a saved state (a checkpoint, or a finished block being extended)."""
+        self.state = state
+        self.rng.draws = state.draws
+        state.tracker.set.horizon = last_checked(horizon, self.every)
+        if isinstance(state.pool, Pool):
+            state.pool.reserve(self.cell.n * (horizon + 1))
+        if isinstance(state.training, Pool):
+            state.training.reserve(self.cell.n * (horizon + 1))
+
+    def advance(self, stop: int, horizon: int, recorded_mask: np.ndarray) -> None:
+        """Simulate generations up to ``stop`` (inclusive), recording metrics where the mask says."""
+        st, family, cell = self.state, self.family, self.cell
+        ops = ops_for(family, cell.policy, n=cell.n, generations=horizon)
+        with np.errstate(all="ignore"):  # a degenerate chain becomes a 'diverged' event, not a crash
+            for generation in range(st.generation + 1, stop + 1):
+                st.training, st.pool = next_training(ops, cell.policy, cell.n, st.training, st.pool, st.params,
+                                                     self.truth, self.rng, cell.temperature)
+                st.params = ops.fit(st.training, st.params, self.rng)
+                if checked(generation, self.every):
+                    st.tracker.update(generation, st.params, st.training)
+                if recorded_mask[generation]:
+                    st.snapshots.append(family.metrics(st.params))
+                st.generation = generation
+        st.draws = getattr(self.rng, "draws", 0)
+
+    def result(self, recorded: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """(trajectory columns, event columns) of the recorded generations ``recorded`` (the
+        snapshots, in order), generation-major; events ordered by chain."""
+        snapshots, batch = self.state.snapshots, self.batch
+        # Rows are generation-major: concatenating snapshots is a plain copy, where chain-major
+        # order would transpose every metric (readers sort anyway; see analysis.load).
+        trajectories = {
+            "replicate": np.tile(self.replicates, recorded.size),
+            "generation": np.repeat(recorded.astype(np.int32), batch),
+        }
+        for name in snapshots[0]:
+            trajectories[name] = np.concatenate([np.asarray(s[name]) for s in snapshots], axis=0)
+        events = self.state.tracker.set.columns()
+        events["replicate"] = self.replicates[events.pop("chain")]
+        events["checked_every"] = np.full(events["replicate"].size, self.every, dtype=np.int32)
+        return trajectories, events
 
 
 def simulate_block(
     family: Family,
-    cell: Cell,
+    cell: Any,
     block: int,
     *,
     generations: int,
@@ -154,7 +276,7 @@ def simulate_block(
     events_spec: Any,
     rng: np.random.Generator,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Run one block; return (trajectory columns, event columns).
+    """Run one block from generation 0 to ``generations``; return (trajectory columns, event columns).
 
     Returns
     -------
@@ -164,30 +286,9 @@ def simulate_block(
     events : dict of ndarray
         ``replicate`` plus the columns of :meth:`sweep.events.EventSet.columns`, ordered by chain.
     """
-    replicates = np.arange(cell.block_range(block).start, cell.block_range(block).stop)
-    batch = replicates.size
-    is_recorded = np.zeros(generations + 1, dtype=bool)
-    is_recorded[recorded] = True
-    ops = ops_for(family, cell.policy, n=cell.n, generations=generations)
-    truth = family.truth(batch)
-    tracker = family.events(batch, generations, events_spec)
-    snapshots = [family.metrics(truth)]
-    params, state, pool = truth, None, None
-    with np.errstate(all="ignore"):  # a degenerate chain becomes a 'diverged' event, not a crash
-        for generation in range(1, generations + 1):
-            state, pool = next_training(ops, cell.policy, cell.n, state, pool, params, truth, rng)
-            params = ops.fit(state, params, rng)
-            tracker.update(generation, params, state)
-            if is_recorded[generation]:
-                snapshots.append(family.metrics(params))
-    # Rows are generation-major: concatenating snapshots is a plain copy, where chain-major
-    # order would transpose every metric (readers sort anyway; see analysis.load).
-    trajectories = {
-        "replicate": np.tile(replicates, recorded.size),
-        "generation": np.repeat(recorded.astype(np.int32), batch),
-    }
-    for name in snapshots[0]:
-        trajectories[name] = np.concatenate([np.asarray(s[name]) for s in snapshots], axis=0)
-    events = tracker.set.columns()
-    events["replicate"] = replicates[events.pop("chain")]
-    return trajectories, events
+    run = BlockRun(family, cell, block, rng=rng, events_spec=events_spec)
+    run.start(generations)
+    mask = np.zeros(generations + 1, dtype=bool)
+    mask[recorded] = True
+    run.advance(generations, generations, mask)
+    return run.result(recorded)

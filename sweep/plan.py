@@ -34,10 +34,12 @@ def missing_blocks(cell: Cell, done: list[tuple[int, int]]) -> list[int]:
     return [b for b in range(cell.blocks) if b not in covered]
 
 
-def block_seconds(spec: SweepSpec, cell: Cell) -> float:
-    """Estimated seconds of one block of ``cell`` (the family's cost model plus numpy's overhead)."""
-    cost = spec.family.cost(cell.n, cell.policy, spec.generations)
-    return (cost.seconds_per_chain_generation * cell.block_size + BLOCK_GENERATION_SECONDS) * spec.generations
+def block_seconds(spec: SweepSpec, cell: Cell, generations: int | None = None) -> float:
+    """Estimated seconds of one block of ``cell`` over ``generations`` (default: the whole
+    horizon), from the family's cost model plus numpy's overhead."""
+    generations = spec.generations if generations is None else generations
+    cost = cell.family.cost(cell.n, cell.policy, spec.generations)
+    return (cost.seconds_per_chain_generation * cell.block_size + BLOCK_GENERATION_SECONDS) * generations
 
 
 def task_size(seconds_per_block: float, total_blocks: int, workers: int, target_seconds: float) -> int:
@@ -56,6 +58,7 @@ def plan_tasks(
     done: dict[int, list[tuple[int, int]]],
     *,
     workers: int,
+    shorter: dict[tuple[int, int, int], int] | None = None,
     blocks_per_task: int | None = None,
     target_seconds: float | None = None,
 ) -> list[Task]:
@@ -68,11 +71,14 @@ def plan_tasks(
         family's cost model by :func:`task_size`.
     target_seconds : float, optional
         Target work per task, default :data:`TARGET_TASK_SECONDS`.
+    shorter : dict, optional
+        Kept parts (cell, first, stop) computed to a shorter horizon: one task each extends it
+        (the part is rewritten whole, so its block range is kept).
     """
     target_seconds = TARGET_TASK_SECONDS if target_seconds is None else target_seconds
     missing = {cell.index: missing_blocks(cell, done.get(cell.index, [])) for cell in cells}
     total_blocks = sum(len(m) for m in missing.values())
-    tasks: list[Task] = []
+    tasks: list[Task] = [Task(c, first, stop, extend_from=h) for (c, first, stop), h in sorted((shorter or {}).items())]
     for cell in cells:
         blocks = missing[cell.index]
         if not blocks:
@@ -92,14 +98,16 @@ def plan_tasks(
 
 
 def expected_rows(spec: SweepSpec, cells: list[Cell]):
-    """A function (kind, cell, first, stop) -> rows a valid part has, or None if not in the grid."""
-    recorded = len(spec.record.generations(spec.generations))
-    events_per_chain = spec.family.events(1, spec.generations, spec.events).set.per_chain
+    """A function (kind, cell, first, stop, horizon) -> rows a valid part computed to ``horizon``
+    has, or None if the range is not in the grid or the horizon is longer than the sweep's."""
+    events_per_chain = [cell.family.events(1, spec.generations, spec.events).set.per_chain for cell in cells]
 
-    def rows(kind: str, cell: int, first: int, stop: int) -> int | None:
-        if cell >= len(cells) or not 0 <= first < stop <= cells[cell].blocks:
+    def rows(kind: str, cell: int, first: int, stop: int, horizon: int) -> int | None:
+        if cell >= len(cells) or not 0 <= first < stop <= cells[cell].blocks or not 1 <= horizon <= spec.generations:
             return None
         chains = cells[cell].chains(first, stop)
-        return chains * (recorded if kind == "trajectories" else events_per_chain)
+        if kind == "trajectories":
+            return chains * len(spec.record.generations(horizon))
+        return chains * events_per_chain[cell]
 
     return rows

@@ -29,14 +29,17 @@ def replay_chain(location: str, cell: int, replicate: int) -> tuple[pd.DataFrame
     if meta is None:
         raise UsageError(f"results folder '{location}': expected a folder written by 'sweep run', got none")
     spec = parse_spec(meta["spec"])
-    grid = grid_cells(spec)
+    # the block sizes the folder was computed with (recorded per cell), whatever the defaults now
+    stored = meta.get("cells") or []
+    sizes = [c.get("block_size") for c in stored] if isinstance(stored, list) else []
+    grid = grid_cells(spec, block_sizes=sizes if len(sizes) == len(spec.grid.points) else None)
     if not 0 <= cell < len(grid) or not 0 <= replicate < spec.replicates:
         raise UsageError(f"replay: expected cell in [0, {len(grid) - 1}] and replicate in [0, {spec.replicates - 1}], got cell {cell}, replicate {replicate}")
     target = grid[cell]
     block = replicate // target.block_size
     entropy = int(meta["root_entropy"])
     traj, events = simulate_block(
-        spec.family, target, block, generations=spec.generations,
+        target.family, target, block, generations=spec.generations,
         recorded=spec.record.generations(spec.generations), events_spec=spec.events,
         rng=block_rng(entropy, target, block),
     )

@@ -17,6 +17,7 @@ from sweep import __version__
 from sweep.cluster import connect, warn_if_not_shared
 from sweep.errors import UsageError
 from sweep.execute import WORKER_ENV, RunReport, execute, task_options, worker_env
+from sweep.axes import column_name
 from sweep.grid import Cell, cells as grid_cells
 from sweep.plan import expected_rows, plan_tasks
 from sweep.spec import SweepSpec
@@ -37,9 +38,51 @@ def _first_difference(a: Any, b: Any, path: str = "") -> str:
 
 def _cell_table(cells: list[Cell]) -> list[dict[str, Any]]:
     return [
-        {"cell": c.index, "n": c.n, "policy": c.policy.label, "cell_key": c.key, "block_size": c.block_size, "blocks": c.blocks}
+        {"cell": c.index, "n": c.n, "policy": c.policy.label, "cell_key": c.key, "block_size": c.block_size,
+         "blocks": c.blocks, **({"label": c.label} if c.label != f"n={c.n}, {c.policy.label}" else {})}
         for c in cells
     ]
+
+
+#: Spec fields a rerun may change without --overwrite: a longer horizon continues every chain,
+#: more replicates add chains (existing ones are unchanged; a partial last block is recomputed).
+GROWABLE = ("generations", "replicates")
+
+
+def _compatible(now: dict[str, Any], before: dict[str, Any]) -> str | None:
+    """Why ``now`` cannot continue the folder's spec ``before`` (None if it can)."""
+    if not isinstance(before, dict):
+        return "spec: none in the folder"
+    for key in GROWABLE:
+        if isinstance(before.get(key), int) and isinstance(now.get(key), int) and now[key] < before[key]:
+            return f"{key}: {before[key]!r} in the folder, {now[key]!r} now (only a larger value continues it)"
+    same = {k: v for k, v in now.items() if k not in GROWABLE}
+    old = {k: v for k, v in before.items() if k not in GROWABLE}
+    return None if same == old else _first_difference(same, old)
+
+
+def family_info(spec: SweepSpec) -> dict[str, Any]:
+    """What the family declares, for readers of the folder that do not import it (the report)."""
+    cls = spec.family_class
+    return {
+        "name": spec.family_name,
+        "events": [{"name": k.name, "event": k.event, "description": k.description, "thresholds": k.thresholds,
+                    "per_symbol": k.per_symbol, "collapse": k.collapse, "descending": k.descending}
+                   for k in cls.declared_events()],
+        "metrics": dict(cls.metric_columns),
+        "distance_metric": cls.distance_metric,
+        "spread_metric": cls.spread_metric,
+        "theory_overlays": list(cls.theory_overlays),
+        "axes": {axis: column_name(axis) for axis in spec.grid.axes},
+        "events_every": spec.events.every,
+    }
+
+
+def library_versions() -> dict[str, str]:
+    """numpy's and scipy's versions: numpy does not promise the same streams across versions."""
+    import scipy
+
+    return {"numpy": np.__version__, "scipy": scipy.__version__}
 
 
 def _writable(location: str, error: OSError) -> UsageError:
@@ -57,16 +100,36 @@ def check_folder(spec: SweepSpec, location: str, *, overwrite: bool = False) -> 
         if meta is None and store.exists() and not store.is_empty() and not overwrite:
             raise UsageError(f"results folder '{location}': expected an empty folder or one written by 'sweep run', got other files; pass --overwrite to replace them or choose another --out")
         if meta is not None and not overwrite:
-            if meta.get("spec") != spec.to_raw():
+            why = _compatible(spec.to_raw(), meta.get("spec"))
+            if why is not None:
                 raise UsageError(
-                    f"results folder '{location}' holds a different sweep ({_first_difference(spec.to_raw(), meta.get('spec'))}); "
+                    f"results folder '{location}' holds a different sweep ({why}); "
                     "pass --overwrite to replace it, or choose another --out"
                 )
-            if meta.get("cells") != _cell_table(cells):
-                raise UsageError(f"results folder '{location}': its blocks were planned differently (another collapse-sweep version?); pass --overwrite to recompute it")
+            stored = meta.get("cells") or []
+            sizes = [c.get("block_size") for c in stored] if isinstance(stored, list) else []
+            if len(sizes) != len(cells) or not all(isinstance(v, int) and v > 0 for v in sizes):
+                raise UsageError(f"results folder '{location}': its sweep.json has no block size for every cell "
+                                 "(written by another collapse-sweep version?); pass --overwrite to recompute it")
+            # streams follow the block sizes the folder was started with, whatever the defaults now
+            cells = grid_cells(spec, block_sizes=sizes)
+            if [c.get("cell_key") for c in stored] != [c.key for c in cells]:
+                raise UsageError(f"results folder '{location}': its cells were keyed differently (another "
+                                 "collapse-sweep version?); pass --overwrite to recompute it")
     except OSError as error:
         raise _writable(location, error) from None
     return store, (None if overwrite else meta), cells
+
+
+def _warn_if_other_libraries(earlier: dict[str, str] | None, location: str, kept_parts: int, missing_chains: int) -> None:
+    """One line on stderr when chains are added under other numpy/scipy versions than the kept
+    ones were computed with (numpy does not promise the same random streams across versions)."""
+    now = library_versions()
+    if earlier and kept_parts and missing_chains and earlier != now:
+        changed = ", ".join(f"{k} {earlier.get(k)} -> {v}" for k, v in now.items() if earlier.get(k) != v)
+        print(f"warning: results folder '{location}' was computed with other library versions ({changed}): the "
+              "random streams of chains computed now may differ from the kept ones; pass --overwrite for a folder "
+              "computed with one set of versions", file=sys.stderr)
 
 
 def _warn_if_other_version(earlier: list[str], location: str, kept_parts: int, missing_chains: int) -> None:
@@ -94,13 +157,15 @@ def begin(spec: SweepSpec, store: Store, meta: dict[str, Any] | None, cells: lis
         if meta is None:
             entropy = spec.seed if spec.seed is not None else int(np.random.SeedSequence().entropy)
             meta = {
-                "spec": spec.to_raw(),
                 "root_entropy": str(entropy),
                 "package_version": __version__,
                 "created": _now(),
-                "cells": _cell_table(cells),
-                "chains": spec.replicates * len(cells),
+                "library_versions": library_versions(),
             }
+        # a grown spec (longer horizon, more replicates) is recorded as the folder's spec now
+        meta.update(spec=spec.to_raw(), cells=_cell_table(cells), chains=spec.replicates * len(cells),
+                    family=family_info(spec))
+        meta.setdefault("library_versions", library_versions())
         versions = _versions(meta)
         meta.update(status="running", started=_now(), finished=None,
                     package_versions=versions + [__version__] * (__version__ not in versions))
@@ -166,25 +231,31 @@ def run_sweep(
     owns_ray = connect(address, num_cpus, worker_env())
     try:
         earlier = _versions(meta)
+        earlier_libraries = None if meta is None else meta.get("library_versions")
         meta = begin(spec, store, meta, cells, overwrite=overwrite)
         rows = expected_rows(spec, cells)
-        scan = _scan(store, rows)
+        scan = _scan(store, rows, spec.generations)
         report = RunReport(location, len(cells), spec.replicates * len(cells), parts_kept=scan.kept_parts, parts_removed=len(scan.removed))
         warn_if_not_shared(location, store.is_local, address)
         _warn_if_other_version(earlier, location, scan.kept_parts, report.chains - _chains(cells, scan.done))
+        _warn_if_other_libraries(earlier_libraries, location, scan.kept_parts,
+                                 report.chains - _chains(cells, scan.done) + len(scan.shorter))
         report.workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        done, failed = scan.done, []
+        done, failed, shorter = scan.done, [], scan.shorter
         for _ in range(2):  # run, then repair once whatever the check below finds missing
-            tasks = plan_tasks(spec, cells, _union(done, failed), workers=report.workers,
+            tasks = plan_tasks(spec, cells, _union(done, failed), workers=report.workers, shorter=shorter,
                                blocks_per_task=blocks_per_task, target_seconds=task_seconds)
+            extending = sum(cells[c].chains(first, stop) for c, first, stop in shorter)
+            options = {**task_options(runtime_env=not owns_ray), **spec.task_resources().options()}
             failed += execute(spec, cells, int(meta["root_entropy"]), location, tasks, report, progress,
-                              _chains(cells, done), task_options(runtime_env=not owns_ray))
+                              _chains(cells, done) - extending, options)
             # Trust the folder, not the tasks' word: a part may be missing (a task of a killed
             # earlier driver overwrote or clashed with it) or invisible here (storage not shared).
-            check = _scan(store, rows)
+            check = _scan(store, rows, spec.generations)
             report.parts_removed += len(check.removed)
-            done = check.done
-            if _chains(cells, _union(done, failed)) == report.chains or report.stopped:
+            done, shorter = check.done, {k: v for k, v in check.shorter.items()
+                                         if not any((t.cell, t.first, t.stop) == k for t in failed)}
+            if (_chains(cells, _union(done, failed)) == report.chains and not shorter) or report.stopped:
                 break
         else:
             lost = report.chains - _chains(cells, _union(done, failed))
@@ -211,9 +282,9 @@ def run_sweep(
     return report
 
 
-def _scan(store: Store, rows: Any) -> Any:
+def _scan(store: Store, rows: Any, horizon: int) -> Any:
     try:
-        return store.scan(rows)
+        return store.scan(rows, horizon)
     except OSError as error:  # e.g. a damaged part in a folder that became read-only
         raise _writable(store.location, error) from None
 

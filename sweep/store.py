@@ -26,6 +26,10 @@ from sweep.errors import UsageError
 
 KINDS = ("trajectories", "events")
 _PART = re.compile(r"part-c(\d+)-b(\d+)-(\d+)\.parquet")
+#: Parquet key-value metadata: the horizon a part was computed to (a finished sweep can be extended).
+HORIZON_KEY = b"collapse_sweep.generations"
+#: Block states: ``final`` at a part's horizon (to extend it), ``checkpoint`` inside a task.
+STATE_KINDS = ("final", "checkpoint")
 
 
 def parse_part_name(name: str) -> tuple[int, int, int] | None:
@@ -45,6 +49,13 @@ def part_name(cell: int, first: int, stop: int) -> str:
     return f"part-c{cell:05d}-b{first:07d}-{stop:07d}.parquet"
 
 
+def with_horizon(table: pa.Table, horizon: int) -> pa.Table:
+    """The table with its horizon recorded in the Parquet metadata."""
+    metadata = dict(table.schema.metadata or {})
+    metadata[HORIZON_KEY] = str(horizon).encode()
+    return table.replace_schema_metadata(metadata)
+
+
 @dataclass
 class Scan:
     """What a results folder already holds."""
@@ -52,6 +63,8 @@ class Scan:
     done: dict[int, list[tuple[int, int]]] = field(default_factory=dict)  # cell -> block ranges
     kept_parts: int = 0
     removed: list[str] = field(default_factory=list)  # invalid, partial or temporary files
+    #: (cell, first, stop) -> horizon of kept parts computed to a shorter horizon (to extend)
+    shorter: dict[tuple[int, int, int], int] = field(default_factory=dict)
 
 
 class Store:
@@ -96,14 +109,17 @@ class Store:
         """Delete a file if it is there; never raise (used while another error propagates)."""
         _delete_quietly(self.fs, path)
 
-    def scan(self, expected_rows: Callable[[str, int, int, int], int | None]) -> Scan:
+    def scan(self, expected_rows: Callable[[str, int, int, int, int], int | None], horizon: int | None = None) -> Scan:
         """Find complete block ranges; delete temporary, unreadable, partial or orphaned parts.
 
-        ``expected_rows(kind, cell, first, stop)`` gives the row count a valid part must have,
-        or None when the range does not belong to the current plan (the part is removed).
+        ``expected_rows(kind, cell, first, stop, horizon)`` gives the row count a valid part
+        computed to ``horizon`` must have, or None when the range does not belong to the current
+        plan or the horizon is not one it can use (the part is removed). A kept part whose horizon
+        is shorter than the sweep's is listed in ``Scan.shorter``: its chains are extended.
         """
         scan = Scan()
         valid: dict[tuple[int, int, int], set[str]] = {}
+        horizons: dict[tuple[int, int, int], int] = {}
         paths: dict[tuple[int, int, int], list[str]] = {}
         for kind in KINDS:
             selector = pafs.FileSelector(f"{self.root}/{kind}", allow_not_found=True, recursive=True)
@@ -111,12 +127,15 @@ class Store:
                 if info.type != pafs.FileType.File:
                     continue
                 key = parse_part_name(info.base_name)
-                if key is None or not self._valid(info.path, expected_rows(kind, *key)):
+                made_to = None if key is None else self._horizon(info.path)
+                if made_to is None or not self._valid(info.path, expected_rows(kind, *key, made_to)):
                     self.fs.delete_file(info.path)
                     scan.removed.append(info.path)
                     continue
                 valid.setdefault(key, set()).add(kind)
                 paths.setdefault(key, []).append(info.path)
+                if kind == "trajectories":
+                    horizons[key] = made_to
         taken: dict[int, list[tuple[int, int]]] = {}
         for key in sorted(valid):
             cell, first, stop = key
@@ -128,8 +147,19 @@ class Store:
                 continue
             taken.setdefault(cell, []).append((first, stop))
             scan.kept_parts += 1
+            if horizon is not None and horizons.get(key, horizon) < horizon:
+                scan.shorter[key] = horizons[key]
         scan.done = taken
         return scan
+
+    def _horizon(self, path: str) -> int | None:
+        """The horizon recorded in a part's metadata (None if unreadable or absent)."""
+        try:
+            with self.fs.open_input_file(path) as handle:
+                metadata = pq.read_schema(handle).metadata or {}
+            return int(metadata[HORIZON_KEY])
+        except (OSError, pa.ArrowException, KeyError, ValueError):
+            return None
 
     def _valid(self, path: str, rows: int | None) -> bool:
         if rows is None:
@@ -139,6 +169,35 @@ class Store:
                 return pq.read_metadata(handle).num_rows == rows
         except (OSError, pa.ArrowException):
             return False
+
+    # -- block states (extension, checkpoints) -------------------------------------------
+    def _state_path(self, kind: str, cell: int, block: int) -> str:
+        return f"{self.root}/state/{kind}/cell={cell}/block-{block:07d}.pkl"
+
+    def write_state(self, kind: str, cell: int, block: int, payload: bytes) -> None:
+        """Save a block's state atomically (the previous one stays until the rename)."""
+        final = self._state_path(kind, cell, block)
+        folder = final.rsplit("/", 1)[0]
+        temporary = f"{folder}/.{final.rsplit('/', 1)[1]}.tmp-{uuid.uuid4().hex}"
+        try:
+            self.fs.create_dir(folder, recursive=True)
+            with self.fs.open_output_stream(temporary) as stream:
+                stream.write(payload)
+            self.fs.move(temporary, final)
+        except BaseException:
+            _delete_quietly(self.fs, temporary)
+            raise
+
+    def read_state(self, kind: str, cell: int, block: int) -> bytes | None:
+        """A block's saved state, or None if there is none (or it cannot be read)."""
+        try:
+            with self.fs.open_input_stream(self._state_path(kind, cell, block)) as stream:
+                return stream.read()
+        except (OSError, pa.ArrowException):
+            return None
+
+    def delete_state(self, kind: str, cell: int, block: int) -> None:
+        _delete_quietly(self.fs, self._state_path(kind, cell, block))
 
     # -- metadata ------------------------------------------------------------------------
     def read_meta(self) -> dict[str, Any] | None:

@@ -8,18 +8,22 @@ on any cluster; unset, it costs one dictionary lookup per task.
 """
 from __future__ import annotations
 
+import json
 import os
+import pickle
 import resource
 import time
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from sweep.engine import simulate_block
+from sweep.axes import FAMILY_PREFIX, column_name
+from sweep.engine import BlockRun, BlockState
 from sweep.grid import Cell, block_rng
 from sweep.spec import SweepSpec
-from sweep.store import Store, part_name
+from sweep.store import Store, part_name, with_horizon
 
 
 FAIL_CELLS_ENV = "COLLAPSE_SWEEP_FAIL_CELLS"
@@ -33,11 +37,13 @@ def _injected_fault(cell: Cell) -> None:
 
 @dataclass(frozen=True)
 class Task:
-    """Blocks [first, stop) of cell ``cell``."""
+    """Blocks [first, stop) of cell ``cell``; ``extend_from``: the horizon its parts were computed
+    to, when they are extended to the sweep's (longer) horizon."""
 
     cell: int
     first: int
     stop: int
+    extend_from: int | None = None
 
     @property
     def name(self) -> str:
@@ -55,15 +61,46 @@ class TaskResult:
     peak_rss_mib: float = 0.0
 
 
+#: A block's final state is kept (to extend the sweep later) only up to this size; a larger one
+#: (a long accumulate pool of samples) is recomputed from generation 0 when the sweep is extended,
+#: which gives the same values since streams do not depend on the horizon.
+STATE_LIMIT_BYTES = 64 * 2**20
+
+
 def _constant(value: object, rows: int, type_: pa.DataType) -> pa.Array:
     # Dictionary-encoded: no per-row copy in memory, and Parquet stores it as one run.
     return pa.DictionaryArray.from_arrays(pa.array(np.zeros(rows, dtype=np.int8)), pa.array([value], type=type_))
 
 
+def axis_types(spec: SweepSpec) -> dict[str, pa.DataType]:
+    """The Parquet type of each family-axis column, the same for every cell of the sweep: int64,
+    float64, bool or string (JSON text for lists and mixed kinds, e.g. bandwidth scott | 0.2)."""
+    types: dict[str, pa.DataType] = {}
+    for index, field in enumerate(spec.grid.family_axes):
+        values = [dict(point.family)[field] for point in spec.grid.points]
+        if all(isinstance(v, bool) for v in values):
+            types[field] = pa.bool_()
+        elif all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            types[field] = pa.int64()
+        elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            types[field] = pa.float64()
+        else:
+            types[field] = pa.string()
+    return types
+
+
+def _axis_value(value: object, type_: pa.DataType) -> object:
+    if pa.types.is_string(type_):
+        return value if isinstance(value, str) else json.dumps(value)
+    if pa.types.is_floating(type_):
+        return float(value)
+    return value
+
+
 def coordinate_columns(spec: SweepSpec, cell: Cell, root_entropy: int, rows: int) -> dict[str, pa.Array]:
-    """The cell-coordinate columns shared by both tables (docs/schema.md)."""
+    """The cell-coordinate columns shared by both tables (docs/schema.md): one per grid axis."""
     policy = cell.policy.columns()
-    return {
+    columns = {
         "family": _constant(spec.family_name, rows, pa.string()),
         "cell": _constant(cell.index, rows, pa.int32()),
         "cell_key": _constant(cell.key, rows, pa.int64()),
@@ -73,8 +110,13 @@ def coordinate_columns(spec: SweepSpec, cell: Cell, root_entropy: int, rows: int
         "keep": _constant(policy["keep"], rows, pa.float64()),
         "synthetic": _constant(policy["synthetic"], rows, pa.float64()),
         "real": _constant(policy["real"], rows, pa.float64()),
-        "seed": _constant(str(root_entropy), rows, pa.string()),
+        "temperature": _constant(cell.temperature, rows, pa.float64()),
     }
+    values = dict(cell.point.family)
+    for field, type_ in axis_types(spec).items():
+        columns[column_name(FAMILY_PREFIX + field)] = _constant(_axis_value(values[field], type_), rows, type_)
+    columns["seed"] = _constant(str(root_entropy), rows, pa.string())
+    return columns
 
 
 def _column(values: np.ndarray) -> pa.Array:
@@ -95,37 +137,124 @@ def build_tables(spec: SweepSpec, cell: Cell, root_entropy: int, trajectories: d
     ev["initial_count"] = pa.array(events["initial_count"], mask=events["initial_count"] < 0)
     ev["generation"] = pa.array(events["generation"])
     ev["observed"] = pa.array(events["observed"])
+    ev["checked_every"] = pa.array(events["checked_every"])
     return pa.table(traj), pa.table(ev)
+
+
+def _load_state(store: Store, kind: str, cell: Cell, block: int) -> BlockState | None:
+    payload = store.read_state(kind, cell.index, block)
+    if payload is None:
+        return None
+    try:
+        return pickle.loads(payload)
+    except Exception:  # a damaged or foreign file: recompute, as for a damaged part
+        return None
+
+
+def _old_rows(store: Store, task: Task, block: int, cell: Cell, keep: np.ndarray) -> pa.Table:
+    """The stored trajectory rows of one block that the new horizon's schedule keeps."""
+    import pyarrow.compute as pc
+
+    path = f"{store._dir('trajectories', task.cell)}/{task.name}"
+    with store.fs.open_input_file(path) as handle:
+        table = pq.read_table(handle)
+    span = cell.block_range(block)
+    replicate, generation = table["replicate"], table["generation"]
+    mask = pc.and_(pc.and_(pc.greater_equal(replicate, span.start), pc.less(replicate, span.stop)),
+                   pc.is_in(generation, pa.array(keep.astype(np.int32))))
+    return table.filter(mask)
+
+
+def simulate_task_block(spec: SweepSpec, cell: Cell, block: int, root_entropy: int, store: Store | None,
+                        task: Task) -> tuple[pa.Table, pa.Table, BlockState]:
+    """One block of a task as Arrow tables: from generation 0, from a checkpoint, or extended from
+    its final state at ``task.extend_from`` (old rows kept, new generations appended)."""
+    horizon = spec.generations
+    recorded = spec.record.generations(horizon)
+    mask = np.zeros(horizon + 1, dtype=bool)
+    mask[recorded] = True
+    run = BlockRun(cell.family, cell, block, rng=block_rng(root_entropy, cell, block), events_spec=spec.events)
+    old = None
+    saved = None
+    if store is not None and task.extend_from is not None:
+        saved = _load_state(store, "final", cell, block)
+        if saved is not None and saved.generation == task.extend_from:
+            old_kept = recorded[recorded <= task.extend_from]
+            old = _old_rows(store, task, block, cell, old_kept)
+            saved.snapshots = []
+        else:
+            saved = None
+    if saved is None and store is not None and cell.family.checkpoint_every:
+        saved = _load_state(store, "checkpoint", cell, block)
+        if saved is not None and not 0 < saved.generation < horizon:
+            saved = None
+    if saved is not None:
+        run.restore(saved, horizon)
+    else:
+        run.start(horizon)
+    every = cell.family.checkpoint_every
+    while run.state.generation < horizon:
+        stop = horizon if not every else min(horizon, (run.state.generation // every + 1) * every)
+        run.advance(stop, horizon, mask)
+        if every and stop < horizon and store is not None:
+            store.write_state("checkpoint", cell.index, block, pickle.dumps(run.state, protocol=5))
+    first_new = task.extend_from if old is not None else -1
+    traj, events = run.result(recorded[recorded > first_new])
+    traj_table, events_table = build_tables(spec, cell, root_entropy, traj, events)
+    if old is not None:
+        # coordinates are rebuilt (constants per cell); measured columns are taken as stored
+        coordinates = coordinate_columns(spec, cell, root_entropy, old.num_rows)
+        columns = [coordinates[name] if name in coordinates else old[name].cast(field.type)
+                   for name, field in zip(traj_table.schema.names, traj_table.schema)]
+        traj_table = pa.concat_tables([pa.table(columns, schema=traj_table.schema), traj_table])
+    return traj_table, events_table, run.state
+
+
+def _save_final_state(store: Store, cell: Cell, block: int, state: BlockState) -> None:
+    """Keep a block's final state for a later extension, after its parts are written; best effort:
+    without it (too large, or the disk is full) an extension recomputes the block from generation 0,
+    with the same result."""
+    state.snapshots = []
+    payload = pickle.dumps(state, protocol=5)
+    try:
+        if len(payload) <= STATE_LIMIT_BYTES:
+            store.write_state("final", cell.index, block, payload)
+            return
+    except OSError:
+        pass
+    store.delete_state("final", cell.index, block)
 
 
 def run_task(spec: SweepSpec, cells: list[Cell], root_entropy: int, location: str, task: Task) -> TaskResult:
     """Simulate a task's blocks and write its two parts; the events part first, so a part pair
-    is complete exactly when the trajectories part exists (both are validated on resume)."""
+    is complete exactly when the trajectories part exists (both are validated on resume).
+
+    Each block's final state is then saved next to the parts (when small enough), so that a later,
+    longer horizon continues the chains instead of recomputing them."""
     started, cpu_started = time.perf_counter(), time.process_time()
     cell = cells[task.cell]
-    family = spec.family
-    recorded = spec.record.generations(spec.generations)
-    trajectory_parts, event_parts = [], []
+    store = Store(location)
+    trajectory_parts, event_parts, states = [], [], []
     for block in range(task.first, task.stop):
-        rng = block_rng(root_entropy, cell, block)
-        traj, ev = simulate_block(
-            family, cell, block, generations=spec.generations, recorded=recorded, events_spec=spec.events, rng=rng
-        )
+        traj, ev, state = simulate_task_block(spec, cell, block, root_entropy, store, task)
         trajectory_parts.append(traj)
         event_parts.append(ev)
+        states.append((block, state))
         _injected_fault(cell)
-    traj = {k: np.concatenate([p[k] for p in trajectory_parts]) for k in trajectory_parts[0]}
-    ev = {k: np.concatenate([p[k] for p in event_parts]) for k in event_parts[0]}
-    traj_table, events_table = build_tables(spec, cell, root_entropy, traj, ev)
-    store = Store(location)
+    traj_table = with_horizon(pa.concat_tables(trajectory_parts), spec.generations)
+    events_table = with_horizon(pa.concat_tables(event_parts), spec.generations)
     events_path = store.write_part("events", cell.index, task.name, events_table)
     try:
         store.write_part("trajectories", cell.index, task.name, traj_table)
     except BaseException:
         # Take the events part back, so that readers never see events of chains without
         # trajectories (resume would remove the orphan anyway, but readers may come first).
-        store.delete_quietly(events_path)
+        if task.extend_from is None:
+            store.delete_quietly(events_path)
         raise
+    for block, state in states:
+        _save_final_state(store, cell, block, state)
+        store.delete_state("checkpoint", cell.index, block)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
     return TaskResult(task, cell.chains(task.first, task.stop), traj_table.num_rows, time.perf_counter() - started,
                       time.process_time() - cpu_started, peak)

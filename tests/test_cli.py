@@ -24,7 +24,7 @@ def test_validate_prints_cells(cli, write_spec):
     """validate prints the resolved cells and writes nothing."""
     status, out, _ = cli("validate", write_spec(BASE), "--set", "grid.n=[10,20]")
     assert status == 0
-    assert "2 cells x 4 replicates = 8 chains" in out and "cell 1: n=20 policy=replace" in out
+    assert "2 cells x 4 replicates = 8 chains" in out and "cell 1: n=20, replace" in out
 
 
 BAD_FILES = [

@@ -38,8 +38,8 @@ def test_partition_independence(family, ray_session, tmp_path):
     spec = make_spec(family)
     small = run_sweep(spec, str(tmp_path / "small"), blocks_per_task=1, progress=False)
     large = run_sweep(spec, str(tmp_path / "large"), blocks_per_task=1000, progress=False)
-    assert small.tasks_run == len(spec.grid.points()) * 5
-    assert large.tasks_run == len(spec.grid.points())
+    assert small.tasks_run == len(spec.grid.points) * 5
+    assert large.tasks_run == len(spec.grid.points)
     pd.testing.assert_frame_equal(analysis.load(small.location), analysis.load(large.location))
     pd.testing.assert_frame_equal(analysis.load_events(small.location), analysis.load_events(large.location))
 

@@ -1,6 +1,8 @@
 """The exact sufficient-statistic path agrees in distribution with drawing and fitting the samples."""
 from __future__ import annotations
 
+import numpy as np
+
 import pytest
 from scipy.stats import ks_2samp
 
@@ -48,15 +50,22 @@ def test_exact_path_differs_from_a_wrong_model(ray_session, tmp_path):
 
 
 def test_subsample_policies_run_on_sample_path(ray_session, tmp_path):
-    """accumulate_subsample and mix with 0 < keep < 1 run on the sample path, and slow collapse down."""
+    """accumulate_subsample and mix with 0 < keep < 1 run on the sample path, and slow collapse down.
+
+    Keeping half the previous data slows collapse only a little (mean ln spread ratio about 0.06
+    higher at T = 40, within 3 standard errors of 0 at 400 chains: a coin flip); keeping 80%
+    halves it (-1.15 against -2.25, standard errors about 0.02-0.035 at 2000 chains)."""
     spec = parse_spec({
-        "name": "subsample", "seed": 5, "generations": 40, "replicates": 400,
+        "name": "subsample", "seed": 5, "generations": 40, "replicates": 2000,
         "family": {"name": "gaussian", "path": "sample"},
-        "grid": {"n": [10], "policy": ["replace", "accumulate_subsample", {"mix": {"keep": 0.5, "synthetic": 0.5, "real": 0.0}}]},
+        "grid": {"n": [10], "policy": ["replace", "accumulate_subsample", {"mix": {"keep": 0.8, "synthetic": 0.2, "real": 0.0}}]},
         "record": {"every": 40},
     })
     report = run_sweep(spec, str(tmp_path), progress=False)
     final = analysis.load(report.location, filters=[("generation", "=", 40)])
     medians = final.groupby("policy")["spread_ratio"].median()
     assert medians["accumulate_subsample"] > 5 * medians["replace"]
-    assert medians["mix(0.5,0.5,0)"] > medians["replace"]
+    logs = np.log(final["spread_ratio"]).groupby(final["policy"])
+    difference = logs.mean()["mix(0.8,0.2,0)"] - logs.mean()["replace"]
+    se = np.sqrt((logs.var() / logs.size())[["mix(0.8,0.2,0)", "replace"]].sum())
+    assert difference > 5 * se, (difference, se)

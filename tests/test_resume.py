@@ -89,10 +89,10 @@ def test_other_spec_refused_unless_overwrite(ray_session, tmp_path, cli, write_s
     status, _, _ = cli("run", write_spec(RAW), "--out", tmp_path, "--no-progress")
     assert status == 0
     before = (tmp_path / "resume" / "sweep.json").read_text()
-    status, _, err = cli("run", write_spec(RAW), "--out", tmp_path, "--set", "generations=25", "--no-progress")
+    status, _, err = cli("run", write_spec(RAW), "--out", tmp_path, "--set", "generations=15", "--no-progress")
     assert status == 2
     assert err == (f"error: results folder '{tmp_path}/resume' holds a different sweep (generations: 20 in the folder, "
-                   "25 now); pass --overwrite to replace it, or choose another --out\n")
+                   "15 now (only a larger value continues it)); pass --overwrite to replace it, or choose another --out\n")
     assert (tmp_path / "resume" / "sweep.json").read_text() == before
     status, out, _ = cli("run", write_spec(RAW), "--out", tmp_path, "--set", "generations=25", "--overwrite", "--no-progress")
     assert status == 0

@@ -33,7 +33,7 @@ def with_(path: str, value):
 DELETE = object()
 
 BAD = [
-    ("family.name", "weibull", "spec field 'family.name': expected one of gaussian, categorical, gmm1d, kde, got 'weibull'"),
+    ("family.name", "weibull", "spec field 'family.name': expected one of gaussian, categorical, gmm1d, kde, an installed family or 'package.module:ClassName', got 'weibull'"),
     ("grid.policy", ["replace", "shuffle"], "spec field 'grid.policy[1]': expected a policy"),
     ("grid.n", [1], "spec field 'grid.n[0]': expected an integer >= 2 (the unbiased estimator"),
     ("grid.n", [10, 2.5], "spec field 'grid.n[1]': expected an integer in [1, 1000000000], got 2.5"),
@@ -130,11 +130,11 @@ def test_grid_union():
 
     raw = with_("grid", [{"n": [10, 20], "policy": ["replace"]}, {"n": [10], "policy": ["accumulate"]}])
     spec = parse_spec(raw)
-    assert [(n, p.label) for n, p in spec.grid.points()] == [(10, "replace"), (20, "replace"), (10, "accumulate")]
+    assert [(p.n, p.policy.label) for p in spec.grid.points] == [(10, "replace"), (20, "replace"), (10, "accumulate")]
     assert parse_spec(spec.to_raw()) == spec
     with pytest.raises(SpecError, match=r"spec field 'grid\[1\].n\[0\]': expected an integer >= 2"):
         parse_spec(with_("grid", [{"n": [10]}, {"n": [1]}]))
-    with pytest.raises(SpecError, match=r"spec field 'grid': expected each \(n, policy\) cell at most once, got n=10, replace twice"):
+    with pytest.raises(SpecError, match=r"spec field 'grid': expected each cell at most once, got n=10, policy=replace twice"):
         parse_spec(with_("grid", [{"n": [10]}, {"n": [10, 20]}]))
 
 

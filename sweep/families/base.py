@@ -25,7 +25,6 @@ from typing import Any, ClassVar
 import numpy as np
 
 
-
 @dataclass(frozen=True)
 class Cost:
     """A rough cost model used only to size tasks (never affects results)."""
@@ -37,12 +36,100 @@ class Cost:
     width: float = 1.0
 
 
+@dataclass(frozen=True)
+class EventKind:
+    """An event a family can track, as the spec's ``events`` section and the report see it.
+
+    Parameters
+    ----------
+    name : str
+        The key in ``events:`` and the value of the ``event`` column.
+    description : str
+        One line: when the event happens and what its threshold means.
+    thresholds : bool
+        True: the spec gives a list of thresholds (one event per threshold); False: a switch
+        (true/false) for an event without threshold (``diverged``, per-symbol loss).
+    default : tuple of float or bool
+        The thresholds (or the switch) when the spec does not name the event.
+    per_symbol : bool
+        One event row per symbol (``symbol_lost``), with ``symbol`` and ``initial_count`` set.
+    collapse : bool
+        The report treats it as a collapse (survival curves, median times, rates against n).
+    descending : bool
+        Thresholds listed largest first (``spread_below``: the larger ratio is reached first).
+    row_name : str, optional
+        The ``event`` column value when it differs from ``name`` (``symbols`` -> ``symbol_lost``).
+    """
+
+    name: str
+    description: str
+    thresholds: bool = True
+    default: Any = ()
+    per_symbol: bool = False
+    collapse: bool = True
+    descending: bool = False
+    row_name: str | None = None
+
+    @property
+    def event(self) -> str:
+        return self.row_name or self.name
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one task of a family needs from Ray (a spec's ``resources:`` may override it)."""
+
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    memory: int | None = None  # bytes; None: Ray's default accounting
+
+    def options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {"num_cpus": self.num_cpus}
+        if self.num_gpus:
+            options["num_gpus"] = self.num_gpus
+        if self.memory:
+            options["memory"] = self.memory
+        return options
+
+
+#: Every family tracks non-finite fits; declared here once so no family forgets it.
+DIVERGED = EventKind("diverged", "the fit became non-finite (NaN or infinite parameters)", thresholds=False,
+                     default=True)
+
+
 class Family(ABC):
-    """Base class of model families; subclasses register themselves by ``name``."""
+    """Base class of model families; subclasses register themselves by ``name``.
+
+    Besides the batch methods below, a family *declares* what the rest of the system needs, as
+    class attributes: its spec fields (``spec_fields``, read by :meth:`parse_spec`), its events
+    (``event_kinds``), its trajectory columns (``metric_columns``: name -> one-line meaning), which
+    metric is its distance to the truth (``distance_metric``) and which its spread ratio
+    (``spread_metric``), the theory overlays of :mod:`analysis.theory` that apply
+    (``theory_overlays``), the resources of its tasks (``resources``) and how often a task
+    checkpoints (``checkpoint_every``). The spec parser, the engine and the report read these
+    declarations and never name a family. See ``docs/families.md``.
+    """
 
     name: ClassVar[str]
     #: The fields its spec section accepts besides ``name``.
     spec_fields: ClassVar[tuple[str, ...]] = ()
+    #: The events the spec may ask for (``diverged`` is added to every family).
+    event_kinds: ClassVar[tuple[EventKind, ...]] = ()
+    #: Trajectory columns the family writes, with their one-line meaning (docs/schema.md).
+    metric_columns: ClassVar[dict[str, str]] = {}
+    #: The metric column that measures distance to the truth (``distance_above``, divergence tables).
+    distance_metric: ClassVar[str | None] = None
+    #: The metric column of fitted spread relative to the truth (fan charts), if any.
+    spread_metric: ClassVar[str | None] = None
+    #: Names of closed-form overlays in :mod:`analysis.theory` that describe this family.
+    theory_overlays: ClassVar[tuple[str, ...]] = ()
+    #: Resources one task needs (a spec's ``resources:`` section overrides them).
+    resources: ClassVar[Resources] = Resources()
+    #: Save a block's state every this many generations inside a task (None: only at the end);
+    #: for families whose generation takes seconds or more.
+    checkpoint_every: ClassVar[int | None] = None
+    #: Largest block the family wants (chains simulated together); 1 for training loops of minutes.
+    max_block_size: ClassVar[int] = 4096
     #: The training set can be held as a sufficient statistic.
     sufficient: ClassVar[bool] = False
     #: Statistics support an exact uniform subsample without replacement.
@@ -57,8 +144,17 @@ class Family(ABC):
     def parse_spec(cls, section: Any) -> Any:
         """Read and validate this family's spec from a :class:`sweep.fields.Section`."""
 
+    @classmethod
+    def declared_events(cls) -> tuple[EventKind, ...]:
+        """Every event the spec may name: the family's own plus ``diverged``."""
+        return tuple(cls.event_kinds) + (DIVERGED,)
+
+    def check_cell(self, point: Any) -> None:
+        """Cross-field validation of one cell (``point``: its n, policy, temperature and family
+        values; ``point.where(axis)`` is the spec path to name in a SpecError)."""
+
     def check_sweep(self, sweep: Any) -> None:
-        """Cross-field validation against the whole sweep (grid, policies, events); raise SpecError."""
+        """Cross-field validation against the whole sweep (events, record); raise SpecError."""
 
     @property
     def exact_draw(self) -> bool:
@@ -71,8 +167,13 @@ class Family(ABC):
         """The true distribution's parameters, broadcast to ``batch`` chains."""
 
     @abstractmethod
-    def sample(self, params: Any, m: int, *, rng: np.random.Generator) -> np.ndarray:
-        """Draw m samples per chain from the model ``params``: shape (B, m[, d])."""
+    def sample(self, params: Any, m: int, *, rng: np.random.Generator, temperature: float = 1.0) -> np.ndarray:
+        """Draw m samples per chain from the model ``params``: shape (B, m[, d]).
+
+        ``temperature`` tempers the model (p^(1/temperature), renormalised; each family documents
+        what that means for it). The engine passes 1 for draws of the truth: real data is never
+        tempered.
+        """
 
     @abstractmethod
     def fit(self, data: np.ndarray, *, previous: Any = None, rng: np.random.Generator | None = None) -> Any:
@@ -86,9 +187,9 @@ class Family(ABC):
     def summarize(self, data: np.ndarray) -> Any:
         raise NotImplementedError(f"family {self.name!r} has no sufficient statistics")
 
-    def draw(self, params: Any, m: int, *, rng: np.random.Generator) -> Any:
+    def draw(self, params: Any, m: int, *, rng: np.random.Generator, temperature: float = 1.0) -> Any:
         """Statistics of m fresh samples of ``params``; by default, sample and summarise."""
-        return self.summarize(self.sample(params, m, rng=rng))
+        return self.summarize(self.sample(params, m, rng=rng, temperature=temperature))
 
     def combine(self, a: Any, b: Any) -> Any:
         raise NotImplementedError(f"family {self.name!r} has no sufficient statistics")
@@ -116,18 +217,24 @@ class Family(ABC):
     def cost(self, n: int, policy: Any, generations: int) -> Cost:
         """Rough cost of one chain, for task sizing."""
 
-    def default_block_size(self, n: int, policy: Any, generations: int) -> int:
+    # -- data representation hooks (families that keep data on a device override them) ----
+    def concat(self, a: Any, b: Any) -> Any:
+        """Join two training sets along the sample axis."""
+        return np.concatenate([a, b], axis=1)
+
+    def block_width(self, n: int, policy: Any) -> float:
+        """Array elements one chain contributes to a typical vectorised operation at sample size
+        n (n samples, k symbols, 1 for a statistic); sets the default block size."""
+        return float(n)
+
+    def default_block_size(self, n: int, policy: Any) -> int:
         """Chains per block (the unit of vectorisation and of random streams) for one cell.
 
-        The smallest power of two whose vectorised operations span about 2^20 array elements
-        (measured: EM at n = 10000 runs 1.7x faster per chain with 96 chains than with 8), within
-        256 MiB of arrays and 4096 chains. Smaller blocks would leave numpy's per-call overhead
-        in charge; larger ones only coarsen the scheduling. It depends on neither the number of
-        replicates nor the horizon's compute time, so adding replicates leaves existing chains
-        unchanged.
+        A pure function of the cell's coordinates (the family's settings and n): never of the
+        horizon, the replicate count or a cost constant, and recorded per cell in sweep.json, from
+        where resume and replay read it. The smallest power of two whose vectorised operations span
+        about 2^20 array elements (measured: EM at n = 10000 runs 1.7x faster per chain with 96
+        chains than with 8), at most ``max_block_size``.
         """
-        cost = self.cost(n, policy, generations)
-        by_memory = (256 * 2**20) / max(cost.bytes_per_chain, 1.0)
-        by_width = 2**20 / max(cost.width, 1.0)
-        size = int(max(1, min(4096, by_memory, by_width)))
+        size = int(max(1, min(self.max_block_size, 2**20 / max(self.block_width(n, policy), 1.0))))
         return 1 << (size.bit_length() - 1)

@@ -17,7 +17,7 @@ from scipy.special import ndtr, ndtri
 from sweep import fields
 from sweep.errors import SpecError
 from sweep.events import EventSet
-from sweep.families.base import Cost, Family
+from sweep.families.base import Cost, EventKind, Family
 from sweep.families import _linalg
 
 
@@ -99,6 +99,24 @@ class GaussianFamily(Family):
     spec_fields = ("dim", "mean", "cov", "estimator", "path")
     sufficient = True
     exact_subsample = False
+    event_kinds = (
+        EventKind("spread_below", "spread ratio below the threshold (d = 1: sigma_t / sigma_true; d > 1: "
+                  "(det ratio)^(1/2d))", default=(0.5, 0.1, 0.01), descending=True),
+        EventKind("distance_above", "W2 distance to the truth above the threshold", collapse=False),
+    )
+    metric_columns = {
+        "spread_ratio": "d = 1: sigma_t / sigma_true; d > 1: (det Sigma_t / det Sigma_true)^(1/(2d))",
+        "w2": "2-Wasserstein distance between the fitted and the true Gaussian (closed form)",
+        "mean": "fitted mean (d > 1: a list of d values)",
+        "var": "d = 1: fitted variance",
+        "tail_mass": "d = 1: fitted probability beyond the true 1% and 99% quantiles (truth: 0.02)",
+        "cov": "d > 1: fitted covariance, row-major d*d values",
+        "trace": "d > 1: trace of the fitted covariance",
+        "logdet": "d > 1: log-determinant of the fitted covariance",
+    }
+    distance_metric = "w2"
+    spread_metric = "spread_ratio"
+    theory_overlays = ("gaussian_log_variance",)
 
     @classmethod
     def parse_spec(cls, section: fields.Section) -> GaussianSpec:
@@ -131,24 +149,19 @@ class GaussianFamily(Family):
         # subsamples stored data run in the data representation (sampled) anyway.
         return self.spec.path in ("exact", "auto")
 
-    def check_sweep(self, sweep: Any) -> None:
+    def check_cell(self, point: Any) -> None:
         minimum = self.d + 1
         why = f"the {self.spec.estimator} estimator in dimension {self.d} needs n >= dim + 1 = {minimum}"
-        for field, n in sweep.grid.n_entries():
-            if n < minimum:
-                raise SpecError(field, f"an integer >= {minimum} ({why})", n)
-        if self.spec.path == "exact":
-            for field, policy in sweep.grid.policy_entries():
-                if policy.subsamples:
-                    raise SpecError(
-                        field,
-                        "a policy the exact path can simulate (accumulate_subsample and mix with "
-                        "0 < keep < 1 subsample stored data: set family.path: sample, or auto to "
-                        "sample only those cells)",
-                        policy.label,
-                    )
-        if sweep.events.symbols:
-            raise SpecError("events.symbols", "false (symbol events apply to the categorical family)", True)
+        if point.n < minimum:
+            raise SpecError(point.where("n"), f"an integer >= {minimum} ({why})", point.n)
+        if self.spec.path == "exact" and point.policy.subsamples:
+            raise SpecError(
+                point.where("policy"),
+                "a policy the exact path can simulate (accumulate_subsample and mix with "
+                "0 < keep < 1 subsample stored data: set family.path: sample, or auto to "
+                "sample only those cells)",
+                point.policy.label,
+            )
 
     # -- model ------------------------------------------------------------------------
     def truth(self, batch: int) -> Params:
@@ -156,15 +169,17 @@ class GaussianFamily(Family):
             return Params(np.full(batch, self.mu0), np.full(batch, self.var0))
         return Params(np.broadcast_to(self.mu0, (batch, self.d)).copy(), np.broadcast_to(self.cov0, (batch, self.d, self.d)).copy())
 
-    def sample(self, params: Params, m: int, *, rng: np.random.Generator) -> np.ndarray:
+    def sample(self, params: Params, m: int, *, rng: np.random.Generator, temperature: float = 1.0) -> np.ndarray:
+        """m samples per chain; tempered, N(mu, temperature * Sigma) (p^(1/T) renormalised, exactly)."""
         batch = params.mean.shape[0]
         if self.d == 1:
             z = rng.standard_normal((batch, m))
-            z *= np.sqrt(params.var)[:, None]
+            z *= np.sqrt(params.var * temperature)[:, None]
             z += params.mean[:, None]
             return z
         z = rng.standard_normal((batch, m, self.d))
-        return params.mean[:, None, :] + np.matmul(z, np.swapaxes(params.factor(), 1, 2))
+        factor = params.factor() if temperature == 1.0 else params.factor() * np.sqrt(temperature)
+        return params.mean[:, None, :] + np.matmul(z, np.swapaxes(factor, 1, 2))
 
     def fit(self, data: np.ndarray, *, previous: Any = None, rng: Any = None) -> Params:
         return self.fit_stats(self.summarize(data))
@@ -177,19 +192,20 @@ class GaussianFamily(Family):
             return Stats(data.shape[1], mean, np.einsum("bm,bm->b", centred, centred))
         return Stats(data.shape[1], mean, np.matmul(np.swapaxes(centred, 1, 2), centred))
 
-    def draw(self, params: Params, m: int, *, rng: np.random.Generator) -> Stats:
+    def draw(self, params: Params, m: int, *, rng: np.random.Generator, temperature: float = 1.0) -> Stats:
         if not self.exact_draw:
-            return self.summarize(self.sample(params, m, rng=rng))
+            return self.summarize(self.sample(params, m, rng=rng, temperature=temperature))
         batch = params.mean.shape[0]
         if self.d == 1:
+            var = params.var if temperature == 1.0 else params.var * temperature
             mean = rng.standard_normal(batch)
-            mean *= np.sqrt(params.var * (1.0 / m))
+            mean *= np.sqrt(var * (1.0 / m))
             mean += params.mean
             # chi2(m - 1) = 2 Gamma((m - 1) / 2); numpy's gamma with shape 0 gives 0 (m = 1).
             scatter = rng.standard_gamma((m - 1) / 2.0, batch)
-            scatter *= 2.0 * params.var
+            scatter *= 2.0 * var
             return Stats(m, mean, scatter)
-        factor = params.factor()
+        factor = params.factor() if temperature == 1.0 else params.factor() * np.sqrt(temperature)
         z = rng.standard_normal((batch, self.d))
         mean = params.mean + np.einsum("bij,bj->bi", factor, z) / np.sqrt(m)
         w = _linalg.standard_wishart(m - 1, self.d, batch, rng=rng)
@@ -240,6 +256,10 @@ class GaussianFamily(Family):
                 out["trace"] = np.trace(params.var, axis1=1, axis2=2)
                 out["logdet"] = _linalg.logdet(params.var)
         return out
+
+    def block_width(self, n: int, policy: Any) -> float:
+        sampled = not self.exact_draw or policy.subsamples
+        return float(self.d * self.d + (n * self.d if sampled else 0))
 
     def cost(self, n: int, policy: Any, generations: int) -> Cost:
         d = self.d

@@ -17,9 +17,9 @@ from sweep import fields
 from sweep.errors import SpecError
 from sweep.families._kde import bandwidth, kde_mean_var, kde_tail_mass, kde_w2_to_mixture, sample_kde
 from sweep.families._mixture_spec import MIXTURE_FIELDS, TrueMixture, read_true_mixture
-from sweep.families.base import Cost, Family
+from sweep.families.base import Cost, EventKind, Family
 from sweep.families._gmm1d import sample_gmm
-from sweep.families.gmm1d import MixtureEvents, mixture_params
+from sweep.families.gmm1d import MixtureEvents, mixture_params, tempered_mixture
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,21 @@ class KDEFamily(Family):
     name = "kde"
     spec_fields = MIXTURE_FIELDS + ("bandwidth",)
     sufficient = False
+    event_kinds = (
+        EventKind("spread_below", "total sigma of the KDE / true total sigma below the threshold",
+                  default=(0.5, 0.1), descending=True),
+        EventKind("distance_above", "W2 distance to the true mixture above the threshold", collapse=False),
+    )
+    metric_columns = {
+        "mean": "total mean of the KDE",
+        "var": "total variance of the KDE (var(x, ddof=0) + h^2)",
+        "spread_ratio": "sqrt(var / true var)",
+        "w2": "2-Wasserstein distance to the true mixture through the quantile functions (error ~2e-4)",
+        "tail_mass": "KDE probability beyond the true 1% and 99% quantiles (truth: 0.02)",
+        "bandwidth": "the KDE's bandwidth h (NaN at generation 0, the truth)",
+    }
+    distance_metric = "w2"
+    spread_metric = "spread_ratio"
 
     @classmethod
     def parse_spec(cls, section: fields.Section) -> KDESpec:
@@ -66,12 +81,9 @@ class KDEFamily(Family):
         self.true_w, self.true_m, self.true_v = spec.truth.arrays()
         self.mean0, self.var0 = spec.truth.mean_var()
 
-    def check_sweep(self, sweep: Any) -> None:
-        for field, n in sweep.grid.n_entries():
-            if n < 2:
-                raise SpecError(field, "an integer >= 2 (a bandwidth rule needs a spread)", n)
-        if sweep.events.symbols or sweep.events.weight_below or sweep.events.modes_closer:
-            raise SpecError("events", "only spread_below and distance_above for the kde family", "symbol or mode events", raw=True)
+    def check_cell(self, point: Any) -> None:
+        if point.n < 2:
+            raise SpecError(point.where("n"), "an integer >= 2 (a bandwidth rule needs a spread)", point.n)
 
     # -- model ------------------------------------------------------------------------------
     def truth(self, batch: int) -> Any:
@@ -79,11 +91,14 @@ class KDEFamily(Family):
         return mixture_params(np.broadcast_to(self.true_w, shape).copy(), np.broadcast_to(self.true_m, shape).copy(),
                        np.broadcast_to(self.true_v, shape).copy())
 
-    def sample(self, params: Any, m: int, *, rng: np.random.Generator) -> np.ndarray:
+    def sample(self, params: Any, m: int, *, rng: np.random.Generator, temperature: float = 1.0) -> np.ndarray:
+        """m samples per chain; tempered (a KDE is a mixture of equal-weight kernels): the kernel
+        variance times T, i.e. bandwidth h sqrt(T); the truth tempers as the mixture families do."""
         if isinstance(params, KDEParams):
-            return sample_kde(params.points, params.h, m, rng=rng)
-        return sample_gmm(  # generation 0: the true mixture
-params.weights, params.means, params.variances, m, rng=rng)
+            h = params.h if temperature == 1.0 else params.h * np.sqrt(temperature)
+            return sample_kde(params.points, h, m, rng=rng)
+        weights, variances = tempered_mixture(params.weights, params.variances, temperature)
+        return sample_gmm(weights, params.means, variances, m, rng=rng)  # generation 0: the true mixture
 
     def fit(self, data: np.ndarray, *, previous: Any = None, rng: Any = None) -> KDEParams:
         # The training set may be a view into a growing pool; later appends never touch it.
