@@ -113,6 +113,11 @@ def test_record_generations():
     assert kept[0] == 0 and kept[-1] == 1000 and list(kept[:11]) == list(range(11))
     assert (kept.diff() if hasattr(kept, "diff") else kept[1:] - kept[:-1]).min() > 0
     assert list(Record(every=7).generations(20)) == [0, 7, 14, 20]
+    # per decade, and the same schedule whatever the horizon (only the horizon itself is added)
+    record = Record(dense_until=100, log_points=50)
+    assert abs(len(record.generations(1000)) - 151) <= 2
+    short, long = record.generations(200), record.generations(4000)
+    assert set(short[:-1]) <= set(long) and set(long[long <= 200]) <= set(short)
 
 
 def test_overrides():
