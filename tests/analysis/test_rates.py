@@ -3,18 +3,35 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 import analysis
 from analysis import theory
 from tests.analysis.synthetic import categorical_frames, gaussian_frames
 
 NS = (10, 20, 40, 80)
+RATIO = 0.3
+# Four cells: 4-sigma intervals keep a false alarm among them below 1e-3.
+Z = 4.0
+
+
+def _se(lower, upper):
+    """Standard error implied by a 95% interval."""
+    return (upper - lower) / (2 * 1.96)
 
 
 @pytest.fixture(scope="module")
 def gaussian():
     """Exact replace chains for four n, long enough that every median collapse time is seen."""
-    return gaussian_frames(ns=NS, replicates=150, generations=250, ratios=(0.3,), eps=(), seed=21)
+    return gaussian_frames(ns=NS, replicates=150, generations=250, ratios=(RATIO,), eps=(), seed=21)
+
+
+@pytest.fixture(scope="module")
+def collapse():
+    """Collapse times of 1000 exact replace chains per n (events only: cheap to generate)."""
+    _, events = gaussian_frames(ns=NS, replicates=1000, generations=250, ratios=(RATIO,), eps=(), seed=23,
+                                trajectories=False)
+    return analysis.collapse_times(events)
 
 
 @pytest.fixture(scope="module")
@@ -22,15 +39,29 @@ def categorical():
     return categorical_frames(ns=(100,), replicates=150, generations=120, eps=(), seed=22)
 
 
-def test_collapse_time_slope_agrees_with_theory(gaussian):
-    """The fitted slope of median collapse time on n lies within 5 bootstrap s.e. of the implied theory slope."""
-    times = analysis.collapse_times(gaussian[1])
-    fit = analysis.rates(times, n_boot=300, seed=1).iloc[0]
+def test_median_collapse_times_sit_at_the_level_of_the_generating_law(collapse):
+    """Each cell's KM median has the exact first-passage median of the chi2 walk that generated the
+    chains inside its 4-sigma CI; the ML law's median (collapse ~1.7x sooner) is outside every one."""
+    summary = analysis.survival(collapse, confidence=1 - 2 * stats.norm.sf(Z))
+    exact = theory.exact_median_collapse_time(summary["n"].to_numpy(), RATIO, "unbiased")
+    wrong = theory.exact_median_collapse_time(summary["n"].to_numpy(), RATIO, "ml")
+    assert ((summary["median_lower"] <= exact) & (exact <= summary["median_upper"])).all(), (summary, exact)
+    assert ((wrong < summary["median_lower"]) | (wrong > summary["median_upper"])).all(), (summary, wrong)
+
+
+def test_collapse_time_line_agrees_with_the_generating_law(collapse):
+    """Slope and intercept of ln(median) on ln n lie within 4 bootstrap s.e. (slope: about +-0.09) of the
+    line through the exact medians; the ML law's intercept lies outside that tolerance."""
+    fit = analysis.rates(collapse, n_boot=300, seed=1).iloc[0]
     assert (fit["policy"], fit["cells_used"], fit["excluded_n"]) == ("replace", 4, "")
-    expected = theory.collapse_time_slope(NS, 0.3, method="first_passage")
-    se = (fit["slope_upper"] - fit["slope_lower"]) / (2 * 1.96)
     assert fit["slope_lower"] < fit["slope"] < fit["slope_upper"]
-    assert abs(fit["slope"] - expected) < 5 * se
+    slope, intercept = np.polyfit(np.log(NS), np.log(theory.exact_median_collapse_time(NS, RATIO)), 1)
+    slope_se, intercept_se = _se(fit["slope_lower"], fit["slope_upper"]), _se(fit["intercept_lower"], fit["intercept_upper"])
+    assert slope_se < 0.03  # what 1000 chains per cell support
+    assert abs(fit["slope"] - slope) < Z * slope_se, (fit["slope"], slope, slope_se)
+    assert abs(fit["intercept"] - intercept) < Z * intercept_se, (fit["intercept"], intercept, intercept_se)
+    ml_intercept = np.polyfit(np.log(NS), np.log(theory.exact_median_collapse_time(NS, RATIO, "ml")), 1)[1]
+    assert abs(fit["intercept"] - ml_intercept) > Z * intercept_se
 
 
 def test_rates_bootstrap_is_reproducible_by_seed(gaussian):
