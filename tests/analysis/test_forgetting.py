@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
@@ -88,3 +89,36 @@ def test_forgetting_times_bins_counts_and_skips_zero(categorical):
     assert table["symbols"].tolist() == [int(((counts >= a) & (counts < b)).sum()) for a, b in [(1, 4), (4, 16), (16, 64)]]
     with pytest.raises(ValueError, match="bins must be increasing"):
         analysis.forgetting_times(events, bins=[4, 2])
+
+
+def test_a_cell_interval_does_not_depend_on_other_cells_in_the_frame():
+    """Each cell draws from its own stream: cell 1's row is identical with and without cell 0 in the frame."""
+    events = categorical_frames(ns=(60, 100), replicates=60, generations=80, eps=(), seed=25)[1]
+    both = analysis.forgetting_rates(events, n_boot=100, seed=3)
+    alone = analysis.forgetting_rates(events[events["cell"] == 1], n_boot=100, seed=3)
+    pd.testing.assert_series_equal(both[both["cell"] == 1].iloc[0], alone.iloc[0], check_names=False)
+
+
+def _symbol_lost(symbol, count, generations, observed):
+    chains = len(generations)
+    return pd.DataFrame({"family": "categorical", "cell": 0, "n": 100, "policy": "replace", "replicate": np.arange(chains),
+                         "event": "symbol_lost", "threshold": np.nan, "symbol": symbol, "initial_count": count,
+                         "generation": generations, "observed": np.asarray(observed, dtype=bool)})
+
+
+def test_dropped_resamples_are_reported_and_dropped_whole():
+    """A bin whose median is finite only when a resample keeps >= 11 of 21 chains' losses (the rest
+    censored) is reported as boot_dropped_share = P(Binomial(21, 11/21) <= 10) within 4.5 s.e., and those
+    resamples are dropped whole, not refitted on the other bins."""
+    horizon, n_boot = 150, 2000
+    events = pd.concat([
+        _symbol_lost(0, 1, np.arange(2, 23), True),                    # median 12 in every resample
+        _symbol_lost(1, 4, np.arange(101, 122), True),                 # median 111 in every resample
+        _symbol_lost(2, 16, [3] * 11 + [horizon] * 10, [True] * 11 + [False] * 10),
+    ], ignore_index=True)
+    fit = analysis.forgetting_rates(events, n_boot=n_boot, seed=4).iloc[0]
+    assert fit["bins_used"] == 3
+    expected = stats.binom.cdf(10, 21, 11 / 21)
+    assert abs(fit["boot_dropped_share"] - expected) < 4.5 * np.sqrt(expected * (1 - expected) / n_boot)
+    two_bin_slope = np.log(111 / 12) / np.log(4)
+    assert fit["slope_upper"] < two_bin_slope - 1, (fit["slope_lower"], fit["slope_upper"])

@@ -101,3 +101,38 @@ def test_categorical_decay_rate_matches_heterozygosity_theory(categorical):
     assert row["quantity"] == "log_heterozygosity"
     se = (row["rate_upper"] - row["rate_lower"]) / (2 * 1.96)
     assert abs(row["rate"] - np.log(1 - 1 / 100)) < 5 * se
+
+
+def _times(cell, n, durations, observed, horizon):
+    """A times frame (as collapse_times returns) for one replace cell."""
+    return pd.DataFrame({"family": "gaussian", "cell": cell, "n": n, "policy": "replace", "policy_kind": "replace",
+                         "replicate": np.arange(len(durations)), "duration": durations,
+                         "observed": np.asarray(observed, dtype=bool), "horizon": horizon})
+
+
+def test_a_policy_interval_does_not_depend_on_other_policies_in_the_frame(gaussian):
+    """Each line draws from its own stream (seed and a stable hash of its key): the replace row is
+    identical with and without another policy's cells in the frame."""
+    times = analysis.collapse_times(gaussian[1])
+    other = times.assign(policy="mix(0.5,0.4,0.1)", policy_kind="mix", cell=times["cell"] + 10)
+    alone = analysis.rates(times, n_boot=100, seed=3).set_index("policy").loc["replace"]
+    both = analysis.rates(pd.concat([other, times], ignore_index=True), n_boot=100, seed=3)
+    pd.testing.assert_series_equal(both.set_index("policy").loc["replace"], alone)
+
+
+def test_resamples_with_an_infinite_median_are_dropped_whole_and_counted():
+    """A cell whose median is finite only when a resample keeps >= 11 of its 21 chains collapsed (at
+    t = 3; the rest censored) makes exactly P(Binomial(21, 11/21) <= 10) of the resamples drop out,
+    within 4.5 s.e.; those resamples are dropped whole, not refitted on the other cells (which would
+    put the two-cell slope, 1.67, into the interval)."""
+    horizon, n_boot = 150, 2000
+    frame = pd.concat([
+        _times(0, 10, np.arange(1, 22), True, horizon),               # median 11 in every resample
+        _times(1, 40, np.arange(101, 122), True, horizon),            # median 111 in every resample
+        _times(2, 80, [3] * 11 + [horizon] * 10, [True] * 11 + [False] * 10, horizon),
+    ], ignore_index=True)
+    fit = analysis.rates(frame, n_boot=n_boot, seed=4).iloc[0]
+    expected = stats.binom.cdf(10, 21, 11 / 21)
+    assert abs(fit["boot_dropped_share"] - expected) < 4.5 * np.sqrt(expected * (1 - expected) / n_boot)
+    two_cell_slope = np.log(111 / 11) / np.log(4)
+    assert fit["slope_upper"] < two_cell_slope - 1, (fit["slope_lower"], fit["slope_upper"])
