@@ -140,7 +140,10 @@ def decay_rates(
         One row per cell: the cell coordinates, ``quantity`` (``log_var`` or
         ``log_heterozygosity``), ``generation``, ``chains``, ``rate``, ``rate_lower``,
         ``rate_upper``, ``theory_rate`` (NaN where no closed form applies) and ``missing``
-        (chains whose value at t is NaN or whose log is not finite, left out).
+        (chains whose value at t is NaN or whose log is not finite, left out). Chains left out
+        for a spread ratio of 0 are the most collapsed ones (their variance underflowed), so
+        with ``missing > 0`` the mean over the others is biased towards 0: read it with
+        ``missing`` (the report shows both).
     """
     require_columns(trajectories, ["cell", "replicate", "generation"], "trajectories")
     z = float(stats.norm.ppf(0.5 + confidence / 2))

@@ -136,3 +136,18 @@ def test_resamples_with_an_infinite_median_are_dropped_whole_and_counted():
     assert abs(fit["boot_dropped_share"] - expected) < 4.5 * np.sqrt(expected * (1 - expected) / n_boot)
     two_cell_slope = np.log(111 / 11) / np.log(4)
     assert fit["slope_upper"] < two_cell_slope - 1, (fit["slope_lower"], fit["slope_upper"])
+
+
+def test_decay_rate_counts_the_chains_it_leaves_out(gaussian):
+    """Chains whose spread ratio at t is 0 (log -inf) or NaN are counted in 'missing' and left out of
+    'chains' and of the mean (which is then biased towards 0: the left-out chains are the most collapsed)."""
+    traj = gaussian[0]
+    at_t = traj.index[(traj["generation"] == 100) & (traj["cell"] == 0)]
+    damaged = traj.copy()
+    damaged.loc[at_t[:5], "spread_ratio"] = 0.0
+    damaged.loc[at_t[5:8], "spread_ratio"] = np.nan
+    table = analysis.decay_rates(damaged, generation=100).set_index("cell")
+    assert (table.loc[0, "missing"], table.loc[0, "chains"]) == (8, 150 - 8)
+    assert (table.loc[1:, "missing"] == 0).all()
+    kept = 2 * np.log(traj.loc[at_t[8:], "spread_ratio"].to_numpy()) / 100
+    assert table.loc[0, "rate"] == pytest.approx(kept.mean())

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import matplotlib.image
 import pytest
@@ -29,9 +30,13 @@ def test_report_on_gaussian_folder_writes_figures_and_summary(gaussian_folder):
     assert matplotlib.image.imread(next(p for p in paths if p.name == "fan_gaussian.png")).shape[2] == 4
     text = paths[-1].read_text()
     header = ("| cell | cell coordinates | chains | censored at T | median collapse time [95% CI] | "
-              "mean time up to T (RMST ± se) | P(W2 > 0.5 at T) | log-variance drift / gen |")
+              "mean time up to T (RMST ± se) | P(W2 > 0.5 at T) | log-variance drift / gen | "
+              "chains left out of the rate (non-finite at T) |")
     assert header in text
-    assert "| 0 | n=10, replace | 30 |" in text and "(theory -0.115)" in text
+    assert "| 0 | n=10, replace | 30 |" in text and "(theory -0.115) | 0 |" in text
+    assert "| resamples dropped (a median > T) |" in text
+    # n=40 under replace has a median near T: some resamples lose it, and the report says how many.
+    assert re.search(r"\| replace \| 2 of 2 \| none \| [^|]+ \| [^|]+ \| [1-9][0-9.]*% \|", text)
     assert "> 40" in text  # some fresh_real cells never reach one half by T, shown as such
     assert "horizon T = 40" in text and "root entropy: 12345" in text
     assert "figures/fan_gaussian.png" in text
@@ -47,6 +52,20 @@ def test_report_on_categorical_folder_covers_collapse_and_forgetting(tmp_path):
     text = (tmp_path / "out" / "report.md").read_text()
     assert "### Collapse: one symbol left" in text and "### Forgetting" in text
     assert "P(TV > 0.3 at T)" in text and "log-heterozygosity rate / gen" in text
+    assert "| theory slope | resamples dropped (a median > T) |" in text
+
+
+def test_report_shows_chains_left_out_of_the_rate(tmp_path):
+    """Chains whose spread ratio at T is 0 (variance underflowed) or NaN are counted in the drift's
+    'chains left out of the rate' column of their cell, not silently averaged away."""
+    traj, events = gaussian_frames(ns=(10, 40), replicates=30, generations=40, seed=43)
+    last = traj.index[(traj["generation"] == 40) & (traj["cell"] == 1)]
+    traj.loc[last[:2], "spread_ratio"] = 0.0
+    traj.loc[last[2:3], "spread_ratio"] = float("nan")
+    folder = write_results(tmp_path / "gauss", traj, events)
+    text = analysis.write_report(folder, n_boot=20)[-1].read_text()
+    rows = {line.split(" | ")[0]: line for line in text.splitlines() if line.startswith("| 0 |") or line.startswith("| 1 |")}
+    assert rows["| 1"].endswith(" | 3 |") and rows["| 0"].endswith(" | 0 |"), rows
 
 
 def test_report_refuses_an_empty_folder(tmp_path):
