@@ -210,9 +210,9 @@ def _first_passage(n: int, ratio: float, estimator: str, step: float):
     collapsed = 0.0
     while True:
         moved = fftconvolve(alive, masses)  # moved[s] sits at lattice index bottom + first_j + s
-        cut = -first_j  # moved[:cut] lies below the barrier
-        collapsed += float(np.clip(moved[:max(cut, 0)], 0, None).sum())
-        alive = np.clip(moved[max(cut, 0): max(cut, 0) + len(alive)], 0, None)  # FFT round-off is ~1e-17
+        cut = -first_j  # moved[:cut] lies below the barrier (first_j < 0: ln chi2 has a left tail)
+        collapsed += float(np.clip(moved[:cut], 0, None).sum())
+        alive = np.clip(moved[cut: cut + len(alive)], 0, None)  # FFT round-off is ~1e-17
         yield collapsed
 
 
