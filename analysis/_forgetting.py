@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from lifelines.utils import median_survival_times
 
-from analysis._bootstrap import chain_time_counts, km_medians, loglog_fit, percentile_interval, resample_weights
+from analysis._bootstrap import bootstrap_line, chain_time_counts, km_medians, loglog_fit, percentile_interval, stream
 from analysis._cells import cell_table
 from analysis._survival import collapse_times, fit_km
 
@@ -100,17 +100,32 @@ def forgetting_rates(
     Fits ``ln median = a + b ln count`` over the bins of :func:`forgetting_times` whose median
     is finite; chains are resampled (all their symbols together) to get the intervals.
 
+    Parameters
+    ----------
+    events : pandas.DataFrame
+        The events table with ``symbol_lost`` rows (``analysis.load_events``).
+    bins : sequence of int, optional
+        As in :func:`forgetting_times`.
+    n_boot : int
+        Bootstrap resamples.
+    confidence : float
+        Level of the percentile intervals.
+    seed : int
+        Root of the bootstrap's streams; each cell draws from its own (seed and cell number), so
+        a cell's interval does not depend on the other cells in ``events``.
+
     Returns
     -------
     pandas.DataFrame
         One row per cell: the cell coordinates, ``bins``, ``bins_used``, ``excluded_counts``
         (bins left out for an infinite median, as ``low-high``), ``slope`` with
         ``slope_lower`` / ``slope_upper``, ``intercept`` with ``intercept_lower`` /
-        ``intercept_upper``, ``theory_slope`` (1, Feller diffusion), ``n_boot`` and ``note``.
+        ``intercept_upper``, ``boot_dropped_share`` (share of resamples in which some used bin's
+        median became inf: dropped whole, so the intervals are conditional on every used bin's
+        median being finite), ``theory_slope`` (1, Feller diffusion), ``n_boot`` and ``note``.
     """
     if n_boot < 1:
         raise ValueError(f"n_boot must be >= 1, got {n_boot}")
-    rng = np.random.default_rng(seed)
     table = forgetting_times(events, bins=bins, confidence=confidence)
     times = _binned(events, bins)
     records = []
@@ -123,7 +138,7 @@ def forgetting_rates(
                   "n_boot": n_boot, "note": ""}
         if len(finite) < 2:
             record.update(slope=np.nan, slope_lower=np.nan, slope_upper=np.nan, intercept=np.nan,
-                          intercept_lower=np.nan, intercept_upper=np.nan,
+                          intercept_lower=np.nan, intercept_upper=np.nan, boot_dropped_share=np.nan,
                           note="fewer than two count bins with a finite median")
             records.append(record)
             continue
@@ -131,20 +146,23 @@ def forgetting_rates(
         intercept, slope = loglog_fit(x, finite["median"].to_numpy()[None, :])
         rows = times[times["cell"] == cell]
         replicates, chain = np.unique(rows["replicate"].to_numpy(), return_inverse=True)
-        weights = resample_weights(len(replicates), n_boot, rng)
-        boot = np.empty((n_boot, len(finite)))
-        for j, low in enumerate(finite["bin_low"]):
+        counts = []
+        for low in finite["bin_low"]:
             in_bin = (rows["bin_low"] == low).to_numpy()
-            t, ev, rm = chain_time_counts(chain[in_bin], rows["duration"].to_numpy()[in_bin],
-                                          rows["observed"].to_numpy()[in_bin])
-            # chain_time_counts sizes its arrays by the largest chain index present in the bin.
-            boot[:, j] = km_medians(weights[:, : ev.shape[0]], t, ev, rm)
-        boot_intercept, boot_slope = loglog_fit(x, boot)
-        record.update(slope=float(slope[0]), intercept=float(intercept[0]))
+            counts.append(chain_time_counts(chain[in_bin], rows["duration"].to_numpy()[in_bin],
+                                            rows["observed"].to_numpy()[in_bin]))
+        # Whole chains are resampled (all their symbols together): one sample shared by the bins.
+        # chain_time_counts sizes its arrays by the largest chain index present in the bin.
+        boot_intercept, boot_slope, dropped = bootstrap_line(
+            x, [len(replicates)],
+            lambda weights: np.stack([km_medians(weights[:, : c[1].shape[0]], *c) for c in counts], axis=1),
+            n_boot=n_boot, rng=stream(seed, (int(cell),)),
+        )
+        record.update(slope=float(slope[0]), intercept=float(intercept[0]), boot_dropped_share=dropped)
         record["slope_lower"], record["slope_upper"] = percentile_interval(boot_slope, confidence)
         record["intercept_lower"], record["intercept_upper"] = percentile_interval(boot_intercept, confidence)
         records.append(record)
     columns = ["bins", "bins_used", "excluded_counts", "slope", "slope_lower", "slope_upper", "intercept",
-               "intercept_lower", "intercept_upper", "theory_slope", "n_boot", "note"]
+               "intercept_lower", "intercept_upper", "boot_dropped_share", "theory_slope", "n_boot", "note"]
     cells = cell_table(times).reset_index(drop=True)
     return cells.merge(pd.DataFrame.from_records(records), on="cell", how="right")[list(cells.columns) + columns]

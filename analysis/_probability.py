@@ -42,8 +42,9 @@ def wilson_interval(k, n, confidence: float = 0.95):
     with np.errstate(divide="ignore", invalid="ignore"):
         centre = (k_arr + z**2 / 2) / (n_arr + z**2)
         half = z / (n_arr + z**2) * np.sqrt(k_arr * (n_arr - k_arr) / n_arr + z**2 / 4)
-        lower = np.where(n_arr > 0, np.clip(centre - half, 0, 1), np.nan)
-        upper = np.where(n_arr > 0, np.clip(centre + half, 0, 1), np.nan)
+        # k = 0 and k = n sit exactly on the edges (centre - half cancels only up to round-off).
+        lower = np.where(n_arr > 0, np.where(k_arr == 0, 0.0, np.clip(centre - half, 0, 1)), np.nan)
+        upper = np.where(n_arr > 0, np.where(k_arr == n_arr, 1.0, np.clip(centre + half, 0, 1)), np.nan)
     if lower.ndim == 0:
         return float(lower), float(upper)
     return lower, upper

@@ -3,8 +3,8 @@
 ``rates`` fits ``ln median = a + b ln n`` across the cells of each policy; theory says b -> 1 for
 the unbiased 1-D Gaussian under ``replace`` (``analysis.theory.collapse_time_slope``). Its CI
 comes from a bootstrap over chains: chains are resampled within each cell, KM medians
-recomputed and the line refitted, so the CI carries both the censoring and the spread of
-chains. Cells whose median is ``inf`` (fewer than half collapsed by T) cannot sit on a log-log
+recomputed and the line refitted (``scipy.stats.bootstrap`` over chain indices, one stream per
+line), so the CI carries both the censoring and the spread of chains. Cells whose median is ``inf`` (fewer than half collapsed by T) cannot sit on a log-log
 line; they are left out of the fit and named in ``excluded_n``.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pandas as pd
 from scipy import stats
 
 from analysis import theory
-from analysis._bootstrap import chain_time_counts, km_medians, loglog_fit, percentile_interval, resample_weights
+from analysis._bootstrap import bootstrap_line, chain_time_counts, km_medians, loglog_fit, percentile_interval, stream
 from analysis._cells import cell_table, group_columns, is_gaussian_1d, is_replace, require_columns
 from analysis._survival import survival
 
@@ -46,7 +46,9 @@ def rates(
     confidence : float
         Level of the percentile intervals.
     seed : int
-        Seed of the bootstrap's ``numpy.random.Generator``: same seed, same intervals.
+        Root of the bootstrap's streams: each line draws from its own stream, derived from the
+        seed and its ``by`` values (``SeedSequence(seed, spawn_key=(hash,))``), so the same seed
+        gives the same interval for a line whatever other lines are in ``times``.
 
     Returns
     -------
@@ -55,15 +57,15 @@ def rates(
         cells left out because their median is inf, comma-separated), ``n_min`` / ``n_max`` of the
         cells used, ``slope`` with ``slope_lower`` / ``slope_upper``, ``intercept`` (of ln t on
         ln n) with ``intercept_lower`` / ``intercept_upper``, ``boot_dropped_share`` (share of
-        resamples in which some used cell's median became inf and was left out of that refit),
-        ``n_boot`` and ``note`` (why a slope is NaN).
+        resamples in which some used cell's median became inf: they are dropped whole, so the
+        intervals are conditional on every used cell's median being finite), ``n_boot`` and
+        ``note`` (why a slope is NaN).
     """
     require_columns(times, ["cell", "n", "replicate", "duration", "observed"], "times")
     if n_boot < 1:
         raise ValueError(f"n_boot must be >= 1, got {n_boot}")
     if "symbol" in times:
         raise ValueError("rates needs one row per chain; for symbol_lost times use analysis.forgetting_rates")
-    rng = np.random.default_rng(seed)
     medians = survival(times, confidence=confidence).set_index("cell")["median"]
     keys = group_columns(times, by)
     records = []
@@ -86,16 +88,17 @@ def rates(
             continue
         x = used["n"].to_numpy(dtype=float)
         intercept, slope = loglog_fit(x, medians[finite].to_numpy()[None, :])
-        boot = np.empty((n_boot, len(finite)))
-        for j, cell in enumerate(finite):
+        # Chains are resampled within each cell, independently across cells.
+        counts = []
+        for cell in finite:
             chains = rows[rows["cell"] == cell]
-            counts = chain_time_counts(np.arange(len(chains)), chains["duration"], chains["observed"])
-            boot[:, j] = km_medians(resample_weights(len(chains), n_boot, rng), *counts)
-        boot_intercept, boot_slope = loglog_fit(x, boot)
-        record.update(
-            slope=float(slope[0]), intercept=float(intercept[0]),
-            boot_dropped_share=float(np.mean(~np.isfinite(boot).all(axis=1))),
+            counts.append(chain_time_counts(np.arange(len(chains)), chains["duration"], chains["observed"]))
+        boot_intercept, boot_slope, dropped = bootstrap_line(
+            x, [c[1].shape[0] for c in counts],
+            lambda *weights: np.stack([km_medians(w, *c) for w, c in zip(weights, counts)], axis=1),
+            n_boot=n_boot, rng=stream(seed, tuple(record[k] for k in keys)),
         )
+        record.update(slope=float(slope[0]), intercept=float(intercept[0]), boot_dropped_share=dropped)
         record["slope_lower"], record["slope_upper"] = percentile_interval(boot_slope, confidence)
         record["intercept_lower"], record["intercept_upper"] = percentile_interval(boot_intercept, confidence)
         records.append(record)
@@ -137,7 +140,10 @@ def decay_rates(
         One row per cell: the cell coordinates, ``quantity`` (``log_var`` or
         ``log_heterozygosity``), ``generation``, ``chains``, ``rate``, ``rate_lower``,
         ``rate_upper``, ``theory_rate`` (NaN where no closed form applies) and ``missing``
-        (chains whose value at t is NaN or whose log is not finite, left out).
+        (chains whose value at t is NaN or whose log is not finite, left out). Chains left out
+        for a spread ratio of 0 are the most collapsed ones (their variance underflowed), so
+        with ``missing > 0`` the mean over the others is biased towards 0: read it with
+        ``missing`` (the report shows both).
     """
     require_columns(trajectories, ["cell", "replicate", "generation"], "trajectories")
     z = float(stats.norm.ppf(0.5 + confidence / 2))

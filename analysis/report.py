@@ -31,6 +31,13 @@ _COLLAPSE_EVENTS = ("spread_below", "collapse", "weight_below", "modes_closer")
 _DISTANCE = {"gaussian": "w2", "gmm1d": "w2", "kde": "w2", "categorical": "tv"}
 # families whose fitted density the trajectories describe in full (a KDE's needs its data)
 _DENSITY_FAMILIES = ("gaussian", "gmm1d")
+# bootstrap resamples left out of a slope's CI because some median in them is inf
+_DROPPED = "resamples dropped (a median > T)"
+
+
+def _dropped(share: float) -> str:
+    # Three significant digits: a share of 0.3% must not read as 0%.
+    return "–" if np.isnan(share) else f"{md.number(100 * share)}%"
 
 
 def _spec(meta: Any, path) -> dict:
@@ -111,7 +118,10 @@ def _per_cell_columns(traj, events, family, horizon, estimator) -> tuple[pd.Data
     name = "log-variance drift / gen" if decay["quantity"].iloc[0] == "log_var" else "log-heterozygosity rate / gen"
     text = [md.estimate(r.rate, r.rate_lower, r.rate_upper) + ("" if np.isnan(r.theory_rate)
             else f" (theory {md.number(r.theory_rate)})") for r in decay.itertuples()]
-    return base.merge(decay[["cell"]].assign(**{name: text}), on="cell"), headers + [name]
+    # Chains left out of the mean are the most collapsed ones (variance underflowed): say how many.
+    left_out = "chains left out of the rate (non-finite at T)"
+    return (base.merge(decay[["cell"]].assign(**{name: text, left_out: decay["missing"].astype(int)}), on="cell"),
+            headers + [name, left_out])
 
 
 def _collapse_section(rep, family, traj, events, event, threshold, horizon, estimator, shared, shared_headers):
@@ -139,10 +149,12 @@ def _collapse_section(rep, family, traj, events, event, threshold, horizon, esti
         if theory_ratio is not None and f.policy == "replace" and used.nunique() >= 2:
             expected = md.number(theory.collapse_time_slope(used, theory_ratio, estimator, "first_passage"))
         fit_rows.append([f.policy, f"{f.cells_used} of {f.cells}", f.excluded_n or "none",
-                         md.estimate(f.slope, f.slope_lower, f.slope_upper), expected, f.note or ""])
-    rep.lines += [f"Slope of ln(median collapse time) on ln n, bootstrap over chains ({rep.n_boot} resamples):", "",
+                         md.estimate(f.slope, f.slope_lower, f.slope_upper), expected,
+                         _dropped(f.boot_dropped_share), f.note or ""])
+    rep.lines += [f"Slope of ln(median collapse time) on ln n, bootstrap over chains ({rep.n_boot} resamples; "
+                  "those in which a median passes T are dropped and the CI is over the rest):", "",
                   md.table(["policy", "cells fitted", "left out (median > T), n", "slope [95% CI]",
-                            "theory slope (replace)", "note"], fit_rows), ""]
+                            "theory slope (replace)", _DROPPED, "note"], fit_rows), ""]
     rep.figure(figures.survival_figure(times), f"survival_{tag}", f"Kaplan-Meier survival, {what}")
     if summary["n"].nunique() >= 2:
         rep.figure(figures.collapse_time_figure(summary, fits=fits, ratio=theory_ratio, estimator=estimator),
@@ -187,9 +199,10 @@ def _family_section(rep, family, traj, events, horizon, estimator):
         labels = cell_labels(fits)
         rep.lines += ["### Forgetting: generations until a symbol is lost, versus its initial count", "",
                       md.table(["cell", "cell coordinates", "bins fitted", "left out (median > T)", "slope [95% CI]",
-                                "theory slope"],
+                                "theory slope", _DROPPED],
                                [[f.cell, labels[f.cell], f"{f.bins_used} of {f.bins}", f.excluded_counts or "none",
-                                 md.estimate(f.slope, f.slope_lower, f.slope_upper), "1 (2c / ln 2)"]
+                                 md.estimate(f.slope, f.slope_lower, f.slope_upper), "1 (2c / ln 2)",
+                                 _dropped(f.boot_dropped_share)]
                                 for f in fits.itertuples()]), ""]
         with_surviving = traj if "surviving" in traj and traj["surviving"].notna().any() else None
         rep.figure(figures.forgetting_figure(table, fits=fits, trajectories=with_surviving),

@@ -63,8 +63,11 @@ def gaussian_chains(n, replicates, generations, *, real=0.0, estimator="unbiased
 
 
 def gaussian_frames(ns=(10, 40), reals=(0.0,), replicates=40, generations=30, *, ratios=(0.5,),
-                    eps=(0.5,), estimator="unbiased", seed=0):
-    """Trajectories and events frames of 1-D Gaussian cells over ``ns`` x ``reals``."""
+                    eps=(0.5,), estimator="unbiased", seed=0, trajectories=True):
+    """Trajectories and events frames of 1-D Gaussian cells over ``ns`` x ``reals``.
+
+    ``trajectories=False`` returns ``None`` in their place (building them is most of the cost).
+    """
     rng = np.random.default_rng(seed)
     traj, events = [], []
     for cell, (n, real) in enumerate([(n, r) for r in reals for n in ns]):
@@ -72,15 +75,16 @@ def gaussian_frames(ns=(10, 40), reals=(0.0,), replicates=40, generations=30, *,
         sd = np.sqrt(var)
         w2 = np.sqrt(mean**2 + (sd - 1) ** 2)
         coords = _coords("gaussian", cell, n, real, replicates)
-        tail = stats.norm.cdf((Q01 - mean) / sd) + stats.norm.sf((Q99 - mean) / sd)
-        traj.append(_long(coords, generations, spread_ratio=sd, w2=w2, mean=mean, var=var, tail_mass=tail))
+        if trajectories:
+            tail = stats.norm.cdf((Q01 - mean) / sd) + stats.norm.sf((Q99 - mean) / sd)
+            traj.append(_long(coords, generations, spread_ratio=sd, w2=w2, mean=mean, var=var, tail_mass=tail))
         for name, values, thresholds in (("spread_below", sd, ratios), ("distance_above", w2, eps)):
             for th in thresholds:
                 gen, seen = _first(values < th if name == "spread_below" else values > th, generations)
                 events.append(pd.DataFrame({**coords, "event": name, "threshold": float(th), "symbol": None,
                                             "initial_count": None, "generation": gen.astype(np.int32),
                                             "observed": seen}))
-    return pd.concat(traj, ignore_index=True), pd.concat(events, ignore_index=True)
+    return (pd.concat(traj, ignore_index=True) if trajectories else None), pd.concat(events, ignore_index=True)
 
 
 def categorical_frames(ns=(50,), probs=None, replicates=40, generations=60, *, eps=(0.3,), seed=0):

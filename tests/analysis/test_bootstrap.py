@@ -1,9 +1,16 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy import stats
 
-from analysis._bootstrap import chain_time_counts, km_medians, loglog_fit, resample_weights
+from analysis._bootstrap import (bootstrap_line, chain_time_counts, draw_counts, km_medians, loglog_fit,
+                                 percentile_interval, stream)
 from analysis._survival import fit_km
+
+
+def resample_weights(chains, n_boot, rng):
+    """Draw counts of n_boot bootstrap resamples of the chains, as scipy.stats.bootstrap draws them."""
+    return draw_counts(rng.integers(0, chains, (n_boot, chains)), chains)
 
 
 def test_vectorised_km_medians_equal_lifelines_on_every_resample():
@@ -34,11 +41,39 @@ def test_km_medians_with_several_rows_per_chain_equal_lifelines():
         assert fast[b] == fit_km(duration[rows], observed[rows]).median_survival_time_
 
 
-def test_resample_weights_draw_every_chain_count_once_per_resample():
-    """Each resample draws exactly as many chains as there are, and a fixed seed repeats the draw."""
-    weights = resample_weights(25, 50, np.random.default_rng(0))
+def test_draw_counts_count_every_draw_once_per_resample():
+    """Each resample's counts sum to the chains drawn and match a per-row bincount."""
+    draws = np.random.default_rng(0).integers(0, 25, (50, 25))
+    weights = draw_counts(draws, 25)
     assert weights.shape == (50, 25) and (weights.sum(axis=1) == 25).all()
-    assert (weights == resample_weights(25, 50, np.random.default_rng(0))).all()
+    assert all((weights[b] == np.bincount(draws[b], minlength=25)).all() for b in range(50))
+
+
+def test_stream_depends_on_seed_and_key_only():
+    """A key's stream is fixed by (seed, key), numpy and Python scalars alike; other keys or seeds differ."""
+    first = stream(3, ("gaussian", "replace")).integers(0, 2**32, 4)
+    assert (first == stream(3, (np.str_("gaussian"), "replace")).integers(0, 2**32, 4)).all()
+    assert (stream(3, (np.int64(7),)).integers(0, 2**32, 4) == stream(3, (7,)).integers(0, 2**32, 4)).all()
+    assert (first != stream(3, ("gaussian", "accumulate")).integers(0, 2**32, 4)).any()
+    assert (first != stream(4, ("gaussian", "replace")).integers(0, 2**32, 4)).any()
+
+
+def test_bootstrap_line_is_scipy_bootstrap_of_the_km_line():
+    """With no median infinite, the percentile interval of the line's slope equals scipy.stats.bootstrap's own
+    percentile interval of the same statistic on the same stream, and nothing is dropped."""
+    rng = np.random.default_rng(5)
+    x = np.array([10.0, 20.0, 40.0])
+    cells = []
+    for scale in x:
+        raw = np.ceil(rng.exponential(scale, 30))
+        cells.append(chain_time_counts(np.arange(30), raw, np.ones(30, bool)))
+    medians = lambda *w: np.stack([km_medians(wi, *c) for wi, c in zip(w, cells)], axis=1)  # noqa: E731
+    _, slopes, dropped = bootstrap_line(x, [30, 30, 30], medians, n_boot=400, rng=stream(1, ("k",)))
+    reference = stats.bootstrap(
+        [np.arange(30)] * 3, lambda *d, axis=-1: loglog_fit(x, medians(*(draw_counts(di, 30) for di in d)))[1],
+        n_resamples=400, vectorized=True, method="percentile", rng=stream(1, ("k",)))
+    assert dropped == 0
+    assert np.allclose(percentile_interval(slopes, 0.95), tuple(reference.confidence_interval))
 
 
 def test_loglog_fit_matches_polyfit_and_skips_infinite_points():

@@ -9,16 +9,18 @@ import analysis
 from tests.analysis.synthetic import gaussian_frames
 
 
-def test_wilson_interval_matches_the_formula_and_known_values():
-    """Wilson bounds equal the closed formula, the textbook 3/10 interval, and pin 0 and n to the edges."""
+def test_wilson_interval_matches_scipy_and_known_values():
+    """Wilson bounds equal scipy.stats.binomtest(k, n).proportion_ci(method='wilson') at several levels
+    and the textbook 3/10 interval, and pin k = 0 and k = n exactly to the edges at every level."""
     assert analysis.wilson_interval(3, 10) == pytest.approx((0.1078, 0.6032), abs=1e-4)
-    k, n, z = np.array([0, 7, 50]), np.array([20, 20, 50]), stats.norm.ppf(0.95)
-    lower, upper = analysis.wilson_interval(k, n, confidence=0.9)
-    centre = (k + z**2 / 2) / (n + z**2)
-    half = z / (n + z**2) * np.sqrt(k * (n - k) / n + z**2 / 4)
-    assert lower == pytest.approx(np.clip(centre - half, 0, 1))
-    assert upper == pytest.approx(np.clip(centre + half, 0, 1))
-    assert lower[0] == 0 and upper[2] == 1
+    k, n = np.array([0, 1, 7, 19, 50, 3]), np.array([20, 20, 20, 20, 50, 1000])
+    for confidence in (0.5, 0.9, 0.95, 0.999):
+        lower, upper = analysis.wilson_interval(k, n, confidence=confidence)
+        ci = [stats.binomtest(int(a), int(b)).proportion_ci(confidence_level=confidence, method="wilson")
+              for a, b in zip(k, n)]
+        assert lower == pytest.approx([c.low for c in ci], abs=1e-12)
+        assert upper == pytest.approx([c.high for c in ci], abs=1e-12)
+        assert lower[0] == 0 and upper[4] == 1  # exactly, not up to round-off
     assert np.isnan(analysis.wilson_interval(0, 0)[0])
     with pytest.raises(ValueError, match="0 <= k <= n"):
         analysis.wilson_interval(5, 3)

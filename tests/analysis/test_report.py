@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import matplotlib.image
 import pytest
@@ -11,14 +12,19 @@ from tests.analysis.synthetic import categorical_frames, gaussian_frames, write_
 
 @pytest.fixture(scope="module")
 def gaussian_folder(tmp_path_factory):
-    """A results folder written with pyarrow as sweep run would: 2 n x 2 fresh-real fractions, T = 40."""
+    """A results folder written with pyarrow as sweep run would: 2 n x 2 fresh-real fractions, T = 40;
+    in cell 3 two chains' spread ratio at T is 0 (variance underflowed) and one's is NaN."""
     traj, events = gaussian_frames(ns=(10, 40), reals=(0.0, 0.2), replicates=30, generations=40, seed=41)
+    last = traj.index[(traj["generation"] == 40) & (traj["cell"] == 3)]
+    traj.loc[last[:2], "spread_ratio"] = 0.0
+    traj.loc[last[2:3], "spread_ratio"] = float("nan")
     return write_results(tmp_path_factory.mktemp("results") / "gauss", traj, events,
                          extra_spec={"grid": {"n": [10, 40]}})
 
 
 def test_report_on_gaussian_folder_writes_figures_and_summary(gaussian_folder):
-    """The report writes the Gaussian figures as PNG + SVG and a markdown table per cell with every estimate."""
+    """The report writes the Gaussian figures as PNG + SVG and a markdown table per cell with every estimate,
+    the chains left out of each drift and the bootstrap resamples dropped from each slope."""
     paths = analysis.write_report(gaussian_folder, n_boot=50)
     assert paths[-1] == gaussian_folder / "report" / "report.md"
     assert all(p.exists() for p in paths)
@@ -29,9 +35,15 @@ def test_report_on_gaussian_folder_writes_figures_and_summary(gaussian_folder):
     assert matplotlib.image.imread(next(p for p in paths if p.name == "fan_gaussian.png")).shape[2] == 4
     text = paths[-1].read_text()
     header = ("| cell | cell coordinates | chains | censored at T | median collapse time [95% CI] | "
-              "mean time up to T (RMST ± se) | P(W2 > 0.5 at T) | log-variance drift / gen |")
+              "mean time up to T (RMST ± se) | P(W2 > 0.5 at T) | log-variance drift / gen | "
+              "chains left out of the rate (non-finite at T) |")
     assert header in text
-    assert "| 0 | n=10, replace | 30 |" in text and "(theory -0.115)" in text
+    assert "| 0 | n=10, replace | 30 |" in text and "(theory -0.115) | 0 |" in text
+    # The three damaged chains are counted as left out of cell 3's drift, not silently averaged away.
+    assert re.search(r"^\| 3 \| n=40, fresh_real\(0\.2\) \|.* \| 3 \|$", text, re.M)
+    assert "| resamples dropped (a median > T) |" in text
+    # n=40 under replace has a median near T: some resamples lose it, and the report says how many.
+    assert re.search(r"\| replace \| 2 of 2 \| none \| [^|]+ \| [^|]+ \| [1-9][0-9.]*% \|", text)
     assert "> 40" in text  # some fresh_real cells never reach one half by T, shown as such
     assert "horizon T = 40" in text and "root entropy: 12345" in text
     assert "figures/fan_gaussian.png" in text
@@ -47,6 +59,7 @@ def test_report_on_categorical_folder_covers_collapse_and_forgetting(tmp_path):
     text = (tmp_path / "out" / "report.md").read_text()
     assert "### Collapse: one symbol left" in text and "### Forgetting" in text
     assert "P(TV > 0.3 at T)" in text and "log-heterozygosity rate / gen" in text
+    assert "| theory slope | resamples dropped (a median > T) |" in text
 
 
 def test_report_refuses_an_empty_folder(tmp_path):

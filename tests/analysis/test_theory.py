@@ -118,3 +118,62 @@ def test_theory_rejects_invalid_arguments():
         theory.log_var_drift(10, "mle")
     with pytest.raises(ValueError, match="ratio must be in"):
         theory.median_collapse_time(10, 1.5)
+
+
+def _simulated_collapse_cdf(n, r, horizon, estimator, chains, seed):
+    """Direct Monte Carlo of the chi2 random walk: the share of chains collapsed by each t = 0..horizon."""
+    rng = np.random.default_rng(seed)
+    scale = (n - 1) if estimator == "unbiased" else n
+    log_var = np.cumsum(np.log(rng.chisquare(n - 1, (chains, horizon)) / scale), axis=1)
+    crossed = log_var < 2 * np.log(r)
+    first = np.where(crossed.any(axis=1), crossed.argmax(axis=1) + 1, horizon + 1)
+    return np.searchsorted(np.sort(first), np.arange(horizon + 1), side="right") / chains
+
+
+@pytest.mark.parametrize("estimator", ["unbiased", "ml"])
+def test_exact_collapse_time_law_matches_a_direct_simulation(estimator):
+    """The numerical first-passage law P(tau <= t) is within 4.5 binomial s.e. of a direct simulation at
+    every t, while the law for n - 1 or n + 1 (an off-by-one) is not."""
+    n, r, horizon = 6, 0.3, 40
+    simulated = _simulated_collapse_cdf(n, r, horizon, estimator, CHAINS, seed=9)
+    law = theory.collapse_time_cdf(n, r, horizon, estimator)
+    se = np.sqrt(np.clip(law * (1 - law), 1e-12, None) / CHAINS)
+    assert law.shape == (horizon + 1,) and law[0] == 0 and (np.diff(law) >= 0).all()
+    assert (np.abs(simulated - law) < 4.5 * se + 1e-12).all()
+    for wrong in (n - 1, n + 1):
+        other = theory.collapse_time_cdf(wrong, r, horizon, estimator)
+        assert (np.abs(simulated - other) > 4.5 * se).any()
+
+
+def test_exact_median_collapse_time_is_where_the_law_reaches_one_half():
+    """The exact median is the first t with P(tau <= t) >= 1/2, does not move when the lattice is halved,
+    and the continuous first-passage approximation is within one generation of it."""
+    for estimator in ("unbiased", "ml"):
+        law = theory.collapse_time_cdf(16, 0.1, 80, estimator)
+        median = theory.exact_median_collapse_time([16], 0.1, estimator)[0]
+        assert law[int(median)] >= 0.5 > law[int(median) - 1]
+        ns = np.array([4, 8, 32])
+        exact = theory.exact_median_collapse_time(ns, 0.1, estimator)
+        assert (exact[:2] == theory.exact_median_collapse_time(ns[:2], 0.1, estimator, step=5e-4)).all()
+        assert (np.abs(exact - theory.median_collapse_time(ns, 0.1, estimator, "first_passage")) < 1.2).all()
+    # ML collapses about twice as fast: a swapped estimator is far outside any sampling error.
+    assert theory.exact_median_collapse_time(32, 0.1, "unbiased") > 1.7 * theory.exact_median_collapse_time(32, 0.1, "ml")
+
+
+def test_symbol_loss_law_matches_wright_fisher_simulation():
+    """P(lost by t | X_1 = c) equals (1 - 1/n)^n for c = 1 at t = 2, is 1 at t = 1 for c = 0, and agrees
+    with a direct binomial Wright-Fisher simulation within 4.5 s.e. at every t."""
+    n, horizon = 30, 50
+    law = theory.symbol_loss_cdf([0, 1, 4], n, horizon)
+    assert law.shape == (3, horizon + 1) and (law[:, 0] == 0).all() and (law[0, 1:] == 1).all()
+    assert law[1, 2] == pytest.approx((1 - 1 / n) ** n, rel=1e-12)
+    rng = np.random.default_rng(10)
+    x, lost = np.full(CHAINS, 4), np.full(CHAINS, horizon + 1)
+    for generation in range(2, horizon + 1):
+        x = rng.binomial(n, x / n)
+        lost[(x == 0) & (lost > horizon)] = generation
+    simulated = np.searchsorted(np.sort(lost), np.arange(horizon + 1), side="right") / CHAINS
+    se = np.sqrt(np.clip(law[2] * (1 - law[2]), 1e-12, None) / CHAINS)
+    assert (np.abs(simulated - law[2]) < 4.5 * se + 1e-12).all()
+    with pytest.raises(ValueError, match="count must be integers in 0..n=30"):
+        theory.symbol_loss_cdf(31, n, 5)
