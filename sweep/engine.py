@@ -61,8 +61,12 @@ class Pool:
         return {"buffer": self.view().copy(), "size": self.size}
 
 
+def _is_pool(data: Any) -> bool:
+    return hasattr(data, "append") and hasattr(data, "view") and hasattr(data, "reserve")
+
+
 def _as_array(data: Any) -> np.ndarray:
-    return data.view() if isinstance(data, Pool) else data
+    return data.view() if _is_pool(data) else data
 
 
 def _distinct_indices(batch: int, total: int, m: int, rng: np.random.Generator) -> np.ndarray:
@@ -118,11 +122,11 @@ def ops_for(family: Family, policy: Policy, *, n: int, generations: int) -> Ops:
         )
     return Ops(
         draw=family.sample,
-        combine=lambda a, b: a.append(b) if isinstance(a, Pool) else family.concat(a, b),
-        subsample=_subsample_rows,
+        combine=lambda a, b: a.append(b) if _is_pool(a) else family.concat(a, b),
+        subsample=lambda data, m, rng: family.subsample_data(_as_array(data), m, rng=rng),
         fit=lambda data, previous, rng: family.fit(_as_array(data), previous=previous, rng=rng),
-        size=lambda data: _as_array(data).shape[1],
-        start=(lambda first: Pool(first, n * (generations + 1))) if policy.grows else (lambda first: first),
+        size=lambda data: family.data_size(_as_array(data)),
+        start=(lambda first: family.new_pool(first, n * (generations + 1))) if policy.grows else (lambda first: first),
     )
 
 
@@ -227,10 +231,9 @@ class BlockRun:
         self.state = state
         self.rng.draws = state.draws
         state.tracker.set.horizon = last_checked(horizon, self.every)
-        if isinstance(state.pool, Pool):
-            state.pool.reserve(self.cell.n * (horizon + 1))
-        if isinstance(state.training, Pool):
-            state.training.reserve(self.cell.n * (horizon + 1))
+        for kept in (state.pool, state.training):
+            if _is_pool(kept):
+                kept.reserve(self.cell.n * (horizon + 1))
 
     def advance(self, stop: int, horizon: int, recorded_mask: np.ndarray) -> None:
         """Simulate generations up to ``stop`` (inclusive), recording metrics where the mask says."""

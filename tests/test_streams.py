@@ -126,3 +126,21 @@ def test_block_size_independent_of_horizon_and_costs():
     assert [c.key for c in a] == [c.key for c in b]
     # a block's generator depends on (root, cell key, block) alone
     assert block_rng(1, a[0], 2).random() == block_rng(1, b[0], 2).random()
+
+
+def test_other_library_versions_warn_once(ray_session, tmp_path, cli, write_spec):
+    """sweep.json records numpy's and scipy's versions (numpy does not promise stable streams across
+    versions); adding chains to a folder computed under other versions prints one warning line."""
+    raw = {"name": "libs", "seed": 2, "generations": 5, "replicates": 8, "block_size": 4,
+           "family": {"name": "gaussian"}, "grid": {"n": [10]}}
+    spec_file = write_spec(raw)
+    assert cli("run", spec_file, "--out", tmp_path, "--no-progress")[0] == 0
+    meta_path = tmp_path / "libs" / "sweep.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta["library_versions"]["numpy"] == np.__version__ and "scipy" in meta["library_versions"]
+    meta["library_versions"]["numpy"] = "1.0.0"
+    meta_path.write_text(json.dumps(meta))
+    status, _, err = cli("run", spec_file, "--out", tmp_path, "--set", "replicates=12", "--no-progress")
+    assert status == 0
+    warnings = [line for line in err.splitlines() if "other library versions" in line]
+    assert len(warnings) == 1 and f"numpy 1.0.0 -> {np.__version__}" in warnings[0]

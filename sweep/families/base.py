@@ -218,9 +218,29 @@ class Family(ABC):
         """Rough cost of one chain, for task sizing."""
 
     # -- data representation hooks (families that keep data on a device override them) ----
+    # The engine touches a training set only through these, so a torch family can keep its
+    # data as tensors on its device between generations (no host copy per generation).
     def concat(self, a: Any, b: Any) -> Any:
         """Join two training sets along the sample axis."""
         return np.concatenate([a, b], axis=1)
+
+    def subsample_data(self, data: Any, m: int, *, rng: np.random.Generator) -> Any:
+        """A uniform subsample of m of each chain's samples, without replacement (the indices
+        come from ``rng``; a device-resident family gathers with them on its device)."""
+        from sweep.engine import _subsample_rows
+
+        return _subsample_rows(data, m, rng=rng)
+
+    def data_size(self, data: Any) -> int:
+        """Samples per chain in a training set."""
+        return int(data.shape[1])
+
+    def new_pool(self, first: Any, capacity: int) -> Any:
+        """Storage for everything generated so far (accumulating policies): an object with
+        ``append(data) -> self``, ``view() -> data`` and ``reserve(capacity)``."""
+        from sweep.engine import Pool
+
+        return Pool(first, capacity)
 
     def block_width(self, n: int, policy: Any) -> float:
         """Array elements one chain contributes to a typical vectorised operation at sample size
