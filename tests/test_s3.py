@@ -3,18 +3,16 @@
 ``analysis.load``, ``sweep show``, ``sweep report --out`` and ``sweep replay`` on the bucket.
 
 The drivers run as subprocesses with an embedded Ray, whose workers inherit the driver's environment:
-the parts are written by the workers, so the credentials travel that way; the endpoint travels in
-the URI itself. Nothing leaves 127.0.0.1.
+the parts are written by the workers, so the access key travels that way (the server refuses requests
+without it); the endpoint travels in the URI itself. All S3 traffic stays on 127.0.0.1.
 """
 from __future__ import annotations
 
-import os
 import random
 import subprocess
 import time
 
 import pandas as pd
-import pyarrow.fs as pafs
 import pyarrow.fs as pafs
 import pytest
 import yaml
@@ -24,7 +22,7 @@ from sweep.runner import run_sweep
 from sweep.spec import parse_spec
 from sweep.store import Store, join_location, parse_part_name
 from tests.raynodes import env, kill_group, names, sweep, sweep_command
-from tests.s3server import ENV, S3Server, s3_server
+from tests.s3server import S3Server, s3_server
 
 #: 2 cells x 6 blocks of 8 chains; with 2 blocks per task, 6 tasks of about 0.3 s each on one core.
 RAW = {
@@ -40,12 +38,11 @@ AGENTS = {"ray::DashboardAgent", "ray::RuntimeEnvAgent"}
 
 @pytest.fixture(scope="module")
 def s3():
-    """The server, and its dummy credentials in this process's environment, for this module only."""
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in ENV.items():
+    """The server, and its access key in this process's environment, for this module only."""
+    with s3_server() as server, pytest.MonkeyPatch.context() as patch:
+        for key, value in server.env.items():
             patch.setenv(key, value)
-        with s3_server() as server:
-            yield server
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +67,7 @@ def swept(s3, reference, tmp_path_factory):
     spec.write_text(yaml.safe_dump(RAW))
     args = ("run", spec, "--out", s3.uri("results"), "--num-cpus", "1", "--blocks-per-task", "2", "--no-progress")
     with open(folder / "stderr", "w") as stderr:  # a file, not a pipe nobody reads while it runs
-        driver = subprocess.Popen(sweep_command(*args), env=env(**ENV), start_new_session=True,
+        driver = subprocess.Popen(sweep_command(*args), env=env(**s3.env), start_new_session=True,
                                   stdout=subprocess.DEVNULL, stderr=stderr)
     try:
         deadline = time.monotonic() + 120
@@ -90,7 +87,7 @@ def swept(s3, reference, tmp_path_factory):
     assert analysis.read_metadata(location)["status"] == "running"  # the killed run did not finish
     kept = len(parts(s3, "results/s3sweep"))
     assert 1 <= kept < TASKS
-    final = sweep(*args, **ENV)
+    final = sweep(*args, **s3.env)
     assert final.returncode == 0, final.stderr
     assert (f"computed {CHAINS_PER_TASK * (TASKS - kept)} chains in {TASKS - kept} tasks, kept {kept} complete parts"
             in final.stdout), final.stdout
@@ -110,6 +107,19 @@ def test_killed_and_resumed_sweep_equals_a_clean_run(swept, reference, s3):
     assert analysis.read_metadata(swept)["status"] == "complete"
     pd.testing.assert_frame_equal(analysis.load(swept), analysis.load(reference))
     pd.testing.assert_frame_equal(analysis.load_events(swept), analysis.load_events(reference))
+
+
+def test_the_server_refuses_other_keys(swept, s3, monkeypatch):
+    """Negative control: the server serves only its key's signed requests, so the parts above were written
+    by workers that inherited the driver's key (without it pyarrow would have gone unsigned)."""
+    assert analysis.read_metadata(swept)["status"] == "complete"  # with the key
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+    with pytest.raises(OSError, match="ACCESS_DENIED"):
+        analysis.load_events(swept)
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    with pytest.raises(OSError, match="ACCESS_DENIED"):
+        analysis.load_events(swept)
 
 
 def test_load_filters_prune_on_the_bucket(swept, reference):
