@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
+from sweep.errors import UsageError
 from sweep.store import Store, plain_table
 
 __all__ = ["load", "load_events", "read_metadata", "ResultsError"]
@@ -24,7 +25,10 @@ class ResultsError(ValueError):
 
 
 def _resolve(path: str) -> tuple[pafs.FileSystem, str]:
-    store = Store(str(path))  # the same path-or-URI resolution the writer uses
+    try:
+        store = Store(str(path))  # the same path-or-URI resolution the writer uses
+    except UsageError as error:  # a URI pyarrow cannot open
+        raise ResultsError(str(error)) from None
     return store.fs, store.root
 
 

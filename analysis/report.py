@@ -217,7 +217,7 @@ def write_report(results_path, out_dir=None, *, n_boot: int = 1000, seed: int = 
     results_path : str or Path
         A folder written by ``sweep run`` (``sweep.json``, ``trajectories/``, ``events/``).
     out_dir : str or Path, optional
-        Where to write; default ``<results_path>/report`` (required for a remote URI).
+        Where to write, a local folder; default ``<results_path>/report`` (required for a remote URI).
     n_boot, seed : int
         Bootstrap resamples and seed for the slope intervals (same seed, same report).
 
@@ -229,16 +229,21 @@ def write_report(results_path, out_dir=None, *, n_boot: int = 1000, seed: int = 
     Raises
     ------
     ResultsError
-        If the folder is empty, foreign (no ``sweep.json`` with a ``spec``), or holds no rows.
+        If the folder is empty, foreign (no ``sweep.json`` with a ``spec``), or holds no rows; or
+        ``out_dir`` is a URI, or missing for a remote folder (nothing is read or written then).
     """
+    # Where to write is settled before anything is read: a remote folder is never written to, and
+    # Path() of a URI would quietly make a local folder named 's3:'.
+    if out_dir is None and "://" in str(results_path):
+        raise ResultsError(f"results folder '{results_path}' is remote: expected a local folder to write the report "
+                           "in (--out DIR, or out_dir=), got none")
+    if out_dir is not None and "://" in str(out_dir):
+        raise ResultsError(f"report folder '{out_dir}': expected a local folder, got a URI; write the report "
+                           "locally and copy it to object storage if needed")
     meta = read_metadata(str(results_path))
     spec = _spec(meta, results_path)
     trajectories, events = _read(str(results_path))
-    if out_dir is None:
-        if "://" in str(results_path):
-            raise ValueError(f"results folder '{results_path}' is remote; pass out_dir= a local folder")
-        out_dir = Path(results_path) / "report"
-    out = Path(out_dir)
+    out = Path(results_path) / "report" if out_dir is None else Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     horizon = int(spec.get("generations", trajectories["generation"].max()))
     if trajectories["generation"].max() != horizon:

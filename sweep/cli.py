@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
         "families plus report.md: per cell, chains, censored share, Kaplan-Meier median collapse time with CI, "
         "divergence probability at the horizon with CI, and fitted rates."))
     report.add_argument("results", help="results folder (OUT/NAME)")
-    report.add_argument("--out", default=None, help="where to write (default: RESULTS/report)")
+    report.add_argument("--out", default=None, help="local folder to write in (default: RESULTS/report; required "
+                        "when RESULTS is a URI such as s3://...)")
     report.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for rate CIs (default: 1000)")
 
     replay = commands.add_parser("replay", help="recompute one chain of a results folder and print it", description=(
@@ -89,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--cell", type=int, required=True, help="the chain's cell (see 'sweep show')")
     replay.add_argument("--replicate", type=int, required=True, help="the chain's replicate, 0 .. replicates-1")
     replay.add_argument("--check", action="store_true", help="compare with the stored rows; exit 1 if they differ")
-    replay.add_argument("--out", default=None, metavar="FILE", help="also write every trajectory row to FILE (.csv or .parquet)")
+    replay.add_argument("--out", default=None, metavar="FILE", help="also write every trajectory row to FILE (.csv or "
+                        ".parquet; a path or a URI such as s3://bucket/chain.csv)")
 
     from sweep.jobs import add_commands
 
@@ -100,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     from sweep.runner import run_sweep
     from sweep.spec import load_spec
+    from sweep.store import join_location
 
     spec = load_spec(args.spec, args.overrides)
     if args.num_cpus is not None and args.num_cpus < 1:
@@ -124,7 +127,7 @@ def _run(args: argparse.Namespace) -> int:
             print(f"failed: cell {failure['cell']} (n={failure['n']}, {failure['policy']}) replicates "
                   f"{failure['replicates'][0]}-{failure['replicates'][1] - 1}: {failure['error']}", file=sys.stderr)
         if len(report.failures) > SHOWN_FAILURES:
-            print(f"... and {len(report.failures) - SHOWN_FAILURES} more, all listed in {report.location}/sweep.json",
+            print(f"... and {len(report.failures) - SHOWN_FAILURES} more, all listed in {join_location(report.location, 'sweep.json')}",
                   file=sys.stderr)
         if report.stopped:
             print(f"stopped: the output location says '{report.stopped}', so {report.not_started} more tasks were not "

@@ -100,15 +100,30 @@ FRAME_SUFFIXES = (".csv", ".parquet")
 
 def check_frame_path(path: str) -> str:
     """The suffix of a file name :func:`write_frame` can write, or a UsageError naming it."""
-    suffix = Path(path).suffix.lower()
+    path = str(path)
+    # a URI's options (s3://bucket/chain.csv?endpoint_override=...) follow its file name
+    suffix = Path(path.partition("?")[0] if "://" in path else path).suffix.lower()
     if suffix not in FRAME_SUFFIXES:
         raise UsageError(f"--out: expected a file name ending in .csv or .parquet, got '{path}'")
     return suffix
 
 
 def write_frame(frame: pd.DataFrame, path: str) -> None:
-    """Write a chain's rows to .csv or .parquet, by the file name's suffix."""
-    if check_frame_path(path) == ".csv":
-        frame.to_csv(path, index=False)
-    else:
-        frame.to_parquet(path, index=False)
+    """Write a chain's rows to .csv or .parquet, by the file name's suffix; ``path`` may be a
+    filesystem URI (``s3://bucket/chain.csv``), as the results folder may."""
+    path, suffix = str(path), check_frame_path(path)
+    if "://" not in path:
+        if suffix == ".csv":
+            frame.to_csv(path, index=False)
+        else:
+            frame.to_parquet(path, index=False)
+        return
+    # pandas would want fsspec for a URI; pyarrow, which already reads the results, writes it
+    # (one chain's rows: built in memory, then one upload).
+    store = Store(path)
+    data = frame.to_csv(index=False).encode() if suffix == ".csv" else frame.to_parquet(index=False)
+    try:
+        with store.fs.open_output_stream(store.root) as stream:
+            stream.write(data)
+    except OSError as error:
+        raise UsageError(f"--out: expected a writable file, got {path!r}: {' '.join(str(error).split())}") from None

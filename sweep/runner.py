@@ -21,7 +21,7 @@ from sweep.axes import column_name
 from sweep.grid import Cell, cells as grid_cells
 from sweep.plan import expected_rows, plan_tasks
 from sweep.spec import SweepSpec
-from sweep.store import Store
+from sweep.store import Store, join_location
 from sweep.task import Task
 
 def _now() -> str:
@@ -224,7 +224,7 @@ def run_sweep(
     import ray
 
     started = time.perf_counter()
-    location = f"{out.rstrip('/')}/{spec.name}"
+    location = join_location(out, spec.name)
     # Refuse a wrong folder before starting Ray, and write nothing before Ray is joined, so
     # neither a bad folder nor a bad address costs the other.
     store, meta, cells = check_folder(spec, location, overwrite=overwrite)

@@ -45,6 +45,13 @@ def plain_table(table: pa.Table) -> pa.Table:
     ]))
 
 
+def join_location(base: str, name: str) -> str:
+    """``base/name`` for a local path or a filesystem URI; a URI's query string (its options, e.g.
+    ``s3://bucket/results?endpoint_override=HOST:PORT``) stays at the end, where pyarrow reads it."""
+    path, query, options = str(base).partition("?") if "://" in str(base) else (str(base), "", "")
+    return f"{path.rstrip('/')}/{name}{query}{options}"
+
+
 def part_name(cell: int, first: int, stop: int) -> str:
     return f"part-c{cell:05d}-b{first:07d}-{stop:07d}.parquet"
 
@@ -74,7 +81,11 @@ class Store:
         self.location = str(location)
         try:
             self.fs, root = pafs.FileSystem.from_uri(self.location)
-        except (pa.ArrowInvalid, ValueError):
+        except (pa.ArrowException, ValueError, OSError) as error:
+            if "://" in self.location:  # meant as a URI: falling back to a local path would hide the mistake
+                raise UsageError(f"results location '{self.location}': expected a local path or a filesystem URI "
+                                 f"pyarrow can open (s3://bucket/path, gs://bucket/path), got "
+                                 f"{' '.join(str(error).split())}") from None
             self.fs, root = pafs.LocalFileSystem(), self.location
         self.root = root.rstrip("/") or "/"
 
