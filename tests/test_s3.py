@@ -89,11 +89,12 @@ def same_data(location: str, reference: str) -> None:
 
 
 def test_run_into_the_bucket_equals_a_clean_local_run(swept, reference, s3):
-    """The bucket holds every part and nothing else, sweep.json says complete, and the rows are those of
-    the same spec run on a local folder, exactly."""
-    files = s3.files("results/s3sweep")
+    """The bucket holds every part, each block's final state (to extend the horizon later) and nothing
+    else, sweep.json says complete, and the rows are those of the same spec run on a local folder, exactly."""
+    files = [f for f in s3.files("results/s3sweep") if not f.startswith("state/final/")]
     assert files == sorted(["sweep.json"] + [f"{kind}/{part}" for kind in ("events", "trajectories")
                                              for part in parts(s3, "results/s3sweep")])
+    assert any(f.startswith("state/final/cell=0/block-") for f in s3.files("results/s3sweep"))
     assert len(parts(s3, "results/s3sweep")) == TASKS
     assert analysis.read_metadata(swept)["status"] == "complete"
     same_data(swept, reference)
@@ -113,7 +114,7 @@ def test_resume_cleans_the_bucket(swept, reference, s3, spec_file, cli, ray_sess
     assert status == 0, err
     assert "computed 0 chains in 0 tasks, kept 6 complete parts, removed 2 damaged or partial files" in out
     assert all(s3.fs.get_file_info(p).type == pafs.FileType.NotFound for p in stray)
-    assert len(s3.files("results/s3sweep")) == 1 + 2 * TASKS
+    assert len([f for f in s3.files("results/s3sweep") if not f.startswith("state/")]) == 1 + 2 * TASKS
     same_data(swept, reference)
 
 
@@ -147,7 +148,8 @@ def test_driver_killed_then_rerun_on_the_bucket(s3, spec_file, reference):
     assert final.returncode == 0, final.stderr
     assert (f"computed {CHAINS_PER_TASK * (TASKS - kept)} chains in {TASKS - kept} tasks, kept {kept} complete parts"
             in final.stdout), final.stdout
-    assert len(s3.files("killed/s3sweep")) == 1 + 2 * TASKS  # sweep.json and the parts: nothing left over
+    kept = [f for f in s3.files("killed/s3sweep") if not f.startswith("state/")]
+    assert len(kept) == 1 + 2 * TASKS  # sweep.json and the parts: nothing left over
     assert analysis.read_metadata(location)["status"] == "complete"
     same_data(location, reference)
 
