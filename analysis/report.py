@@ -177,6 +177,11 @@ def _per_cell_columns(fam: _Family) -> tuple[pd.DataFrame, list[str]]:
         decay = decay_rates(traj, generation=fam.horizon)
     except ValueError:
         return base, headers
+    # decay_rates picks its quantity by column; show it only for a metric the family declares.
+    declared = {"log_var": fam.info.spread_metric == "spread_ratio",
+                "log_heterozygosity": "heterozygosity" in fam.info.metrics}
+    if fam.info.metrics and not declared.get(decay["quantity"].iloc[0], False):
+        return base, headers
     name = "log-variance drift / gen" if decay["quantity"].iloc[0] == "log_var" else "log-heterozygosity rate / gen"
     text = []
     for r in decay.itertuples():
@@ -198,8 +203,10 @@ def _interval_note(k: int, censored_at: int, horizon: int) -> list[str]:
     return [f"Checked every {k} generations (interval-censored): a collapse time t means the event happened in "
             f"(t − {k}, t], so the medians above count from the check that saw it and can be up to {k - 1} "
             "generations late; the column *median, each event at its interval's start* puts every event at "
-            "t − " + f"{k - 1}, so the true median lies between the two. Chains not seen to collapse are censored "
-            f"at generation {censored_at}, the last check by T = {horizon}.", ""]
+            "t − " + f"{k - 1}, so the true median lies between the two (for an event that keeps holding once it "
+            "holds; a spread that dips below a threshold and recovers between checks is missed until it holds at "
+            f"a check). Chains not seen to collapse are censored at generation {censored_at}, the last check by "
+            f"T = {horizon}.", ""]
 
 
 def _heatmaps(rep: _Report, fam: _Family, summary, event, threshold, horizon, what, tag) -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import matplotlib.image
 import pytest
@@ -147,3 +148,47 @@ def test_report_on_a_grid_of_family_k_and_temperature_fits_rates_per_combination
     for n in (10, 20):
         for k in (3, 6):
             assert median[(n, k, 0.7)] < median[(n, k, 1.0)]
+
+
+def test_report_of_a_family_known_only_by_its_declarations(ray_session, tmp_path):
+    """A folder whose sweep.json names a family from user code (mypkg.models:Exotic) and declares,
+    unlike the gaussian family whose rows it holds, tail_mass as its distance, distance_above as its
+    one collapse event, no spread metric and an overlay no analysis knows: the report follows the
+    declarations alone (a report that went by the family's name would find nothing, and one that went
+    by the rows' 'gaussian' would show spread sections, W2 and the Gaussian theory)."""
+    from sweep.runner import run_sweep
+    from sweep.spec import parse_spec
+
+    spec = parse_spec({
+        "name": "exotic", "seed": 3, "generations": 30, "replicates": 20,
+        "family": {"name": "gaussian"}, "grid": {"n": [10, 40]},
+        "events": {"spread_below": [0.5], "distance_above": [0.5]},
+    })
+    folder = run_sweep(spec, str(tmp_path), progress=False).location
+    meta = json.loads((Path(folder) / "sweep.json").read_text())
+    meta["family"] = {
+        "name": "mypkg.models:Exotic",
+        "events": [
+            {"name": "spread_below", "event": "spread_below", "description": "exotic spread shrank",
+             "thresholds": True, "per_symbol": False, "collapse": False, "descending": True},
+            {"name": "distance_above", "event": "distance_above", "description": "exotic tails drifted away",
+             "thresholds": True, "per_symbol": False, "collapse": True, "descending": False},
+            {"name": "diverged", "event": "diverged", "description": "non-finite", "thresholds": False,
+             "per_symbol": False, "collapse": True, "descending": False},
+        ],
+        "metrics": {"tail_mass": "mass beyond the true 1% and 99% quantiles"},
+        "distance_metric": "tail_mass", "spread_metric": None, "theory_overlays": ["exotic_closed_form"],
+        "axes": {"n": "n", "policy": "policy", "temperature": "temperature"}, "events_every": 1,
+    }
+    (Path(folder) / "sweep.json").write_text(json.dumps(meta))
+    paths = analysis.write_report(folder, n_boot=30)
+    assert {p.stem for p in paths[:-1]} == {"survival_mypkg.models_Exotic_distance_above_0.5",
+                                            "collapse_time_mypkg.models_Exotic_distance_above_0.5",
+                                            "fan_tail_mass_mypkg.models_Exotic"}
+    text = paths[-1].read_text()
+    assert "## Family: mypkg.models:Exotic" in text and "- families: mypkg.models:Exotic;" in text
+    assert "### Collapse: tail_mass > 0.5" in text and "`distance_above`: exotic tails drifted away." in text
+    assert "P(tail_mass > 0.5 at T)" in text
+    assert "σ_t" not in text and "W2" not in text and "(theory" not in text and "non-finite" not in text
+    assert "log-variance drift" not in text  # spread_ratio is a column here, but not the declared spread
+    assert "theory overlays `exotic_closed_form` (not known to this analysis, nothing drawn: exotic_closed_form)" in text
