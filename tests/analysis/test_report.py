@@ -139,6 +139,7 @@ def test_report_on_a_grid_of_family_k_and_temperature_fits_rates_per_combination
     lines = [line for line in fit_table.splitlines()[2:] if line.startswith("| replace |")]
     assert sorted(line.split(" | ")[1:3] for line in lines) == [["0.7", "3"], ["0.7", "6"], ["1", "3"], ["1", "6"]]
     assert "P(TV > 0.5 at T)" in text and "fan_tv_categorical.png" in text
+    assert "interval-censored" not in text and "interval's start" not in text  # events checked every generation
 
     times = analysis.collapse_times(analysis.load_events(axes_folder), "collapse")
     fits = analysis.rates(times, n_boot=30)
