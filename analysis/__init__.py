@@ -8,6 +8,7 @@ Typical use::
     analysis.survival(times)              # KM median collapse time per cell, with CI
     analysis.rates(times, seed=0)         # slope of median time versus n, bootstrap CI
     analysis.write_report("results/my-sweep")
+    analysis.coordinate_columns(events)   # fixed coordinates + temperature + family_<field> axes
 
 Everything but the readers is imported on first use (PEP 562), so ``import analysis`` or
 ``analysis.load`` does not pay for lifelines, scipy.stats and matplotlib.
@@ -26,7 +27,7 @@ _LAZY = {
     "collapsed_by": "analysis._probability",
     "rates": "analysis._rates", "decay_rates": "analysis._rates",
     "forgetting_times": "analysis._forgetting", "forgetting_rates": "analysis._forgetting",
-    "write_report": "analysis.report",
+    "write_report": "analysis.report", "coordinate_columns": "analysis._cells",
     "theory": None, "figures": None,
 }
 

@@ -1,7 +1,10 @@
 """Collapse times per chain and Kaplan-Meier survival per cell (lifelines).
 
 A chain that has not collapsed by the horizon T is right-censored at T (``observed=False``), so
-its collapse time is only known to exceed T. Averaging the observed times alone is biased low;
+its collapse time is only known to exceed T. Events checked every k generations
+(``checked_every`` = k > 1) are also interval-censored: a time t means the event was first seen
+at the check at t, so it happened in (t - k, t]; ``collapse_times`` carries the interval's first
+generation as ``lower``. Averaging the observed times alone is biased low;
 Kaplan-Meier uses the censored chains as "still at risk" and is the honest estimate. Its median
 is ``inf`` when the survival curve never drops to one half by T: that is kept as ``inf`` in
 every table (and shown as "> T" in reports), never replaced by T.
@@ -17,7 +20,7 @@ from lifelines.utils import median_survival_times, restricted_mean_survival_time
 
 from analysis._cells import cell_table, coordinate_columns, require_columns
 
-__all__ = ["collapse_times", "survival", "survival_curves", "fit_km"]
+__all__ = ["collapse_times", "survival", "survival_curves", "fit_km", "interval_start"]
 
 _EVENT_COLUMNS = ("cell", "replicate", "event", "threshold", "generation", "observed")
 
@@ -69,7 +72,11 @@ def collapse_times(
         One row per chain (per chain and symbol for ``symbol_lost``): the cell coordinates,
         ``replicate``, ``event``, ``threshold``, ``duration`` (generation of the event, or T if
         censored), ``observed`` (bool) and ``horizon``; ``symbol_lost`` adds ``symbol`` and
-        ``initial_count``.
+        ``initial_count``; last, ``lower``: the first generation the event can have happened
+        at, ``duration - checked_every + 1`` for observed rows (``duration`` itself when events
+        were checked every generation, or the table has no ``checked_every``) and ``duration``
+        for censored ones, so that the event generation lies in ``[lower, duration]``.
+        Kaplan-Meier on ``lower`` instead of ``duration`` bounds the curve from below.
     """
     require_columns(events, _EVENT_COLUMNS, "events")
     rows = events[events["event"] == event]
@@ -98,7 +105,19 @@ def collapse_times(
     out["duration"] = duration
     out["observed"] = observed
     out["horizon"] = int(horizon)
+    out["lower"] = interval_start(duration, observed, rows["checked_every"] if "checked_every" in rows else None)
     return out.sort_values(keys, kind="stable").reset_index(drop=True)
+
+
+def interval_start(duration, observed, checked_every=None) -> np.ndarray:
+    """First generation of each event's interval: ``duration - k + 1`` for observed events checked
+    every k generations (never below 1), ``duration`` for censored ones and for k = 1."""
+    duration = np.asarray(duration, dtype=np.int64)
+    if checked_every is None:
+        return duration.copy()
+    k = np.asarray(pd.Series(checked_every).fillna(1), dtype=np.int64)
+    start = np.minimum(np.maximum(duration - k + 1, 1), duration)
+    return np.where(np.asarray(observed, dtype=bool), start, duration)
 
 
 def fit_km(durations, observed, confidence: float = 0.95) -> KaplanMeierFitter:

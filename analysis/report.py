@@ -1,11 +1,14 @@
 """``write_report``: figures and a markdown summary of a results folder, from its Parquet only.
 
 Nothing is simulated again: every number comes from the ``trajectories`` and ``events`` tables.
-Figures are chosen by what the folder holds: spread fan charts and densities for Gaussian
-families (mixtures drawn whole), W2 fan charts for gmm1d and kde, forgetting for categorical
-ones, and for every collapse event (``spread_below`` per threshold, ``collapse``, and for gmm1d
-``weight_below``: a mode lost, ``modes_closer``: modes merged) survival curves, median time
-versus n, and a heatmap over (n, real).
+What is drawn follows the family's declarations in ``sweep.json`` (:mod:`analysis._declarations`),
+never its name: a survival section (Kaplan-Meier curves, median time versus n, a heatmap over
+(n, real)) for every declared collapse event and threshold, divergence probabilities and a fan
+chart of the declared distance metric, a fan chart of the declared spread metric, forgetting for
+per-symbol loss, and the closed forms of the theory overlays the family names
+(:data:`analysis.theory.OVERLAYS`). Every grid axis is treated like n and policy: tables list
+cells with every axis that varies, and rates are fitted against n within each combination of
+the other axes (policy, temperature, family fields).
 """
 from __future__ import annotations
 
@@ -18,26 +21,20 @@ import pyarrow as pa
 
 from analysis import _markdown as md
 from analysis import figures, theory
-from analysis._cells import cell_labels, cell_table, is_one_d, is_replace
+from analysis._cells import axis_columns, cell_labels, cell_table
+from analysis._declarations import Declarations, for_folder
 from analysis._forgetting import forgetting_rates, forgetting_times
+from analysis._probability import divergence_probability
+from analysis._rates import decay_rates
+from analysis._report_collapse import checked_every, collapse_list, collapse_section
+from analysis._report_context import (DROPPED, FamilyRows, Report, dropped_share, estimator_of, few_cells, safe,
+                                      sorted_cells)
+from analysis.figures._common import metric_label
 from analysis.io import ResultsError, load, load_events, read_metadata
-from analysis._probability import collapsed_by, divergence_probability
-from analysis._rates import decay_rates, rates
-from analysis._survival import collapse_times, survival
 
 __all__ = ["write_report"]
 
-_COLLAPSE_EVENTS = ("spread_below", "collapse", "weight_below", "modes_closer")
-_DISTANCE = {"gaussian": "w2", "gmm1d": "w2", "kde": "w2", "categorical": "tv"}
-# families whose fitted density the trajectories describe in full (a KDE's needs its data)
-_DENSITY_FAMILIES = ("gaussian", "gmm1d")
-# bootstrap resamples left out of a slope's CI because some median in them is inf
-_DROPPED = "resamples dropped (a median > T)"
-
-
-def _dropped(share: float) -> str:
-    # Three significant digits: a share of 0.3% must not read as 0%.
-    return "–" if np.isnan(share) else f"{md.number(100 * share)}%"
+_MIXTURE_COLUMNS = ("weights", "means", "sigmas")
 
 
 def _spec(meta: Any, path) -> dict:
@@ -46,18 +43,6 @@ def _spec(meta: Any, path) -> dict:
         raise ResultsError(f"results folder '{path}': sweep.json has no 'spec' object; "
                            "expected a folder written by 'sweep run'")
     return spec
-
-
-def _estimator(spec: dict) -> tuple[str, str]:
-    """The Gaussian variance fit named in the spec, and how the report knows it."""
-    family = spec.get("family") if isinstance(spec.get("family"), dict) else {}
-    for key in ("fit", "estimator", "variance"):
-        value = str(family.get(key, "")).lower()
-        if value in ("ml", "mle", "biased"):
-            return "ml", f"ML (family.{key} = {family[key]!r})"
-        if value == "unbiased":
-            return "unbiased", f"unbiased (family.{key} = {family[key]!r})"
-    return "unbiased", "unbiased (assumed: sweep.json does not name the fit)"
 
 
 def _read(path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -74,139 +59,136 @@ def _read(path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return trajectories, events
 
 
-def _few_cells(cells: pd.DataFrame, limit: int, per_policy: str = "ends") -> list[int]:
-    """Cells to draw when there are too many: per policy the smallest (and largest) n."""
-    # replace first: the policy the theory describes and where collapse shows most.
-    cells = cells.assign(_other=~is_replace(cells)).sort_values(["_other", "policy", "n"])
-    if per_policy == "ends" and len(cells) <= limit:
-        return cells["cell"].tolist()
-    pick = []
-    for _, rows in cells.groupby("policy", sort=False):
-        pick += [rows["cell"].iloc[0]] + ([rows["cell"].iloc[-1]] if per_policy == "ends" and len(rows) > 1 else [])
-    return pick[:limit]
+def _theory_rate(fam: FamilyRows, row) -> float:
+    """The declared closed form of a cell's decay rate (NaN where none applies)."""
+    if not fam.holds[row.cell]:
+        return np.nan
+    if row.quantity == "log_var" and "log_variance_rate" in fam.draws and fam.one_d:
+        return float(theory.log_var_drift(float(row.n), fam.estimators[row.cell]))
+    if row.quantity == "log_heterozygosity" and "heterozygosity_rate" in fam.draws:
+        return float(np.log(1 - 1 / float(row.n)))
+    return np.nan
 
 
-class _Report:
-    """Accumulates markdown sections and written files for one results folder."""
-
-    def __init__(self, out: Path, n_boot: int, seed: int):
-        self.out, self.n_boot, self.seed = out, n_boot, seed
-        self.lines: list[str] = []
-        self.written: list[Path] = []
-
-    def figure(self, fig, name: str, caption: str) -> None:
-        self.written += figures.save_figure(fig, self.out / "figures" / name)
-        self.lines += [f"![{caption}](figures/{name}.png)", "", f"*{caption}*", ""]
-
-
-def _per_cell_columns(traj, events, family, horizon, estimator) -> tuple[pd.DataFrame, list[str]]:
+def _per_cell_columns(fam: FamilyRows) -> tuple[pd.DataFrame, list[str]]:
     """Per-cell divergence at T and fitted decay rate, shared by every table of a family."""
-    base = cell_table(traj).reset_index(drop=True)
+    traj, events = fam.traj, fam.events
+    base = fam.cells.reset_index(drop=True)
     headers = []
-    metric = _DISTANCE.get(family)
-    if metric in traj and (events["event"] == "distance_above").any():
+    metric = fam.info.distance_metric
+    if metric and metric in traj and (events["event"] == "distance_above").any():
         for eps in np.sort(events.loc[events["event"] == "distance_above", "threshold"].dropna().unique()):
-            prob = divergence_probability(traj, eps, [horizon], metric)
-            name = f"P({metric.upper()} > {eps:g} at T)"
+            prob = divergence_probability(traj, eps, [fam.horizon], metric)
+            name = f"P({metric_label(metric)} > {eps:g} at T)"
             base = base.merge(prob[["cell"]].assign(**{name: [md.probability(*r) for r in
                               prob[["probability", "lower", "upper"]].itertuples(index=False)]}), on="cell")
             headers.append(name)
     try:
-        decay = decay_rates(traj, generation=horizon, estimator=estimator)
+        decay = decay_rates(traj, generation=fam.horizon)
     except ValueError:
         return base, headers
+    # decay_rates picks its quantity by column; show it only for a metric the family declares.
+    declared = {"log_var": fam.info.spread_metric == "spread_ratio",
+                "log_heterozygosity": "heterozygosity" in fam.info.metrics}
+    if fam.info.metrics and not declared.get(decay["quantity"].iloc[0], False):
+        return base, headers
     name = "log-variance drift / gen" if decay["quantity"].iloc[0] == "log_var" else "log-heterozygosity rate / gen"
-    text = [md.estimate(r.rate, r.rate_lower, r.rate_upper) + ("" if np.isnan(r.theory_rate)
-            else f" (theory {md.number(r.theory_rate)})") for r in decay.itertuples()]
+    text = []
+    for r in decay.itertuples():
+        expected = _theory_rate(fam, r)
+        text.append(md.estimate(r.rate, r.rate_lower, r.rate_upper)
+                    + ("" if np.isnan(expected) else f" (theory {md.number(expected)})"))
     # Chains left out of the mean are the most collapsed ones (variance underflowed): say how many.
     left_out = "chains left out of the rate (non-finite at T)"
     return (base.merge(decay[["cell"]].assign(**{name: text, left_out: decay["missing"].astype(int)}), on="cell"),
             headers + [name, left_out])
 
 
-def _collapse_section(rep, family, traj, events, event, threshold, horizon, estimator, shared, shared_headers):
-    times = collapse_times(events, event, None if np.isnan(threshold) else threshold, horizon=horizon)
-    what = figures.event_description(event, threshold, family)
-    tag = f"{family}_{event}" + ("" if np.isnan(threshold) else f"_{threshold:g}")
-    summary = survival(times)
-    fits = rates(times, n_boot=rep.n_boot, seed=rep.seed)
-    labels = cell_labels(summary)
-    rep.lines += [f"### Collapse: {what}", ""]
-    rows = []
-    merged = summary.merge(shared[["cell"] + shared_headers], on="cell").sort_values(["policy", "n"])
-    for r in merged.to_dict("records"):
-        rows.append([r["cell"], labels[r["cell"]], r["chains"], md.share(r["censored_share"]), md.median_time(r),
-                     f"{r['rmst']:.1f} ± {r['rmst_se']:.1f}"] + [r[h] for h in shared_headers])
-    headers = ["cell", "cell coordinates", "chains", "censored at T", "median collapse time [95% CI]",
-               "mean time up to T (RMST ± se)"]
-    rep.lines += [md.table(headers + shared_headers, rows), ""]
-    one_d = family == "gaussian" and "var" in traj and pd.api.types.is_float_dtype(traj["var"])
-    theory_ratio = threshold if event == "spread_below" and one_d else None
-    fit_rows = []
-    for f in fits.itertuples(index=False):
-        used = summary[(summary["policy"] == f.policy) & np.isfinite(summary["median"])]["n"]
-        expected = "–"
-        if theory_ratio is not None and f.policy == "replace" and used.nunique() >= 2:
-            expected = md.number(theory.collapse_time_slope(used, theory_ratio, estimator, "first_passage"))
-        fit_rows.append([f.policy, f"{f.cells_used} of {f.cells}", f.excluded_n or "none",
-                         md.estimate(f.slope, f.slope_lower, f.slope_upper), expected,
-                         _dropped(f.boot_dropped_share), f.note or ""])
-    rep.lines += [f"Slope of ln(median collapse time) on ln n, bootstrap over chains ({rep.n_boot} resamples; "
-                  "those in which a median passes T are dropped and the CI is over the rest):", "",
-                  md.table(["policy", "cells fitted", "left out (median > T), n", "slope [95% CI]",
-                            "theory slope (replace)", _DROPPED, "note"], fit_rows), ""]
-    rep.figure(figures.survival_figure(times), f"survival_{tag}", f"Kaplan-Meier survival, {what}")
-    if summary["n"].nunique() >= 2:
-        rep.figure(figures.collapse_time_figure(summary, fits=fits, ratio=theory_ratio, estimator=estimator),
-                   f"collapse_time_{tag}", f"Median collapse time versus n, {what}")
-    if "real" in summary and "keep" in summary:
-        mixed = summary[summary["keep"].fillna(-1).eq(0)]
-        if mixed["real"].nunique() >= 2 and not mixed.duplicated(["n", "real"]).any():
-            prob = collapsed_by(events[events["cell"].isin(mixed["cell"])], event,
-                                None if np.isnan(threshold) else threshold, [horizon])
-            rep.figure(figures.probability_heatmap(prob, title=f"P({what} by T={horizon})",
-                                                   colorbar_label="probability across chains"),
-                       f"heatmap_{tag}", f"Probability of {what} by the horizon over (n, fresh real fraction)")
+def _diverged_line(fam: FamilyRows) -> list[str]:
+    rows = fam.events[(fam.events["event"] == "diverged") & fam.events["observed"].astype(bool)]
+    if rows.empty:
+        return []
+    chains = fam.events[fam.events["event"] == "diverged"]
+    return [f"Chains whose fit became non-finite (`diverged`) by T: {len(rows)} of {len(chains)} "
+            f"(cells {', '.join(str(c) for c in sorted(rows['cell'].unique()))}).", ""]
 
 
-def _family_section(rep, family, traj, events, horizon, estimator):
-    rep.lines += [f"## Family: {family}", ""]
-    shared, shared_headers = _per_cell_columns(traj, events, family, horizon, estimator)
-    collapse = events[events["event"].isin(_COLLAPSE_EVENTS)][["event", "threshold"]].drop_duplicates()
-    rank = collapse["event"].map({name: i for i, name in enumerate(_COLLAPSE_EVENTS)})
-    collapse = collapse.assign(_rank=rank).sort_values(["_rank", "threshold"]).drop(columns="_rank")
-    for event, threshold in collapse.itertuples(index=False):
-        _collapse_section(rep, family, traj, events, event, float(threshold) if pd.notna(threshold) else np.nan,
-                          horizon, estimator, shared, shared_headers)
-    if collapse.empty:
+def _declarations_line(info: Declarations) -> list[str]:
+    unknown = [o for o in info.theory_overlays if o not in theory.OVERLAYS]
+    overlays = ", ".join(f"`{o}`" for o in info.theory_overlays) or "none"
+    return [f"Declarations (from {info.source}): distance `{info.distance_metric or '–'}`, spread "
+            f"`{info.spread_metric or '–'}`, collapse events "
+            f"{', '.join(f'`{e.event}`' for e in info.collapse_events()) or 'none'}, theory overlays {overlays}"
+            + (f" (not known to this analysis, nothing drawn: {', '.join(unknown)})" if unknown else "") + ".", ""]
+
+
+def _family_section(rep: Report, fam: FamilyRows) -> None:
+    info, traj, events = fam.info, fam.traj, fam.events
+    rep.lines += [f"## Family: {info.name}", ""] + _declarations_line(info)
+    shared, shared_headers = _per_cell_columns(fam)
+    collapse = collapse_list(fam)
+    for kind, threshold in collapse:
+        collapse_section(rep, fam, kind, threshold, shared, shared_headers)
+    if not collapse:
         labels = cell_labels(shared)
         rep.lines += [md.table(["cell", "cell coordinates"] + shared_headers,
                                [[r["cell"], labels[r["cell"]]] + [r[h] for h in shared_headers]
-                                for r in shared.to_dict("records")]), ""]
+                                for r in sorted_cells(shared).to_dict("records")]), ""]
+    rep.lines += _diverged_line(fam)
+    cells = fam.cells
+    few = few_cells(cells, 12)
+    spread = info.spread_metric
+    if spread and spread in traj and traj[spread].notna().any():
+        estimator = fam.estimator_for(few)
+        rep.figure(figures.fan_chart(traj, cells=few, metric=spread, estimator=estimator or "unbiased",
+                                     theory_line=estimator is not None, overlays=info.theory_overlays),
+                   f"fan_{fam.tag}", "Fitted spread over generations: median and 50% / 90% of chains")
+    gaussian = "gaussian_density" in fam.draws and fam.one_d
+    mixture = "mixture_density" in fam.draws and all(c in traj for c in _MIXTURE_COLUMNS)
+    if (gaussian or mixture) and "spread_ratio" in traj:
+        rep.figure(figures.density_figure(traj, cells=few_cells(cells, 3, "first")),
+                   f"density_{fam.tag}", "Fitted densities of five chains versus the truth")
+    distance = info.distance_metric
+    if distance and distance in traj and traj[distance].notna().any():
+        rep.figure(figures.fan_chart(traj, cells=few, metric=distance),
+                   f"fan_{safe(distance)}_{fam.tag}",
+                   f"{metric_label(distance)} distance to the truth over generations: median and 50% / 90% of chains")
+    if "symbol_lost" in [e.event for e in info.per_symbol_events()] and (events["event"] == "symbol_lost").any():
+        _forgetting_section(rep, fam)
+
+
+def _forgetting_section(rep: Report, fam: FamilyRows) -> None:
+    table = forgetting_times(fam.events)
+    fits = forgetting_rates(fam.events, n_boot=rep.n_boot, seed=rep.seed)
+    labels = cell_labels(fits)
+    declared = "forgetting_median" in fam.draws
+    rep.lines += ["### Forgetting: generations until a symbol is lost, versus its initial count", "",
+                  md.table(["cell", "cell coordinates", "bins fitted", "left out (median > T)", "slope [95% CI]",
+                            "theory slope", DROPPED],
+                           [[f.cell, labels[f.cell], f"{f.bins_used} of {f.bins}", f.excluded_counts or "none",
+                             md.estimate(f.slope, f.slope_lower, f.slope_upper),
+                             "1 (2c / ln 2)" if declared and fam.holds[f.cell] else "–",
+                             dropped_share(f.boot_dropped_share)]
+                            for f in sorted_cells(fits).itertuples()]), ""]
+    traj = fam.traj
+    with_surviving = traj if "surviving" in traj and traj["surviving"].notna().any() else None
+    rep.figure(figures.forgetting_figure(table, fits=fits, trajectories=with_surviving,
+                                         theory_line=declared and bool(fam.holds.any())),
+               f"forgetting_{fam.tag}", "Forgetting time versus initial count, and surviving symbols")
+
+
+def _axes_line(meta: dict, traj: pd.DataFrame) -> str:
+    """The grid axes and which of them vary."""
+    entry = meta.get("family") if isinstance(meta.get("family"), dict) else {}
+    declared = entry.get("axes") if isinstance(entry.get("axes"), dict) else None
+    columns = dict(declared) if declared else {"n": "n", "policy": "policy",
+                                               **{c.replace("family_", "family.", 1): c for c in axis_columns(traj)}}
+    builtin = [a for a in ("n", "policy", "temperature") if a in columns]
+    columns = {a: columns[a] for a in builtin + sorted(set(columns) - set(builtin))}
     cells = cell_table(traj)
-    if "spread_ratio" in traj and traj["spread_ratio"].notna().any():
-        rep.figure(figures.fan_chart(traj, cells=_few_cells(cells, 12), estimator=estimator),
-                   f"fan_{family}", "Fitted spread over generations: median and 50% / 90% of chains")
-        if family in _DENSITY_FAMILIES and is_one_d(traj):
-            rep.figure(figures.density_figure(traj, cells=_few_cells(cells, 3, "first")),
-                       f"density_{family}", "Fitted densities of five chains versus the truth")
-    if family in ("gmm1d", "kde") and "w2" in traj and traj["w2"].notna().any():
-        rep.figure(figures.fan_chart(traj, cells=_few_cells(cells, 12), metric="w2"),
-                   f"fan_w2_{family}", "W2 distance to the truth over generations: median and 50% / 90% of chains")
-    if (events["event"] == "symbol_lost").any():
-        table = forgetting_times(events)
-        fits = forgetting_rates(events, n_boot=rep.n_boot, seed=rep.seed)
-        labels = cell_labels(fits)
-        rep.lines += ["### Forgetting: generations until a symbol is lost, versus its initial count", "",
-                      md.table(["cell", "cell coordinates", "bins fitted", "left out (median > T)", "slope [95% CI]",
-                                "theory slope", _DROPPED],
-                               [[f.cell, labels[f.cell], f"{f.bins_used} of {f.bins}", f.excluded_counts or "none",
-                                 md.estimate(f.slope, f.slope_lower, f.slope_upper), "1 (2c / ln 2)",
-                                 _dropped(f.boot_dropped_share)]
-                                for f in fits.itertuples()]), ""]
-        with_surviving = traj if "surviving" in traj and traj["surviving"].notna().any() else None
-        rep.figure(figures.forgetting_figure(table, fits=fits, trajectories=with_surviving),
-                   f"forgetting_{family}", "Forgetting time versus initial count, and surviving symbols")
+    varied = [axis for axis, column in columns.items() if column in cells and cells[column].astype(str).nunique() > 1]
+    return (f"- grid axes: {', '.join(columns)}; varied: {', '.join(varied) or 'none'} "
+            "(rates are fitted against n within each combination of the others)")
 
 
 def write_report(results_path, out_dir=None, *, n_boot: int = 1000, seed: int = 0) -> list[Path]:
@@ -217,7 +199,7 @@ def write_report(results_path, out_dir=None, *, n_boot: int = 1000, seed: int = 
     results_path : str or Path
         A folder written by ``sweep run`` (``sweep.json``, ``trajectories/``, ``events/``).
     out_dir : str or Path, optional
-        Where to write, a local folder; default ``<results_path>/report`` (required for a remote URI).
+        Where to write; default ``<results_path>/report`` (required for a remote URI).
     n_boot, seed : int
         Bootstrap resamples and seed for the slope intervals (same seed, same report).
 
@@ -229,45 +211,52 @@ def write_report(results_path, out_dir=None, *, n_boot: int = 1000, seed: int = 
     Raises
     ------
     ResultsError
-        If the folder is empty, foreign (no ``sweep.json`` with a ``spec``), or holds no rows; or
-        ``out_dir`` is a URI, or missing for a remote folder (nothing is read or written then).
+        If the folder is empty, foreign (no ``sweep.json`` with a ``spec``), or holds no rows.
     """
-    # Where to write is settled before anything is read: a remote folder is never written to, and
-    # Path() of a URI would quietly make a local folder named 's3:'.
-    if out_dir is None and "://" in str(results_path):
-        raise ResultsError(f"results folder '{results_path}' is remote: expected a local folder to write the report "
-                           "in (--out DIR, or out_dir=), got none")
-    if out_dir is not None and "://" in str(out_dir):
-        raise ResultsError(f"report folder '{out_dir}': expected a local folder, got a URI; write the report "
-                           "locally and copy it to object storage if needed")
     meta = read_metadata(str(results_path))
     spec = _spec(meta, results_path)
     trajectories, events = _read(str(results_path))
-    out = Path(results_path) / "report" if out_dir is None else Path(out_dir)
+    if out_dir is None:
+        if "://" in str(results_path):
+            raise ValueError(f"results folder '{results_path}' is remote; pass out_dir= a local folder")
+        out_dir = Path(results_path) / "report"
+    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     horizon = int(spec.get("generations", trajectories["generation"].max()))
     if trajectories["generation"].max() != horizon:
         raise ResultsError(f"results folder '{results_path}': sweep.json says generations={horizon} but the "
                            f"trajectories stop at {trajectories['generation'].max()}; is the sweep unfinished?")
-    estimator, estimator_note = _estimator(spec)
-    rep = _Report(out, n_boot, seed)
+    estimator, estimator_note = estimator_of(spec)
+    rep = Report(out, n_boot, seed)
+    names = sorted(trajectories["family"].astype(str).unique())
+    sections = []
+    for name in names:
+        rows = events[events["family"].astype(str) == name]
+        info = for_folder(meta, name, only=len(names) == 1, event_names=rows["event"].dropna().unique())
+        sections.append(FamilyRows(info, trajectories[trajectories["family"].astype(str) == name], rows, horizon,
+                                estimator))
     chains = trajectories[trajectories["generation"] == 0].groupby("cell").size()
+    checked = checked_every(events)
     rep.lines += [
         f"# Sweep report: {spec.get('name', Path(str(results_path)).name)}", "",
         f"- results: `{results_path}`",
-        f"- families: {', '.join(sorted(trajectories['family'].unique()))}; horizon T = {horizon} generations",
+        f"- families: {', '.join(f.info.name for f in sections)}; horizon T = {horizon} generations",
         f"- cells: {len(chains)}; chains: {int(chains.sum())}; root entropy: {meta.get('root_entropy', '–')}",
+        _axes_line(meta, trajectories),
+        *([f"- events checked every {checked} generations: interval-censored, a time t means (t − {checked}, t]"]
+          if checked > 1 else []),
         *([f"- Gaussian variance fit used for theory: {estimator_note}"]
-          if (trajectories["family"] == "gaussian").any() else []), "",
+          if any("log_variance_rate" in f.draws for f in sections) else []), "",
         "Median collapse times are Kaplan-Meier medians (lifelines) with 95% CIs from the exponential-Greenwood "
         "band. Chains that had not collapsed by T are right-censored there; **\"> T\"** means the median (or that "
         "bound) is not reached by the horizon — fewer than half the chains collapsed — and it is left out of rate "
         "fits. Probabilities carry 95% Wilson intervals. Rates are least-squares slopes on log-log axes with "
-        "percentile bootstrap CIs over chains. Theory lines hold for `replace` only.", "",
+        "percentile bootstrap CIs over chains, fitted against n within each combination of the other axes. "
+        "Theory lines and columns are drawn only for the closed forms the family declares (its theory overlays), "
+        "and only for `replace` cells at temperature 1, where they hold.", "",
     ]
-    for family in sorted(trajectories["family"].unique()):
-        _family_section(rep, family, trajectories[trajectories["family"] == family],
-                        events[events["family"] == family], horizon, estimator)
+    for section in sections:
+        _family_section(rep, section)
     report = out / "report.md"
     report.write_text("\n".join(rep.lines) + "\n", encoding="utf-8")
     return rep.written + [report]

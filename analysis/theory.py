@@ -13,8 +13,15 @@ log-moments and medians with simulations, never plain means of the variance.
 
 All functions broadcast over array arguments, except the exact laws (``collapse_time_cdf``,
 ``symbol_loss_cdf``), which are computed numerically for one n at a time.
+
+Which closed forms describe a sweep is not decided by the family's name: a family declares the
+names of :data:`OVERLAYS` that apply to it (``Family.theory_overlays``, written to sweep.json),
+and the report draws what each named overlay lists, and nothing else.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
 
 import numpy as np
 from scipy import stats
@@ -26,7 +33,52 @@ __all__ = [
     "mean_spread_ratio", "mean_var_ratio", "heterozygosity_ratio", "spread_exceedance_bound",
     "median_collapse_time", "collapse_time_slope", "local_collapse_time_slope", "forgetting_median",
     "collapse_time_cdf", "exact_median_collapse_time", "symbol_loss_cdf",
+    "Overlay", "OVERLAYS", "overlay_draws",
 ]
+
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """A closed form a family may declare, and what the report draws for it.
+
+    ``draws`` names report elements: ``log_variance_rate`` (theory column of the per-cell
+    log-variance drift), ``spread_median`` (``exp(drift t / 2)`` on spread fan charts),
+    ``spread_collapse_time`` (first-passage median and drift line of ``spread_below`` collapse
+    times, and the theory slope of their rate fit), ``gaussian_density`` (fitted densities drawn
+    as N(mean, var)), ``heterozygosity_rate`` (theory column of the log-heterozygosity rate),
+    ``forgetting_median`` (``2c / ln 2`` on the forgetting figure and table), ``mixture_density``
+    (fitted densities drawn whole from the ``weights``, ``means`` and ``sigmas`` columns).
+    Theory lines are drawn only for ``replace`` cells at temperature 1, where they hold.
+    """
+
+    description: str
+    draws: tuple[str, ...]
+
+
+#: Overlay name (as families declare it) -> what it means and what the report draws.
+OVERLAYS: dict[str, Overlay] = {
+    "gaussian_log_variance": Overlay(
+        "1-D Gaussian refitted by its mean and (unbiased or ML) variance: ln var_t is a random walk "
+        "with drift log_var_drift(n) (exact under replace)",
+        ("log_variance_rate", "spread_median", "spread_collapse_time", "gaussian_density")),
+    "wright_fisher_heterozygosity": Overlay(
+        "categorical ML refit: E[H_t] / H_0 = (1 - 1/n)^t (Wright-Fisher drift, exact under replace)",
+        ("heterozygosity_rate",)),
+    "forgetting_time": Overlay(
+        "a symbol seen c times is lost after about 2c / ln 2 generations (Feller diffusion, c << n)",
+        ("forgetting_median",)),
+    "mixture_density": Overlay(
+        "the fit is a 1-D Gaussian mixture given by the weights, means and sigmas columns",
+        ("mixture_density",)),
+}
+
+
+def overlay_draws(names: Iterable[str]) -> frozenset[str]:
+    """Everything the report draws for the overlays ``names`` (names not in :data:`OVERLAYS`,
+    e.g. declared by a newer family, draw nothing)."""
+    return frozenset(d for name in names if name in OVERLAYS for d in OVERLAYS[name].draws)
+
 
 _ESTIMATORS = ("unbiased", "ml")
 # Siegmund's correction: a random walk overshoots a barrier by about 0.5826 step s.d. on average.

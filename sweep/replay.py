@@ -81,10 +81,10 @@ def describe(cell_label: str, replicate: int, trajectories: pd.DataFrame, events
     shown = shown.dropna(axis=1, how="all")
     lines += ["", "events (generation = first generation it held, or T when not observed):",
               shown.to_string(index=False) if len(shown) else "  (none)"]
-    from analysis._cells import COORDINATES
+    from analysis._cells import coordinate_columns
 
-    # the cell's coordinates are the same on every row: left out of the printout
-    traj = trajectories.drop(columns=[c for c in COORDINATES + ("seed", "replicate") if c in trajectories])
+    # the cell's coordinates (every axis included) are the same on every row: left out of the printout
+    traj = trajectories.drop(columns=coordinate_columns(trajectories) + [c for c in ("seed", "replicate") if c in trajectories])
     part = (traj if len(traj) <= 2 * rows else pd.concat([traj.head(rows), traj.tail(rows)])).copy()
     for name in part.columns:  # several values per row (weights, means, ...): short and aligned
         if len(part) and not pd.api.types.is_scalar(part[name].iloc[0]):

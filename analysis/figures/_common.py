@@ -70,19 +70,34 @@ def format_time(value: float, horizon: int | None = None) -> str:
     return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
 
 
-def event_description(event: str, threshold, family: str | None = None) -> str:
-    """Human wording of an event: ``"σ_t / σ_true < 0.5"``, ``"W2 > 0.3"``, ``"one symbol left"``."""
-    metric = {"gaussian": "W2", "gmm1d": "W2", "kde": "W2", "categorical": "TV"}.get(family or "", "distance")
+def metric_label(metric: str | None) -> str:
+    """How figures name a metric column: ``w2`` -> ``W2``, ``tv`` -> ``TV``; ``distance`` if None."""
+    if not metric:
+        return "distance"
+    return metric.upper() if len(metric) <= 3 else metric
+
+
+def event_description(event: str, threshold, *, distance: str | None = None, description: str = "") -> str:
+    """Human wording of an event: ``"σ_t / σ_true < 0.5"``, ``"W2 > 0.3"``, ``"one symbol left"``.
+
+    The wording goes by the event's name, never by the family: ``distance`` is the declared
+    distance metric (``w2``, ``tv``) that ``distance_above`` thresholds; an event name outside
+    the shared vocabulary is worded by its declared ``description`` and threshold.
+    """
+    has_threshold = threshold is not None and not (isinstance(threshold, float) and math.isnan(threshold))
     if event == "spread_below":
         return f"{SIGMA_LABEL} < {threshold:g}"
     if event == "distance_above":
-        return f"{metric} > {threshold:g}"
+        return f"{metric_label(distance)} > {threshold:g}"
     if event == "weight_below":
         return f"a mode lost (a component's weight < {threshold:g})"
     if event == "modes_closer":
         return f"modes merged (two component means < {threshold:g} true σ apart)"
-    return {"collapse": "one symbol left", "diverged": "non-finite fit",
-            "symbol_lost": "symbol lost"}.get(event, event)
+    known = {"collapse": "one symbol left", "diverged": "non-finite fit", "symbol_lost": "symbol lost"}
+    if event in known:
+        return known[event]
+    what = f"{event}: {description}" if description else event
+    return f"{what} (threshold {threshold:g})" if has_threshold else what
 
 
 def plain_log_axis(axis) -> None:

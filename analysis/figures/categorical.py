@@ -17,6 +17,7 @@ def forgetting_figure(
     *,
     fits: pd.DataFrame | None = None,
     trajectories: pd.DataFrame | None = None,
+    theory_line: bool = True,
     path=None,
 ) -> Figure:
     """Median forgetting time versus a symbol's initial count (log-log), and surviving symbols.
@@ -30,10 +31,13 @@ def forgetting_figure(
     trajectories : pandas.DataFrame, optional
         Categorical trajectories: adds a second panel with the median and 50% band of
         ``surviving`` symbols over generations, per cell.
+    theory_line : bool
+        Whether to draw the theory ``2c / ln 2`` (the ``forgetting_time`` overlay).
     path : str or Path, optional
         Save as ``<path>.png`` and ``<path>.svg``.
 
-    The first panel also draws the theory ``2c / ln 2`` (Feller diffusion, c << n). Bins whose
+    The first panel also draws the theory ``2c / ln 2`` (Feller diffusion, c << n) unless
+    ``theory_line`` is False. Bins whose
     median is inf are hollow triangles at the horizon.
     """
     require_columns(table, ["cell", "count", "median", "median_lower", "median_upper", "horizon"], "table")
@@ -61,8 +65,9 @@ def forgetting_figure(
                         fmt="o", color=palette[cell], capsize=3, label=label)
             never = rows[~np.isfinite(rows["median"])]
             ax.plot(never["count"], np.full(len(never), horizon), "^", mfc="none", color=palette[cell], ms=8)
-        counts = np.geomspace(max(1.0, table["count"].min()), table["count"].max(), 50)
-        ax.plot(counts, theory.forgetting_median(counts), color="k", lw=1.2, label="theory 2c / ln 2 (c << n)")
+        if theory_line:
+            counts = np.geomspace(max(1.0, table["count"].min()), table["count"].max(), 50)
+            ax.plot(counts, theory.forgetting_median(counts), color="k", lw=1.2, label="theory 2c / ln 2 (c << n)")
         ax.axhline(horizon, color="0.4", lw=1, ls=":", label=f"horizon T={horizon} (△: median > T)")
         ax.set_xscale("log")
         ax.set_yscale("log")

@@ -7,7 +7,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
 from analysis import theory
-from analysis._cells import cell_labels, group_columns, require_columns
+from analysis._cells import cell_labels, group_columns, group_labels, require_columns
+from analysis._declarations import for_frame
 from analysis.figures._common import (GENERATION_LABEL, N_LABEL, colours, event_description, finish,
                                       panels, plain_log_axis, policy_colours, style)
 from analysis._survival import survival_curves
@@ -15,8 +16,23 @@ from analysis._survival import survival_curves
 __all__ = ["survival_figure", "collapse_time_figure", "probability_heatmap"]
 
 
-def survival_figure(times: pd.DataFrame, *, confidence: float = 0.95, path=None) -> Figure:
-    """Kaplan-Meier curves of collapse with confidence bands: one panel per policy, one line per n.
+def _key(key) -> tuple:
+    return key if isinstance(key, tuple) else (key,)
+
+
+def _wording(times: pd.DataFrame) -> str:
+    """The event of ``times`` in words, from the built-in declarations of its family if any."""
+    event, threshold = str(times["event"].iloc[0]), times["threshold"].iloc[0]
+    declared = for_frame(times)
+    info = declared.event(event) if declared else None
+    return event_description(event, threshold, distance=declared.distance_metric if declared else None,
+                             description=info.description if info else "")
+
+
+def survival_figure(times: pd.DataFrame, *, confidence: float = 0.95, what: str | None = None,
+                    path=None) -> Figure:
+    """Kaplan-Meier curves of collapse with confidence bands: one panel per policy (and per value
+    of every other axis but n: temperature, family fields), one line per n.
 
     Parameters
     ----------
@@ -24,15 +40,18 @@ def survival_figure(times: pd.DataFrame, *, confidence: float = 0.95, path=None)
         Output of :func:`analysis.collapse_times`.
     confidence : float
         Level of the bands (exponential Greenwood, from lifelines).
+    what : str, optional
+        The event in words, for the title (the report passes the folder's declared wording);
+        default from the event's name and the built-in declarations of the ``family`` column.
     path : str or Path, optional
         Save as ``<path>.png`` and ``<path>.svg``.
     """
     curves = survival_curves(times, confidence=confidence)
     keys = group_columns(curves, "policy")
+    titles = group_labels(curves, keys)
     horizon = int(times["horizon"].max())
-    family = str(times["family"].iloc[0]) if "family" in times else None
-    what = event_description(str(times["event"].iloc[0]), times["threshold"].iloc[0], family)
-    groups = list(curves.groupby(keys, sort=True))
+    what = _wording(times) if what is None else what
+    groups = list(curves.groupby(keys, sort=True, dropna=False))
     with style():
         fig, axes = panels(len(groups), panel=(5.6, 3.6) if len(groups) == 1 else (4.6, 3.4))
         for ax, (key, rows) in zip(axes, groups):
@@ -48,7 +67,7 @@ def survival_figure(times: pd.DataFrame, *, confidence: float = 0.95, path=None)
             ax.axvline(horizon, color="0.3", lw=1, ls="--", label=f"horizon T={horizon}")
             ax.set_ylim(-0.02, 1.02)
             ax.set_xlim(0, horizon * 1.02)
-            ax.set_title(key[-1] if isinstance(key, tuple) else key)
+            ax.set_title(titles[_key(key)])
             ax.set_xlabel(GENERATION_LABEL)
             ax.set_ylabel("P(not yet collapsed)")
             ax.legend(loc="best", fontsize=8)
@@ -64,7 +83,8 @@ def collapse_time_figure(
     estimator: str = "unbiased",
     path=None,
 ) -> Figure:
-    """Median collapse time versus n on log-log axes, one line per policy, with CIs and theory.
+    """Median collapse time versus n on log-log axes, one line per policy (and per value of every
+    other axis but n), with CIs and theory.
 
     Parameters
     ----------
@@ -86,25 +106,26 @@ def collapse_time_figure(
     require_columns(summary, ["n", "policy", "median", "median_lower", "median_upper", "horizon"], "summary")
     keys = group_columns(summary, "policy")
     horizon = int(summary["horizon"].max())
-    palette = policy_colours(summary["policy"])
+    names = group_labels(summary, keys)
+    palette = policy_colours(names.values())
     with style():
         fig, (ax,) = panels(1, panel=(6.4, 5.2))
         inf_labelled = False
-        for key, rows in summary.groupby(keys, sort=True):
-            policy = key[-1] if isinstance(key, tuple) else key
+        for key, rows in summary.groupby(keys, sort=True, dropna=False):
+            line = names[_key(key)]
             rows = rows.sort_values("n")
-            colour = palette[policy]
+            colour = palette[line]
             done = rows[np.isfinite(rows["median"])]
-            label = str(policy)
+            label = line
             if fits is not None:
-                match = fits[(fits[keys] == pd.Series(dict(zip(keys, key if isinstance(key, tuple) else (key,))))).all(axis=1)]
+                match = fits[(fits[keys] == pd.Series(dict(zip(keys, _key(key))))).all(axis=1)]
                 if len(match) and np.isfinite(match["slope"].iloc[0]):
                     fit = match.iloc[0]
                     label += f": slope {fit.slope:.2f} [{fit.slope_lower:.2f}, {fit.slope_upper:.2f}]"
                     grid = np.geomspace(fit.n_min, fit.n_max, 50)
                     ax.plot(grid, np.exp(fit.intercept) * grid**fit.slope, color=colour, lw=1, ls="--")
             if done.empty:  # the policy shows only as hollow triangles; still name it in the legend
-                ax.plot([], [], "^", mfc="none", color=colour, ms=9, label=f"{policy}: median > T at every n")
+                ax.plot([], [], "^", mfc="none", color=colour, ms=9, label=f"{line}: median > T at every n")
             n, median = done["n"].to_numpy(dtype=float), done["median"].to_numpy(dtype=float)
             upper = np.minimum(done["median_upper"].to_numpy(dtype=float), horizon)
             if len(done):
@@ -134,7 +155,9 @@ def collapse_time_figure(
         ax.set_xlabel(N_LABEL)
         ax.set_ylabel("median collapse time (generations)")
         # Below the axes: with several policies a legend inside would hide points near T.
-        fig.legend(loc="outside lower center", ncols=2, fontsize=8)
+        # Lines named by several axes ("replace, temperature=0.7, k=3: slope ...") need a full row each.
+        wide = max((len(t) for t in ax.get_legend_handles_labels()[1]), default=0) > 40
+        fig.legend(loc="outside lower center", ncols=1 if wide else 2, fontsize=8)
     return finish(fig, path)
 
 

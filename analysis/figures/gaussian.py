@@ -8,7 +8,8 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 from analysis import theory
-from analysis._cells import cell_labels, cell_table, is_gaussian_1d, is_one_d, is_replace, require_columns
+from analysis._cells import cell_labels, cell_table, is_one_d, require_columns, theory_holds
+from analysis._declarations import for_frame
 from analysis.figures._common import GENERATION_LABEL, SIGMA_LABEL, finish, panels, style
 
 __all__ = ["fan_chart", "density_figure"]
@@ -56,6 +57,7 @@ def fan_chart(
     metric: str = "spread_ratio",
     estimator: str = "unbiased",
     theory_line: bool = True,
+    overlays=None,
     path=None,
 ) -> Figure:
     """Fan chart per cell: median and 50% / 90% bands across chains of a metric over generations.
@@ -70,9 +72,13 @@ def fan_chart(
         Column to draw; ``spread_ratio`` (default) is drawn on a log axis with the truth at 1.
     estimator : {"unbiased", "ml"}
         The sweep's Gaussian fit, for the theory median ``exp(drift t / 2)`` overlaid on 1-D
-        ``replace`` cells of the gaussian family (a Gaussian theory: not drawn for mixtures).
+        ``replace`` cells at temperature 1 of a family that declares the
+        ``gaussian_log_variance`` overlay (a Gaussian theory: not drawn for mixtures).
     theory_line : bool
         Whether to overlay the theory median where it applies.
+    overlays : sequence of str, optional
+        The theory overlays the family declares (:data:`analysis.theory.OVERLAYS`); default the
+        built-in declarations of the frame's ``family`` column (none for another family).
     path : str or Path, optional
         Save as ``<path>.png`` and ``<path>.svg``.
 
@@ -84,7 +90,11 @@ def fan_chart(
     require_columns(trajectories, ["cell", "generation", metric], "trajectories")
     table = _pick_cells(trajectories, cells, _MAX_PANELS)
     labels = cell_labels(table)
-    replace = is_replace(table)
+    if overlays is None:
+        declared = for_frame(trajectories)
+        overlays = declared.theory_overlays if declared else ()
+    median_line = theory_line and "spread_median" in theory.overlay_draws(overlays)
+    holds = theory_holds(table)
     with style():
         fig, axes = panels(len(table), sharey=True)
         for ax, cell in zip(axes, table.index):
@@ -101,7 +111,7 @@ def fan_chart(
             ax.plot(g, bands[0.5], color="C0", lw=2, label="median")
             if metric == "spread_ratio":
                 ax.axhline(1.0, color="0.4", lw=1, ls=":", label="truth")
-                if theory_line and replace[cell] and is_gaussian_1d(rows):
+                if median_line and holds[cell] and is_one_d(rows):
                     ax.plot(g, np.clip(theory.median_spread_ratio(float(table.loc[cell, "n"]), g, estimator), _SPREAD_FLOOR, None),
                             color="k", lw=1.3, ls="--", label="theory median exp(drift·t/2)")
             if metric == "spread_ratio":
@@ -135,8 +145,9 @@ def density_figure(
     """Fitted 1-D densities of a few chains at selected generations, over the truth.
 
     Each panel (row = cell, column = generation) shades the true density (generation 0) and
-    draws the fitted densities of the first ``chains`` replicates: Gaussians for the gaussian
-    family, the whole mixture (modes, lost and merged ones included) for gmm1d. Collapsed chains
+    draws the fitted densities of the first ``chains`` replicates: N(mean, var) from float
+    ``mean`` and ``var`` columns, or the whole mixture (modes, lost and merged ones included) from
+    ``weights``, ``means`` and ``sigmas`` columns. Collapsed chains
     are tall narrow spikes; the y axis is capped at 4x the truth's peak so the truth stays
     readable, and each panel states the median spread ratio over all chains.
 

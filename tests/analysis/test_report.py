@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import matplotlib.image
 import pytest
@@ -30,8 +31,8 @@ def test_report_on_gaussian_folder_writes_figures_and_summary(gaussian_folder):
     assert all(p.exists() for p in paths)
     stems = {p.stem for p in paths[:-1]}
     assert stems == {"survival_gaussian_spread_below_0.5", "collapse_time_gaussian_spread_below_0.5",
-                     "heatmap_gaussian_spread_below_0.5", "fan_gaussian", "density_gaussian"}
-    assert sorted(p.suffix for p in paths[:-1]) == [".png"] * 5 + [".svg"] * 5
+                     "heatmap_gaussian_spread_below_0.5", "fan_gaussian", "density_gaussian", "fan_w2_gaussian"}
+    assert sorted(p.suffix for p in paths[:-1]) == [".png"] * 6 + [".svg"] * 6
     assert matplotlib.image.imread(next(p for p in paths if p.name == "fan_gaussian.png")).shape[2] == 4
     text = paths[-1].read_text()
     header = ("| cell | cell coordinates | chains | censored at T | median collapse time [95% CI] | "
@@ -55,7 +56,8 @@ def test_report_on_categorical_folder_covers_collapse_and_forgetting(tmp_path):
     folder = write_results(tmp_path / "cat", traj, events, family="categorical")
     paths = analysis.write_report(folder, tmp_path / "out", n_boot=50)
     assert {p.name for p in paths} == {"survival_categorical_collapse.png", "survival_categorical_collapse.svg",
-                                       "forgetting_categorical.png", "forgetting_categorical.svg", "report.md"}
+                                       "forgetting_categorical.png", "forgetting_categorical.svg",
+                                       "fan_tv_categorical.png", "fan_tv_categorical.svg", "report.md"}
     text = (tmp_path / "out" / "report.md").read_text()
     assert "### Collapse: one symbol left" in text and "### Forgetting" in text
     assert "P(TV > 0.3 at T)" in text and "log-heterozygosity rate / gen" in text
@@ -115,3 +117,92 @@ def test_report_on_a_gmm1d_sweep_draws_mixtures_and_mode_events(ray_session, tmp
     x, y = truth[:, 0], truth[:, 1]
     at = lambda value: y[np.abs(x - value).argmin()]  # noqa: E731
     assert at(-2.0) > 3 * at(0.0) and at(2.0) > 3 * at(0.0)  # two modes, a valley between
+
+
+@pytest.fixture(scope="module")
+def axes_folder(ray_session, tmp_path_factory):
+    """A real categorical sweep over n x family.k x temperature (8 cells, replace): the columns and
+    the sweep.json family entry are those sweep run writes. (gmm1d cannot sweep family.k yet: a fit
+    with another number of components than the truth fails on the sweep side.)"""
+    from sweep.runner import run_sweep
+    from sweep.spec import parse_spec
+
+    spec = parse_spec({
+        "name": "axes-report", "seed": 7, "generations": 60, "replicates": 24,
+        "family": {"name": "categorical", "k": 4, "probs": "uniform"},
+        "grid": {"n": [10, 20], "family": {"k": [3, 6]}, "temperature": [1.0, 0.7]},
+        "events": {"symbols": False, "collapse": True, "distance_above": [0.5]},
+    })
+    return run_sweep(spec, str(tmp_path_factory.mktemp("axes")), progress=False).location
+
+
+def test_report_on_a_grid_of_family_k_and_temperature_fits_rates_per_combination(axes_folder):
+    """A grid over n, family.k and temperature: every cell's label names k and the temperature, the rate
+    table has one line per (temperature, k) over both n, and the tempered lines (p^(1/0.7) sharpens the
+    leading symbol every generation) reach one symbol sooner than the untempered ones at the same n and
+    k: a report that grouped by policy alone would fit one line over all eight cells."""
+    paths = analysis.write_report(axes_folder, n_boot=30)
+    text = paths[-1].read_text()
+    assert "- grid axes: n, policy, temperature, family.k; varied: n, temperature, family.k" in text
+    for n in (10, 20):
+        for t in ("1", "0.7"):
+            for k in (3, 6):
+                assert f"| n={n}, replace, temperature={t}, k={k} |" in text
+    fit_table = text.split("| policy | temperature | k | cells fitted |")[1].split("\n\n")[0]
+    lines = [line for line in fit_table.splitlines()[2:] if line.startswith("| replace |")]
+    assert sorted(line.split(" | ")[1:3] for line in lines) == [["0.7", "3"], ["0.7", "6"], ["1", "3"], ["1", "6"]]
+    assert "P(TV > 0.5 at T)" in text and "fan_tv_categorical.png" in text
+    assert "interval-censored" not in text and "interval's start" not in text  # events checked every generation
+
+    times = analysis.collapse_times(analysis.load_events(axes_folder), "collapse")
+    fits = analysis.rates(times, n_boot=30)
+    assert len(fits) == 4 and (fits["cells"] == 2).all()
+    assert {"temperature", "family_k"} <= set(fits.columns)
+    median = analysis.survival(times).set_index(["n", "family_k", "temperature"])["median"]
+    for n in (10, 20):
+        for k in (3, 6):
+            assert median[(n, k, 0.7)] < median[(n, k, 1.0)]
+
+
+def test_report_of_a_family_known_only_by_its_declarations(ray_session, tmp_path):
+    """A folder whose sweep.json names a family from user code (mypkg.models:Exotic) and declares,
+    unlike the gaussian family whose rows it holds, tail_mass as its distance, distance_above as its
+    one collapse event, no spread metric and an overlay no analysis knows: the report follows the
+    declarations alone (a report that went by the family's name would find nothing, and one that went
+    by the rows' 'gaussian' would show spread sections, W2 and the Gaussian theory)."""
+    from sweep.runner import run_sweep
+    from sweep.spec import parse_spec
+
+    spec = parse_spec({
+        "name": "exotic", "seed": 3, "generations": 30, "replicates": 20,
+        "family": {"name": "gaussian"}, "grid": {"n": [10, 40]},
+        "events": {"spread_below": [0.5], "distance_above": [0.5]},
+    })
+    folder = run_sweep(spec, str(tmp_path), progress=False).location
+    meta = json.loads((Path(folder) / "sweep.json").read_text())
+    meta["family"] = {
+        "name": "mypkg.models:Exotic",
+        "events": [
+            {"name": "spread_below", "event": "spread_below", "description": "exotic spread shrank",
+             "thresholds": True, "per_symbol": False, "collapse": False, "descending": True},
+            {"name": "distance_above", "event": "distance_above", "description": "exotic tails drifted away",
+             "thresholds": True, "per_symbol": False, "collapse": True, "descending": False},
+            {"name": "diverged", "event": "diverged", "description": "non-finite", "thresholds": False,
+             "per_symbol": False, "collapse": True, "descending": False},
+        ],
+        "metrics": {"tail_mass": "mass beyond the true 1% and 99% quantiles"},
+        "distance_metric": "tail_mass", "spread_metric": None, "theory_overlays": ["exotic_closed_form"],
+        "axes": {"n": "n", "policy": "policy", "temperature": "temperature"}, "events_every": 1,
+    }
+    (Path(folder) / "sweep.json").write_text(json.dumps(meta))
+    paths = analysis.write_report(folder, n_boot=30)
+    assert {p.stem for p in paths[:-1]} == {"survival_mypkg.models_Exotic_distance_above_0.5",
+                                            "collapse_time_mypkg.models_Exotic_distance_above_0.5",
+                                            "fan_tail_mass_mypkg.models_Exotic"}
+    text = paths[-1].read_text()
+    assert "## Family: mypkg.models:Exotic" in text and "- families: mypkg.models:Exotic;" in text
+    assert "### Collapse: tail_mass > 0.5" in text and "`distance_above`: exotic tails drifted away." in text
+    assert "P(tail_mass > 0.5 at T)" in text
+    assert "σ_t" not in text and "W2" not in text and "(theory" not in text and "non-finite" not in text
+    assert "log-variance drift" not in text  # spread_ratio is a column here, but not the declared spread
+    assert "theory overlays `exotic_closed_form` (not known to this analysis, nothing drawn: exotic_closed_form)" in text

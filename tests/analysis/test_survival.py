@@ -94,6 +94,66 @@ def test_collapse_times_reads_events_and_infers_the_horizon():
     assert times["duration"].tolist() == [4, 30, 12]
     assert times["observed"].tolist() == [True, False, True]
     assert (times["horizon"] == 30).all()
+    assert times["lower"].tolist() == [4, 30, 12]  # checked every generation: the interval is the point
+
+
+def test_collapse_times_carries_the_interval_of_events_checked_every_k():
+    """With checked_every = 4 an event seen at t happened in (t - 4, t]: lower = t - 3 for observed rows and
+    lower = duration for censored ones; the other columns are those of an every-generation table."""
+    events = _events([4, 28, 12, 8], [True, False, True, True]).assign(checked_every=np.int32(4))
+    times = analysis.collapse_times(events)
+    assert times["lower"].tolist() == [1, 28, 9, 5]
+    plain = analysis.collapse_times(events.drop(columns="checked_every"))
+    assert list(times.columns) == list(plain.columns)
+    pd.testing.assert_frame_equal(times.drop(columns="lower"), plain.drop(columns="lower"))
+
+
+@pytest.fixture(scope="module")
+def checked_runs(ray_session, tmp_path_factory):
+    """The same categorical chains (same seed and cells) with events checked every generation and every
+    4th, to a horizon T = 42 that is not a multiple of 4 (the last check is at 40)."""
+    from sweep.runner import run_sweep
+    from sweep.spec import parse_spec
+
+    folders = []
+    for every in (1, 4):
+        spec = parse_spec({
+            "name": f"every-{every}", "seed": 11, "generations": 42, "replicates": 60,
+            "family": {"name": "categorical", "k": 3, "probs": "uniform"}, "grid": {"n": [10, 20]},
+            "events": {"symbols": False, "collapse": True, "every": every},
+        })
+        folders.append(run_sweep(spec, str(tmp_path_factory.mktemp(f"every{every}")), progress=False).location)
+    return folders
+
+
+def test_interval_from_checks_every_k_holds_the_exact_collapse_time(checked_runs):
+    """Every chain's exact collapse generation (one symbol left is absorbing) lies in [lower, duration] of the
+    run checked every 4th generation, both ends are attained (an interval one generation too narrow or too
+    wide fails), chains that collapse after the last check (t = 41, 42) are censored at 40, and the exact
+    KM median lies between the medians of the interval ends."""
+    exact, checked = (analysis.collapse_times(analysis.load_events(f), "collapse").set_index(["cell", "replicate"])
+                      for f in checked_runs)
+    assert (checked.loc[checked["observed"], "duration"] % 4 == 0).all()
+    assert (checked.loc[~checked["observed"], "duration"] == 40).all()
+    seen = checked["observed"]
+    assert seen.equals(exact["observed"] & (exact["duration"] <= 40))
+    t = exact.loc[seen, "duration"]
+    lower, upper = checked.loc[seen, "lower"], checked.loc[seen, "duration"]
+    assert ((lower <= t) & (t <= upper)).all() and ((upper - lower) == 3).all()
+    assert (t == lower).any() and (t == upper).any()
+    median = lambda times: analysis.survival(times.reset_index()).set_index("cell")["median"]  # noqa: E731
+    assert (median(checked.assign(duration=checked["lower"])) <= median(exact)).all()
+    assert (median(exact) <= median(checked)).all()
+
+
+def test_report_says_events_checked_every_k_are_interval_censored(checked_runs, tmp_path):
+    """The report of the every-4 run names the interval (t - 4, t], gives the median at the intervals'
+    starts next to the usual one, and censors at the last check, 40 (the every-generation report of the
+    axes test in test_report.py has none of it)."""
+    text = analysis.write_report(checked_runs[1], tmp_path / "k4", n_boot=20)[-1].read_text()
+    assert "events checked every 4 generations: interval-censored, a time t means (t − 4, t]" in text
+    assert "| median collapse time [95% CI] | median, each event at its interval's start |" in text
+    assert "censored at generation 40, the last check by T = 42" in text
 
 
 def test_collapse_times_names_what_is_wrong():
