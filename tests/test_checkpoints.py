@@ -95,6 +95,7 @@ def test_worker_killed_mid_task_resumes_from_checkpoints(reference, tmp_path):
     resumed_at = GENERATIONS + (GENERATIONS - 35) - after
     assert resumed_at % 5 == 0 and 5 <= resumed_at <= k, (before, after)
     assert not checkpoint.exists()  # a finished task leaves no checkpoint behind
+    assert [p for p in location.rglob(".*") if p.is_file()] == []
     same_rows(location, reference)
 
 
@@ -113,6 +114,18 @@ def test_checkpoint_of_a_smaller_block_is_not_used(tmp_path):
     for got, expected in zip(resumed[:2], fresh[:2]):
         pd.testing.assert_frame_equal(plain_table(got).to_pandas(), plain_table(expected).to_pandas())
     assert set(resumed[0]["replicate"].to_pylist()) == {0, 1, 2, 3}
+
+
+def test_scan_removes_temporary_state_files(tmp_path):
+    """A task killed while saving a checkpoint leaves a temporary file; the next run's scan removes
+    it, and keeps the checkpoints themselves."""
+    store = Store(str(tmp_path))
+    store.write_state("checkpoint", 0, 0, b"state")
+    folder = tmp_path / "state" / "checkpoint" / "cell=0"
+    (folder / ".block-0000000.pkl.tmp-0123").write_bytes(b"half")
+    scan = store.scan(lambda *args: None)
+    assert scan.removed == [str(folder / ".block-0000000.pkl.tmp-0123")]
+    assert [p.name for p in folder.iterdir()] == ["block-0000000.pkl"]
 
 
 @pytest.mark.slow
