@@ -125,7 +125,6 @@ def connect(address: str | None, num_cpus: int | None, worker_env: dict[str, str
         # "local" always starts an embedded instance; a bare ray.init() would silently join
         # whatever cluster a 'ray start' left running on this machine.
         kwargs.update(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False)
-    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     # The raylet copies this process's environment when it starts, and its workers inherit it;
     # the caller's own environment is put back right after.
     saved = {k: os.environ.get(k) for k in worker_env or {}} if not address else {}
@@ -149,6 +148,45 @@ def connect(address: str | None, num_cpus: int | None, worker_env: dict[str, str
             else:
                 os.environ[key] = value
     return True
+
+
+def largest_gpu_count() -> float:
+    """The most GPUs one live node of the connected cluster has (0.0 on a cluster without any)."""
+    import ray
+
+    return max((float(node.get("Resources", {}).get("GPU", 0.0)) for node in ray.nodes() if node.get("Alive")),
+               default=0.0)
+
+
+def check_gpus(num_gpus: float, owner: str) -> None:
+    """Refuse, before any task starts, a GPU request that no node of the connected cluster meets.
+
+    Ray would keep such tasks pending for ever (it only warns that they are unschedulable), so the
+    run would hang instead of failing. A task runs on one node, so the request is compared with the
+    largest node, not the cluster's total. A cluster that adds GPU nodes only on demand (an
+    autoscaler with ``min_workers: 0`` for them) has none when this runs: start one first.
+
+    Parameters
+    ----------
+    num_gpus : float
+        GPUs one task asks for (``resources.num_gpus``, or the family's declaration).
+    owner : str
+        Where the request comes from, for the error (``the spec`` or ``the exponential family``).
+
+    Raises
+    ------
+    SpecError
+        Naming ``resources.num_gpus``, the GPUs available and the value asked for.
+    """
+    if not num_gpus:
+        return
+    largest = largest_gpu_count()
+    if num_gpus > largest:
+        from sweep.errors import SpecError
+
+        where = "no node of this Ray cluster has a GPU" if largest == 0 else f"the largest node of this Ray cluster has {largest:g}"
+        raise SpecError("resources.num_gpus", f"at most {largest:g} GPUs per task ({where})",
+                        f"{num_gpus:g} (asked by {owner})", raw=True)
 
 
 def nodes_alive() -> int:

@@ -21,6 +21,11 @@ from sweep.task import FAIL_CELLS_ENV, Task, TaskResult, run_task
 WORKER_ENV = {var: "1" for var in (
     "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS",
 )}
+#: Tasks that ask for no GPU see none. Recent Ray (2.60 here; ray-project/ray#54868) leaves
+#: ``CUDA_VISIBLE_DEVICES`` and its kin untouched for a task granted zero accelerators, so on a GPU
+#: node a CPU task would see, and a torch family would initialise, every GPU; "1" makes Ray set
+#: them empty for such tasks, as older versions did by default.
+ACCELERATOR_ENV = {"RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "1"}
 #: Attempts after a lost worker or node, per task.
 MAX_RETRIES = 3
 #: Storage errors every later task would meet too: the run stops starting tasks on the first one.
@@ -55,8 +60,9 @@ class RunReport:
 
 
 def worker_env() -> dict[str, str]:
-    """Environment variables every task needs: one thread per numeric library, and the test hook."""
-    env = dict(WORKER_ENV)
+    """Environment variables every task needs: one thread per numeric library, no GPU unless the
+    task asks for one, and the test hook."""
+    env = {**WORKER_ENV, **ACCELERATOR_ENV}
     if os.environ.get(FAIL_CELLS_ENV):  # forward the test hook to workers of any cluster
         env[FAIL_CELLS_ENV] = os.environ[FAIL_CELLS_ENV]
     return env

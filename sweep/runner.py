@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from sweep import __version__
-from sweep.cluster import connect, warn_if_not_shared
+from sweep.cluster import check_gpus, connect, warn_if_not_shared
 from sweep.errors import UsageError
 from sweep.execute import WORKER_ENV, RunReport, execute, task_options, worker_env
 from sweep.axes import column_name
@@ -230,6 +230,9 @@ def run_sweep(
     store, meta, cells = check_folder(spec, location, overwrite=overwrite)
     owns_ray = connect(address, num_cpus, worker_env())
     try:
+        # before anything is written: Ray would leave unschedulable GPU tasks pending for ever
+        check_gpus(spec.task_resources().num_gpus,
+                   "the spec" if spec.resources is not None else f"the {spec.family_class.name} family")
         earlier = _versions(meta)
         earlier_libraries = None if meta is None else meta.get("library_versions")
         meta = begin(spec, store, meta, cells, overwrite=overwrite)

@@ -161,6 +161,12 @@ class Store:
             if horizon is not None and horizons.get(key, horizon) < horizon:
                 scan.shorter[key] = horizons[key]
         scan.done = taken
+        # a task killed while saving a block's state leaves its temporary file behind
+        selector = pafs.FileSelector(f"{self.root}/state", allow_not_found=True, recursive=True)
+        for info in self.fs.get_file_info(selector):
+            if info.type == pafs.FileType.File and info.base_name.startswith("."):
+                _delete_quietly(self.fs, info.path)
+                scan.removed.append(info.path)
         return scan
 
     def _horizon(self, path: str) -> int | None:

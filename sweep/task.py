@@ -186,7 +186,9 @@ def simulate_task_block(spec: SweepSpec, cell: Cell, block: int, root_entropy: i
             saved = None
     if saved is None and store is not None and cell.family.checkpoint_every:
         saved = _load_state(store, "checkpoint", cell, block)
-        if saved is not None and not 0 < saved.generation < horizon:
+        # usable only mid-horizon and for the block's chains as they are now: a run with fewer
+        # replicates leaves a smaller last block, whose checkpoint cannot give the new chains
+        if saved is not None and not (0 < saved.generation < horizon and saved.tracker.set.batch == run.batch):
             saved = None
     if saved is not None:
         run.restore(saved, horizon)

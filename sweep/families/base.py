@@ -13,6 +13,15 @@ A chain's training set is held in one of two representations, chosen by the engi
 - **data** (``sufficient = False``, or a policy that subsamples stored data without an exact
   statistic-level subsample): the samples themselves, of shape (B, m[, d]).
 
+Random streams: every draw comes from the ``rng`` passed in, with the chain as the leading axis
+and all chains in one call, and the number of draws per generation does not depend on the data
+(a loop that redraws until a condition holds draws from ``sweep.streams.substream(rng)``). Then a
+chain's values depend only on the root seed, its cell and its replicate, never on how many chains
+its block simulates (:mod:`sweep.streams`).
+
+Checkpoints: parameters, training sets and event trackers are pickled (``checkpoint_every``, and
+a block's final state to extend the horizon later) and must continue exactly once unpickled.
+
 Thread safety: a family instance holds only its validated spec and derived constants; it keeps
 no state between calls and may be shared by tasks.
 """
@@ -123,10 +132,13 @@ class Family(ABC):
     spread_metric: ClassVar[str | None] = None
     #: Names of closed-form overlays in :mod:`analysis.theory` that describe this family.
     theory_overlays: ClassVar[tuple[str, ...]] = ()
-    #: Resources one task needs (a spec's ``resources:`` section overrides them).
+    #: Resources one task needs (a spec's ``resources:`` section overrides them). A GPU request
+    #: that no node of the cluster meets is refused before any task starts; tasks that ask for no
+    #: GPU see none (``CUDA_VISIBLE_DEVICES`` empty).
     resources: ClassVar[Resources] = Resources()
     #: Save a block's state every this many generations inside a task (None: only at the end);
-    #: for families whose generation takes seconds or more.
+    #: for families whose generation takes seconds or more. A task killed mid-horizon continues
+    #: each block from its last checkpoint, with the results of an uninterrupted run.
     checkpoint_every: ClassVar[int | None] = None
     #: Largest block the family wants (chains simulated together); 1 for training loops of minutes.
     max_block_size: ClassVar[int] = 4096
@@ -170,6 +182,7 @@ class Family(ABC):
     def sample(self, params: Any, m: int, *, rng: np.random.Generator, temperature: float = 1.0) -> np.ndarray:
         """Draw m samples per chain from the model ``params``: shape (B, m[, d]).
 
+        Draw from ``rng`` only, chain-major, all chains in one call (the module's stream rules).
         ``temperature`` tempers the model (p^(1/temperature), renormalised; each family documents
         what that means for it). The engine passes 1 for draws of the truth: real data is never
         tempered.
@@ -205,8 +218,10 @@ class Family(ABC):
     def events(self, batch: int, horizon: int, spec: Any) -> Any:
         """A fresh event tracker for ``batch`` chains (``spec``: the sweep's events section).
 
-        The tracker has ``update(generation, params, state)``, called at every generation, and
-        an :class:`~sweep.events.EventSet` as ``.set``.
+        The tracker has ``update(generation, params, training)``, called at every checked
+        generation (every one, or every ``spec.every``-th) with the fit and its training set, and
+        an :class:`~sweep.events.EventSet` as ``.set``, whose slots it declares with
+        ``set.add(event, threshold)`` for the thresholds ``spec`` lists (``spec.<event name>``).
         """
 
     @abstractmethod
@@ -221,7 +236,8 @@ class Family(ABC):
     # The engine touches a training set only through these, so a torch family can keep its
     # data as tensors on its device between generations (no host copy per generation).
     def concat(self, a: Any, b: Any) -> Any:
-        """Join two training sets along the sample axis."""
+        """Join two training sets along the sample axis (numpy arrays by default; a family that
+        keeps its data as tensors on a device overrides it, e.g. with ``torch.cat(..., dim=1)``)."""
         return np.concatenate([a, b], axis=1)
 
     def subsample_data(self, data: Any, m: int, *, rng: np.random.Generator) -> Any:
