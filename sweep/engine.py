@@ -262,7 +262,11 @@ class BlockRun:
             "generation": np.repeat(recorded.astype(np.int32), batch),
         }
         for name in snapshots[0]:
-            trajectories[name] = np.concatenate([np.asarray(s[name]) for s in snapshots], axis=0)
+            arrays = [np.asarray(s[name]) for s in snapshots]
+            if len({a.shape[1:] for a in arrays}) == 1:
+                trajectories[name] = np.concatenate(arrays, axis=0)
+            else:  # per-component values of a truth with another k than the fit: rows of two widths
+                trajectories[name] = arrays
         events = self.state.tracker.set.columns()
         events["replicate"] = self.replicates[events.pop("chain")]
         events["checked_every"] = np.full(events["replicate"].size, self.every, dtype=np.int32)

@@ -82,8 +82,10 @@ class Events:
     """The events to track: each declared event's thresholds (a tuple) or switch (a bool).
 
     Values are read as attributes (``events.spread_below``) or by name (``events["symbols"]``);
-    ``every`` is how often they are checked (1: every generation; k: every k-th generation and
-    at the horizon, so a time t means the event happened in (t - k, t]).
+    ``every`` is how often they are checked (1: every generation; k: every k-th generation only,
+    so a chain is censored at the last multiple of k up to the horizon). For an event that stays
+    once it happens (a lost symbol), a time t means it happened in (t - k, t]; one that can undo
+    itself (a spread that dips and recovers) may have held between checks without being seen.
     """
 
     def __init__(self, values: dict[str, Any], every: int = 1):

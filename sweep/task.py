@@ -119,9 +119,15 @@ def coordinate_columns(spec: SweepSpec, cell: Cell, root_entropy: int, rows: int
     return columns
 
 
-def _column(values: np.ndarray) -> pa.Array:
-    if values.ndim == 2:  # several values per row, e.g. a d-dimensional mean
-        return pa.FixedSizeListArray.from_arrays(pa.array(values.ravel()), values.shape[1])
+def _column(values: np.ndarray | list[np.ndarray]) -> pa.Array:
+    """A metric column; several values per row (a d-dimensional mean, k component weights) become a
+    list column, variable-length so that cells with different k or d share one schema."""
+    if isinstance(values, list):
+        return pa.concat_arrays([_column(v) for v in values])
+    if values.ndim == 2:
+        rows, width = values.shape
+        offsets = pa.array(np.arange(0, rows * width + 1, width, dtype=np.int32))
+        return pa.ListArray.from_arrays(offsets, pa.array(values.ravel()))
     return pa.array(values)
 
 

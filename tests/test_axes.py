@@ -112,3 +112,14 @@ def test_categorical_temperature_sharpens_probabilities():
     se = np.sqrt(tempered * (1 - tempered) / counts.sum())
     assert np.all(np.abs(freq - tempered) <= 5 * se + 1e-12)
     assert counts[:, 3].sum() == 0
+
+
+def test_gmm_k_axis_runs_with_a_truth_of_other_k(ray_session, tmp_path):
+    """A gmm1d sweep over family.k with a two-component truth runs every cell: per-component columns
+    hold the truth's 2 values at generation 0 and k values after, in one schema across cells."""
+    spec = parse_spec({**BASE, "generations": 3, "replicates": 4})
+    report = run_sweep(spec, str(tmp_path), progress=False)
+    traj = analysis.load(report.location)
+    widths = traj.assign(width=traj["weights"].map(len)).groupby(["family_k", traj["generation"] > 0])["width"].unique()
+    assert {k: list(v) for k, v in widths.items()} == {(1, False): [2], (1, True): [1], (2, False): [2], (2, True): [2],
+                                                       (3, False): [2], (3, True): [3]}

@@ -103,7 +103,7 @@ class Resources:
 
 #: Every family tracks non-finite fits; declared here once so no family forgets it.
 DIVERGED = EventKind("diverged", "the fit became non-finite (NaN or infinite parameters)", thresholds=False,
-                     default=True)
+                     default=True, collapse=False)
 
 
 class Family(ABC):
