@@ -29,6 +29,8 @@ LINKS = ("logit", "probit")
 #: Cells whose fitted linear predictor is this far from the target's (logit units) are left out:
 #: for a 5% target, cells whose fitted probability is outside about [0.001, 0.75].
 WINDOW = 4.0
+#: Cells are dropped (farthest from the boundary first) while a deviance test rejects the fit at this level.
+FIT_LEVEL = 0.05
 #: The same window in probit units (a logistic has about 1.7 times a normal's scale).
 _PROBIT_WINDOW = WINDOW / 1.7
 
@@ -188,9 +190,23 @@ def _profile_slope(u: np.ndarray, k: np.ndarray, m: np.ndarray, link: str, centr
     return value
 
 
+def _deviance(eta: np.ndarray, k: np.ndarray, m: np.ndarray, link: str) -> float:
+    """Binomial deviance of a fit against the saturated model (one probability per cell)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = k / m
+        saturated = np.where(k > 0, k * np.log(p), 0.0) + np.where(k < m, (m - k) * np.log1p(-p), 0.0)
+    return float(2 * (saturated.sum() - _loglik(eta, k, m, link)))
+
+
 def _window(g, k, m, link, target, window) -> np.ndarray:
-    """Cells near the boundary (boolean mask), by iterated fits: never a set on which the fit
-    fails (a window can cut the data down to a separated set) or with fewer than 3 distinct x."""
+    """Cells near the boundary (boolean mask).
+
+    First those whose fitted linear predictor is within ``window`` of the target's (iterated
+    fits); then, while the deviance goodness-of-fit test rejects the two-parameter link on them
+    (p < :data:`FIT_LEVEL`), the cell farthest from the boundary is dropped: the link only needs
+    to describe P(x) near the boundary. Never a set on which the fit fails (dropping cells can
+    leave separated outcomes) or with fewer than 3 distinct x.
+    """
     use = np.ones(g.size, dtype=bool)
     centre = _quantile(target, link)
     fit = _fit(g, k, m, link)
@@ -200,11 +216,25 @@ def _window(g, k, m, link, target, window) -> np.ndarray:
         a, b, _ = fit
         near = np.abs(a + b * g - centre) <= window
         if np.unique(g[near]).size < 3 or np.array_equal(near, use):
-            return use
+            break
         fit = _fit(g[near], k[near], m[near], link)
         if fit is None:
             return use
         use = near
+    while fit is not None:
+        a, b, _ = fit
+        eta = a + b * g
+        misfit = stats.chi2.sf(_deviance(eta[use], k[use], m[use], link), max(int(use.sum()) - 2, 1))
+        if misfit >= FIT_LEVEL:
+            break
+        farthest = np.flatnonzero(use)[np.argmax(np.abs(eta[use] - centre))]
+        fewer = use.copy()
+        fewer[farthest] = False
+        if np.unique(g[fewer]).size < 3:
+            break
+        fit = _fit(g[fewer], k[fewer], m[fewer], link)
+        if fit is not None:
+            use = fewer
     return use
 
 

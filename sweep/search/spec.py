@@ -237,7 +237,7 @@ def split_spec(raw: dict[str, Any], family: Any = None) -> tuple[dict[str, Any],
         if not isinstance(event, str) or event not in declared or declared[event].per_symbol:
             continue
         if isinstance(threshold, (int, float)) and not isinstance(threshold, bool):
-            listed = events.get(event, [])
+            listed = events.get(event, list(declared[event].default))  # the family's defaults stay tracked
             listed = list(listed) if isinstance(listed, (list, tuple)) else [listed]
             if threshold not in listed:
                 events = {**events, event: listed + [threshold]}
