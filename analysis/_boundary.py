@@ -101,6 +101,19 @@ class Boundary:
         half = z * np.sqrt(np.clip(var, 0, None))
         return _cdf(eta, self.link), _cdf(eta - half, self.link), _cdf(eta + half, self.link)
 
+    @classmethod
+    def from_dict(cls, raw: dict) -> "Boundary":
+        """The boundary of a ``to_dict`` (as search.json holds it), enough to draw its curve."""
+        def number(value):
+            return math.nan if value is None else float(value)
+
+        cov = np.array([[number(v) for v in row] for row in raw.get("cov") or [[None, None], [None, None]]])
+        return cls(target=raw["target"], level=raw["level"], link=raw["link"], log=raw["scale"] == "log",
+                   estimate=number(raw["estimate"]), low=number(raw["low"]), high=number(raw["high"]),
+                   low_open=raw["low_open"], high_open=raw["high_open"], a=number(raw["intercept"]),
+                   b=number(raw["slope"]), cov=cov, cells_used=raw["cells_used"], chains_used=raw["chains_used"],
+                   cells=raw["cells"], note=raw.get("note", ""))
+
     def to_dict(self, parameter: str) -> dict:
         def clean(value: float):
             return None if value is None or not math.isfinite(value) else float(value)
@@ -109,6 +122,7 @@ class Boundary:
                 "low": clean(self.low), "high": clean(self.high), "level": self.level,
                 "low_open": self.low_open, "high_open": self.high_open, "link": self.link,
                 "scale": "log" if self.log else "linear", "intercept": clean(self.a), "slope": clean(self.b),
+                "cov": [[clean(v) for v in row] for row in np.asarray(self.cov, dtype=float)],
                 "cells_used": self.cells_used, "chains_used": self.chains_used, "cells": self.cells,
                 "note": self.note}
 
