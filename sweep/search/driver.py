@@ -168,20 +168,24 @@ class _Loop:
                 self.study.tell(trial.number, state=TrialState.FAIL)
 
     def _proposal(self) -> dict[str, Any] | None:
-        """Every second trial of a boundary search, once the sampler's start-up trials are done: the
-        current boundary estimate, or an end of its interval (in turn), where a chain says most
-        about the boundary; None when there is no estimate yet or that cell exists already."""
+        """Two trials in three of a boundary search, once the sampler's start-up trials are done: the
+        current boundary estimate, then an end of its interval (low and high in turn), where chains
+        say most about where the boundary is and how steep it is there; None when there is no
+        estimate yet or that cell exists already (the trial is then the sampler's)."""
         search = self.setup.search
         if not search.refine or search.target is None or len(search.parameters) != 1:
             return None
         number = len(self.study.get_trials(deepcopy=False))
-        if number < search.startup_trials or number % 2 == 0:
+        if number < search.startup_trials or number % 3 == 0:  # every third trial is the sampler's
             return None
         fit = boundary(self.setup, _by_cell(trial_rows(self.study)))
         if not fit or fit["estimate"] is None:
             return None
         parameter = search.parameters[0]
-        value = [fit["estimate"], fit["low"], fit["high"]][(number // 2) % 3]
+        if number % 3 == 1:
+            value = fit["estimate"]
+        else:  # the interval's ends in turn
+            value = fit["low"] if (number // 3) % 2 == 0 else fit["high"]
         value = min(max(float(value), parameter.low), parameter.high)
         if parameter.integer:
             value = int(round(value))
