@@ -257,6 +257,9 @@ def write_report(results_path, out_dir=None, *, n_boot: int = 1000, seed: int = 
     ]
     for section in sections:
         _family_section(rep, section)
+    from analysis.search_report import search_section
+
+    search_section(rep, results_path, meta)  # a folder of 'sweep search': boundary, Pareto, optuna's plots
     report = out / "report.md"
     report.write_text("\n".join(rep.lines) + "\n", encoding="utf-8")
     return rep.written + [report]

@@ -23,6 +23,7 @@ EXAMPLES = """examples:
   sweep show results/quickstart
   sweep report results/quickstart
   sweep replay results/quickstart --cell 2 --replicate 17 --check
+  sweep search experiments/critical_real_fraction.yaml --trials 40
   sweep run experiments/quickstart.yaml --address auto --out /shared/results      # on a cluster's head
   sweep submit experiments/quickstart.yaml --address http://HEAD:8265 --out s3://bucket/results
 """
@@ -94,8 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
                         ".parquet; a path or a URI such as s3://bucket/chain.csv)")
 
     from sweep.jobs import add_commands
+    from sweep.search.command import add_command
 
     add_commands(commands, _spec_arguments)
+    add_command(commands, _spec_arguments)
     return parser
 
 
@@ -215,7 +218,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command == "submit":
                 _check_task_options(args)
             return getattr(jobs, args.command)(args)
-        commands = {"run": _run, "validate": _validate, "show": _show, "report": _report, "replay": _replay}
+        from sweep.search.command import search
+
+        commands = {"run": _run, "validate": _validate, "show": _show, "report": _report, "replay": _replay,
+                    "search": search}
         return commands[args.command](args)
     except (SpecError, UsageError, ResultsError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -43,6 +43,8 @@ class Cell:
     replicates: int
     key: int
     family_name: str = field(default="", compare=False)
+    #: The search trial that asked for this cell (``sweep search``); None in a grid sweep.
+    trial: int | None = field(default=None, compare=False)
 
     @property
     def n(self) -> int:

@@ -1,6 +1,7 @@
 """Replay one chain of a finished sweep, bit for bit, without touching the results folder."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -36,6 +37,9 @@ def replay_chain(location: str, cell: int, replicate: int) -> tuple[pd.DataFrame
     if not 0 <= cell < len(grid) or not 0 <= replicate < spec.replicates:
         raise UsageError(f"replay: expected cell in [0, {len(grid) - 1}] and replicate in [0, {spec.replicates - 1}], got cell {cell}, replicate {replicate}")
     target = grid[cell]
+    trial = stored[cell].get("trial") if isinstance(stored, list) and cell < len(stored) else None
+    if trial is not None:  # a cell of 'sweep search' carries its trial in every row
+        target = replace(target, trial=int(trial))
     block = replicate // target.block_size
     entropy = int(meta["root_entropy"])
     traj, events = simulate_block(

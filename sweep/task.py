@@ -112,6 +112,8 @@ def coordinate_columns(spec: SweepSpec, cell: Cell, root_entropy: int, rows: int
         "real": _constant(policy["real"], rows, pa.float64()),
         "temperature": _constant(cell.temperature, rows, pa.float64()),
     }
+    if getattr(cell, "trial", None) is not None:  # a cell of 'sweep search': the trial that asked for it
+        columns["trial"] = _constant(cell.trial, rows, pa.int32())
     values = dict(cell.point.family)
     for field, type_ in axis_types(spec).items():
         columns[column_name(FAMILY_PREFIX + field)] = _constant(_axis_value(values[field], type_), rows, type_)
