@@ -9,7 +9,7 @@ import numpy as np
 
 from sweep.families._checks import as_generator, as_int, as_mixture, fail
 from sweep.families._estep1d import block_rows, log_coefficients
-from sweep.families._quantiles1d import mixture_cdf, mixture_quantile, w2_mixtures
+from sweep.families._quantiles1d import mixture_cdf, mixture_quantile, w2_mixtures, w2_unit
 
 # the true 1% and 99% quantiles delimit the tails of tail_mass (truth: 0.02)
 TAIL_LEVELS = (0.01, 0.99)
@@ -79,13 +79,19 @@ def w2_to_mixture(weights, means, variances, true_weights, true_means, true_vari
     +- 9 sd around each of its components (the truth once, when it is given once), the quantile
     functions are monotone cubic interpolants, and the integral is exact between them. The
     error is below 2e-4 for components of any widths and weights, ~1e-5 near the truth (tested
-    against the closed form for two Gaussians, and against much finer grids).
+    against the closed form for two Gaussians, and against much finer grids). It is computed in
+    units of the truth's spread (:func:`sweep.families._quantiles1d.w2_unit`), so that it stays
+    finite for truths of any scale (a fit some 1e145 times wider than the truth still overflows).
     """
     func = "w2_to_mixture"
     w, m, v, tw, tm, tv = _fitted_and_true(func, (weights, means, variances),
                                            (true_weights, true_means, true_variances))
     per = as_int(points_per_component, func, "points_per_component", 9)
-    return w2_mixtures(w, m, v, tw, tm, tv, per)
+    unit = w2_unit(tw, tm, tv)
+    if unit == 1.0:
+        return w2_mixtures(w, m, v, tw, tm, tv, per)
+    u2 = unit * unit
+    return unit * w2_mixtures(w, m / unit, v / u2, tw, tm / unit, tv / u2, per)
 
 
 def _log_density(x, w, m, v):

@@ -14,7 +14,7 @@ from scipy import fft, special
 
 from sweep.families._checks import as_batch, as_generator, as_int, as_mixture, fail
 from sweep.families._gmm1d import true_tails
-from sweep.families._quantiles1d import CHUNK_LEVELS, GRID_SDS, mixture_pieces, quantile_pieces, w2_from_pieces
+from sweep.families._quantiles1d import CHUNK_LEVELS, GRID_SDS, mixture_pieces, quantile_pieces, w2_from_pieces, w2_unit
 
 RULES = ("scott", "silverman")
 # W2 grid: spacing at most h / 16 (linear binning adds at most step**2 / 4 to the kernel
@@ -143,7 +143,9 @@ def kde_w2_to_mixture(x, h, true_weights, true_means, true_variances, *, n_grid=
     functions are monotone cubic interpolants and W2 between them is integrated exactly
     (:func:`sweep.families._quantiles1d.w2_from_pieces`). The error, ~2e-4, comes from the
     binning, which widens each kernel by at most step**2 / 4 in variance (with tiny h the grid
-    limit makes it ~ the spacing).
+    limit makes it ~ the spacing). It is computed in units of the truth's spread
+    (:func:`sweep.families._quantiles1d.w2_unit`), so that it stays finite for truths of any
+    scale (a KDE some 1e145 times wider than the truth still overflows to NaN).
     """
     func = "kde_w2_to_mixture"
     x = as_batch(x, func)
@@ -154,6 +156,9 @@ def kde_w2_to_mixture(x, h, true_weights, true_means, true_variances, *, n_grid=
         raise fail(func, "true_weights", f"of shape (k,) or ({b}, k)", tw.shape)
     if n_grid is not None:
         n_grid = as_int(n_grid, func, "n_grid", 16)
+    unit = w2_unit(tw, tm, tv)  # exact rescaling, against overflow at huge scales
+    if unit != 1.0:
+        x, h, tm, tv = x / unit, h / unit, tm / unit, tv / (unit * unit)
     truth = mixture_pieces(tw, tm, tv) if tw.shape[0] == 1 else None
     lo = x.min(axis=1) - GRID_SDS * h
     hi = x.max(axis=1) + GRID_SDS * h
@@ -182,4 +187,4 @@ def kde_w2_to_mixture(x, h, true_weights, true_means, true_variances, *, n_grid=
             w2sq = w2_from_pieces(quantile_pieces(grid[sl], cdf[sl], pdf[sl]), target)
             out[rows[sl]] = np.sqrt(np.maximum(w2sq, 0.0))
         start += len(rows)
-    return out
+    return out * unit

@@ -395,3 +395,18 @@ def test_bad_types_raise_type_error():
         em_fit(np.zeros((1, 10)), 2.0, init="kmeans", rng=np.random.default_rng())
     assert isinstance(em_fit(np.arange(20.0)[None], 2, init="kmeans",
                              rng=np.random.default_rng()), EMResult)
+
+
+@pytest.mark.parametrize("scale", [2.0 ** 40, 1e152, 1e-150])
+def test_w2_to_mixture_is_scale_equivariant_at_any_scale(scale):
+    """W2 scales with the data: exactly (bit for bit) for a power-of-two scale, to 1e-13 for
+    any other, and stays finite for mixtures at 1e152 (whose cubic integrals overflowed)."""
+    rng = np.random.default_rng(5)
+    w, m, v = rng.dirichlet([1, 1], 30), np.sort(rng.normal(0, 3, (30, 2)), 1), np.exp(rng.normal(0, 1, (30, 2)))
+    truth = np.array([0.3, 0.7]), np.array([-2.0, 3.0]), np.array([1.5, 0.5])
+    base = w2_to_mixture(w, m, v, *truth)
+    scaled = w2_to_mixture(w, m * scale, v * scale ** 2, truth[0], truth[1] * scale, truth[2] * scale ** 2)
+    assert np.isfinite(scaled).all()
+    if scale == 2.0 ** 40:
+        np.testing.assert_array_equal(scaled, base * scale)
+    np.testing.assert_allclose(scaled / scale, base, rtol=1e-13)

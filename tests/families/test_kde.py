@@ -105,3 +105,18 @@ def test_bad_arguments_raise_value_error_naming_them(call, name):
         call()
     msg = str(info.value)
     assert name in msg and "must be" in msg and "Got" in msg and "\n" not in msg
+
+
+def test_kde_w2_is_scale_equivariant_at_huge_scales():
+    """KDE W2 scales with the data (to 1e-12) and stays finite at 1e152, where the cubic
+    integrals overflowed to NaN; a power-of-two scale gives the same bits."""
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(5, 30))
+    h = bandwidth(x, "scott")
+    tw, tm, tv = np.array([0.4, 0.6]), np.array([-1.0, 1.0]), np.array([0.3, 0.6])
+    base = kde_w2_to_mixture(x, h, tw, tm, tv)
+    for scale in (1e152, 1e-150, 2.0 ** -60):
+        scaled = kde_w2_to_mixture(x * scale, h * scale, tw, tm * scale, tv * scale ** 2)
+        np.testing.assert_allclose(scaled / scale, base, rtol=1e-12)
+    np.testing.assert_array_equal(kde_w2_to_mixture(x * 2.0 ** -60, h * 2.0 ** -60, tw, tm * 2.0 ** -60,
+                                                    tv * 2.0 ** -120), base * 2.0 ** -60)
