@@ -410,3 +410,22 @@ def test_w2_to_mixture_is_scale_equivariant_at_any_scale(scale):
     if scale == 2.0 ** 40:
         np.testing.assert_array_equal(scaled, base * scale)
     np.testing.assert_allclose(scaled / scale, base, rtol=1e-13)
+
+
+def test_n_init_prefers_a_finite_fit_over_a_diverged_one():
+    """With reg_covar=0 some k-means starts make EM non-finite; a fit with n_init=3 is the best
+    of the three single fits drawn from the same stream, and non-finite only where all three
+    are (scikit-learn's rule alone would keep a NaN first start: NaN compares False)."""
+    rng = np.random.default_rng(0)
+    b = 4000
+    x = sample_gmm(np.full((b, 2), 0.5), np.tile([-2.0, 2.0], (b, 1)), np.ones((b, 2)), 10, rng=rng)
+    kw = dict(init="kmeans", reg_covar=0.0)
+    best = em_fit(x, 2, rng=np.random.default_rng(1), n_init=3, **kw)
+    stream = np.random.default_rng(1)
+    singles = [em_fit(x, 2, rng=stream, n_init=1, **kw) for _ in range(3)]
+    finite = np.array([np.isfinite(s.variances).all(axis=1) for s in singles])
+    assert 20 < (~finite[0]).sum() < 200  # the case occurs, and not everywhere
+    np.testing.assert_array_equal(np.isfinite(best.variances).all(axis=1), finite.any(axis=0))
+    lower = np.where(finite, [s.lower_bound for s in singles], -np.inf)
+    rows = finite.any(axis=0)
+    np.testing.assert_array_equal(best.lower_bound[rows], lower.max(axis=0)[rows])
