@@ -429,3 +429,23 @@ def test_n_init_prefers_a_finite_fit_over_a_diverged_one():
     lower = np.where(finite, [s.lower_bound for s in singles], -np.inf)
     rows = finite.any(axis=0)
     np.testing.assert_array_equal(best.lower_bound[rows], lower.max(axis=0)[rows])
+
+
+def test_sample_gmm_gives_nan_for_diverged_chains_and_leaves_the_others():
+    """A chain with a non-finite parameter (NaN weights, an infinite variance) gets NaN samples,
+    and the other chains' samples are bit for bit those of the same call with finite
+    parameters in its place (it draws the same random numbers); live chains are still checked."""
+    w = np.array([[0.3, 0.7], [np.nan, np.nan], [0.5, 0.5], [0.5, 0.5]])
+    m = np.array([[-1.0, 1.0], [np.nan, np.nan], [0.0, 3.0], [0.0, 3.0]])
+    v = np.array([[1.0, 0.5], [np.nan, np.nan], [2.0, 1.0], [np.inf, 1.0]])
+    x = sample_gmm(w, m, v, 50, rng=np.random.default_rng(7))
+    fine = [w.copy(), m.copy(), v.copy()]
+    for a, value in zip(fine, (0.5, 0.0, 1.0)):
+        a[1] = value
+    fine[2][3, 0] = 1.0
+    ref = sample_gmm(*fine, 50, rng=np.random.default_rng(7))
+    assert np.isnan(x[[1, 3]]).all()
+    np.testing.assert_array_equal(x[[0, 2]], ref[[0, 2]])
+    with pytest.raises(ValueError, match="'weights'"):
+        sample_gmm([[0.5, 0.4], [np.nan, 0.5]], [[0, 1], [0, 1]], [[1, 1], [1, 1]], 5,
+                   rng=np.random.default_rng())

@@ -120,3 +120,20 @@ def test_kde_w2_is_scale_equivariant_at_huge_scales():
         np.testing.assert_allclose(scaled / scale, base, rtol=1e-12)
     np.testing.assert_array_equal(kde_w2_to_mixture(x * 2.0 ** -60, h * 2.0 ** -60, tw, tm * 2.0 ** -60,
                                                     tv * 2.0 ** -120), base * 2.0 ** -60)
+
+
+def test_sample_kde_gives_nan_for_diverged_chains_and_leaves_the_others():
+    """A chain with a NaN bandwidth or a non-finite training point gets NaN samples, the others
+    bit for bit those of the same call with finite values in its place; a negative h of a live
+    chain is still refused."""
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(4, 20))
+    h = np.array([0.3, np.nan, 0.5, 0.2])
+    bad_x = x.copy()
+    bad_x[3, 5] = np.inf
+    y = sample_kde(bad_x, h, 40, rng=np.random.default_rng(9))
+    ref = sample_kde(x, np.where(np.isnan(h), 1.0, h), 40, rng=np.random.default_rng(9))
+    assert np.isnan(y[[1, 3]]).all()
+    np.testing.assert_array_equal(y[[0, 2]], ref[[0, 2]])
+    with pytest.raises(ValueError, match="'h'"):
+        sample_kde(x, np.array([-0.1, np.nan, 0.5, 0.2]), 3, rng=rng)
