@@ -203,7 +203,8 @@ def first_crossings(frame, events: dict, unit: float) -> dict:
 
 
 DIVERGING = [
-    # EM without a variance floor: a component that takes a single point has variance 0
+    # EM without a variance floor: a component left with a single point has variance 0 and
+    # the next E-step is NaN
     pytest.param(dict(BLOG, reg_covar=0.0), 15, 25,
                  {"spread_below": [0.7], "weight_below": [0.2], "modes_closer": [2.0], "distance_above": [1.0]},
                  id="gmm1d-reg_covar-0"),
@@ -212,8 +213,9 @@ DIVERGING = [
                   "reg_covar": 0.0, "init": "previous"}, 5, 12,
                  {"spread_below": [0.5], "weight_below": [0.05], "modes_closer": [0.5], "distance_above": [0.3]},
                  id="gmm1d-collapsing-components"),
-    # a Scott-bandwidth KDE inflates its variance by ~1.3x a generation at n = 5, a random walk
-    # in log scale: from sd 3e153 some chains overflow (x**2 > 1e308), others shrink
+    # a Scott-bandwidth KDE at n = 5 multiplies its expected variance by ~1.3 a generation, but
+    # its log-variance is a random walk of small drift: from sd 3e153 some chains overflow
+    # (x**2 > 1e308), others shrink
     pytest.param({"name": "kde", "sigmas": [3e153]}, 5, 40,
                  {"spread_below": [0.1], "distance_above": [1e154]}, id="kde-overflow"),
 ]
