@@ -3,7 +3,8 @@
 Side by side in one run, for N = 100, 1000, 10000 samples per generation (true mixture: means
 (-2, 2), sigmas (1, 1), weights (0.5, 0.5)):
 
-- the loop of the blog: one chain at a time, ``GaussianMixture(2).fit`` then ``.sample(N)``;
+- the loop of the blog: one chain at a time, ``GaussianMixture(2).fit`` then ``.sample(N)``,
+  for the same number of generations (``GENERATIONS``) as the batched side;
 - ``sweep run`` of the gmm1d family (kmeans init, as scikit-learn), end to end: planning, Ray
   tasks, events every generation, Parquet; once with the trajectory metrics (W2 to 1e-4 through
   the quantile functions, KL by quadrature, tail mass: ~60 us per chain) recorded every 10th
@@ -42,8 +43,9 @@ from sweep.spec import parse_spec  # noqa: E402
 TRUTH = {"weights": [0.5, 0.5], "means": [-2.0, 2.0], "sigmas": [1.0, 1.0]}
 # N: (sklearn chains, batched chains); every chain starts from the truth.
 PLAN = {100: (10, 2048), 1000: (6, 512), 10000: (2, 96)}
-GENERATIONS = 20  # of the sklearn loop; the batched side runs BATCHED_GENERATIONS
-BATCHED_GENERATIONS = 60
+# generations of every chain, on both sides: a chain's later generations fit collapsed data,
+# which can take EM more or fewer iterations, so both sides must time the same ones
+GENERATIONS = 60
 
 
 def sklearn_loop(n: int, chains: int, generations: int) -> float:
@@ -93,7 +95,7 @@ def main() -> None:
         if args.quick:
             loop_chains, chains = max(1, loop_chains // 4), max(8, chains // 4)
         reference, _ = best_of(args.repeats, lambda: (sklearn_loop(n, loop_chains, GENERATIONS), 0.0))
-        g = BATCHED_GENERATIONS
+        g = GENERATIONS
         metered, peak_metered = best_of(args.repeats, lambda: batched(n, chains, g, "kmeans", out, every=10))
         cold, peak_cold = best_of(args.repeats, lambda: batched(n, chains, g, "kmeans", out, every=g))
         warm, peak_warm = best_of(args.repeats, lambda: batched(n, chains, g, "previous", out, every=g))

@@ -104,15 +104,6 @@ def boolean(value: Any, path: str) -> bool:
     return value
 
 
-def text(pattern_description: str, allowed: Callable[[str], bool]) -> Callable[[Any, str], str]:
-    def read(value: Any, path: str) -> str:
-        if not isinstance(value, str) or not allowed(value):
-            raise SpecError(path, pattern_description, value)
-        return value
-
-    return read
-
-
 def listed(item: Callable[[Any, str], Any], *, nonempty: bool = True, scalar_ok: bool = True) -> Callable[[Any, str], tuple]:
     """Reader of a list of items (a single scalar is taken as a one-item list)."""
 

@@ -14,11 +14,9 @@ from sweep.spec import SweepSpec
 from sweep.task import Task
 
 TARGET_TASK_SECONDS = 2.0
-#: Ray's own cost per task (scheduling, argument and result transfer, the driver's loop), in
-#: core-seconds: 2-3 ms measured with no-op tasks by ``bench/bench_load.py`` on a busy 2-core machine.
-RAY_TASK_OVERHEAD_SECONDS = 0.002
-#: Smallest task the planner makes (unless a cell has less work in all), so that Ray's overhead
-#: stays under 2% of the work even at 3 ms per task.
+#: Smallest task the planner makes (unless a cell has less work in all), so that Ray's own cost
+#: per task (scheduling, argument and result transfer, the driver's loop: 2-3 ms measured with
+#: no-op tasks by ``bench/bench_load.py`` on a busy 2-core machine) stays under 2% of the work.
 MIN_TASK_SECONDS = 0.15
 #: Fixed cost inside a task: two Parquet writes and their renames (about 6 ms measured).
 TASK_FIXED_SECONDS = 0.006

@@ -24,9 +24,6 @@ from typing import Any
 from sweep import fields
 from sweep.errors import SpecError
 
-KINDS = ("replace", "accumulate", "accumulate_subsample", "fresh_real", "mix")
-
-
 @dataclass(frozen=True)
 class Policy:
     """One mixing policy, as the fractions of each generation's n it draws from each source."""

@@ -3,6 +3,10 @@
 Every message follows one template so that a failing spec names the parameter, what was
 expected and what was given, on one line:
 ``The 'k' parameter of em_fit must be an int in [1, 100] (N). Got 0 instead.``
+
+It also holds the two helpers that keep diverged chains (rows with non-finite parameters) out of
+those checks: :func:`finite_rows` tells the live chains, :func:`nan_unless` blanks the others'
+results.
 """
 from __future__ import annotations
 
@@ -25,8 +29,37 @@ def _first_bad(a: np.ndarray, bad: np.ndarray) -> str:
     return f"{a[index]!r} at index {index}"
 
 
-def as_batch(x: object, func: str, name: str = "x", min_cols: int = 1) -> np.ndarray:
-    """Return ``x`` as a C-contiguous float64 array of shape (B, N) with finite entries."""
+def finite_rows(*arrays: np.ndarray) -> np.ndarray:
+    """(B,) True for the rows whose entries are all finite in every one of the (B, ...) arrays.
+
+    A chain whose fit turned non-finite has *diverged*; the mixture families keep its parameters
+    NaN from then on, and this is how they tell the chains that are still alive.
+    """
+    live = None
+    for a in arrays:
+        flat = np.asarray(a).reshape(len(a), -1)
+        # a row sum is finite iff the row is (barring overflow): one cheap pass in the usual case
+        with np.errstate(over="ignore", invalid="ignore"):
+            row = np.isfinite(flat.sum(axis=1))
+        if not row.all():
+            row[~row] = np.isfinite(flat[~row]).all(axis=1)
+        live = row if live is None else live & row
+    return live
+
+
+def nan_unless(live: np.ndarray | None, values: np.ndarray) -> np.ndarray:
+    """``values`` (B, ...) with NaN in the rows of the chains not ``live`` (None: all are live)."""
+    if live is None:
+        return values
+    return np.where(live.reshape((-1,) + (1,) * (values.ndim - 1)), values, np.nan)
+
+
+def as_batch(x: object, func: str, name: str = "x", min_cols: int = 1, *,
+             diverged: bool = False) -> np.ndarray:
+    """Return ``x`` as a C-contiguous float64 array of shape (B, N) with finite entries.
+
+    With ``diverged``, rows with non-finite entries (diverged chains) are accepted.
+    """
     try:
         a = np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError):
@@ -37,7 +70,7 @@ def as_batch(x: object, func: str, name: str = "x", min_cols: int = 1) -> np.nda
         raise fail(func, name, f"of shape (B, N) with B >= 1 and N >= {min_cols}",
                    f"shape {a.shape}")
     # a row sum is finite iff the row is (barring overflow): one cheap pass in the usual case
-    if not np.isfinite(a.sum(axis=1)).all():
+    if not diverged and not np.isfinite(a.sum(axis=1)).all():
         bad = ~np.isfinite(a)
         if bad.any():
             raise fail(func, name, "finite", _first_bad(a, bad))
@@ -70,12 +103,14 @@ def as_float(value: object, func: str, name: str, *, positive: bool = False,
 
 
 def as_mixture(weights: object, means: object, variances: object, func: str, *,
-               batch: int | None = None, prefix: str = "") -> tuple[np.ndarray, ...]:
+               batch: int | None = None, prefix: str = "", diverged: bool = False
+               ) -> tuple[np.ndarray, ...]:
     """Validate a batch of 1-D Gaussian mixtures and return float64 (B, k) arrays.
 
     Parameters of shape (k,) describe one mixture shared by every chain and are broadcast to
     (batch, k) when ``batch`` is given. Weights must be in [0, 1] and sum to 1 per chain;
-    variances must be finite and > 0.
+    variances must be finite and > 0. With ``diverged``, a chain with a non-finite parameter
+    (a diverged chain) is accepted as it is and not checked: the caller makes its results NaN.
     """
     names = [prefix + n for n in ("weights", "means", "variances")]
     arrs = []
@@ -89,9 +124,10 @@ def as_mixture(weights: object, means: object, variances: object, func: str, *,
             a = a[None, :]
         if a.ndim != 2 or a.shape[1] < 1:
             raise fail(func, name, "of shape (B, k) or (k,)", f"shape {np.shape(value)}")
-        bad = ~np.isfinite(a)
-        if bad.any():
-            raise fail(func, name, "finite", _first_bad(a, bad))
+        if not diverged:
+            bad = ~np.isfinite(a)
+            if bad.any():
+                raise fail(func, name, "finite", _first_bad(a, bad))
         arrs.append(a)
     w, m, v = arrs
     shapes = {a.shape[1] for a in arrs}
@@ -103,12 +139,19 @@ def as_mixture(weights: object, means: object, variances: object, func: str, *,
     if not rows <= {1, n_rows}:
         raise fail(func, names[0], f"of a batch size B matching the other arrays ({n_rows})",
                    f"shapes {w.shape}, {m.shape}, {v.shape}")
-    if (v <= 0).any():
-        raise fail(func, names[2], "> 0", _first_bad(v, v <= 0))
-    if ((w < 0) | (w > 1)).any():
-        raise fail(func, names[0], "in [0, 1]", _first_bad(w, (w < 0) | (w > 1)))
+    if diverged:  # the checks below see the live chains only (NaN compares False, inf not)
+        w, m, v = (np.ascontiguousarray(np.broadcast_to(a, (n_rows, a.shape[1]))) for a in arrs)
+        live = finite_rows(w, m, v)[:, None]
+    else:
+        live = True
+    bad = (v <= 0) & live
+    if bad.any():
+        raise fail(func, names[2], "> 0", _first_bad(v, bad))
+    bad = ((w < 0) | (w > 1)) & live
+    if bad.any():
+        raise fail(func, names[0], "in [0, 1]", _first_bad(w, bad))
     total = w.sum(axis=1)
-    off = np.abs(total - 1.0) > WEIGHT_SUM_ATOL
+    off = (np.abs(total - 1.0) > WEIGHT_SUM_ATOL) & (live[:, 0] if diverged else True)
     if off.any():
         row = int(np.argmax(off))
         raise fail(func, names[0], f"summing to 1 per chain (atol {WEIGHT_SUM_ATOL:g})",

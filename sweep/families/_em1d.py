@@ -218,8 +218,9 @@ def em_fit(x, k, *, init="kmeans", rng=None, tol=1e-3, max_iter=100, reg_covar=1
             res = _run(work, w0, m0, v0, tol, max_iter, reg_covar)
         if best is None:
             best = list(res)
-        else:  # scikit-learn keeps a later init only if its lower bound is strictly larger
-            better = (res[5] > best[5]) | (best[5] == -np.inf)
+        else:  # scikit-learn keeps a later init only if its lower bound is strictly larger;
+            # and a finite fit replaces one that turned non-finite (NaN compares False)
+            better = (res[5] > best[5]) | (best[5] == -np.inf) | (np.isnan(best[5]) & ~np.isnan(res[5]))
             for dst, src in zip(best, res):
                 dst[better] = src[better]
     w, m, v, n_iter, converged, lower = best

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from sweep.families._checks import as_generator, as_int, as_mixture, fail
+from sweep.families._checks import as_generator, as_int, as_mixture, fail, finite_rows
 from sweep.families._estep1d import block_rows, log_coefficients
-from sweep.families._quantiles1d import mixture_cdf, mixture_quantile, w2_mixtures
+from sweep.families._quantiles1d import mixture_cdf, mixture_quantile, w2_mixtures, w2_unit
 
 # the true 1% and 99% quantiles delimit the tails of tail_mass (truth: 0.02)
 TAIL_LEVELS = (0.01, 0.99)
@@ -21,6 +21,10 @@ def sample_gmm(weights, means, variances, n, *, rng) -> np.ndarray:
     Each sample picks its component independently (so the component counts of a chain are
     Multinomial(n, weights)) and the order of the samples is exchangeable: any prefix of a
     row is itself an i.i.d. sample, which mixing policies that keep a fraction rely on.
+
+    A chain with a non-finite parameter has diverged: it is not validated and its samples are
+    NaN, so that it does not stop its block. It consumes the same random numbers as any chain,
+    so the other chains' samples do not depend on it.
 
     Parameters
     ----------
@@ -34,24 +38,28 @@ def sample_gmm(weights, means, variances, n, *, rng) -> np.ndarray:
     ndarray (B, n)
     """
     func = "sample_gmm"
-    w, m, v = as_mixture(weights, means, variances, func)
+    w, m, v = as_mixture(weights, means, variances, func, diverged=True)
     n = as_int(n, func, "n", 1)
     rng = as_generator(rng, func)
     b, k = w.shape
     u = rng.random((b, n))
     out = rng.standard_normal((b, n))
-    # inverse CDF of the categorical law; thresholds scaled by the total against rounding
-    cum = np.cumsum(w, axis=1)
-    cum = cum[:, :-1] / cum[:, -1:]
-    sd, base = np.sqrt(v).ravel(), np.arange(b) * k
     rb = block_rows(n)  # label temporaries per block of rows stay in cache
-    for r0 in range(0, b, rb):
-        blk = slice(r0, r0 + rb)
-        label = np.repeat(base[blk, None], n, axis=1)  # flat index into the (B, k) arrays
-        for j in range(k - 1):
-            label += u[blk] >= cum[blk, j, None]
-        out[blk] *= sd.take(label)
-        out[blk] += m.ravel().take(label)
+    with np.errstate(invalid="ignore", over="ignore"):  # only in diverged rows (inf / inf)
+        # inverse CDF of the categorical law; thresholds scaled by the total against rounding
+        cum = np.cumsum(w, axis=1)
+        cum = cum[:, :-1] / cum[:, -1:]
+        sd, base = np.sqrt(v).ravel(), np.arange(b) * k
+        for r0 in range(0, b, rb):
+            blk = slice(r0, r0 + rb)
+            label = np.repeat(base[blk, None], n, axis=1)  # flat index into the (B, k) arrays
+            for j in range(k - 1):
+                label += u[blk] >= cum[blk, j, None]
+            out[blk] *= sd.take(label)
+            out[blk] += m.ravel().take(label)
+    dead = ~finite_rows(w, m, v)
+    if dead.any():
+        out[dead] = np.nan
     return out
 
 
@@ -79,13 +87,19 @@ def w2_to_mixture(weights, means, variances, true_weights, true_means, true_vari
     +- 9 sd around each of its components (the truth once, when it is given once), the quantile
     functions are monotone cubic interpolants, and the integral is exact between them. The
     error is below 2e-4 for components of any widths and weights, ~1e-5 near the truth (tested
-    against the closed form for two Gaussians, and against much finer grids).
+    against the closed form for two Gaussians, and against much finer grids). It is computed in
+    units of the truth's spread (:func:`sweep.families._quantiles1d.w2_unit`), so that it stays
+    finite for truths of any scale (a fit some 1e145 times wider than the truth still overflows).
     """
     func = "w2_to_mixture"
     w, m, v, tw, tm, tv = _fitted_and_true(func, (weights, means, variances),
                                            (true_weights, true_means, true_variances))
     per = as_int(points_per_component, func, "points_per_component", 9)
-    return w2_mixtures(w, m, v, tw, tm, tv, per)
+    unit = w2_unit(tw, tm, tv)
+    if unit == 1.0:
+        return w2_mixtures(w, m, v, tw, tm, tv, per)
+    u2 = unit * unit
+    return unit * w2_mixtures(w, m / unit, v / u2, tw, tm / unit, tv / u2, per)
 
 
 def _log_density(x, w, m, v):

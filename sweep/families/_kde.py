@@ -12,9 +12,9 @@ import numbers
 import numpy as np
 from scipy import fft, special
 
-from sweep.families._checks import as_batch, as_generator, as_int, as_mixture, fail
+from sweep.families._checks import as_batch, as_generator, as_int, as_mixture, fail, finite_rows
 from sweep.families._gmm1d import true_tails
-from sweep.families._quantiles1d import CHUNK_LEVELS, GRID_SDS, mixture_pieces, quantile_pieces, w2_from_pieces
+from sweep.families._quantiles1d import CHUNK_LEVELS, GRID_SDS, mixture_pieces, quantile_pieces, w2_from_pieces, w2_unit
 
 RULES = ("scott", "silverman")
 # W2 grid: spacing at most h / 16 (linear binning adds at most step**2 / 4 to the kernel
@@ -51,13 +51,14 @@ def bandwidth(x, rule="scott") -> np.ndarray:
     return np.full(b, float(rule))
 
 
-def _check_h(h, b, func):
-    """Bandwidths as (B,) float64 >= 0 (0 is the limit of a collapsed chain: no smoothing)."""
+def _check_h(h, b, func, diverged=False):
+    """Bandwidths as (B,) float64 >= 0 (0 is the limit of a collapsed chain: no smoothing);
+    with ``diverged``, non-finite ones (diverged chains) are accepted."""
     try:
         a = np.broadcast_to(np.asarray(h, dtype=np.float64), (b,))
     except (TypeError, ValueError):
         raise fail(func, "h", f"a float or an array of shape ({b},)", np.shape(h)) from None
-    bad = ~np.isfinite(a) | (a < 0)
+    bad = (a < 0) & np.isfinite(a) if diverged else ~np.isfinite(a) | (a < 0)
     if bad.any():
         raise fail(func, "h", "finite and >= 0", f"{a[bad][0]!r}")
     return a
@@ -65,18 +66,25 @@ def _check_h(h, b, func):
 
 def sample_kde(x, h, n, *, rng) -> np.ndarray:
     """Draw n samples (B, n) from each chain's KDE: a uniformly chosen training point (with
-    replacement) plus Normal(0, h**2) noise. ``h`` is a float or (B,) array, >= 0."""
+    replacement) plus Normal(0, h**2) noise. ``h`` is a float or (B,) array, >= 0.
+
+    A chain with a non-finite bandwidth or training point has diverged: its samples are NaN
+    (it draws the same random numbers as any chain, so the others do not depend on it)."""
     func = "sample_kde"
-    x = as_batch(x, func)
+    x = as_batch(x, func, diverged=True)
     b, m = x.shape
-    h = _check_h(h, b, func)
+    h = _check_h(h, b, func, diverged=True)
     n = as_int(n, func, "n", 1)
     rng = as_generator(rng, func)
     idx = rng.integers(0, m, size=(b, n))
     idx += (np.arange(b) * m)[:, None]
     out = rng.standard_normal((b, n))
-    out *= h[:, None]
-    out += x.ravel().take(idx)
+    with np.errstate(invalid="ignore", over="ignore"):  # only in diverged rows
+        out *= h[:, None]
+        out += x.ravel().take(idx)
+    dead = ~(np.isfinite(h) & finite_rows(x))
+    if dead.any():
+        out[dead] = np.nan
     return out
 
 
@@ -143,7 +151,9 @@ def kde_w2_to_mixture(x, h, true_weights, true_means, true_variances, *, n_grid=
     functions are monotone cubic interpolants and W2 between them is integrated exactly
     (:func:`sweep.families._quantiles1d.w2_from_pieces`). The error, ~2e-4, comes from the
     binning, which widens each kernel by at most step**2 / 4 in variance (with tiny h the grid
-    limit makes it ~ the spacing).
+    limit makes it ~ the spacing). It is computed in units of the truth's spread
+    (:func:`sweep.families._quantiles1d.w2_unit`), so that it stays finite for truths of any
+    scale (a KDE some 1e145 times wider than the truth still overflows to NaN).
     """
     func = "kde_w2_to_mixture"
     x = as_batch(x, func)
@@ -154,6 +164,9 @@ def kde_w2_to_mixture(x, h, true_weights, true_means, true_variances, *, n_grid=
         raise fail(func, "true_weights", f"of shape (k,) or ({b}, k)", tw.shape)
     if n_grid is not None:
         n_grid = as_int(n_grid, func, "n_grid", 16)
+    unit = w2_unit(tw, tm, tv)  # exact rescaling, against overflow at huge scales
+    if unit != 1.0:
+        x, h, tm, tv = x / unit, h / unit, tm / unit, tv / (unit * unit)
     truth = mixture_pieces(tw, tm, tv) if tw.shape[0] == 1 else None
     lo = x.min(axis=1) - GRID_SDS * h
     hi = x.max(axis=1) + GRID_SDS * h
@@ -182,4 +195,4 @@ def kde_w2_to_mixture(x, h, true_weights, true_means, true_variances, *, n_grid=
             w2sq = w2_from_pieces(quantile_pieces(grid[sl], cdf[sl], pdf[sl]), target)
             out[rows[sl]] = np.sqrt(np.maximum(w2sq, 0.0))
         start += len(rows)
-    return out
+    return out * unit

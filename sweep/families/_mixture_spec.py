@@ -7,6 +7,7 @@ import numpy as np
 
 from sweep import fields
 from sweep.errors import SpecError
+from sweep.families._em1d import EMResult
 
 MIXTURE_FIELDS = ("weights", "means", "sigmas")
 
@@ -30,6 +31,18 @@ class TrueMixture:
         w, m, v = self.arrays()
         mean = float(w @ m)
         return mean, float(w @ (v + (m - mean) ** 2))
+
+    def params(self, batch: int) -> EMResult:
+        """The truth broadcast to ``batch`` chains, as a fit: generation 0 of gmm1d and kde."""
+        shape = (batch, len(self.weights))
+        return mixture_params(*(np.broadcast_to(a, shape).copy() for a in self.arrays()))
+
+
+def mixture_params(weights: np.ndarray, means: np.ndarray, variances: np.ndarray) -> EMResult:
+    """Mixture parameters (B, k) as a fit result (no EM iterations, converged, no likelihood)."""
+    batch = weights.shape[0]
+    return EMResult(weights, means, variances, np.zeros(batch, np.int64), np.ones(batch, bool),
+                    np.full(batch, np.nan), np.full(batch, np.nan))
 
 
 def read_true_mixture(section: fields.Section) -> TrueMixture:

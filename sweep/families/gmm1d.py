@@ -6,6 +6,11 @@ k-means initialisation by default (see :mod:`sweep.families._em1d`). ``init: pre
 every generation from the previous generation's fit, the natural and much cheaper choice in a
 recursive chain. Components are reported sorted by mean, so label switching does not make fake
 jumps in trajectories. The fit needs the samples, so the training set is held as data.
+
+A fit that turns non-finite (possible with ``reg_covar: 0``, when a component collapses onto a
+point) or has a zero variance is a *diverged* chain: its parameters are NaN from then on (its
+samples are NaN, it is not refitted, its metrics are NaN) and the ``diverged`` event records
+when it happened, while the other chains of the block go on.
 """
 from __future__ import annotations
 
@@ -17,9 +22,10 @@ import numpy as np
 from sweep import fields
 from sweep.errors import SpecError
 from sweep.events import EventSet
+from sweep.families._checks import finite_rows, nan_unless
 from sweep.families._em1d import EMResult, em_fit
 from sweep.families._gmm1d import kl_true_fitted, mixture_mean_var, sample_gmm, tail_mass, w2_to_mixture
-from sweep.families._mixture_spec import MIXTURE_FIELDS, TrueMixture, read_true_mixture
+from sweep.families._mixture_spec import MIXTURE_FIELDS, TrueMixture, mixture_params, read_true_mixture
 from sweep.families.base import Cost, EventKind, Family
 
 
@@ -98,9 +104,7 @@ class GMMFamily(Family):
 
     # -- model ----------------------------------------------------------------------------
     def truth(self, batch: int) -> EMResult:
-        shape = (batch, self.true_w.size)
-        return mixture_params(np.broadcast_to(self.true_w, shape).copy(), np.broadcast_to(self.true_m, shape).copy(),
-                       np.broadcast_to(self.true_v, shape).copy())
+        return self.spec.truth.params(batch)
 
     def sample(self, params: EMResult, m: int, *, rng: np.random.Generator, temperature: float = 1.0) -> np.ndarray:
         """m samples per chain; tempered: each component's variance times T and the weights
@@ -116,6 +120,23 @@ class GMMFamily(Family):
             # the fit when it has k components (otherwise start as scikit-learn would).
             usable = previous is not None and previous.weights.shape[1] == spec.k
             init = (previous.weights, previous.means, previous.variances) if usable else "kmeans"
+        # A diverged chain (NaN parameters, so NaN samples) stays diverged: only the live
+        # chains are refitted, and EM's input checks stay strict.
+        live = finite_rows(data)
+        if previous is not None:
+            live &= finite_rows(previous.weights, previous.means, previous.variances)
+        if live.all():
+            return _diverged_to_nan(self._em(data, init, rng))
+        fit = mixture_params(*np.full((3, live.size, spec.k), np.nan))
+        fit.converged[:] = False
+        if live.any():
+            part = self._em(data[live], tuple(a[live] for a in init) if isinstance(init, tuple) else init, rng)
+            for name in ("weights", "means", "variances", "n_iter", "converged", "lower_bound", "log_likelihood"):
+                getattr(fit, name)[live] = getattr(part, name)
+        return _diverged_to_nan(fit)
+
+    def _em(self, data: np.ndarray, init: Any, rng: Any) -> EMResult:
+        spec = self.spec
         return em_fit(data, spec.k, init=init, rng=rng, tol=spec.tol, max_iter=spec.max_iter,
                       reg_covar=spec.reg_covar, n_init=spec.n_init, score=False)
 
@@ -124,24 +145,22 @@ class GMMFamily(Family):
         return MixtureEvents(self, batch, horizon, spec)
 
     def w2(self, params: EMResult) -> np.ndarray:
-        return w2_to_mixture(params.weights, params.means, params.variances, self.true_w, self.true_m, self.true_v)
+        w, m, v, live = live_mixtures(params, self.mean0, self.var0)
+        return nan_unless(live, w2_to_mixture(w, m, v, self.true_w, self.true_m, self.true_v))
 
     def spread(self, params: EMResult) -> np.ndarray:
-        return np.sqrt(mixture_mean_var(params.weights, params.means, params.variances)[1] / self.var0)
+        w, m, v, live = live_mixtures(params, self.mean0, self.var0)
+        return nan_unless(live, np.sqrt(mixture_mean_var(w, m, v)[1] / self.var0))
 
     def metrics(self, params: EMResult) -> dict[str, np.ndarray]:
-        mean, var = mixture_mean_var(params.weights, params.means, params.variances)
+        w, m, v, live = live_mixtures(params, self.mean0, self.var0)
         truth = (self.true_w, self.true_m, self.true_v)
         return {
             "weights": params.weights,
             "means": params.means,
             "sigmas": np.sqrt(params.variances),
-            "mean": mean,
-            "var": var,
-            "spread_ratio": np.sqrt(var / self.var0),
-            "w2": self.w2(params),
-            "tail_mass": tail_mass(params.weights, params.means, params.variances, *truth),
-            "kl": kl_true_fitted(params.weights, params.means, params.variances, *truth),
+            **mixture_metrics(params, truth, self.mean0, self.var0),
+            "kl": nan_unless(live, kl_true_fitted(w, m, v, *truth)),
             "em_iterations": np.asarray(params.n_iter, dtype=np.int32),
             "converged": np.asarray(params.converged, dtype=bool),
         }
@@ -161,11 +180,45 @@ def tempered_mixture(weights: np.ndarray, variances: np.ndarray, temperature: fl
     return powered / powered.sum(axis=1, keepdims=True), variances * temperature
 
 
-def mixture_params(weights: np.ndarray, means: np.ndarray, variances: np.ndarray) -> EMResult:
-    """Mixture parameters as a fit result (the truth at generation 0, seen as a fit)."""
-    batch = weights.shape[0]
-    return EMResult(weights, means, variances, np.zeros(batch, np.int64), np.ones(batch, bool),
-                    np.full(batch, np.nan), np.full(batch, np.nan))
+def _diverged_to_nan(fit: EMResult) -> EMResult:
+    """The fit with every diverged chain's parameters NaN: non-finite ones, or a zero variance
+    (a component collapsed onto a point: infinite likelihood, a fit scikit-learn refuses)."""
+    dead = ~finite_rows(fit.weights, fit.means, fit.variances) | (fit.variances <= 0).any(axis=1)
+    if dead.any():
+        for a in (fit.weights, fit.means, fit.variances):
+            a[dead] = np.nan
+        fit.converged[dead] = False
+    return fit
+
+
+def live_mixtures(params: EMResult, mean0: float, var0: float
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """(weights, means, variances, live): the mixtures with every diverged chain replaced by a
+    finite stand-in (one component at the truth's mean and variance, repeated), and the mask of
+    the live chains (None when all are). The metric kernels check their input strictly; the
+    stand-in keeps the batch whole and :func:`nan_unless` then makes its metrics NaN."""
+    w, m, v = params.weights, params.means, params.variances
+    live = finite_rows(w, m, v)
+    if live.all():
+        return w, m, v, None
+    keep = live[:, None]
+    return (np.where(keep, w, 1.0 / w.shape[1]), np.where(keep, m, mean0), np.where(keep, v, var0), live)
+
+
+def mixture_metrics(params: EMResult, truth: tuple[np.ndarray, ...], mean0: float, var0: float
+                    ) -> dict[str, np.ndarray]:
+    """Total mean and variance, spread ratio, W2 and tail mass of mixtures (B,) against the true
+    mixture ``truth`` (weights, means, variances), NaN for diverged chains: the gmm1d metrics
+    shared with the kde family, whose generation 0 (the truth) is a mixture too."""
+    w, m, v, live = live_mixtures(params, mean0, var0)
+    mean, var = mixture_mean_var(w, m, v)
+    return {
+        "mean": nan_unless(live, mean),
+        "var": nan_unless(live, var),
+        "spread_ratio": nan_unless(live, np.sqrt(var / var0)),
+        "w2": nan_unless(live, w2_to_mixture(w, m, v, *truth)),
+        "tail_mass": nan_unless(live, tail_mass(w, m, v, *truth)),
+    }
 
 
 class MixtureEvents:

@@ -395,3 +395,57 @@ def test_bad_types_raise_type_error():
         em_fit(np.zeros((1, 10)), 2.0, init="kmeans", rng=np.random.default_rng())
     assert isinstance(em_fit(np.arange(20.0)[None], 2, init="kmeans",
                              rng=np.random.default_rng()), EMResult)
+
+
+@pytest.mark.parametrize("scale", [2.0 ** 40, 1e152, 1e-150])
+def test_w2_to_mixture_is_scale_equivariant_at_any_scale(scale):
+    """W2 scales with the data: exactly (bit for bit) for a power-of-two scale, to 1e-13 for
+    any other, and stays finite for mixtures at 1e152 (whose cubic integrals overflowed)."""
+    rng = np.random.default_rng(5)
+    w, m, v = rng.dirichlet([1, 1], 30), np.sort(rng.normal(0, 3, (30, 2)), 1), np.exp(rng.normal(0, 1, (30, 2)))
+    truth = np.array([0.3, 0.7]), np.array([-2.0, 3.0]), np.array([1.5, 0.5])
+    base = w2_to_mixture(w, m, v, *truth)
+    scaled = w2_to_mixture(w, m * scale, v * scale ** 2, truth[0], truth[1] * scale, truth[2] * scale ** 2)
+    assert np.isfinite(scaled).all()
+    if scale == 2.0 ** 40:
+        np.testing.assert_array_equal(scaled, base * scale)
+    np.testing.assert_allclose(scaled / scale, base, rtol=1e-13)
+
+
+def test_n_init_prefers_a_finite_fit_over_a_diverged_one():
+    """With reg_covar=0 some k-means starts make EM non-finite; a fit with n_init=3 is the best
+    of the three single fits drawn from the same stream, and non-finite only where all three
+    are (scikit-learn's rule alone would keep a NaN first start: NaN compares False)."""
+    rng = np.random.default_rng(0)
+    b = 4000
+    x = sample_gmm(np.full((b, 2), 0.5), np.tile([-2.0, 2.0], (b, 1)), np.ones((b, 2)), 10, rng=rng)
+    kw = dict(init="kmeans", reg_covar=0.0)
+    best = em_fit(x, 2, rng=np.random.default_rng(1), n_init=3, **kw)
+    stream = np.random.default_rng(1)
+    singles = [em_fit(x, 2, rng=stream, n_init=1, **kw) for _ in range(3)]
+    finite = np.array([np.isfinite(s.variances).all(axis=1) for s in singles])
+    assert 20 < (~finite[0]).sum() < 200  # the case occurs, and not everywhere
+    np.testing.assert_array_equal(np.isfinite(best.variances).all(axis=1), finite.any(axis=0))
+    lower = np.where(finite, [s.lower_bound for s in singles], -np.inf)
+    rows = finite.any(axis=0)
+    np.testing.assert_array_equal(best.lower_bound[rows], lower.max(axis=0)[rows])
+
+
+def test_sample_gmm_gives_nan_for_diverged_chains_and_leaves_the_others():
+    """A chain with a non-finite parameter (NaN weights, an infinite variance) gets NaN samples,
+    and the other chains' samples are bit for bit those of the same call with finite
+    parameters in its place (it draws the same random numbers); live chains are still checked."""
+    w = np.array([[0.3, 0.7], [np.nan, np.nan], [0.5, 0.5], [0.5, 0.5]])
+    m = np.array([[-1.0, 1.0], [np.nan, np.nan], [0.0, 3.0], [0.0, 3.0]])
+    v = np.array([[1.0, 0.5], [np.nan, np.nan], [2.0, 1.0], [np.inf, 1.0]])
+    x = sample_gmm(w, m, v, 50, rng=np.random.default_rng(7))
+    fine = [w.copy(), m.copy(), v.copy()]
+    for a, value in zip(fine, (0.5, 0.0, 1.0)):
+        a[1] = value
+    fine[2][3, 0] = 1.0
+    ref = sample_gmm(*fine, 50, rng=np.random.default_rng(7))
+    assert np.isnan(x[[1, 3]]).all()
+    np.testing.assert_array_equal(x[[0, 2]], ref[[0, 2]])
+    with pytest.raises(ValueError, match="'weights'"):
+        sample_gmm([[0.5, 0.4], [np.nan, 0.5]], [[0, 1], [0, 1]], [[1, 1], [1, 1]], 5,
+                   rng=np.random.default_rng())

@@ -105,3 +105,35 @@ def test_bad_arguments_raise_value_error_naming_them(call, name):
         call()
     msg = str(info.value)
     assert name in msg and "must be" in msg and "Got" in msg and "\n" not in msg
+
+
+def test_kde_w2_is_scale_equivariant_at_huge_scales():
+    """KDE W2 scales with the data (to 1e-12) and stays finite at 1e152, where the cubic
+    integrals overflowed to NaN; a power-of-two scale gives the same bits."""
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(5, 30))
+    h = bandwidth(x, "scott")
+    tw, tm, tv = np.array([0.4, 0.6]), np.array([-1.0, 1.0]), np.array([0.3, 0.6])
+    base = kde_w2_to_mixture(x, h, tw, tm, tv)
+    for scale in (1e152, 1e-150, 2.0 ** -60):
+        scaled = kde_w2_to_mixture(x * scale, h * scale, tw, tm * scale, tv * scale ** 2)
+        np.testing.assert_allclose(scaled / scale, base, rtol=1e-12)
+    np.testing.assert_array_equal(kde_w2_to_mixture(x * 2.0 ** -60, h * 2.0 ** -60, tw, tm * 2.0 ** -60,
+                                                    tv * 2.0 ** -120), base * 2.0 ** -60)
+
+
+def test_sample_kde_gives_nan_for_diverged_chains_and_leaves_the_others():
+    """A chain with a NaN bandwidth or a non-finite training point gets NaN samples, the others
+    bit for bit those of the same call with finite values in its place; a negative h of a live
+    chain is still refused."""
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(4, 20))
+    h = np.array([0.3, np.nan, 0.5, 0.2])
+    bad_x = x.copy()
+    bad_x[3, 5] = np.inf
+    y = sample_kde(bad_x, h, 40, rng=np.random.default_rng(9))
+    ref = sample_kde(x, np.where(np.isnan(h), 1.0, h), 40, rng=np.random.default_rng(9))
+    assert np.isnan(y[[1, 3]]).all()
+    np.testing.assert_array_equal(y[[0, 2]], ref[[0, 2]])
+    with pytest.raises(ValueError, match="'h'"):
+        sample_kde(x, np.array([-0.1, np.nan, 0.5, 0.2]), 3, rng=rng)
