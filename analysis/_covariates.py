@@ -5,7 +5,8 @@ A covariate is written as a small formula over grid-axis columns (``docs/schema.
 * ``n``, ``real``, ``temperature``, ``family_k`` (or ``family.k``): the axis as a number;
 * ``log(n)``, ``log(temperature)``: its natural log (every value must be > 0);
 * ``policy``, ``policy_kind``, a text axis, or ``C(axis)`` for a numeric one: one indicator per
-  level but the reference (``replace`` when present, else the first level in sorted order);
+  level but the reference (``replace`` when present, temperature 1 when present, else the first
+  level in sorted order), named ``policy[fresh_real(0.1)]``, ``C(temperature)[0.9]``;
 * ``a:b``: the product of two covariates (every pair of their columns); ``a*b``: ``a + b + a:b``.
 
 Only grid axes are accepted, never per-chain columns (``replicate``, ``generation``): every
@@ -44,11 +45,15 @@ class Design:
         The design columns in order.
     factors : dict
         For each term, the covariate factors it multiplies (``("log(n)", "real")``).
+    levels : dict
+        For each categorical factor (``policy``, ``C(temperature)``): level -> its cells,
+        the reference level included.
     """
 
     columns: pd.DataFrame
     terms: tuple[str, ...]
     factors: dict[str, tuple[str, ...]]
+    levels: dict[str, dict[str, list[int]]]
 
 
 def axis_columns(cells: pd.DataFrame) -> list[str]:
@@ -56,12 +61,18 @@ def axis_columns(cells: pd.DataFrame) -> list[str]:
     return [c for c in cells.columns if c in AXIS_COLUMNS or c.startswith(_FAMILY_PREFIX)]
 
 
-def _reference(levels: list) -> object:
-    return "replace" if "replace" in levels else levels[0]
+def _reference(column: str, levels: list) -> object:
+    """The level the others are compared with: replace, temperature 1, else the first in order."""
+    if "replace" in levels:
+        return "replace"
+    if column == "temperature" and 1.0 in levels:
+        return 1.0
+    return levels[0]
 
 
-def _factor(text: str, where: str, cells: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Columns of one factor (``log(n)``, ``policy``, ``C(temperature)``), one value per cell."""
+def _factor(text: str, where: str, cells: pd.DataFrame, levels: dict) -> dict[str, np.ndarray]:
+    """Columns of one factor (``log(n)``, ``policy``, ``C(temperature)``), one value per cell; a
+    categorical factor's levels and their cells go into ``levels``."""
     match = _FACTOR.match(text.strip())
     name = (match.group("inner") or match.group("bare")).strip() if match else ""
     column = name.replace(".", "_")  # family.k, as the spec writes it, is the column family_k
@@ -80,10 +91,11 @@ def _factor(text: str, where: str, cells: pd.DataFrame) -> dict[str, np.ndarray]
         if function == "log":
             raise ValueError(f"{where} = {text!r}: expected log() of a numeric axis, got the text axis '{column}'")
         labels = values.astype(str) if not numeric else values
-        levels = sorted(labels.unique().tolist())
-        reference = _reference(levels)
+        ordered = sorted(labels.unique().tolist())
+        reference = _reference(column, ordered)
         prefix = f"C({column})" if function == "C" else column
-        return {f"{prefix}[{level}]": (labels == level).to_numpy(dtype=float) for level in levels if level != reference}
+        levels[prefix] = {str(level): cells.loc[(labels == level).to_numpy(), "cell"].tolist() for level in ordered}
+        return {f"{prefix}[{level}]": (labels == level).to_numpy(dtype=float) for level in ordered if level != reference}
     numbers = values.to_numpy(dtype=float)
     if function == "log":
         if np.any(numbers <= 0):
@@ -93,7 +105,7 @@ def _factor(text: str, where: str, cells: pd.DataFrame) -> dict[str, np.ndarray]
     return {column: numbers}
 
 
-def _term(text: str, where: str, cells: pd.DataFrame) -> list[tuple[tuple[str, ...], dict[str, np.ndarray]]]:
+def _term(text: str, where: str, cells: pd.DataFrame, levels: dict) -> list[tuple[tuple[str, ...], dict[str, np.ndarray]]]:
     """Expand one covariate string into (factors, columns) pieces: ``a*b`` is a, b and a:b."""
     if not isinstance(text, str) or not text.strip():
         raise ValueError(f"{where}: expected {_EXPECTED}, got {text!r}")
@@ -102,7 +114,7 @@ def _term(text: str, where: str, cells: pd.DataFrame) -> list[tuple[tuple[str, .
     parts = [p.strip() for p in re.split(r"[*:]", text)]
     if len(set(parts)) < len(parts):
         raise ValueError(f"{where} = {text!r}: expected distinct factors in an interaction, got {parts}")
-    columns = [_factor(p, where, cells) for p in parts]
+    columns = [_factor(p, where, cells, levels) for p in parts]
     sizes = range(1, len(parts) + 1) if "*" in text else [len(parts)]
     pieces = []
     for size in sizes:
@@ -139,8 +151,9 @@ def design_matrix(cells: pd.DataFrame, covariates: Sequence[str]) -> Design:
                          f"got {covariates!r}")
     columns: dict[str, np.ndarray] = {}
     factors: dict[str, tuple[str, ...]] = {}
+    levels: dict[str, dict[str, list[int]]] = {}
     for i, text in enumerate(covariates):
-        for parts, pieces in _term(text, f"covariates[{i}]", cells):
+        for parts, pieces in _term(text, f"covariates[{i}]", cells, levels):
             for name, values in pieces.items():
                 if name in columns:
                     continue  # 'a*b' and 'a' both name a: keep it once
@@ -155,4 +168,4 @@ def design_matrix(cells: pd.DataFrame, covariates: Sequence[str]) -> Design:
     if np.linalg.matrix_rank(scaled) < matrix.shape[1]:
         raise ValueError(f"covariates: expected terms that are not collinear over the {len(frame)} cells, got "
                          f"{list(frame.columns)} (with the intercept); drop one of the terms that repeat another")
-    return Design(frame, tuple(frame.columns), factors)
+    return Design(frame, tuple(frame.columns), factors, levels)

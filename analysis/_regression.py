@@ -28,7 +28,7 @@ from scipy import stats
 
 from analysis._cells import require_columns
 from analysis._covariates import axis_columns, design_matrix
-from analysis._survival import _select_threshold, survival
+from analysis._survival import _select_threshold, fit_km
 
 __all__ = ["collapse_regression", "CollapseRegression", "MODELS", "chain_table"]
 
@@ -240,10 +240,11 @@ def _log_median(model: str, fitter, design: pd.DataFrame) -> tuple[np.ndarray, n
 def _cell_summary(model, fitter, design, chains, confidence) -> pd.DataFrame:
     cells = chains.drop_duplicates("cell").set_index("cell")[axis_columns(chains)]
     # Kaplan-Meier on the generation each event was seen (the upper end of its interval).
-    km = survival(chains.assign(duration=chains["upper_or_T"], horizon=chains["upper_or_T"].max()))
+    km = {cell: fit_km(rows["upper_or_T"], rows["observed"]).median_survival_time_
+          for cell, rows in chains.groupby("cell")}
     out = cells.assign(
         chains=chains.groupby("cell").size(), events=chains.groupby("cell")["observed"].sum().astype(int),
-        censored_share=1 - chains.groupby("cell")["observed"].mean(), km_median=km.set_index("cell")["median"],
+        censored_share=1 - chains.groupby("cell")["observed"].mean(), km_median=pd.Series(km, dtype=float),
     )
     if model == "cox":
         out["model_median"] = fitter.predict_median(design).to_numpy().ravel()
@@ -278,16 +279,10 @@ def _aic_table(fits: dict[str, Any], chosen: str) -> pd.DataFrame:
 
 
 def _eventless_levels(chains: pd.DataFrame, design) -> list[str]:
-    """Indicator terms whose chains never had the event: their coefficient would be infinite."""
-    per_cell = chains.groupby("cell")["observed"].sum()
-    bad = []
-    for term in design.terms:
-        if ":" in term or "[" not in term:
-            continue
-        inside = design.columns.index[design.columns[term] == 1]
-        if per_cell.loc[inside].sum() == 0:
-            bad.append(term)
-    return bad
+    """Levels of categorical covariates whose chains never had the event: a coefficient would be infinite."""
+    seen = chains.groupby("cell")["observed"].any()
+    return [f"{factor} = {level}" for factor, levels in design.levels.items()
+            for level, cells in levels.items() if not seen.loc[cells].any()]
 
 
 def collapse_regression(
@@ -344,6 +339,9 @@ def collapse_regression(
         raise ValueError(f"model: expected one of {', '.join(MODELS)}, got {model!r}")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence: expected a level in (0, 1), got {confidence!r}")
+    if isinstance(covariates, str) or not len(covariates):
+        raise ValueError(f"covariates: expected a non-empty list of covariates such as ['log(n)', 'real'], "
+                         f"got {covariates!r}")
     require_columns(events, _EVENT_COLUMNS, "events")
     event = _declared_event(event, family, events)
     chains = chain_table(events, event, threshold)
@@ -363,9 +361,9 @@ def collapse_regression(
             .rename("weight").reset_index())
     data = data.join(design.columns, on="cell")
     terms = design.terms
-    # Cox and its residual test get one row per chain: Schoenfeld residuals are per subject.
-    cox_data = data.loc[data.index.repeat(data["weight"])].assign(weight=1).reset_index(drop=True)
-    fitter = _fit(model, cox_data if model == "cox" else data, terms, interval, confidence)
+    if model == "cox":  # Cox and its residual test get one row per chain: Schoenfeld residuals are per subject
+        data = data.loc[data.index.repeat(data["weight"])].assign(weight=1).reset_index(drop=True)
+    fitter = _fit(model, data, terms, interval, confidence)
     others = [m for m in AFT_MODELS if m != model] if compare else []
     fits = ({model: fitter} if model != "cox" else {}) | {m: _fit(m, data, terms, interval, confidence) for m in others}
     notes = []
@@ -391,7 +389,7 @@ def collapse_regression(
         table=table, exponent=exponent,
         aic=_aic_table(fits, model) if fits else pd.DataFrame(columns=["model", "log_likelihood", "parameters",
                                                                        "aic", "delta_aic", "chosen"]),
-        ph_test=_ph_test(fitter, cox_data, terms) if model == "cox" else None,
+        ph_test=_ph_test(fitter, data, terms) if model == "cox" else None,
         cells=_cell_summary(model, fitter, design.columns, chains, confidence),
         notes=tuple(notes), fitter=fitter, design=design.columns,
     )
