@@ -128,7 +128,7 @@ def fitted_survival_figure(chains: pd.DataFrame, joint: CollapseRegression,
     return finish(fig, path)
 
 
-def _exponent_rows(events, chains, axes, best, fits, *, event, threshold, theory_ratio, estimator):
+def _exponent_rows(events, chains, axes, best, fits, *, event, threshold, theory_ratio, estimator, confidence):
     """One row per line with two n or more (regression exponent, median slope, theory slope), and
     each line's fit by cell."""
     rows, line_fits = [], {}
@@ -138,8 +138,12 @@ def _exponent_rows(events, chains, axes, best, fits, *, event, threshold, theory
         label = _label(line.iloc[0], axes)
         if line["n"].nunique() < 2:
             continue
-        fit = collapse_regression(events[events["cell"].isin(line["cell"])], event=event, threshold=threshold,
-                                  model=best, compare=False)
+        try:
+            fit = collapse_regression(events[events["cell"].isin(line["cell"])], event=event, threshold=threshold,
+                                      model=best, compare=False, confidence=confidence)
+        except ValueError as error:  # e.g. no chain of this line had the event: say so in its row
+            rows.append([label, f"{len(line)}", f"no fit: {error}", "–", "–", "–"])
+            continue
         line_fits.update(dict.fromkeys(line["cell"], fit))
         e = fit.exponent
         median = fits
@@ -149,7 +153,9 @@ def _exponent_rows(events, chains, axes, best, fits, *, event, threshold, theory
         used = "–" if median.empty else f"{median['cells_used'].iloc[0]} of {median['cells'].iloc[0]}"
         expected = "–"
         replace = str(line["policy"].iloc[0]) == "replace" if "policy" in line else False
-        plain = "temperature" not in line or bool((line["temperature"] == 1.0).all())
+        # The closed form is for the untempered family as the spec states it: no family field varied.
+        plain = ("temperature" not in line or bool((line["temperature"] == 1.0).all())) and not any(
+            a.startswith("family_") for a in axes)
         if theory_ratio is not None and replace and plain:
             expected = md.number(theory.collapse_time_slope(line["n"], theory_ratio, estimator, "first_passage"))
         rows.append([label, f"{len(line)} ({int(line['n'].min())}–{int(line['n'].max())})",
@@ -211,11 +217,16 @@ def regression_section(
         why = "no chain had the event by T" if chains.empty or not chains["observed"].any() else "one cell only"
         return Section(lines + [f"No regression: {why}.", ""], [])
     kept = events[events["cell"].isin(cells["cell"])]
-    first = collapse_regression(kept, event=event, threshold=threshold, covariates=covariates,
-                                model="lognormal_aft", confidence=confidence)
-    best = str(first.aic["model"].iloc[0])
-    result = first if best == "lognormal_aft" else collapse_regression(
-        kept, event=event, threshold=threshold, covariates=covariates, model=best, confidence=confidence, compare=False)
+    try:
+        first = collapse_regression(kept, event=event, threshold=threshold, covariates=covariates,
+                                    model="lognormal_aft", confidence=confidence)
+        best = str(first.aic["model"].iloc[0])
+        result = first if best == "lognormal_aft" else collapse_regression(
+            kept, event=event, threshold=threshold, covariates=covariates, model=best, confidence=confidence,
+            compare=False)
+    except ValueError as error:  # a fit that does not converge must not stop the rest of the report
+        return Section(lines + [f"No regression: {error}", ""], [])
+    level = f"{confidence:.0%} CI"
     aic = first.aic.assign(chosen=first.aic["model"] == best)
     lines += [
         f"All {len(chains)} chains of {len(cells)} cells, censored ones included ({result.censoring} censoring), "
@@ -226,7 +237,7 @@ def regression_section(
                    "yes" if r.chosen else ""] for r in aic.itertuples()]), "",
         f"Coefficients of the chosen model ({best}); a time ratio is how many times later collapse comes for one "
         "unit more of the term (for log(n): per factor e in n), at the same values of the other terms:", "",
-        md.table(["parameter", "term", "coefficient [95% CI]", "time ratio [95% CI]", "p"],
+        md.table(["parameter", "term", f"coefficient [{level}]", f"time ratio [{level}]", "p"],
                  [[r.parameter, r.term, md.estimate(r.coef, r.lower, r.upper),
                    md.estimate(r.ratio, r.ratio_lower, r.ratio_upper) if r.ratio_kind else "–", f"{r.p:.2g}"]
                   for r in result.table.itertuples()]), "",
@@ -240,11 +251,11 @@ def regression_section(
         if median_fits is None:
             median_fits = rates(times, by=axes or "policy", n_boot=n_boot, seed=seed, confidence=confidence)
         rows, line_fits = _exponent_rows(kept, chains, axes, best, median_fits, event=event, threshold=threshold,
-                              theory_ratio=theory_ratio, estimator=estimator)
+                                         theory_ratio=theory_ratio, estimator=estimator, confidence=confidence)
         lines += ["Rate exponent of each line (collapse time ~ n^b): the regression on every chain, next to the "
                   "least-squares slope of ln(Kaplan-Meier median) on ln n, which uses only the cells whose median "
                   "is below T:", "",
-                  md.table(["line", "cells (n)", f"exponent, {best} [95% CI]", "median slope [95% CI]",
+                  md.table(["line", "cells (n)", f"exponent, {best} [{level}]", f"median slope [{level}]",
                             "cells in the median slope", "theory slope"], rows), ""]
     figure = fitted_survival_figure(chains, result, line_fits,
                                     title=f"Not yet {what}: Kaplan-Meier (steps) and {best} fits")

@@ -45,23 +45,38 @@ def fit(events):
                                         model="lognormal_aft", family=GAUSSIAN, compare=False)
 
 
-@pytest.fixture(scope="module")
-def exact():
-    """The exact law per n: pseudo-true log-normal AFT parameters, and the slope of the exact medians."""
+def _pseudo_true(ns, ratio, horizon, every=1, *, beyond=None):
+    """Pseudo-true log-normal AFT parameters of the exact law, with events checked every k
+    generations (interval-censored as collapse_regression fits them), and the exact medians
+    (the law run to ``beyond`` when a median lies past the horizon)."""
     rows, medians = [], []
-    for n in NS:
-        # Run the law past T (to 320) for the median of the n = 160 cell, which lies beyond T.
-        cdf = theory.collapse_time_cdf(n, RATIO, 320, step=4e-3)
+    last = horizon - horizon % every
+    for n in ns:
+        cdf = theory.collapse_time_cdf(n, ratio, beyond or horizon, step=4e-3)
         medians.append(float(np.searchsorted(cdf, 0.5)))
-        cdf = cdf[: HORIZON + 1]
-        rows.append(pd.DataFrame({"log(n)": np.log(n), "t": np.arange(1.0, HORIZON + 1), "seen": True,
-                                  "w": np.diff(cdf)}))
-        rows.append(pd.DataFrame({"log(n)": [np.log(n)], "t": [float(HORIZON)], "seen": [False], "w": [1 - cdf[-1]]}))
+        checks = np.arange(every, last + 1, every)
+        seen = np.diff(cdf[np.append(0, checks)])
+        rows.append(pd.DataFrame({"log(n)": np.log(n), "lower": np.maximum(checks - (every if every > 1 else 0), 1e-9),
+                                  "upper": checks.astype(float), "w": seen}))
+        rows.append(pd.DataFrame({"log(n)": [np.log(n)], "lower": [float(last)], "upper": [np.inf], "w": [1 - cdf[last]]}))
     law = pd.concat(rows, ignore_index=True)
+    law = law[law["w"] > 0]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # lifelines warns that the weights are not integers
-        truth = LogNormalAFTFitter().fit(law[law["w"] > 0], "t", "seen", weights_col="w").params_
-    return {"params": truth, "medians": np.array(medians), "slope": np.polyfit(np.log(NS), np.log(medians), 1)[0]}
+        fitter = LogNormalAFTFitter()
+        if every > 1:
+            fitter.fit_interval_censoring(law, "lower", "upper", weights_col="w")
+        else:
+            fitter.fit(law.assign(seen=np.isfinite(law["upper"]))[["log(n)", "lower", "seen", "w"]], "lower", "seen",
+                       weights_col="w")
+    return {"params": fitter.params_, "medians": np.array(medians),
+            "slope": np.polyfit(np.log(ns), np.log(medians), 1)[0]}
+
+
+@pytest.fixture(scope="module")
+def exact():
+    """The exact law of the fixture's chains (run to 320 for the n = 160 median, beyond T)."""
+    return _pseudo_true(NS, RATIO, HORIZON, beyond=320)
 
 
 def _row(result, parameter, term):
@@ -242,6 +257,7 @@ def test_bad_input_is_one_line_naming_the_argument(change, message):
     assert message in text and len(text.splitlines()) == 1, text
 
 
+@pytest.mark.slow
 def test_report_section_per_event():
     """regression_section returns the AIC table of the three AFT models (one chosen), the chosen
     model's coefficients, each policy's exponent next to the median slope of analysis.rates and the
@@ -270,3 +286,28 @@ def test_report_section_per_event():
     assert next(r for r in rows if r.startswith("| fresh_real(0.2) |")).endswith("| – |")
     (figure,) = section.figures
     assert figure.name == "regression_spread_below_0.5" and len(figure.figure.axes) == 2
+
+
+@pytest.mark.slow
+def test_a_real_folder_with_events_every_k(ray_session, tmp_path):
+    """End to end through the engine, Ray and Parquet: a sweep that checks events every 4th generation
+    writes checked_every = 4, the folder's sweep.json declares the event, and the interval-censored
+    fit lands within 4 s.e. of the pseudo-true parameters of the exact law checked every 4th
+    generation (and of the exact medians' slope)."""
+    from sweep.runner import run_sweep
+    from sweep.spec import parse_spec
+
+    spec = parse_spec({"name": "regress", "seed": 11, "generations": 122, "replicates": 400,
+                       "family": {"name": "gaussian"}, "grid": {"n": [16, 32]},
+                       "events": {"spread_below": [RATIO], "every": 4}, "record": {"every": 122}})
+    location = run_sweep(spec, str(tmp_path), progress=False).location
+    events = analysis.load_events(location)
+    assert set(events["checked_every"]) == {4}
+    result = analysis.collapse_regression(events, event="spread_below", threshold=RATIO,
+                                          family=analysis.read_metadata(location)["family"], compare=False)
+    assert result.censoring == "interval (checked every 4)"
+    truth = _pseudo_true((16, 32), RATIO, 122, every=4)
+    for (parameter, term), value in truth["params"].items():
+        row = _row(result, parameter, term)
+        assert abs(row["coef"] - value) < Z * row["se"], (parameter, term, row, value)
+    assert abs(result.exponent["estimate"] - truth["slope"]) < Z * result.exponent["se"]
