@@ -95,7 +95,8 @@ def _factor(text: str, where: str, cells: pd.DataFrame, levels: dict) -> dict[st
         reference = _reference(column, ordered)
         prefix = f"C({column})" if function == "C" else column
         levels[prefix] = {str(level): cells.loc[(labels == level).to_numpy(), "cell"].tolist() for level in ordered}
-        return {f"{prefix}[{level}]": (labels == level).to_numpy(dtype=float) for level in ordered if level != reference}
+        return {f"{prefix}[{level}]": (labels == level).to_numpy(dtype=float)
+                for level in ordered if level != reference}
     numbers = values.to_numpy(dtype=float)
     if function == "log":
         if np.any(numbers <= 0):
@@ -105,7 +106,8 @@ def _factor(text: str, where: str, cells: pd.DataFrame, levels: dict) -> dict[st
     return {column: numbers}
 
 
-def _term(text: str, where: str, cells: pd.DataFrame, levels: dict) -> list[tuple[tuple[str, ...], dict[str, np.ndarray]]]:
+def _term(text: str, where: str, cells: pd.DataFrame,
+          levels: dict) -> list[tuple[tuple[str, ...], dict[str, np.ndarray]]]:
     """Expand one covariate string into (factors, columns) pieces: ``a*b`` is a, b and a:b."""
     if not isinstance(text, str) or not text.strip():
         raise ValueError(f"{where}: expected {_EXPECTED}, got {text!r}")

@@ -21,7 +21,7 @@ from analysis import _markdown as md
 from analysis import theory
 from analysis._covariates import axis_columns
 from analysis._rates import rates
-from analysis._regression import AFT_MODELS, CollapseRegression, chain_table, collapse_regression
+from analysis._regression import CollapseRegression, chain_table, collapse_regression
 from analysis._survival import survival_curves
 from analysis.figures._common import GENERATION_LABEL, colours, finish, panels, plain_log_axis, style
 
@@ -155,7 +155,9 @@ def _exponent_rows(events, chains, axes, best, fits, *, event, threshold, theory
         median = fits
         for a, k in zip(axes, key):
             median = median[median[a].astype(str) == str(k)]
-        slope = "–" if median.empty else md.estimate(*median[["slope", "slope_lower", "slope_upper"]].iloc[0])
+        # Four digits: exponents near 1 differ in the third decimal.
+        slope = ("–" if median.empty else
+                 md.estimate(*median[["slope", "slope_lower", "slope_upper"]].iloc[0], digits=4))
         used = "–" if median.empty else f"{median['cells_used'].iloc[0]} of {median['cells'].iloc[0]}"
         expected = "–"
         replace = str(line["policy"].iloc[0]) == "replace" if "policy" in line else False
@@ -163,9 +165,9 @@ def _exponent_rows(events, chains, axes, best, fits, *, event, threshold, theory
         plain = ("temperature" not in line or bool((line["temperature"] == 1.0).all())) and not any(
             a.startswith("family_") for a in axes)
         if theory_ratio is not None and replace and plain:
-            expected = md.number(theory.collapse_time_slope(line["n"], theory_ratio, estimator, "first_passage"))
+            expected = md.number(theory.collapse_time_slope(line["n"], theory_ratio, estimator, "first_passage"), 4)
         rows.append([label, f"{len(line)} ({int(line['n'].min())}–{int(line['n'].max())})",
-                     md.estimate(e["estimate"], e["lower"], e["upper"]), slope, used, expected])
+                     md.estimate(e["estimate"], e["lower"], e["upper"], digits=4), slope, used, expected])
     return rows, line_fits
 
 

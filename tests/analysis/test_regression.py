@@ -281,8 +281,8 @@ def test_report_section_per_event():
     assert len(rows) == 2
     median = analysis.rates(analysis.collapse_times(events), n_boot=50, seed=0).set_index("policy")
     replace = next(r for r in rows if r.startswith("| replace |")).split(" | ")
-    assert replace[3].startswith(f"{median.loc['replace', 'slope']:.3g} [")
-    assert replace[5].rstrip(" |") == f"{theory.collapse_time_slope([10, 20, 40], 0.5, 'unbiased', 'first_passage'):.3g}"
+    assert replace[3].startswith(f"{median.loc['replace', 'slope']:.4g} [")
+    assert replace[5].rstrip(" |") == f"{theory.collapse_time_slope([10, 20, 40], 0.5, 'unbiased', 'first_passage'):.4g}"
     assert next(r for r in rows if r.startswith("| fresh_real(0.2) |")).endswith("| – |")
     (figure,) = section.figures
     assert figure.name == "regression_spread_below_0.5" and len(figure.figure.axes) == 2
