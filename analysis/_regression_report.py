@@ -259,7 +259,7 @@ def regression_section(
     if "log(n)" in covariates:
         times = chains.assign(duration=np.where(chains["observed"], chains["upper"], chains["lower"]),
                               horizon=float(chains["upper"].where(chains["observed"], chains["lower"]).max()))
-        if median_fits is None:
+        if median_fits is None or not set(axes) <= set(median_fits.columns):  # the caller's lines are not these
             median_fits = rates(times, by=axes or "policy", n_boot=n_boot, seed=seed, confidence=confidence)
         rows, line_fits = _exponent_rows(kept, chains, axes, best, median_fits, event=event, threshold=threshold,
                                          theory_ratio=theory_ratio, estimator=estimator, confidence=confidence)
