@@ -27,6 +27,7 @@ _LAZY = {
     "collapsed_by": "analysis._probability",
     "rates": "analysis._rates", "decay_rates": "analysis._rates",
     "forgetting_times": "analysis._forgetting", "forgetting_rates": "analysis._forgetting",
+    "collapse_regression": "analysis._regression",
     "write_report": "analysis.report", "coordinate_columns": "analysis._cells",
     "theory": None, "figures": None,
 }

@@ -124,6 +124,16 @@ def collapse_section(rep: Report, fam: FamilyRows, kind: EventInfo, threshold: f
         rep.figure(figures.collapse_time_figure(summary, fits=fits, ratio=ratio, estimator=estimator),
                    f"collapse_time_{tag}", f"Median collapse time versus n, {what}")
     _heatmaps(rep, fam, summary, event, threshold, censored_at, what, tag)
+    if getattr(rep, "regression", True) and summary["n"].nunique() >= 2:
+        from analysis._regression_report import regression_section
+
+        section = regression_section(
+            fam.events, event=event, threshold=None if np.isnan(threshold) else threshold, description=what,
+            theory_ratio=ratio, estimator=fam.estimator_for(summary["cell"]) or "unbiased", median_fits=fits,
+            n_boot=rep.n_boot, seed=rep.seed)
+        rep.lines += section.lines
+        for item in section.figures:
+            rep.figure(item.figure, f"{item.name}_{tag}", item.caption)
 
 
 def collapse_list(fam: FamilyRows) -> list[tuple[EventInfo, float]]:

@@ -191,7 +191,8 @@ def _axes_line(meta: dict, traj: pd.DataFrame) -> str:
             "(rates are fitted against n within each combination of the others)")
 
 
-def write_report(results_path, out_dir=None, *, n_boot: int = 1000, seed: int = 0) -> list[Path]:
+def write_report(results_path, out_dir=None, *, n_boot: int = 1000, seed: int = 0,
+                 regression: bool = True) -> list[Path]:
     """Write figures and ``report.md`` for a results folder, from its Parquet tables only.
 
     Parameters
@@ -202,6 +203,8 @@ def write_report(results_path, out_dir=None, *, n_boot: int = 1000, seed: int = 
         Where to write; default ``<results_path>/report`` (required for a remote URI).
     n_boot, seed : int
         Bootstrap resamples and seed for the slope intervals (same seed, same report).
+    regression : bool
+        Add the censored regression (AFT models on every chain) of each collapse event.
 
     Returns
     -------
@@ -228,6 +231,7 @@ def write_report(results_path, out_dir=None, *, n_boot: int = 1000, seed: int = 
                            f"trajectories stop at {trajectories['generation'].max()}; is the sweep unfinished?")
     estimator, estimator_note = estimator_of(spec)
     rep = Report(out, n_boot, seed)
+    rep.regression = regression  # censored regression of every collapse event (5-20 s each on large folders)
     names = sorted(trajectories["family"].astype(str).unique())
     sections = []
     for name in names:

@@ -82,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", default=None, help="local folder to write in (default: RESULTS/report; required "
                         "when RESULTS is a URI such as s3://...)")
     report.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for rate CIs (default: 1000)")
+    report.add_argument("--no-regression", action="store_true", help="leave out the censored regression (AFT models "
+                        "over every chain) of each collapse event, which takes seconds per event on large folders")
 
     replay = commands.add_parser("replay", help="recompute one chain of a results folder and print it", description=(
         "Rerun one chain from the results folder's spec and root seed, alone (it has its own random stream, so "
@@ -181,7 +183,8 @@ def _report(args: argparse.Namespace) -> int:
         # Cells where a statistic is undefined (every chain censored, a variance underflowed to
         # 0) show as '–' in the tables; numpy's empty-slice warnings would only be noise here.
         warnings.simplefilter("ignore", RuntimeWarning)
-        paths = analysis.write_report(args.results, args.out, n_boot=args.bootstrap)
+        paths = analysis.write_report(args.results, args.out, n_boot=args.bootstrap,
+                                      regression=not args.no_regression)
     figures = [p for p in paths if str(p).endswith(".png")]
     print(f"wrote {paths[-1]} and {len(figures)} figures (PNG and SVG) in {paths[-1].parent / 'figures'}")
     return 0
