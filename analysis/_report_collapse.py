@@ -133,7 +133,7 @@ def collapse_section(rep: Report, fam: FamilyRows, kind: EventInfo, threshold: f
             n_boot=rep.n_boot, seed=rep.seed)
         rep.lines += section.lines
         for item in section.figures:
-            rep.figure(item.figure, f"{item.name}_{tag}", item.caption)
+            rep.figure(item.figure, f"{item.name}_{fam.tag}", item.caption)
 
 
 def collapse_list(fam: FamilyRows) -> list[tuple[EventInfo, float]]:

@@ -127,3 +127,14 @@ def _bounds_text(minimum: int | None, maximum: int | None) -> str:
     if maximum is not None:
         return f" <= {maximum}"
     return ""
+
+
+def text(description: str, allowed: Callable[[str], bool]) -> Callable[[Any, str], str]:
+    """Reader of a string that ``allowed`` accepts (``description`` says what that is)."""
+
+    def read(value: Any, path: str) -> str:
+        if not isinstance(value, str) or not allowed(value):
+            raise SpecError(path, description, value)
+        return value
+
+    return read

@@ -31,8 +31,9 @@ def test_report_on_gaussian_folder_writes_figures_and_summary(gaussian_folder):
     assert all(p.exists() for p in paths)
     stems = {p.stem for p in paths[:-1]}
     assert stems == {"survival_gaussian_spread_below_0.5", "collapse_time_gaussian_spread_below_0.5",
-                     "heatmap_gaussian_spread_below_0.5", "fan_gaussian", "density_gaussian", "fan_w2_gaussian"}
-    assert sorted(p.suffix for p in paths[:-1]) == [".png"] * 6 + [".svg"] * 6
+                     "heatmap_gaussian_spread_below_0.5", "fan_gaussian", "density_gaussian", "fan_w2_gaussian",
+                     "regression_spread_below_0.5_gaussian"}
+    assert sorted(p.suffix for p in paths[:-1]) == [".png"] * 7 + [".svg"] * 7
     assert matplotlib.image.imread(next(p for p in paths if p.name == "fan_gaussian.png")).shape[2] == 4
     text = paths[-1].read_text()
     header = ("| cell | cell coordinates | chains | censored at T | median collapse time [95% CI] | "
@@ -195,7 +196,7 @@ def test_report_of_a_family_known_only_by_its_declarations(ray_session, tmp_path
         "axes": {"n": "n", "policy": "policy", "temperature": "temperature"}, "events_every": 1,
     }
     (Path(folder) / "sweep.json").write_text(json.dumps(meta))
-    paths = analysis.write_report(folder, n_boot=30)
+    paths = analysis.write_report(folder, n_boot=30, regression=False)
     assert {p.stem for p in paths[:-1]} == {"survival_mypkg.models_Exotic_distance_above_0.5",
                                             "collapse_time_mypkg.models_Exotic_distance_above_0.5",
                                             "fan_tail_mass_mypkg.models_Exotic"}
