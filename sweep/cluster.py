@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import os
 import re
-import sys
+import warnings
 from typing import Any
 
-from sweep.errors import UsageError
+from sweep.errors import SweepWarning, UsageError
 
 #: What Ray needs to join a cluster that was started with token authentication.
 AUTH_HINT = (
@@ -159,12 +159,14 @@ def nodes_alive() -> int:
 
 
 def warn_if_not_shared(location: str, is_local: bool, address: str | None) -> None:
-    """One line on stderr when parts may land on disks the other nodes (or this driver) cannot see."""
+    """A :class:`~sweep.errors.SweepWarning` when parts may land on disks the other nodes (or this
+    driver) cannot see."""
     if not is_local:
         return
     remote_client = bool(address and address.startswith("ray://"))
     nodes = nodes_alive()
     if nodes > 1 or remote_client:
         where = f"on {nodes} nodes" if nodes > 1 else "on a remote cluster through Ray Client"
-        print(f"warning: results '{location}' are a local path but tasks run {where}: every node must see it "
-              "(a shared filesystem), or use an object-store URI such as s3://bucket/results", file=sys.stderr)
+        warnings.warn(f"results '{location}' are a local path but tasks run {where}: every node must see it "
+                      "(a shared filesystem), or use an object-store URI such as s3://bucket/results",
+                      SweepWarning, stacklevel=3)

@@ -7,15 +7,15 @@ it checks the folder itself, not the tasks' word, before it calls a sweep comple
 from __future__ import annotations
 
 import datetime as _dt
-import sys
 import time
+import warnings
 from typing import Any
 
 import numpy as np
 
 from sweep import __version__
 from sweep.cluster import connect, warn_if_not_shared
-from sweep.errors import UsageError
+from sweep.errors import SweepWarning, UsageError
 from sweep.execute import WORKER_ENV, RunReport, execute, task_options, worker_env
 from sweep.grid import Cell, cells as grid_cells
 from sweep.plan import expected_rows, plan_tasks
@@ -70,13 +70,14 @@ def check_folder(spec: SweepSpec, location: str, *, overwrite: bool = False) -> 
 
 
 def _warn_if_other_version(earlier: list[str], location: str, kept_parts: int, missing_chains: int) -> None:
-    """One line on stderr when this version adds chains to parts only other versions wrote
+    """A :class:`~sweep.errors.SweepWarning` when this version adds chains to parts only other versions wrote
     (``earlier``: the folder's versions before this run): the random streams and fits are the
     same across versions, but metric code may not be."""
     if earlier and __version__ not in earlier and kept_parts and missing_chains:
-        print(f"warning: results folder '{location}' was started by collapse-sweep {earlier[0]}, this is "
-              f"{__version__}: metrics of the chains computed now may differ slightly from the kept ones where "
-              "the versions' code differs; pass --overwrite for a folder written by one version", file=sys.stderr)
+        warnings.warn(f"results folder '{location}' was started by collapse-sweep {earlier[0]}, this is "
+                      f"{__version__}: metrics of the chains computed now may differ slightly from the kept ones where "
+                      "the versions' code differs; pass --overwrite for a folder written by one version",
+                      SweepWarning, stacklevel=3)
 
 
 def _versions(meta: dict[str, Any] | None) -> list[str]:

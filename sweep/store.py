@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from sweep.errors import UsageError
+from sweep.errors import ResultsError, UsageError
 
 KINDS = ("trajectories", "events")
 _PART = re.compile(r"part-c(\d+)-b(\d+)-(\d+)\.parquet")
@@ -45,6 +45,10 @@ def part_name(cell: int, first: int, stop: int) -> str:
     return f"part-c{cell:05d}-b{first:07d}-{stop:07d}.parquet"
 
 
+def _one_line(error: BaseException, limit: int = 200) -> str:
+    return " ".join(str(error).split())[:limit]
+
+
 @dataclass
 class Scan:
     """What a results folder already holds."""
@@ -61,8 +65,14 @@ class Store:
         self.location = str(location)
         try:
             self.fs, root = pafs.FileSystem.from_uri(self.location)
-        except (pa.ArrowInvalid, ValueError):
-            self.fs, root = pafs.LocalFileSystem(), self.location
+        except (pa.ArrowInvalid, ValueError) as error:
+            if "://" in self.location:  # a mistyped URI must not become a local folder named 's3:'
+                raise UsageError(f"results folder '{self.location}': expected a local path or a filesystem URI "
+                                 f"(s3://, gs://, hdfs://, file://), got {_one_line(error)}") from None
+            self.fs, root = pafs.LocalFileSystem(), self.location  # a relative path
+        except OSError as error:  # a filesystem that cannot be set up (no network, no libhdfs)
+            raise UsageError(f"results folder '{self.location}': expected a reachable filesystem, got "
+                             f"{_one_line(error)}") from None
         self.root = root.rstrip("/") or "/"
 
     @property
@@ -142,14 +152,30 @@ class Store:
 
     # -- metadata ------------------------------------------------------------------------
     def read_meta(self) -> dict[str, Any] | None:
+        """The folder's parsed ``sweep.json``, or None when there is none.
+
+        The one reader of sweep.json, for ``sweep`` (run, show, replay) and ``analysis`` alike.
+
+        Raises
+        ------
+        ResultsError
+            sweep.json is there but is not a JSON object (truncated, overwritten, not UTF-8).
+        """
         path = f"{self.root}/sweep.json"
         if self.fs.get_file_info(path).type != pafs.FileType.File:
             return None
         with self.fs.open_input_stream(path) as stream:
-            try:
-                return json.loads(stream.read().decode())
-            except (ValueError, UnicodeDecodeError):
-                raise UsageError(f"results folder '{self.location}': expected a readable sweep.json, got a corrupt file; pass --overwrite to start again") from None
+            data = stream.read()
+        try:
+            meta = json.loads(data.decode())
+        except (ValueError, UnicodeDecodeError) as error:  # JSONDecodeError is a ValueError
+            reason = f"{type(error).__name__}: {' '.join(str(error).split())[:120]}"
+        else:
+            if isinstance(meta, dict):
+                return meta
+            reason = f"a JSON {type(meta).__name__} instead of an object"
+        raise ResultsError(f"results folder '{self.location}': expected a readable sweep.json, got a corrupt file "
+                           f"({reason}); rerun 'sweep run' with --overwrite to start the folder again") from None
 
     def write_meta(self, meta: dict[str, Any]) -> None:
         """Replace sweep.json atomically (a full disk leaves the previous one)."""

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import time
+import warnings
 
 import pandas as pd
 import pytest
@@ -183,6 +184,20 @@ def test_missing_token(head, write_spec, tmp_path):
     status = sweep("status", "raysubmit_x", "--address", head.dashboard, **NO_TOKEN)
     assert status.returncode == 2
     assert status.stderr.startswith(f"error: --address '{head.dashboard}': the cluster requires token authentication")
+
+
+def test_not_shared_warning_is_a_python_warning(ray_session):
+    """From Python, the local-path-on-a-cluster warning is a SweepWarning one can catch or filter;
+    one node with a local path, or an object store, warns nothing."""
+    from sweep.cluster import warn_if_not_shared
+    from sweep.errors import SweepWarning
+
+    with pytest.warns(SweepWarning, match="are a local path but tasks run on a remote cluster through Ray Client"):
+        warn_if_not_shared("/data/results", True, "ray://head:10001")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_if_not_shared("/data/results", True, None)
+        warn_if_not_shared("s3://bucket/results", False, "ray://head:10001")
 
 
 def test_bad_run_addresses(ray_session, write_spec, tmp_path, cli):

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 import analysis
 from sweep.runner import run_sweep
@@ -133,3 +134,33 @@ def test_garbage_parts_are_recomputed(ray_session, tmp_path):
     assert rerun.tasks_run == 2 and rerun.parts_kept == 14 and rerun.parts_removed == 4
     pd.testing.assert_frame_equal(analysis.load(reference.location), analysis.load(damaged.location))
     pd.testing.assert_frame_equal(analysis.load_events(reference.location), analysis.load_events(damaged.location))
+
+
+def test_version_warning_is_a_python_warning(ray_session, tmp_path, capsys):
+    """From Python, the other-version warning is a SweepWarning (not a print): it can be caught,
+    and filtered away so that nothing reaches stderr."""
+    import warnings
+
+    from sweep import __version__
+    from sweep.errors import SweepWarning
+
+    spec = parse_spec(RAW)
+    report = run_sweep(spec, str(tmp_path), blocks_per_task=1, progress=False)
+    meta_path = Path(report.location, "sweep.json")
+
+    def started_by_another_version_with_a_part_missing():
+        meta = json.loads(meta_path.read_text())
+        meta["package_version"], meta["package_versions"] = "0.0.1", ["0.0.1"]
+        meta_path.write_text(json.dumps(meta))
+        parts(report.location, "trajectories")[0].unlink()
+
+    started_by_another_version_with_a_part_missing()
+    with pytest.warns(SweepWarning, match=f"started by collapse-sweep 0.0.1, this is {__version__}"):
+        run_sweep(spec, str(tmp_path), blocks_per_task=1, progress=False)
+    started_by_another_version_with_a_part_missing()
+    capsys.readouterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any other warning would fail here
+        warnings.simplefilter("ignore", SweepWarning)
+        assert run_sweep(spec, str(tmp_path), blocks_per_task=1, progress=False).chains_run == 10
+    assert capsys.readouterr().err == ""
