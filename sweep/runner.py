@@ -7,6 +7,8 @@ it checks the folder itself, not the tasks' word, before it calls a sweep comple
 from __future__ import annotations
 
 import datetime as _dt
+import functools
+import os
 import time
 import warnings
 from typing import Any
@@ -18,6 +20,7 @@ from sweep.cluster import connect, warn_if_not_shared
 from sweep.errors import SweepWarning, UsageError
 from sweep.execute import WORKER_ENV, RunReport, execute, task_options, worker_env
 from sweep.grid import Cell, cells as grid_cells
+from sweep.lock import FolderLock
 from sweep.plan import expected_rows, plan_tasks
 from sweep.spec import SweepSpec
 from sweep.store import Store
@@ -111,6 +114,30 @@ def begin(spec: SweepSpec, store: Store, meta: dict[str, Any] | None, cells: lis
     return meta
 
 
+def _holding_the_folder(run: Any) -> Any:
+    """Run ``run_sweep`` holding its results folder's lock (sweep.lock), from the first check of the
+    folder to the last write of sweep.json, released however it ends, KeyboardInterrupt included.
+
+    A local ``out`` is made absolute first, here on the driver: the tasks write to the location
+    they are given, from whatever folder their worker runs in (a ``ray start`` head's, not ours).
+    """
+    @functools.wraps(run)
+    def locked(spec: SweepSpec, out: str = "results", **options: Any) -> RunReport:
+        out = str(out) if "://" in str(out) else os.path.abspath(out)
+        lock = FolderLock(Store(f"{out.rstrip('/')}/{spec.name}"))
+        try:
+            lock.acquire()
+        except OSError as error:
+            raise _writable(lock.store.location, error) from None
+        try:
+            return run(spec, out, **options)
+        finally:
+            lock.release()
+
+    return locked
+
+
+@_holding_the_folder
 def run_sweep(
     spec: SweepSpec,
     out: str = "results",

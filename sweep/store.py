@@ -25,6 +25,8 @@ import pyarrow.parquet as pq
 from sweep.errors import ResultsError, UsageError
 
 KINDS = ("trajectories", "events")
+#: The lock a running ``sweep run`` holds on its folder (sweep.lock); never part of the results.
+LOCK_FILE = ".sweep.lock"
 _PART = re.compile(r"part-c(\d+)-b(\d+)-(\d+)\.parquet")
 
 
@@ -193,13 +195,20 @@ class Store:
         return self.fs.get_file_info(self.root).type != pafs.FileType.NotFound
 
     def is_empty(self) -> bool:
-        selector = pafs.FileSelector(self.root, allow_not_found=True)
-        return not self.fs.get_file_info(selector)
+        """No file or folder in it but a run's lock."""
+        return not self._entries()
 
     def clear(self) -> None:
-        """Delete everything in the folder (``--overwrite``)."""
-        if self.exists():
-            self.fs.delete_dir_contents(self.root, missing_dir_ok=True)
+        """Delete everything in the folder (``--overwrite``) but the lock of the run doing it."""
+        for info in self._entries():
+            if info.type == pafs.FileType.Directory:
+                self.fs.delete_dir(info.path)
+            else:
+                self.fs.delete_file(info.path)
+
+    def _entries(self) -> list[pafs.FileInfo]:
+        selector = pafs.FileSelector(self.root, allow_not_found=True)
+        return [info for info in self.fs.get_file_info(selector) if info.base_name != LOCK_FILE]
 
 
 def _delete_quietly(fs: pafs.FileSystem, path: str) -> None:

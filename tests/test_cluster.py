@@ -186,6 +186,18 @@ def test_missing_token(head, write_spec, tmp_path):
     assert status.stderr.startswith(f"error: --address '{head.dashboard}': the cluster requires token authentication")
 
 
+def test_relative_out_is_the_drivers_folder(head, reference, tmp_path, write_spec):
+    """`run --address auto --out results` in a folder other than the one the head was started in: the
+    results land in the driver's folder (tasks get an absolute path), not in the workers' one."""
+    here = tmp_path / "here"
+    here.mkdir()
+    result = sweep("run", write_spec(RAW), "--address", "auto", "--out", "results", "--no-progress", cwd=here,
+                   RAY_ADDRESS=head.address)
+    assert result.returncode == 0, result.stderr
+    assert f"results: {here}/results/remote" in result.stdout
+    same_data(str(here / "results" / "remote"), reference)
+
+
 def test_not_shared_warning_is_a_python_warning(ray_session):
     """From Python, the local-path-on-a-cluster warning is a SweepWarning one can catch or filter;
     one node with a local path, or an object store, warns nothing."""
