@@ -209,7 +209,7 @@ def run_sweep(
                               _chains(cells, done), task_options(runtime_env=not owns_ray))
             # Trust the folder, not the tasks' word: a part may be missing (a task of a killed
             # earlier driver overwrote or clashed with it) or invisible here (storage not shared).
-            check = _scan(store, rows)
+            check = _scan(store, rows, verify=False)  # the parts kept were verified above
             report.parts_removed += len(check.removed)
             done = check.done
             if _chains(cells, _union(done, failed)) == report.chains or report.stopped:
@@ -239,9 +239,9 @@ def run_sweep(
     return report
 
 
-def _scan(store: Store, rows: Any) -> Any:
+def _scan(store: Store, rows: Any, *, verify: bool = True) -> Any:
     try:
-        return store.scan(rows)
+        return store.scan(rows, verify=verify)
     except OSError as error:  # e.g. a damaged part in a folder that became read-only
         raise _writable(store.location, error) from None
 

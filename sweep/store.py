@@ -9,6 +9,14 @@ Layout (see docs/schema.md)::
 A part is written under a dot-prefixed temporary name in its final folder and renamed when
 whole, so readers never see half a file. Part names are a function of the task alone, so a rerun
 writes the same names and resume can tell which block ranges are complete.
+
+Parts carry Parquet page checksums (CRC32 of every page). Resume reads each kept part of a local
+folder in full with checksum verification, so a part whose footer is intact but whose pages were
+damaged (a torn write after a crash, a bad disk block) is recomputed. Measured on 300 quickstart
+tasks (600 files, 21 MB): 0.7-1.0 s, about 1.5 ms per file, against 0.1 ms for the footer alone;
+a planner-sized task holds seconds of work, so a resume pays ~0.1% of it. The check after a run
+reads footers only (the parts kept were verified before it). On object stores (``s3://``,
+``gs://``), which store an object whole and checksum it themselves, only footers are read.
 """
 from __future__ import annotations
 
@@ -95,7 +103,8 @@ class Store:
             # Dictionary encoding only where it pays (coordinates, labels): trying it on random
             # floats and then falling back costs more than the whole write.
             dictionary = [f.name for f in table.schema if pa.types.is_dictionary(f.type) or pa.types.is_string(f.type)]
-            pq.write_table(table, temporary, filesystem=self.fs, compression="zstd", use_dictionary=dictionary)
+            pq.write_table(table, temporary, filesystem=self.fs, compression="zstd", use_dictionary=dictionary,
+                           write_page_checksum=True)
             self.fs.move(temporary, final)
         except BaseException as error:
             _delete_quietly(self.fs, temporary)
@@ -108,11 +117,17 @@ class Store:
         """Delete a file if it is there; never raise (used while another error propagates)."""
         _delete_quietly(self.fs, path)
 
-    def scan(self, expected_rows: Callable[[str, int, int, int], int | None]) -> Scan:
-        """Find complete block ranges; delete temporary, unreadable, partial or orphaned parts.
+    def scan(self, expected_rows: Callable[[str, int, int, int], int | None], *, verify: bool = True) -> Scan:
+        """Find complete block ranges; delete temporary, unreadable, damaged, partial or orphaned parts.
 
-        ``expected_rows(kind, cell, first, stop)`` gives the row count a valid part must have,
-        or None when the range does not belong to the current plan (the part is removed).
+        Parameters
+        ----------
+        expected_rows : callable
+            ``expected_rows(kind, cell, first, stop)`` gives the row count a valid part must have,
+            or None when the range does not belong to the current plan (the part is removed).
+        verify : bool
+            Read every part of a local folder in full, checking its page checksums (see the
+            module's docstring); False reads footers only, enough to find parts that are missing.
         """
         scan = Scan()
         valid: dict[tuple[int, int, int], set[str]] = {}
@@ -123,7 +138,7 @@ class Store:
                 if info.type != pafs.FileType.File:
                     continue
                 key = parse_part_name(info.base_name)
-                if key is None or not self._valid(info.path, expected_rows(kind, *key)):
+                if key is None or not self._valid(info.path, expected_rows(kind, *key), verify and self.is_local):
                     self.fs.delete_file(info.path)
                     scan.removed.append(info.path)
                     continue
@@ -143,12 +158,17 @@ class Store:
         scan.done = taken
         return scan
 
-    def _valid(self, path: str, rows: int | None) -> bool:
+    def _valid(self, path: str, rows: int | None, verify: bool) -> bool:
         if rows is None:
             return False
         try:
             with self.fs.open_input_file(path) as handle:
-                return pq.read_metadata(handle).num_rows == rows
+                part = pq.ParquetFile(handle, page_checksum_verification=True)
+                if part.metadata.num_rows != rows:
+                    return False
+                # Decoding every page is what checks their checksums (and, in parts written
+                # without them, still fails on most damage).
+                return not verify or part.read(use_threads=False).num_rows == rows
         except (OSError, pa.ArrowException):
             return False
 
