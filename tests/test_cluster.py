@@ -198,21 +198,28 @@ def test_missing_token(head, write_spec, tmp_path):
     assert status.stderr.startswith(f"error: --address '{head.dashboard}': the cluster requires token authentication")
 
 
-def test_local_token_file_is_used(head, reference, write_spec, tmp_path):
-    """On a head machine, with the token only in ~/.ray/auth_token and RAY_AUTH_MODE unset: the job
-    commands (status here) and run use that token and say so in one warning line; a wrong token is
-    refused in one line."""
+def test_local_token_file_is_used_by_job_commands(head, tmp_path):
+    """On a head machine, with the token only in ~/.ray/auth_token and RAY_AUTH_MODE unset, the job
+    commands (status here) use that token, say so in one warning line, and reach the job server."""
     home = token_home(tmp_path, os.environ["RAY_AUTH_TOKEN"])
-    used = f"requires token authentication; using the token in {home['HOME']}/.ray/auth_token"
     status = sweep("status", "raysubmit_nosuchjob", "--address", head.dashboard, **NO_TOKEN, **home)
     assert status.returncode == 2
     assert status.stderr.splitlines() == [  # authenticated: the job server itself answers
-        f"warning: the cluster at {head.dashboard} {used}",
+        f"warning: the cluster at {head.dashboard} requires token authentication; using the token in "
+        f"{home['HOME']}/.ray/auth_token",
         f"error: job 'raysubmit_nosuchjob': expected a job id of the cluster at {head.dashboard} (see 'ray job "
         "list'), got none such"]
+
+
+@pytest.mark.slow
+def test_local_token_file_is_used_by_run_and_a_wrong_one_refused(head, reference, write_spec, tmp_path):
+    """`run --address HOST:PORT` with the token only in ~/.ray/auth_token computes the sweep and says
+    which token it used; a wrong token is refused in one line, by run and by the job commands."""
+    home = token_home(tmp_path, os.environ["RAY_AUTH_TOKEN"])
     run = sweep("run", write_spec(RAW), "--address", head.address, "--out", tmp_path, "--no-progress", **NO_TOKEN, **home)
     assert run.returncode == 0, run.stderr
-    assert run.stderr.splitlines()[0] == f"warning: the cluster at {head.address} {used}"
+    assert run.stderr.splitlines()[0] == (f"warning: the cluster at {head.address} requires token authentication; "
+                                          f"using the token in {home['HOME']}/.ray/auth_token")
     same_data(str(tmp_path / "remote"), reference)
     wrong = token_home(tmp_path, "0" * 32)
     for command, address in (("status", head.dashboard), ("run", head.address)):
@@ -223,6 +230,7 @@ def test_local_token_file_is_used(head, reference, write_spec, tmp_path):
                                  f"{wrong['HOME']}/.ray/auth_token; {AUTH_HINT}\n")
 
 
+@pytest.mark.slow
 def test_relative_out_is_the_drivers_folder(head, reference, tmp_path, write_spec):
     """`run --address auto --out results` in a folder other than the one the head was started in: the
     results land in the driver's folder (tasks get an absolute path), not in the workers' one."""

@@ -2,8 +2,6 @@
 error for a corrupt file, and one line for a location whose filesystem cannot be reached."""
 from __future__ import annotations
 
-import json
-
 import pytest
 
 import analysis
