@@ -6,7 +6,6 @@ one cell or one generation at a time.
 """
 from __future__ import annotations
 
-import json
 from typing import Any, Sequence
 
 import pandas as pd
@@ -14,14 +13,10 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
-from sweep.errors import UsageError
+from sweep.errors import ResultsError, UsageError
 from sweep.store import Store, plain_table
 
 __all__ = ["load", "load_events", "read_metadata", "ResultsError"]
-
-
-class ResultsError(ValueError):
-    """A path that is not a readable results folder written by ``sweep run``."""
 
 
 def _resolve(path: str) -> tuple[pafs.FileSystem, str]:
@@ -38,17 +33,15 @@ def read_metadata(path: str) -> dict[str, Any]:
     Raises
     ------
     ResultsError
-        If the folder has no ``sweep.json`` (it was not written by ``sweep run``).
+        If the folder has no ``sweep.json`` (it was not written by ``sweep run``) or a corrupt one.
     """
-    fs, root = _resolve(path)
-    info = fs.get_file_info(f"{root}/sweep.json")
-    if info.type != pafs.FileType.File:
+    meta = Store(str(path)).read_meta()  # the one reader, shared with sweep
+    if meta is None:
         raise ResultsError(
             f"results folder '{path}': expected a folder written by 'sweep run' (with sweep.json), "
             "got none; run 'sweep run SPEC' first or check the path"
         )
-    with fs.open_input_stream(f"{root}/sweep.json") as stream:
-        return json.loads(stream.read().decode())
+    return meta
 
 
 def _filter_expression(filters: Any) -> ds.Expression | None:

@@ -31,6 +31,7 @@ from analysis._report_context import (DROPPED, FamilyRows, Report, dropped_share
                                       sorted_cells)
 from analysis.figures._common import metric_label
 from analysis.io import ResultsError, load, load_events, read_metadata
+from sweep.store import Store
 
 __all__ = ["write_report"]
 
@@ -216,13 +217,15 @@ def write_report(results_path, out_dir=None, *, n_boot: int = 1000, seed: int = 
     ResultsError
         If the folder is empty, foreign (no ``sweep.json`` with a ``spec``), or holds no rows.
     """
+    if out_dir is None:  # before reading anything: a remote folder is no place for figures
+        store = Store(str(results_path))
+        if not store.is_local:
+            raise ResultsError(f"results folder '{results_path}' is remote: expected --out (out_dir=) naming a "
+                               "local folder for the report, got none")
+        out_dir = Path(store.root) / "report"
     meta = read_metadata(str(results_path))
     spec = _spec(meta, results_path)
     trajectories, events = _read(str(results_path))
-    if out_dir is None:
-        if "://" in str(results_path):
-            raise ValueError(f"results folder '{results_path}' is remote; pass out_dir= a local folder")
-        out_dir = Path(results_path) / "report"
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     horizon = int(spec.get("generations", trajectories["generation"].max()))

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+import warnings
+from typing import Any, Sequence
 
-from analysis.io import ResultsError
-from sweep.errors import SpecError, UsageError
+from sweep.errors import ResultsError, SpecError, UsageError, SweepWarning
 
 #: Failed tasks listed on stderr; sweep.json lists them all.
 SHOWN_FAILURES = 10
@@ -213,6 +213,24 @@ def _replay(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sweep`` console script; returns the exit status."""
+    with warnings.catch_warnings():
+        # Python API users filter SweepWarnings as they like; the command shows each as one line.
+        warnings.simplefilter("always", SweepWarning)
+        warnings.showwarning = _one_line_warnings(warnings.showwarning)
+        return _main(argv)
+
+
+def _one_line_warnings(show: Any) -> Any:
+    def one_line(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, SweepWarning):
+            print(f"warning: {message}", file=sys.stderr)
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    return one_line
+
+
+def _main(argv: Sequence[str] | None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if args.command in ("submit", "status", "logs"):

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import os
 import re
-import sys
+import warnings
 from typing import Any
 
-from sweep.errors import UsageError
+from sweep.errors import SweepWarning, UsageError
 
 #: What Ray needs to join a cluster that was started with token authentication.
 AUTH_HINT = (
@@ -25,6 +25,22 @@ AUTH_HINT = (
 _MISMATCH = re.compile(
     r"started with:\s*Ray: (\S+)\s*Python: (\S+)\s*This process .*? started with:\s*Ray: (\S+)\s*Python: (\S+)", re.S
 )
+
+
+def local_token() -> tuple[str, str] | None:
+    """The Ray authentication token this machine has, and where it was found, in Ray's own order:
+    ``$RAY_AUTH_TOKEN``, the file ``$RAY_AUTH_TOKEN_PATH``, ``~/.ray/auth_token`` (written on a head by
+    ``ray start``); None if there is none."""
+    token = os.environ.get("RAY_AUTH_TOKEN", "").strip()
+    if token:
+        return token, "$RAY_AUTH_TOKEN"
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or os.path.join(os.path.expanduser("~"), ".ray", "auth_token")
+    try:
+        with open(path) as handle:
+            token = handle.read().strip()
+    except OSError:
+        return None
+    return (token, path) if token else None
 
 
 def split_host_port(address: str) -> tuple[str, int]:
@@ -38,10 +54,17 @@ def split_host_port(address: str) -> tuple[str, int]:
 def probe(address: str, timeout: float = 5.0) -> None:
     """Check that a Ray head answers at ``HOST:PORT`` before ``ray.init`` retries for long.
 
+    A head that requires a token, asked by a process not set up for token authentication
+    (``RAY_AUTH_MODE`` unset, as on a head where ``ray start`` wrote ``~/.ray/auth_token``), is
+    asked again with the token this machine has (:func:`local_token`); if it takes it, token
+    authentication is turned on in this process for ``ray.init`` and a
+    :class:`~sweep.errors.SweepWarning` says which token is used.
+
     Raises
     ------
     UsageError
-        Nothing answers there, or the cluster needs a token this process does not have.
+        Nothing answers there, or the cluster needs a token this process does not have, or it
+        refused the one found here.
     """
     import grpc
 
@@ -51,18 +74,47 @@ def probe(address: str, timeout: float = 5.0) -> None:
         # Any GCS method will do: the call is refused before the server looks at the request.
         call = channel.unary_unary("/ray.rpc.NodeInfoGcsService/GetClusterId",
                                    request_serializer=lambda m: m, response_deserializer=lambda m: m)
-        try:
-            call(b"", timeout=timeout)
-        except grpc.RpcError as error:
-            code = error.code()
-            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                raise UsageError(
-                    f"--address '{address}': expected a running Ray head there, got no answer "
-                    f"({' '.join(str(error.details()).split())[:160]}); start one with 'ray start --head' "
-                    "or 'ray up cluster.yaml', or check the host and port"
-                ) from None
-            if code == grpc.StatusCode.UNAUTHENTICATED and os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
-                raise UsageError(f"--address '{address}': the cluster requires token authentication; {AUTH_HINT}") from None
+
+        def status(**options: Any) -> Any:
+            try:
+                call(b"", timeout=timeout, **options)
+            except grpc.RpcError as error:
+                return error
+            return None
+
+        error = status()
+        if error is None:
+            return
+        if error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            raise UsageError(
+                f"--address '{address}': expected a running Ray head there, got no answer "
+                f"({' '.join(str(error.details()).split())[:160]}); start one with 'ray start --head' "
+                "or 'ray up cluster.yaml', or check the host and port"
+            )
+        if error.code() != grpc.StatusCode.UNAUTHENTICATED or os.environ.get("RAY_AUTH_MODE", "").lower() == "token":
+            return  # ray.init says the rest
+        found = local_token()
+        if found is None:
+            raise UsageError(f"--address '{address}': the cluster requires token authentication; {AUTH_HINT}")
+        token, where = found
+        error = status(metadata=(("authorization", f"Bearer {token}"),))
+        if error is not None and error.code() == grpc.StatusCode.UNAUTHENTICATED:
+            raise UsageError(f"--address '{address}': the cluster refused the token in {where}; {AUTH_HINT}")
+    _turn_on_token_authentication()
+    warnings.warn(f"the cluster at {address} requires token authentication; using the token in {where}",
+                  SweepWarning, stacklevel=3)
+
+
+def _turn_on_token_authentication() -> None:
+    """What ``RAY_AUTH_MODE=token`` would have done, for this process and the Ray it joins: Ray
+    caches its configuration, so it is read again, as Ray's own set-up of a local cluster does."""
+    os.environ["RAY_AUTH_MODE"] = "token"
+    try:
+        from ray._raylet import Config
+
+        Config.initialize("")
+    except (ImportError, AttributeError):  # another Ray: ray.init then fails with AUTH_HINT
+        pass
 
 
 def _probe_client(address: str, timeout: float = 5.0) -> None:
@@ -197,12 +249,14 @@ def nodes_alive() -> int:
 
 
 def warn_if_not_shared(location: str, is_local: bool, address: str | None) -> None:
-    """One line on stderr when parts may land on disks the other nodes (or this driver) cannot see."""
+    """A :class:`~sweep.errors.SweepWarning` when parts may land on disks the other nodes (or this
+    driver) cannot see."""
     if not is_local:
         return
     remote_client = bool(address and address.startswith("ray://"))
     nodes = nodes_alive()
     if nodes > 1 or remote_client:
         where = f"on {nodes} nodes" if nodes > 1 else "on a remote cluster through Ray Client"
-        print(f"warning: results '{location}' are a local path but tasks run {where}: every node must see it "
-              "(a shared filesystem), or use an object-store URI such as s3://bucket/results", file=sys.stderr)
+        warnings.warn(f"results '{location}' are a local path but tasks run {where}: every node must see it "
+                      "(a shared filesystem), or use an object-store URI such as s3://bucket/results",
+                      SweepWarning, stacklevel=3)

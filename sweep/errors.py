@@ -26,3 +26,17 @@ class SpecError(ValueError):
 
 class UsageError(ValueError):
     """A command-line or results-folder problem the user must fix (exit status 2)."""
+
+
+class ResultsError(UsageError):
+    """A results folder that cannot be read: no ``sweep.json``, a corrupt one, unreadable parts.
+
+    The same error for ``sweep`` (exit status 2) and ``analysis`` (``analysis.ResultsError``).
+    """
+
+
+class SweepWarning(UserWarning):
+    """Something a run should say without stopping: a resume by another version, output that other
+    nodes may not see, a stale lock taken over. The ``sweep`` command prints each as one line
+    ``warning: ...``; from Python, filter them as usual, e.g.
+    ``warnings.filterwarnings("ignore", category=SweepWarning)``."""

@@ -14,11 +14,12 @@ import asyncio
 import os
 import shlex
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
-from sweep.cluster import AUTH_HINT
-from sweep.errors import UsageError
+from sweep.cluster import AUTH_HINT, local_token
+from sweep.errors import SweepWarning, UsageError
 
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 #: Never shipped: version control, environments, local results, caches.
@@ -60,7 +61,13 @@ def _address(given: str | None) -> str:
 
 
 def client(given: str | None) -> Any:
-    """A JobSubmissionClient for the head, with its connection errors as one line."""
+    """A JobSubmissionClient for the head, with its connection errors as one line.
+
+    A job server that asks for a token when this process is not set up for token authentication
+    (``RAY_AUTH_MODE`` unset, as on a head where ``ray start`` wrote ``~/.ray/auth_token``) gets the
+    token this machine has, found where Ray looks (:func:`sweep.cluster.local_token`); a
+    :class:`~sweep.errors.SweepWarning` says which. Without one, or if it is refused, the error says how to provide one.
+    """
     from ray.exceptions import AuthenticationError
     from ray.job_submission import JobSubmissionClient
 
@@ -68,10 +75,26 @@ def client(given: str | None) -> Any:
     try:
         return JobSubmissionClient(address)
     except AuthenticationError:
-        raise UsageError(f"--address '{address}': the cluster requires token authentication; {AUTH_HINT}") from None
+        found = local_token()
+        if found is None:
+            raise UsageError(f"--address '{address}': the cluster requires token authentication; {AUTH_HINT}") from None
     except (ConnectionError, RuntimeError, ValueError) as error:
-        raise UsageError(f"--address '{address}': expected a Ray job server (the head's dashboard, started with "
-                         f"--include-dashboard=true), got {' '.join(str(error).split())[:200]}") from None
+        raise _no_job_server(address, error) from None
+    token, where = found
+    try:
+        jobs = JobSubmissionClient(address, headers={"Authorization": f"Bearer {token}"})
+    except AuthenticationError:
+        raise UsageError(f"--address '{address}': the cluster refused the token in {where}; {AUTH_HINT}") from None
+    except (ConnectionError, RuntimeError, ValueError) as error:
+        raise _no_job_server(address, error) from None
+    warnings.warn(f"the cluster at {address} requires token authentication; using the token in {where}",
+                  SweepWarning, stacklevel=2)
+    return jobs
+
+
+def _no_job_server(address: str, error: BaseException) -> UsageError:
+    return UsageError(f"--address '{address}': expected a Ray job server (the head's dashboard, started with "
+                      f"--include-dashboard=true), got {' '.join(str(error).split())[:200]}")
 
 
 def _job_call(job: str, address: str, call: Any) -> Any:

@@ -7,18 +7,21 @@ it checks the folder itself, not the tasks' word, before it calls a sweep comple
 from __future__ import annotations
 
 import datetime as _dt
-import sys
+import functools
+import os
 import time
+import warnings
 from typing import Any
 
 import numpy as np
 
 from sweep import __version__
 from sweep.cluster import check_gpus, connect, warn_if_not_shared
-from sweep.errors import UsageError
+from sweep.errors import SweepWarning, UsageError
 from sweep.execute import WORKER_ENV, RunReport, execute, task_options, worker_env
 from sweep.axes import column_name
 from sweep.grid import Cell, cells as grid_cells
+from sweep.lock import FolderLock
 from sweep.plan import expected_rows, plan_tasks
 from sweep.spec import SweepSpec
 from sweep.store import Store, join_location
@@ -133,13 +136,14 @@ def _warn_if_other_libraries(earlier: dict[str, str] | None, location: str, kept
 
 
 def _warn_if_other_version(earlier: list[str], location: str, kept_parts: int, missing_chains: int) -> None:
-    """One line on stderr when this version adds chains to parts only other versions wrote
+    """A :class:`~sweep.errors.SweepWarning` when this version adds chains to parts only other versions wrote
     (``earlier``: the folder's versions before this run): the random streams and fits are the
     same across versions, but metric code may not be."""
     if earlier and __version__ not in earlier and kept_parts and missing_chains:
-        print(f"warning: results folder '{location}' was started by collapse-sweep {earlier[0]}, this is "
-              f"{__version__}: metrics of the chains computed now may differ slightly from the kept ones where "
-              "the versions' code differs; pass --overwrite for a folder written by one version", file=sys.stderr)
+        warnings.warn(f"results folder '{location}' was started by collapse-sweep {earlier[0]}, this is "
+                      f"{__version__}: metrics of the chains computed now may differ slightly from the kept ones where "
+                      "the versions' code differs; pass --overwrite for a folder written by one version",
+                      SweepWarning, stacklevel=3)
 
 
 def _versions(meta: dict[str, Any] | None) -> list[str]:
@@ -175,6 +179,30 @@ def begin(spec: SweepSpec, store: Store, meta: dict[str, Any] | None, cells: lis
     return meta
 
 
+def _holding_the_folder(run: Any) -> Any:
+    """Run ``run_sweep`` holding its results folder's lock (sweep.lock), from the first check of the
+    folder to the last write of sweep.json, released however it ends, KeyboardInterrupt included.
+
+    A local ``out`` is made absolute first, here on the driver: the tasks write to the location
+    they are given, from whatever folder their worker runs in (a ``ray start`` head's, not ours).
+    """
+    @functools.wraps(run)
+    def locked(spec: SweepSpec, out: str = "results", **options: Any) -> RunReport:
+        out = str(out) if "://" in str(out) else os.path.abspath(out)
+        lock = FolderLock(Store(f"{out.rstrip('/')}/{spec.name}"))
+        try:
+            lock.acquire()
+        except OSError as error:
+            raise _writable(lock.store.location, error) from None
+        try:
+            return run(spec, out, **options)
+        finally:
+            lock.release()
+
+    return locked
+
+
+@_holding_the_folder
 def run_sweep(
     spec: SweepSpec,
     out: str = "results",
@@ -254,7 +282,7 @@ def run_sweep(
                               _chains(cells, done) - extending, options)
             # Trust the folder, not the tasks' word: a part may be missing (a task of a killed
             # earlier driver overwrote or clashed with it) or invisible here (storage not shared).
-            check = _scan(store, rows, spec.generations)
+            check = _scan(store, rows, spec.generations, verify=False)  # the parts kept were verified above
             report.parts_removed += len(check.removed)
             done, shorter = check.done, {k: v for k, v in check.shorter.items()
                                          if not any((t.cell, t.first, t.stop) == k for t in failed)}
@@ -285,9 +313,9 @@ def run_sweep(
     return report
 
 
-def _scan(store: Store, rows: Any, horizon: int) -> Any:
+def _scan(store: Store, rows: Any, horizon: int, *, verify: bool = True) -> Any:
     try:
-        return store.scan(rows, horizon)
+        return store.scan(rows, horizon, verify=verify)
     except OSError as error:  # e.g. a damaged part in a folder that became read-only
         raise _writable(store.location, error) from None
 

@@ -9,6 +9,14 @@ Layout (see docs/schema.md)::
 A part is written under a dot-prefixed temporary name in its final folder and renamed when
 whole, so readers never see half a file. Part names are a function of the task alone, so a rerun
 writes the same names and resume can tell which block ranges are complete.
+
+Parts carry Parquet page checksums (CRC32 of every page). Resume reads each kept part of a local
+folder in full with checksum verification, so a part whose footer is intact but whose pages were
+damaged (a torn write after a crash, a bad disk block) is recomputed. Measured on 300 quickstart
+tasks (600 files, 21 MB): 0.7-1.0 s, about 1.5 ms per file, against 0.1 ms for the footer alone;
+a planner-sized task holds seconds of work, so a resume pays ~0.1% of it. The check after a run
+reads footers only (the parts kept were verified before it). On object stores (``s3://``,
+``gs://``), which store an object whole and checksum it themselves, only footers are read.
 """
 from __future__ import annotations
 
@@ -22,9 +30,11 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from sweep.errors import UsageError
+from sweep.errors import ResultsError, UsageError
 
 KINDS = ("trajectories", "events")
+#: The lock a running ``sweep run`` holds on its folder (sweep.lock); never part of the results.
+LOCK_FILE = ".sweep.lock"
 _PART = re.compile(r"part-c(\d+)-b(\d+)-(\d+)\.parquet")
 #: Parquet key-value metadata: the horizon a part was computed to (a finished sweep can be extended).
 HORIZON_KEY = b"collapse_sweep.generations"
@@ -63,6 +73,10 @@ def with_horizon(table: pa.Table, horizon: int) -> pa.Table:
     return table.replace_schema_metadata(metadata)
 
 
+def _one_line(error: BaseException, limit: int = 200) -> str:
+    return " ".join(str(error).split())[:limit]
+
+
 @dataclass
 class Scan:
     """What a results folder already holds."""
@@ -81,12 +95,14 @@ class Store:
         self.location = str(location)
         try:
             self.fs, root = pafs.FileSystem.from_uri(self.location)
-        except (pa.ArrowException, ValueError, OSError) as error:
-            if "://" in self.location:  # meant as a URI: falling back to a local path would hide the mistake
-                raise UsageError(f"results location '{self.location}': expected a local path or a filesystem URI "
-                                 f"pyarrow can open (s3://bucket/path, gs://bucket/path), got "
-                                 f"{' '.join(str(error).split())}") from None
-            self.fs, root = pafs.LocalFileSystem(), self.location
+        except (pa.ArrowInvalid, ValueError) as error:
+            if "://" in self.location:  # a mistyped URI must not become a local folder named 's3:'
+                raise UsageError(f"results folder '{self.location}': expected a local path or a filesystem URI "
+                                 f"(s3://, gs://, hdfs://, file://), got {_one_line(error)}") from None
+            self.fs, root = pafs.LocalFileSystem(), self.location  # a relative path
+        except OSError as error:  # a filesystem that cannot be set up (no network, no libhdfs)
+            raise UsageError(f"results folder '{self.location}': expected a reachable filesystem, got "
+                             f"{_one_line(error)}") from None
         self.root = root.rstrip("/") or "/"
 
     @property
@@ -107,7 +123,8 @@ class Store:
             # Dictionary encoding only where it pays (coordinates, labels): trying it on random
             # floats and then falling back costs more than the whole write.
             dictionary = [f.name for f in table.schema if pa.types.is_dictionary(f.type) or pa.types.is_string(f.type)]
-            pq.write_table(table, temporary, filesystem=self.fs, compression="zstd", use_dictionary=dictionary)
+            pq.write_table(table, temporary, filesystem=self.fs, compression="zstd", use_dictionary=dictionary,
+                           write_page_checksum=True)
             self.fs.move(temporary, final)
         except BaseException as error:
             _delete_quietly(self.fs, temporary)
@@ -120,13 +137,22 @@ class Store:
         """Delete a file if it is there; never raise (used while another error propagates)."""
         _delete_quietly(self.fs, path)
 
-    def scan(self, expected_rows: Callable[[str, int, int, int, int], int | None], horizon: int | None = None) -> Scan:
-        """Find complete block ranges; delete temporary, unreadable, partial or orphaned parts.
+    def scan(self, expected_rows: Callable[[str, int, int, int, int], int | None], horizon: int | None = None, *,
+             verify: bool = True) -> Scan:
+        """Find complete block ranges; delete temporary, unreadable, damaged, partial or orphaned parts.
 
-        ``expected_rows(kind, cell, first, stop, horizon)`` gives the row count a valid part
-        computed to ``horizon`` must have, or None when the range does not belong to the current
-        plan or the horizon is not one it can use (the part is removed). A kept part whose horizon
-        is shorter than the sweep's is listed in ``Scan.shorter``: its chains are extended.
+        Parameters
+        ----------
+        expected_rows : callable
+            ``expected_rows(kind, cell, first, stop, horizon)`` gives the row count a valid part
+            computed to ``horizon`` must have, or None when the range does not belong to the current
+            plan or the horizon is not one it can use (the part is removed).
+        horizon : int, optional
+            The sweep's horizon: a kept part computed to a shorter one is listed in
+            ``Scan.shorter``, and its chains are extended.
+        verify : bool
+            Read every part of a local folder in full, checking its page checksums (see the
+            module's docstring); False reads footers only, enough to find parts that are missing.
         """
         scan = Scan()
         valid: dict[tuple[int, int, int], set[str]] = {}
@@ -139,7 +165,8 @@ class Store:
                     continue
                 key = parse_part_name(info.base_name)
                 made_to = None if key is None else self._horizon(info.path)
-                if made_to is None or not self._valid(info.path, expected_rows(kind, *key, made_to)):
+                if made_to is None or not self._valid(info.path, expected_rows(kind, *key, made_to),
+                                                      verify and self.is_local):
                     self.fs.delete_file(info.path)
                     scan.removed.append(info.path)
                     continue
@@ -178,12 +205,17 @@ class Store:
         except (OSError, pa.ArrowException, KeyError, ValueError):
             return None
 
-    def _valid(self, path: str, rows: int | None) -> bool:
+    def _valid(self, path: str, rows: int | None, verify: bool) -> bool:
         if rows is None:
             return False
         try:
             with self.fs.open_input_file(path) as handle:
-                return pq.read_metadata(handle).num_rows == rows
+                part = pq.ParquetFile(handle, page_checksum_verification=True)
+                if part.metadata.num_rows != rows:
+                    return False
+                # Decoding every page is what checks their checksums (and, in parts written
+                # without them, still fails on most damage).
+                return not verify or part.read(use_threads=False).num_rows == rows
         except (OSError, pa.ArrowException):
             return False
 
@@ -218,14 +250,30 @@ class Store:
 
     # -- metadata ------------------------------------------------------------------------
     def read_meta(self) -> dict[str, Any] | None:
+        """The folder's parsed ``sweep.json``, or None when there is none.
+
+        The one reader of sweep.json, for ``sweep`` (run, show, replay) and ``analysis`` alike.
+
+        Raises
+        ------
+        ResultsError
+            sweep.json is there but is not a JSON object (truncated, overwritten, not UTF-8).
+        """
         path = f"{self.root}/sweep.json"
         if self.fs.get_file_info(path).type != pafs.FileType.File:
             return None
         with self.fs.open_input_stream(path) as stream:
-            try:
-                return json.loads(stream.read().decode())
-            except (ValueError, UnicodeDecodeError):
-                raise UsageError(f"results folder '{self.location}': expected a readable sweep.json, got a corrupt file; pass --overwrite to start again") from None
+            data = stream.read()
+        try:
+            meta = json.loads(data.decode())
+        except (ValueError, UnicodeDecodeError) as error:  # JSONDecodeError is a ValueError
+            reason = f"{type(error).__name__}: {' '.join(str(error).split())[:120]}"
+        else:
+            if isinstance(meta, dict):
+                return meta
+            reason = f"a JSON {type(meta).__name__} instead of an object"
+        raise ResultsError(f"results folder '{self.location}': expected a readable sweep.json, got a corrupt file "
+                           f"({reason}); rerun 'sweep run' with --overwrite to start the folder again") from None
 
     def write_meta(self, meta: dict[str, Any]) -> None:
         """Replace sweep.json atomically (a full disk leaves the previous one)."""
@@ -243,13 +291,20 @@ class Store:
         return self.fs.get_file_info(self.root).type != pafs.FileType.NotFound
 
     def is_empty(self) -> bool:
-        selector = pafs.FileSelector(self.root, allow_not_found=True)
-        return not self.fs.get_file_info(selector)
+        """No file or folder in it but a run's lock."""
+        return not self._entries()
 
     def clear(self) -> None:
-        """Delete everything in the folder (``--overwrite``)."""
-        if self.exists():
-            self.fs.delete_dir_contents(self.root, missing_dir_ok=True)
+        """Delete everything in the folder (``--overwrite``) but the lock of the run doing it."""
+        for info in self._entries():
+            if info.type == pafs.FileType.Directory:
+                self.fs.delete_dir(info.path)
+            else:
+                self.fs.delete_file(info.path)
+
+    def _entries(self) -> list[pafs.FileInfo]:
+        selector = pafs.FileSelector(self.root, allow_not_found=True)
+        return [info for info in self.fs.get_file_info(selector) if info.base_name != LOCK_FILE]
 
 
 def _delete_quietly(fs: pafs.FileSystem, path: str) -> None:

@@ -167,9 +167,10 @@ def sweep_command(*args: str, ray_version: str | None = None) -> list[str]:
     return [sys.executable, "-c", code, *map(str, args)]
 
 
-def sweep(*args: str, timeout: float = 240, ray_version: str | None = None, **extra_env: str) -> subprocess.CompletedProcess:
-    """Run ``python -m sweep ARGS`` in its own process group; kill what it leaves behind."""
-    process = subprocess.Popen(sweep_command(*args, ray_version=ray_version), env=env(**extra_env), cwd=ROOT,
+def sweep(*args: str, timeout: float = 240, ray_version: str | None = None, cwd: Path = ROOT,
+          **extra_env: str) -> subprocess.CompletedProcess:
+    """Run ``python -m sweep ARGS`` in ``cwd``, in its own process group; kill what it leaves behind."""
+    process = subprocess.Popen(sweep_command(*args, ray_version=ray_version), env=env(**extra_env), cwd=cwd,
                                start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         out, err = process.communicate(timeout=timeout)

@@ -3,15 +3,18 @@ one thread per task, and bad addresses, job ids and versions as one line with ex
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 import time
+import warnings
 
 import pandas as pd
 import pytest
 
 import analysis
+from sweep.cluster import AUTH_HINT
 from sweep.runner import run_sweep
 from sweep.spec import parse_spec
 from tests.raynodes import ROOT, env, free_port, kill_group, start_head, start_worker, sweep
@@ -174,16 +177,85 @@ def test_job_errors(head, tmp_path, cli, write_spec):
     assert status == 2 and "expected the head's job server http://HEAD:8265" in err
 
 
+def token_home(tmp_path, token: str | None) -> dict[str, str]:
+    """A home folder whose ~/.ray/auth_token holds ``token`` (none if None), as `ray start` leaves on a head."""
+    home = tmp_path / "home"
+    (home / ".ray").mkdir(parents=True, exist_ok=True)
+    if token is not None:
+        (home / ".ray" / "auth_token").write_text(token + "\n")
+    return {"HOME": str(home), "RAY_AUTH_TOKEN_PATH": ""}
+
+
 def test_missing_token(head, write_spec, tmp_path):
-    """Without the cluster's token, run and status say how to provide it (instead of retrying for long)."""
-    run = sweep("run", write_spec(RAW), "--address", head.address, "--out", tmp_path, **NO_TOKEN)
+    """Without the cluster's token anywhere, run and status say how to provide it (instead of retrying
+    for long)."""
+    run = sweep("run", write_spec(RAW), "--address", head.address, "--out", tmp_path, **NO_TOKEN, **token_home(tmp_path, None))
     assert run.returncode == 2
     assert run.stderr.startswith(f"error: --address '{head.address}': the cluster requires token authentication; "
                                  "set RAY_AUTH_MODE=token")
     assert not (tmp_path / "remote").exists()
-    status = sweep("status", "raysubmit_x", "--address", head.dashboard, **NO_TOKEN)
+    status = sweep("status", "raysubmit_x", "--address", head.dashboard, **NO_TOKEN, **token_home(tmp_path, None))
     assert status.returncode == 2
     assert status.stderr.startswith(f"error: --address '{head.dashboard}': the cluster requires token authentication")
+
+
+def test_local_token_file_is_used_by_job_commands(head, tmp_path):
+    """On a head machine, with the token only in ~/.ray/auth_token and RAY_AUTH_MODE unset, the job
+    commands (status here) use that token, say so in one warning line, and reach the job server."""
+    home = token_home(tmp_path, os.environ["RAY_AUTH_TOKEN"])
+    status = sweep("status", "raysubmit_nosuchjob", "--address", head.dashboard, **NO_TOKEN, **home)
+    assert status.returncode == 2
+    assert status.stderr.splitlines() == [  # authenticated: the job server itself answers
+        f"warning: the cluster at {head.dashboard} requires token authentication; using the token in "
+        f"{home['HOME']}/.ray/auth_token",
+        f"error: job 'raysubmit_nosuchjob': expected a job id of the cluster at {head.dashboard} (see 'ray job "
+        "list'), got none such"]
+
+
+@pytest.mark.slow
+def test_local_token_file_is_used_by_run_and_a_wrong_one_refused(head, reference, write_spec, tmp_path):
+    """`run --address HOST:PORT` with the token only in ~/.ray/auth_token computes the sweep and says
+    which token it used; a wrong token is refused in one line, by run and by the job commands."""
+    home = token_home(tmp_path, os.environ["RAY_AUTH_TOKEN"])
+    run = sweep("run", write_spec(RAW), "--address", head.address, "--out", tmp_path, "--no-progress", **NO_TOKEN, **home)
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.splitlines()[0] == (f"warning: the cluster at {head.address} requires token authentication; "
+                                          f"using the token in {home['HOME']}/.ray/auth_token")
+    same_data(str(tmp_path / "remote"), reference)
+    wrong = token_home(tmp_path, "0" * 32)
+    for command, address in (("status", head.dashboard), ("run", head.address)):
+        args = ("raysubmit_x",) if command == "status" else (write_spec(RAW), "--out", tmp_path / "other")
+        result = sweep(command, *args, "--address", address, **NO_TOKEN, **wrong)
+        assert result.returncode == 2
+        assert result.stderr == (f"error: --address '{address}': the cluster refused the token in "
+                                 f"{wrong['HOME']}/.ray/auth_token; {AUTH_HINT}\n")
+
+
+@pytest.mark.slow
+def test_relative_out_is_the_drivers_folder(head, reference, tmp_path, write_spec):
+    """`run --address auto --out results` in a folder other than the one the head was started in: the
+    results land in the driver's folder (tasks get an absolute path), not in the workers' one."""
+    here = tmp_path / "here"
+    here.mkdir()
+    result = sweep("run", write_spec(RAW), "--address", "auto", "--out", "results", "--no-progress", cwd=here,
+                   RAY_ADDRESS=head.address)
+    assert result.returncode == 0, result.stderr
+    assert f"results: {here}/results/remote" in result.stdout
+    same_data(str(here / "results" / "remote"), reference)
+
+
+def test_not_shared_warning_is_a_python_warning(ray_session):
+    """From Python, the local-path-on-a-cluster warning is a SweepWarning one can catch or filter;
+    one node with a local path, or an object store, warns nothing."""
+    from sweep.cluster import warn_if_not_shared
+    from sweep.errors import SweepWarning
+
+    with pytest.warns(SweepWarning, match="are a local path but tasks run on a remote cluster through Ray Client"):
+        warn_if_not_shared("/data/results", True, "ray://head:10001")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_if_not_shared("/data/results", True, None)
+        warn_if_not_shared("s3://bucket/results", False, "ray://head:10001")
 
 
 def test_bad_run_addresses(ray_session, write_spec, tmp_path, cli):

@@ -3,11 +3,7 @@ is an event, and storage that refuses writes (read-only folder, full disk) leave
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +13,8 @@ import pytest
 import analysis
 from sweep.runner import run_sweep
 from sweep.spec import parse_spec
-from tests.raynodes import ROOT, env, kill_group
+from tests.raynodes import ROOT, env, kill_group, sweep_command
+from tests.sandbox import read_only, small_disk_command
 
 RAW = {
     "name": "failures", "seed": 11, "generations": 20, "replicates": 40, "block_size": 10,
@@ -81,70 +78,59 @@ def test_non_finite_fit_is_a_diverged_event(ray_session, tmp_path):
     assert np.isfinite(final.drop(index=diverged)["var"]).all()
 
 
-@contextmanager
-def unwritable(folder: Path):
-    """Make a folder refuse new files. Root ignores permission bits, so as root the immutable
-    attribute is used (it binds root too); skip where neither works."""
-    if os.geteuid() != 0:
-        folder.chmod(0o555)
-        try:
-            yield
-        finally:
-            folder.chmod(0o755)
-        return
-    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode:
-        pytest.skip("running as root on a filesystem without 'chattr +i': no way to make a folder unwritable")
+def run_command(command: list[str], timeout: float = 240) -> subprocess.CompletedProcess:
+    """Run a command from the repository in its own process group; kill whatever it leaves."""
+    process = subprocess.Popen(command, env=env(), cwd=ROOT, start_new_session=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        yield
+        out, err = process.communicate(timeout=timeout)
     finally:
-        subprocess.run(["chattr", "-i", str(folder)], check=True)
+        kill_group(process.pid)
+    return subprocess.CompletedProcess(command, process.returncode, out, err)
 
 
 def test_folder_becomes_unwritable(reference, tmp_path, cli, write_spec):
-    """A cell folder that refuses writes after the sweep began: that cell's tasks fail with the part's
-    path and the reason, nothing half-written stays (not even the events half), and a run once the
-    folder is writable again completes the sweep."""
+    """A cell folder that refuses writes after the sweep began (even to root; see tests/sandbox.py):
+    that cell's tasks fail with the part's path and the reason, nothing half-written stays (not even
+    the events half), and a run once the folder is writable again completes the sweep."""
     spec = write_spec(RAW)
     assert cli("run", spec, "--out", tmp_path, "--no-progress")[0] == 0
     location = tmp_path / "failures"
     for kind in ("trajectories", "events"):
         for part in (location / kind / "cell=1").iterdir():
             part.unlink()
-    with unwritable(location / "trajectories" / "cell=1"):
-        status, _, err = cli("run", spec, "--out", tmp_path, "--no-progress")
-        assert status == 1
-        first = err.splitlines()[0]
-        assert first.startswith(f"failed: cell 1 (n=10, fresh_real(0.1)) replicates 0-39: OSError: cannot write part "
-                                f"'{location}/trajectories/cell=1/part-c00001-b0000000-0000004.parquet': ")
-        assert "Permission denied" in first or "Operation not permitted" in first
-        assert leftovers(location) == [] and list((location / "events" / "cell=1").iterdir()) == []
-        assert json.loads((location / "sweep.json").read_text())["status"] == "failed"
+    try:
+        with read_only(location / "trajectories" / "cell=1") as (prefix, how):
+            result = run_command(prefix + sweep_command("run", spec, "--out", tmp_path, "--num-cpus", "1", "--no-progress"))
+    except LookupError as reason:
+        pytest.skip(str(reason))
+    assert result.returncode == 1, f"{how}: {result.stderr}"
+    first = result.stderr.splitlines()[0]
+    assert first.startswith(f"failed: cell 1 (n=10, fresh_real(0.1)) replicates 0-39: OSError: cannot write part "
+                            f"'{location}/trajectories/cell=1/part-c00001-b0000000-0000004.parquet': "), first
+    assert any(reason in first for reason in ("Permission denied", "Operation not permitted", "Read-only file system"))
+    assert leftovers(location) == [] and list((location / "events" / "cell=1").iterdir()) == []
+    assert json.loads((location / "sweep.json").read_text())["status"] == "failed"
     status, out, _ = cli("run", spec, "--out", tmp_path, "--no-progress")
     assert status == 0 and "computed 40 chains in 1 tasks, kept 3 complete parts" in out
     same_data(location, reference)
 
 
 def test_disk_full(reference, tmp_path, write_spec, cli):
-    """A disk that fills mid-sweep (a 96 KiB tmpfs in a private mount namespace, so no privilege is
-    needed): the error names the part and 'No space left on device', only whole parts remain, and
+    """A disk that fills mid-sweep (a 96 KiB tmpfs in a private mount namespace; see tests/sandbox.py):
+    the error names the part and 'No space left on device', only whole parts remain, and
     the sweep completes elsewhere from what was kept."""
-    if shutil.which("unshare") is None or subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode:
-        pytest.skip("cannot create a user and mount namespace here (unshare -rm) to mount a small tmpfs")
     small, kept = tmp_path / "small", tmp_path / "kept"
     small.mkdir()
     kept.mkdir()
-    # The tmpfs lives as long as the namespace: copy what the run left before leaving it.
-    script = ('mount -t tmpfs -o size=96k tmpfs "$0" || exit 99; "$@"; status=$?; '
-              'cp -a "$0/." "' + str(kept) + '/"; exit $status')
-    command = ["unshare", "-rm", "sh", "-c", script, str(small), sys.executable, "-m", "sweep", "run",
-               str(write_spec(RAW)), "--out", str(small), "--num-cpus", "1", "--blocks-per-task", "1", "--no-progress"]
-    process = subprocess.Popen(command, env=env(), cwd=ROOT, start_new_session=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run = sweep_command("run", write_spec(RAW), "--out", small, "--num-cpus", "1", "--blocks-per-task", "1", "--no-progress")
     try:
-        out, err = process.communicate(timeout=240)
-    finally:
-        kill_group(process.pid)
-    assert process.returncode in (1, 2), out + err  # 2 when even sweep.json could not be updated
+        # The tmpfs lives as long as the namespace: what the run left is copied to `kept`.
+        result = run_command(small_disk_command(small, kept, "96k", run))
+    except LookupError as reason:
+        pytest.skip(str(reason))
+    out, err = result.stdout, result.stderr
+    assert result.returncode in (1, 2), out + err  # 2 when even sweep.json could not be updated
     failed = [line for line in err.splitlines() if line.startswith("failed: ")]
     assert failed and all("OSError: cannot write part '" in line and "No space left on device" in line for line in failed)
     stopped = [line for line in err.splitlines() if line.startswith("stopped: ")]

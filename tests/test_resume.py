@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 import analysis
 from sweep.runner import run_sweep
@@ -131,5 +132,71 @@ def test_garbage_parts_are_recomputed(ray_session, tmp_path):
     events[11].write_bytes(b"PAR1" + os.urandom(size - 8) + b"PAR1")
     rerun = run_sweep(spec, str(tmp_path / "damaged"), blocks_per_task=1, progress=False)
     assert rerun.tasks_run == 2 and rerun.parts_kept == 14 and rerun.parts_removed == 4
+    pd.testing.assert_frame_equal(analysis.load(reference.location), analysis.load(damaged.location))
+    pd.testing.assert_frame_equal(analysis.load_events(reference.location), analysis.load_events(damaged.location))
+
+
+def test_version_warning_is_a_python_warning(ray_session, tmp_path, capsys):
+    """From Python, the other-version warning is a SweepWarning (not a print): it can be caught,
+    and filtered away so that nothing reaches stderr."""
+    import warnings
+
+    from sweep import __version__
+    from sweep.errors import SweepWarning
+
+    spec = parse_spec(RAW)
+    report = run_sweep(spec, str(tmp_path), blocks_per_task=1, progress=False)
+    meta_path = Path(report.location, "sweep.json")
+
+    def started_by_another_version_with_a_part_missing():
+        meta = json.loads(meta_path.read_text())
+        meta["package_version"], meta["package_versions"] = "0.0.1", ["0.0.1"]
+        meta_path.write_text(json.dumps(meta))
+        parts(report.location, "trajectories")[0].unlink()
+
+    started_by_another_version_with_a_part_missing()
+    with pytest.warns(SweepWarning, match=f"started by collapse-sweep 0.0.1, this is {__version__}"):
+        run_sweep(spec, str(tmp_path), blocks_per_task=1, progress=False)
+    started_by_another_version_with_a_part_missing()
+    capsys.readouterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any other warning would fail here
+        warnings.simplefilter("ignore", SweepWarning)
+        assert run_sweep(spec, str(tmp_path), blocks_per_task=1, progress=False).chains_run == 10
+    assert capsys.readouterr().err == ""
+
+
+def flip_bytes_inside_pages(path: Path) -> None:
+    """Overwrite 8 bytes in the middle of the largest column chunk's pages, far from the footer, as a
+    torn write or a bad disk block would: the footer (row count, schema) stays intact."""
+    import pyarrow.parquet as pq
+
+    chunks = [pq.read_metadata(path).row_group(0).column(i) for i in range(pq.read_metadata(path).num_columns)]
+    chunk = max(chunks, key=lambda c: c.total_compressed_size)
+    start = chunk.dictionary_page_offset or chunk.data_page_offset
+    middle = start + chunk.total_compressed_size // 2
+    data = bytearray(path.read_bytes())
+    footer = len(data) - 8 - int.from_bytes(data[-8:-4], "little")
+    assert chunk.total_compressed_size > 64 and middle + 8 < footer
+    data[middle:middle + 8] = bytes(b ^ 0xFF for b in data[middle:middle + 8])
+    path.write_bytes(bytes(data))
+
+
+def test_part_with_damaged_pages_is_recomputed(ray_session, tmp_path):
+    """A part whose footer is intact but whose pages are damaged is found on resume (page checksums)
+    and recomputed with its other half; the rows then match an undamaged run."""
+    import pyarrow.parquet as pq
+
+    spec = parse_spec(RAW)
+    reference = run_sweep(spec, str(tmp_path / "reference"), blocks_per_task=1, progress=False)
+    damaged = run_sweep(spec, str(tmp_path / "damaged"), blocks_per_task=1, progress=False)
+    trajectories, events = parts(damaged.location, "trajectories"), parts(damaged.location, "events")
+    rows = pq.read_metadata(trajectories[6]).num_rows
+    flip_bytes_inside_pages(trajectories[6])
+    flip_bytes_inside_pages(events[2])
+    assert pq.read_metadata(trajectories[6]).num_rows == rows  # what resume used to check
+    rerun = run_sweep(spec, str(tmp_path / "damaged"), blocks_per_task=1, progress=False)
+    assert rerun.tasks_run == 2 and rerun.chains_run == 20
+    assert rerun.parts_kept == 14 and rerun.parts_removed == 4  # both damaged parts and their other halves
     pd.testing.assert_frame_equal(analysis.load(reference.location), analysis.load(damaged.location))
     pd.testing.assert_frame_equal(analysis.load_events(reference.location), analysis.load_events(damaged.location))
