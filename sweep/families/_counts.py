@@ -52,7 +52,8 @@ class CountEvents:
     Parameters
     ----------
     collapsed : callable
-        ``collapsed(estimates) -> bool array``: where the estimate is on a boundary.
+        ``collapsed(estimates) -> bool array``: where the estimate is on a boundary; a module-level
+        function, since the tracker is pickled with the block's state (checkpoints, extensions).
     truth : float
         The true parameter, for ``distance_above``.
     """

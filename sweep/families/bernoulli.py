@@ -50,6 +50,11 @@ def tempered(p: np.ndarray, temperature: float) -> np.ndarray:
     return np.where(p > 0.0, 1.0 / (1.0 + odds), 0.0)
 
 
+def on_boundary(p: np.ndarray) -> np.ndarray:
+    """Where the estimate is 0 or 1 (a module-level function: event trackers are pickled with a block's state)."""
+    return (p == 0.0) | (p == 1.0)
+
+
 class BernoulliFamily(Family):
     """Bernoulli(p) refitted by the sample mean (maximum likelihood)."""
 
@@ -131,7 +136,7 @@ class BernoulliFamily(Family):
 
     # -- observation ----------------------------------------------------------------------------
     def events(self, batch: int, horizon: int, spec: Any) -> CountEvents:
-        return CountEvents(batch, horizon, spec, collapsed=lambda p: (p == 0.0) | (p == 1.0), truth=self.p0)
+        return CountEvents(batch, horizon, spec, collapsed=on_boundary, truth=self.p0)
 
     def metrics(self, params: np.ndarray) -> dict[str, np.ndarray]:
         return {

@@ -47,6 +47,11 @@ class PoissonSpec:
         return {"name": "poisson", "lambda": self.lam, "path": self.path}
 
 
+def at_zero(lam: np.ndarray) -> np.ndarray:
+    """Where the estimate is 0 (a module-level function: event trackers are pickled with a block's state)."""
+    return lam == 0.0
+
+
 class PoissonFamily(Family):
     """Poisson(lambda) refitted by the sample mean (maximum likelihood)."""
 
@@ -127,7 +132,7 @@ class PoissonFamily(Family):
 
     # -- observation ----------------------------------------------------------------------------
     def events(self, batch: int, horizon: int, spec: Any) -> CountEvents:
-        return CountEvents(batch, horizon, spec, collapsed=lambda lam: lam == 0.0, truth=self.lam0)
+        return CountEvents(batch, horizon, spec, collapsed=at_zero, truth=self.lam0)
 
     def metrics(self, params: np.ndarray) -> dict[str, np.ndarray]:
         return {

@@ -16,6 +16,13 @@ from sweep.spec import parse_spec
 SIGMAS = 5.0
 
 
+def _checked(report):
+    """A run's report, after checking that every task succeeded (final states included: they are
+    pickled for extensions, so an unpicklable tracker fails the task after its parts are written)."""
+    assert not report.failures, report.failures
+    return report
+
+
 # -- closed forms against independent computations -------------------------------------------------
 def test_bernoulli_first_generation_and_fixation():
     """At t = 1 the collapse law is (1 - p)^n at 0 and p^n at 1; under replace the chain ends at 1
@@ -136,7 +143,7 @@ def _sweep(tmp_path, name: str, family: dict, n: int, policies: list, generation
     raw = {"name": name, "seed": 17, "generations": generations, "replicates": replicates, "family": family,
            "grid": {"n": [n], "policy": policies}, "record": {"every": 1}}
     raw.update(top)
-    report = run_sweep(parse_spec(raw), str(tmp_path), progress=False)
+    report = _checked(run_sweep(parse_spec(raw), str(tmp_path), progress=False))
     return analysis.load(report.location), analysis.load_events(report.location)
 
 

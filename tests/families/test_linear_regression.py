@@ -20,6 +20,13 @@ POLICIES = ["replace", "accumulate", {"fresh_real": 0.25}]
 EVERY_POLICY = POLICIES + ["accumulate_subsample", {"mix": {"keep": 0.5, "synthetic": 0.4, "real": 0.1}}]
 
 
+def _checked(report):
+    """A run's report, after checking that every task succeeded (final states included: they are
+    pickled for extensions, so an unpicklable tracker fails the task after its parts are written)."""
+    assert not report.failures, report.failures
+    return report
+
+
 def spec_with(family: dict, **top) -> dict:
     raw = {"name": "ols", "seed": 5, "generations": 10, "replicates": 8,
            "family": {"name": "linear_regression", **family}, "grid": {"n": [20], "policy": ["replace"]}}
@@ -143,7 +150,7 @@ def test_regression_sweep(ray_session, tmp_path):
     test_error_above events are the first generation the recorded test error exceeds the threshold."""
     raw = spec_with({"dim": 3, "noise_sd": 0.5, "path": "auto"}, generations=12, replicates=64,
                     grid={"n": [8], "policy": EVERY_POLICY}, events={"test_error_above": [0.6]}, record={"every": 1})
-    report = run_sweep(parse_spec(raw), str(tmp_path), progress=False)
+    report = _checked(run_sweep(parse_spec(raw), str(tmp_path), progress=False))
     frame = analysis.load(report.location)
     first = frame[frame["generation"] == 0]
     assert np.allclose(first["test_error"], 0.25) and (first["w_distance"] == 0).all()
@@ -158,7 +165,7 @@ def test_regression_sweep(ray_session, tmp_path):
 def _final(raw: dict, tmp_path, name: str):
     raw = copy.deepcopy(raw)
     raw["name"] = name
-    report = run_sweep(parse_spec(raw), str(tmp_path), progress=False)
+    report = _checked(run_sweep(parse_spec(raw), str(tmp_path), progress=False))
     return analysis.load(report.location, filters=[("generation", "=", raw["generations"])])
 
 
@@ -192,3 +199,41 @@ def test_exact_comparison_has_power(ray_session, tmp_path):
                         replicates=replicates, grid={"n": [n], "policy": ["replace"]}, record={"every": generations})
         errors[n] = _final(raw, tmp_path, f"ols-power-{n}")["test_error"]
     assert ks_2samp(errors[10], errors[11]).pvalue < 1e-6
+
+
+def test_small_experiment(ray_session, tmp_path):
+    """The shipped small experiment runs; at T = 30 the mean test error agrees with the exact forms
+    within 5 s.e. under replace and accumulate, and fresh_real stays between them."""
+    from pathlib import Path
+
+    from analysis import theory_collapse as theory
+    from sweep.spec import load_spec
+
+    spec = load_spec(Path(__file__).resolve().parents[2] / "experiments" / "linear_regression_small.yaml")
+    final = analysis.load(_checked(run_sweep(spec, str(tmp_path), progress=False)).location,
+                          filters=[("generation", "=", spec.generations)])
+    means = final.groupby(["n", "policy"])["test_error"].agg(["mean", "std", "size"])
+    for (n, policy), row in means.iterrows():
+        if policy in ("replace", "accumulate"):
+            expected = theory.linear_regression_test_error(int(n), 5, 1.0, spec.generations, policy=policy)[()]
+            assert abs(row["mean"] - expected) < 5 * row["std"] / np.sqrt(row["size"]), (n, policy, row["mean"], expected)
+        else:
+            assert means.loc[(n, "accumulate"), "mean"] < row["mean"] < means.loc[(n, "replace"), "mean"]
+
+
+def test_folder_grows_to_a_longer_horizon(ray_session, tmp_path):
+    """A finished folder rerun with more generations continues every chain from its stored final
+    state and equals a fresh run to the longer horizon, row for row."""
+    import pandas as pd
+
+    raw = spec_with({"dim": 3, "path": "auto"}, generations=6, replicates=12, grid={"n": [6], "policy": EVERY_POLICY},
+                    events={"test_error_above": [3.0]})
+    _checked(run_sweep(parse_spec(raw), str(tmp_path / "grown"), progress=False))
+    grown = _checked(run_sweep(parse_spec(dict(raw, generations=11)), str(tmp_path / "grown"), progress=False))
+    fresh = _checked(run_sweep(parse_spec(dict(raw, generations=11)), str(tmp_path / "fresh"), progress=False))
+    order = ["cell", "replicate", "generation"]
+    pd.testing.assert_frame_equal(analysis.load(grown.location).sort_values(order).reset_index(drop=True),
+                                  analysis.load(fresh.location).sort_values(order).reset_index(drop=True))
+    keys = ["cell", "replicate", "event", "threshold"]
+    pd.testing.assert_frame_equal(analysis.load_events(grown.location).sort_values(keys).reset_index(drop=True),
+                                  analysis.load_events(fresh.location).sort_values(keys).reset_index(drop=True))
