@@ -213,9 +213,10 @@ def _wrong_final(cls: type, family: dict, policy, generations: int, replicates: 
                                 grid={"n": [10], "policy": [policy]}, block_size=replicates))
     cell = cells(spec)[0]
     trajectories, _ = simulate_block(cls(spec.family_spec), cell, 0, generations=generations,
-                                     recorded=np.array([generations]), events_spec=spec.events,
+                                     recorded=np.array([0, generations]), events_spec=spec.events,
                                      rng=block_rng(1, cell, 0))
-    return trajectories
+    final = trajectories["generation"] == generations
+    return {name: values[final] for name, values in trajectories.items()}
 
 
 @pytest.mark.slow
@@ -231,6 +232,7 @@ def test_exact_comparison_has_power(ray_session, tmp_path):
                         grid={"n": [10], "policy": [policy]}, record={"every": generations})
         sample = _final(raw, tmp_path, f"power-{family['name']}")[metric].to_numpy()
         bad = _wrong_final(wrong, family, policy, generations, replicates)[metric]
+        assert bad.size == sample.size == replicates
         assert homogeneity_pvalue(bad, sample) < 1e-6, family
 
 
