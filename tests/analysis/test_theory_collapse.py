@@ -24,6 +24,16 @@ def _checked(report):
 
 
 # -- closed forms against independent computations -------------------------------------------------
+def test_declared_overlays_exist():
+    """Every theory overlay the three families declare names a function of analysis.theory_collapse."""
+    from sweep.families import REGISTRY
+
+    for name in ("bernoulli", "poisson", "linear_regression"):
+        declared = REGISTRY[name].theory_overlays
+        assert declared and all(callable(theory.OVERLAYS.get(overlay)) for overlay in declared), name
+        assert all(getattr(theory, overlay) is theory.OVERLAYS[overlay] for overlay in declared)
+
+
 def test_bernoulli_first_generation_and_fixation():
     """At t = 1 the collapse law is (1 - p)^n at 0 and p^n at 1; under replace the chain ends at 1
     with probability p (and the iteration reaches it)."""

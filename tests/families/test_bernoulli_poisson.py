@@ -82,6 +82,18 @@ def test_valid_specs_resolve():
     assert spec.to_raw()["family"] == {"name": "poisson", "lambda": 3.0, "path": "auto"}
 
 
+def test_bernoulli_temperature():
+    """Tempering samples from p^(1/T) / (p^(1/T) + (1 - p)^(1/T)): T = 1 leaves p alone, 0 and 1 stay
+    put, and a tiny T neither overflows nor gives NaN (the sharper side wins)."""
+    from sweep.families.bernoulli import tempered
+
+    p = np.array([0.0, 0.3, 0.5, 0.8, 1.0])
+    np.testing.assert_array_equal(tempered(p, 1.0), p)
+    np.testing.assert_allclose(tempered(p, 0.5), [0.0, 0.09 / (0.09 + 0.49), 0.5, 0.64 / (0.64 + 0.04), 1.0], rtol=1e-12)
+    np.testing.assert_allclose(tempered(p, 2.0), [0.0, 0.3**0.5 / (0.3**0.5 + 0.7**0.5), 0.5, 0.8**0.5 / (0.8**0.5 + 0.2**0.5), 1.0], rtol=1e-12)
+    np.testing.assert_array_equal(tempered(p, 1e-4), [0.0, 0.0, 0.5, 1.0, 1.0])
+
+
 @pytest.mark.parametrize("family, message", [
     ({"name": "bernoulli", "p": 2.0}, "error: spec field 'family.p': expected a number in (0.0, 1.0), got 2.0\n"),
     ({"name": "poisson", "lambda": 0.0}, "error: spec field 'family.lambda': expected a number in (0.0, 1000000000.0], got 0.0\n"),
