@@ -15,15 +15,19 @@ import importlib
 from functools import lru_cache
 
 from sweep.families.base import DIVERGED, Cost, EventKind, Family, Resources
+from sweep.families.bernoulli import BernoulliFamily
 from sweep.families.categorical import CategoricalFamily
 from sweep.families.gaussian import GaussianFamily
 from sweep.families.gmm1d import GMMFamily
 from sweep.families.kde import KDEFamily
+from sweep.families.linear_regression import LinearRegressionFamily
+from sweep.families.poisson import PoissonFamily
 
 #: The built-in families, by name.
 REGISTRY: dict[str, type[Family]] = {
     family.name: family for family in (GaussianFamily, CategoricalFamily, GMMFamily, KDEFamily)
 }
+REGISTRY.update({family.name: family for family in (BernoulliFamily, PoissonFamily, LinearRegressionFamily)})
 ENTRY_POINT_GROUP = "collapse_sweep.families"
 #: What a family class must define (the abstract methods of :class:`Family`).
 REQUIRED = ("parse_spec", "truth", "sample", "fit", "events", "metrics", "cost")

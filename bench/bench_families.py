@@ -1,0 +1,135 @@
+"""Bernoulli, Poisson and linear regression: batched paths against the papers' per-chain loops, side by side.
+
+Prints chain-generations per second at n = 10,000 samples per generation, on one core, for
+
+- the per-chain numpy loop in the style of the papers' experiments (best of three; one chain at a time: draw n
+  samples, refit; Bernoulli ``rng.binomial(1, p, n).mean()``, Poisson ``rng.poisson(lam, n).mean()``,
+  linear regression ``X = rng.standard_normal((n, d))``, ``y = X @ w + sigma e``,
+  ``np.linalg.lstsq(X, y)``),
+- each family's exact path as the bare kernel (one block of 4096 chains through ``simulate_block``,
+  events every generation, the default record; best of three) and end to end through ``run_sweep`` (planning, Ray tasks,
+  Parquet writes; Ray started once beforehand with one CPU, its start-up not counted),
+- the sample path's kernel (the same batching without the sufficient statistic).
+
+Target (issue 15): exact paths >= 1000x the loop at n = 10,000.
+
+Usage: python bench/bench_families.py [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+from sweep.engine import simulate_block  # noqa: E402
+from sweep.grid import block_rng, cells  # noqa: E402
+from sweep.runner import run_sweep  # noqa: E402
+from sweep.spec import parse_spec  # noqa: E402
+
+N = 10_000
+DIM = 10
+
+
+def loop_bernoulli(chains: int, generations: int, rng: np.random.Generator) -> float:
+    start = time.perf_counter()
+    for _ in range(chains):
+        p = 0.3
+        for _ in range(generations):
+            p = rng.binomial(1, p, N).mean()
+    return chains * generations / (time.perf_counter() - start)
+
+
+def loop_poisson(chains: int, generations: int, rng: np.random.Generator) -> float:
+    start = time.perf_counter()
+    for _ in range(chains):
+        lam = 2.0
+        for _ in range(generations):
+            lam = rng.poisson(lam, N).mean()
+    return chains * generations / (time.perf_counter() - start)
+
+
+def loop_regression(chains: int, generations: int, rng: np.random.Generator) -> float:
+    start = time.perf_counter()
+    for _ in range(chains):
+        w = np.ones(DIM) / np.sqrt(DIM)
+        for _ in range(generations):
+            x = rng.standard_normal((N, DIM))
+            y = x @ w + rng.standard_normal(N)
+            w = np.linalg.lstsq(x, y, rcond=None)[0]
+    return chains * generations / (time.perf_counter() - start)
+
+
+def spec_for(family: dict, generations: int, replicates: int, events: dict | None = None):
+    raw = {"name": "bench-families", "seed": 1, "generations": generations, "replicates": replicates,
+           "family": family, "grid": {"n": [N], "policy": ["replace"]}}
+    if events:
+        raw["events"] = events
+    return parse_spec(raw)
+
+
+def kernel(spec) -> float:
+    cell = cells(spec)[0]
+    recorded = spec.record.generations(spec.generations)
+    start = time.perf_counter()
+    simulate_block(spec.family, cell, 0, generations=spec.generations, recorded=recorded,
+                   events_spec=spec.events, rng=block_rng(1, cell, 0))
+    chains = min(cell.block_size, spec.replicates)
+    return chains * spec.generations / (time.perf_counter() - start)
+
+
+def end_to_end(spec, out: str) -> float:
+    report = run_sweep(spec, out, overwrite=True, progress=False)
+    return spec.replicates * spec.generations / report.seconds
+
+
+def best(measure, repeats: int = 3) -> float:
+    """The largest of a few rates (the least disturbed by other work on a shared machine)."""
+    return max(measure() for _ in range(repeats))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run, not the figures)")
+    args = parser.parse_args()
+    scale = 0.1 if args.quick else 1.0
+    generations = max(10, int(1000 * scale))
+    rng = np.random.default_rng(0)
+
+    import ray
+
+    ray.init(num_cpus=1, include_dashboard=False, logging_level="ERROR")
+    out = tempfile.mkdtemp(prefix="bench-families-")
+    regression_events = {"test_error_above": [2.0]}
+    cases = [  # label, loop, family, events, chains end to end
+        ("bernoulli p=0.3", loop_bernoulli, {"name": "bernoulli", "p": 0.3}, None, 4 * 4096),
+        ("poisson lambda=2", loop_poisson, {"name": "poisson", "lambda": 2.0}, None, 4 * 4096),
+        (f"linear_regression d={DIM}", loop_regression, {"name": "linear_regression", "dim": DIM}, regression_events,
+         2 * 4096),
+    ]
+    rows = []
+    for label, loop, family, events, chains in cases:
+        loop_rate = best(lambda: loop(max(1, int(10 * scale)), 20, rng))
+        rows.append((f"{label}: per-chain numpy loop", loop_rate, loop_rate))
+        exact = spec_for(dict(family, path="exact"), generations, 4096, events)
+        rows.append((f"{label}: exact, kernel", best(lambda: kernel(exact)), loop_rate))
+        e2e = spec_for(dict(family, path="exact"), generations, chains, events)
+        rows.append((f"{label}: exact, end to end", end_to_end(e2e, out), loop_rate))
+        sample = spec_for(dict(family, path="sample"), max(5, int(20 * scale)), 64, events)
+        rows.append((f"{label}: sample, kernel", best(lambda: kernel(sample), 1), loop_rate))
+    ray.shutdown()
+
+    print(f"n = {N} samples per generation, one core; chain-generations per second")
+    print(f"| {'case':48s} | {'chain-gen/s':>14s} | {'x loop':>8s} |")
+    print(f"|{'-' * 50}|{'-' * 16}|{'-' * 10}|")
+    for name, rate, base in rows:
+        print(f"| {name:48s} | {rate:14,.0f} | {rate / base:7,.0f}x |")
+
+
+if __name__ == "__main__":
+    main()
