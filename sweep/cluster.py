@@ -176,7 +176,10 @@ def connect(address: str | None, num_cpus: int | None, worker_env: dict[str, str
     else:
         # "local" always starts an embedded instance; a bare ray.init() would silently join
         # whatever cluster a 'ray start' left running on this machine.
-        kwargs.update(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False)
+        # Workers' own log lines (Ray's internal warnings under load, e.g. abseil's "Lock blocking")
+        # are not forwarded to the terminal: a task's failure reaches the user as one line anyway.
+        kwargs.update(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
+                      log_to_driver=False)
     # The raylet copies this process's environment when it starts, and its workers inherit it;
     # the caller's own environment is put back right after.
     saved = {k: os.environ.get(k) for k in worker_env or {}} if not address else {}

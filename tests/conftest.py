@@ -23,7 +23,9 @@ def ray_session():
     if not ray.is_initialized():
         # address="local" always starts a new Ray, as the runner does: a stale
         # /tmp/ray/ray_current_cluster from a killed `ray start` must not be joined.
-        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
+        # log_to_driver=False, as the runner's embedded Ray: workers' internal log lines under load
+        # ("(run_task pid=...) [mutex.cc : 452] RAW: Lock blocking") must not mix into the CLI's stderr.
+        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
     yield ray
     ray.shutdown()
 
