@@ -71,6 +71,21 @@ OVERLAYS: dict[str, Overlay] = {
     "mixture_density": Overlay(
         "the fit is a 1-D Gaussian mixture given by the weights, means and sigmas columns",
         ("mixture_density",)),
+    # Closed forms of the count families and of linear regression (analysis.theory_collapse):
+    # declared, so a reader knows they exist, but the report draws nothing for them yet.
+    "bernoulli_collapse_probability": Overlay(
+        "P(p_t at 0 or 1 by t), exact (analysis.theory_collapse.bernoulli_collapse_probability)", ()),
+    "bernoulli_fixation_probability": Overlay("P(absorbed at 1) = p under replace (a bounded martingale)", ()),
+    "bernoulli_mse": Overlay("E[(p_t - p)^2], exact (analysis.theory_collapse.bernoulli_mse)", ()),
+    "bernoulli_survival_bound": Overlay("Markov bound on P(not collapsed at t) under replace", ()),
+    "poisson_collapse_probability": Overlay(
+        "P(lambda_t = 0 by t), exact through a Galton-Watson extinction law "
+        "(analysis.theory_collapse.poisson_collapse_probability)", ()),
+    "poisson_mse": Overlay("E[(lambda_t - lambda)^2], exact (analysis.theory_collapse.poisson_mse)", ()),
+    "poisson_median_collapse_time": Overlay("exact median collapse time under replace", ()),
+    "linear_regression_test_error": Overlay(
+        "expected test error per generation under replace and accumulate, exact for a fresh design "
+        "(analysis.theory_collapse)", ()),
 }
 
 

@@ -125,14 +125,14 @@ def check_folder(spec: SweepSpec, location: str, *, overwrite: bool = False) -> 
 
 
 def _warn_if_other_libraries(earlier: dict[str, str] | None, location: str, kept_parts: int, missing_chains: int) -> None:
-    """One line on stderr when chains are added under other numpy/scipy versions than the kept
+    """A :class:`~sweep.errors.SweepWarning` when chains are added under other numpy/scipy versions than the kept
     ones were computed with (numpy does not promise the same random streams across versions)."""
     now = library_versions()
     if earlier and kept_parts and missing_chains and earlier != now:
         changed = ", ".join(f"{k} {earlier.get(k)} -> {v}" for k, v in now.items() if earlier.get(k) != v)
-        print(f"warning: results folder '{location}' was computed with other library versions ({changed}): the "
-              "random streams of chains computed now may differ from the kept ones; pass --overwrite for a folder "
-              "computed with one set of versions", file=sys.stderr)
+        warnings.warn(f"results folder '{location}' was computed with other library versions ({changed}): the "
+                      "random streams of chains computed now may differ from the kept ones; pass --overwrite for a "
+                      "folder computed with one set of versions", SweepWarning, stacklevel=3)
 
 
 def _warn_if_other_version(earlier: list[str], location: str, kept_parts: int, missing_chains: int) -> None:
@@ -189,7 +189,7 @@ def _holding_the_folder(run: Any) -> Any:
     @functools.wraps(run)
     def locked(spec: SweepSpec, out: str = "results", **options: Any) -> RunReport:
         out = str(out) if "://" in str(out) else os.path.abspath(out)
-        lock = FolderLock(Store(f"{out.rstrip('/')}/{spec.name}"))
+        lock = FolderLock(Store(join_location(out, spec.name)))
         try:
             lock.acquire()
         except OSError as error:

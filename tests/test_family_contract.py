@@ -33,6 +33,9 @@ FAMILIES = {
     "gmm1d": {"name": "gmm1d", "means": [-1.0, 1.0]},
     "kde": {"name": "kde", "means": [0.0, 2.0]},
     "exponential": {"name": EXAMPLE, "path": "sample"},
+    "bernoulli": {"name": "bernoulli", "p": 0.3},
+    "poisson": {"name": "poisson", "lambda": 2.0, "path": "sample"},
+    "linear_regression": {"name": "linear_regression", "dim": 2, "path": "sample"},
 }
 
 

@@ -123,7 +123,7 @@ def test_lock_is_released_on_errors(ray_session, tmp_path, write_spec, cli):
     and a folder the lock created is removed again."""
     spec = write_spec(RAW)
     assert cli("run", spec, "--out", tmp_path, "--no-progress")[0] == 0
-    status, _, err = cli("run", spec, "--out", tmp_path, "--set", "generations=21", "--no-progress")
+    status, _, err = cli("run", spec, "--out", tmp_path, "--set", "seed=999", "--no-progress")
     assert status == 2 and "holds a different sweep" in err
     assert not (tmp_path / "locked" / LOCK_FILE).exists()
     status, _, err = cli("run", spec, "--out", tmp_path / "new" / "deeper", "--address", "nohost", "--no-progress")

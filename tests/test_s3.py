@@ -202,8 +202,8 @@ def test_report_needs_a_local_out(swept, s3, cli, tmp_path, monkeypatch):
     before = s3.files("")
     status, out, err = cli("report", swept)
     assert (status, out) == (2, "")
-    assert err == (f"error: results folder '{swept}' is remote: expected a local folder to write the report in "
-                   "(--out DIR, or out_dir=), got none\n")
+    assert err == (f"error: results folder '{swept}' is remote: expected --out (out_dir=) naming a local folder "
+                   "for the report, got none\n")
     target = s3.uri("reports")
     status, out, err = cli("report", swept, "--out", target)
     assert (status, out) == (2, "")
@@ -237,9 +237,8 @@ def test_unusable_uri_is_one_line(s3, cli, write_spec, tmp_path, monkeypatch):
     out = f"s3://{s3.bucket}/results?endpoint_override={s3.host}:{s3.port}&scheme=http&bogus=1"
     status, printed, err = cli("run", spec, "--out", out, "--no-progress")
     assert (status, printed) == (2, "")
-    assert err == (f"error: results location '{join_location(out, 's3sweep')}': expected a local path or a filesystem "
-                   "URI pyarrow can open (s3://bucket/path, gs://bucket/path), got Unexpected query parameter in S3 "
-                   "URI: 'bogus'\n")
+    assert err == (f"error: results folder '{join_location(out, 's3sweep')}': expected a local path or a filesystem "
+                   "URI (s3://, gs://, hdfs://, file://), got Unexpected query parameter in S3 URI: 'bogus'\n")
     assert s3.files("") == before and sorted(p.name for p in tmp_path.iterdir()) == ["spec.yaml"]
     with pytest.raises(analysis.ResultsError, match="^results location 'foo://x/y': expected a local path"):
         analysis.load("foo://x/y")
