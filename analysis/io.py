@@ -19,11 +19,15 @@ from sweep.store import Store, plain_table
 __all__ = ["load", "load_events", "read_metadata", "ResultsError"]
 
 
-def _resolve(path: str) -> tuple[pafs.FileSystem, str]:
+def _store(path: str) -> Store:
     try:
-        store = Store(str(path))  # the same path-or-URI resolution the writer uses
+        return Store(str(path))  # the same path-or-URI resolution the writer uses
     except UsageError as error:  # a URI pyarrow cannot open
         raise ResultsError(str(error)) from None
+
+
+def _resolve(path: str) -> tuple[pafs.FileSystem, str]:
+    store = _store(path)
     return store.fs, store.root
 
 
@@ -35,7 +39,12 @@ def read_metadata(path: str) -> dict[str, Any]:
     ResultsError
         If the folder has no ``sweep.json`` (it was not written by ``sweep run``) or a corrupt one.
     """
-    meta = Store(str(path)).read_meta()  # the one reader, shared with sweep
+    try:
+        meta = _store(path).read_meta()  # the one reader, shared with sweep
+    except ResultsError:
+        raise
+    except UsageError as error:  # a corrupt sweep.json
+        raise ResultsError(str(error)) from None
     if meta is None:
         raise ResultsError(
             f"results folder '{path}': expected a folder written by 'sweep run' (with sweep.json), "

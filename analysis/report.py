@@ -217,6 +217,9 @@ def write_report(results_path, out_dir=None, *, n_boot: int = 1000, seed: int = 
     ResultsError
         If the folder is empty, foreign (no ``sweep.json`` with a ``spec``), or holds no rows.
     """
+    if out_dir is not None and "://" in str(out_dir):  # Path() of a URI would make a local folder 's3:'
+        raise ResultsError(f"report folder '{out_dir}': expected a local folder, got a URI; write the report "
+                           "locally and copy it to object storage if needed")
     if out_dir is None:  # before reading anything: a remote folder is no place for figures
         store = Store(str(results_path))
         if not store.is_local:

@@ -240,7 +240,7 @@ def test_unusable_uri_is_one_line(s3, cli, write_spec, tmp_path, monkeypatch):
     assert err == (f"error: results folder '{join_location(out, 's3sweep')}': expected a local path or a filesystem "
                    "URI (s3://, gs://, hdfs://, file://), got Unexpected query parameter in S3 URI: 'bogus'\n")
     assert s3.files("") == before and sorted(p.name for p in tmp_path.iterdir()) == ["spec.yaml"]
-    with pytest.raises(analysis.ResultsError, match="^results location 'foo://x/y': expected a local path"):
+    with pytest.raises(analysis.ResultsError, match="^results folder 'foo://x/y': expected a local path"):
         analysis.load("foo://x/y")
 
 
