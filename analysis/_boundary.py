@@ -14,6 +14,7 @@ A two-parameter link only describes P(x) locally, so the fit is restricted to ce
 boundary: those whose fitted linear predictor is within ``window`` link units of ``F^-1(target)``
 (refitted until the set of cells settles), unless fewer than three distinct x remain.
 """
+
 from __future__ import annotations
 
 import math
@@ -102,29 +103,55 @@ class Boundary:
         return _cdf(eta, self.link), _cdf(eta - half, self.link), _cdf(eta + half, self.link)
 
     @classmethod
-    def from_dict(cls, raw: dict) -> "Boundary":
+    def from_dict(cls, raw: dict) -> Boundary:
         """The boundary of a ``to_dict`` (as search.json holds it), enough to draw its curve."""
+
         def number(value):
             return math.nan if value is None else float(value)
 
         cov = np.array([[number(v) for v in row] for row in raw.get("cov") or [[None, None], [None, None]]])
-        return cls(target=raw["target"], level=raw["level"], link=raw["link"], log=raw["scale"] == "log",
-                   estimate=number(raw["estimate"]), low=number(raw["low"]), high=number(raw["high"]),
-                   low_open=raw["low_open"], high_open=raw["high_open"], a=number(raw["intercept"]),
-                   b=number(raw["slope"]), cov=cov, cells_used=raw["cells_used"], chains_used=raw["chains_used"],
-                   cells=raw["cells"], note=raw.get("note", ""))
+        return cls(
+            target=raw["target"],
+            level=raw["level"],
+            link=raw["link"],
+            log=raw["scale"] == "log",
+            estimate=number(raw["estimate"]),
+            low=number(raw["low"]),
+            high=number(raw["high"]),
+            low_open=raw["low_open"],
+            high_open=raw["high_open"],
+            a=number(raw["intercept"]),
+            b=number(raw["slope"]),
+            cov=cov,
+            cells_used=raw["cells_used"],
+            chains_used=raw["chains_used"],
+            cells=raw["cells"],
+            note=raw.get("note", ""),
+        )
 
     def to_dict(self, parameter: str) -> dict:
         def clean(value: float):
             return None if value is None or not math.isfinite(value) else float(value)
 
-        return {"parameter": parameter, "target": self.target, "estimate": clean(self.estimate),
-                "low": clean(self.low), "high": clean(self.high), "level": self.level,
-                "low_open": self.low_open, "high_open": self.high_open, "link": self.link,
-                "scale": "log" if self.log else "linear", "intercept": clean(self.a), "slope": clean(self.b),
-                "cov": [[clean(v) for v in row] for row in np.asarray(self.cov, dtype=float)],
-                "cells_used": self.cells_used, "chains_used": self.chains_used, "cells": self.cells,
-                "note": self.note}
+        return {
+            "parameter": parameter,
+            "target": self.target,
+            "estimate": clean(self.estimate),
+            "low": clean(self.low),
+            "high": clean(self.high),
+            "level": self.level,
+            "low_open": self.low_open,
+            "high_open": self.high_open,
+            "link": self.link,
+            "scale": "log" if self.log else "linear",
+            "intercept": clean(self.a),
+            "slope": clean(self.b),
+            "cov": [[clean(v) for v in row] for row in np.asarray(self.cov, dtype=float)],
+            "cells_used": self.cells_used,
+            "chains_used": self.chains_used,
+            "cells": self.cells,
+            "note": self.note,
+        }
 
 
 def _score(eta: np.ndarray, k: np.ndarray, m: np.ndarray, link: str) -> tuple[np.ndarray, np.ndarray]:
@@ -179,8 +206,9 @@ def _fit(g: np.ndarray, k: np.ndarray, m: np.ndarray, link: str) -> tuple[float,
     return float(alpha - beta * centre / scale), float(beta / scale), transform @ cov_u @ transform.T
 
 
-def _profile_slope(u: np.ndarray, k: np.ndarray, m: np.ndarray, link: str, centre: float, start: float,
-                   limit: float) -> float:
+def _profile_slope(
+    u: np.ndarray, k: np.ndarray, m: np.ndarray, link: str, centre: float, start: float, limit: float
+) -> float:
     """max over |b| <= limit of l(centre + b u), by Fisher scoring from ``start`` (l is concave in b)."""
     b = float(np.clip(start, -limit, limit))
     value = _loglik(centre + b * u, k, m, link)
@@ -252,8 +280,18 @@ def _window(g, k, m, link, target, window) -> np.ndarray:
     return use
 
 
-def fit_boundary(x, k, m, target: float, *, level: float = 0.95, link: str = "logit", log: bool = False,
-                 bounds: tuple[float, float] | None = None, window: float | None = None) -> Boundary:
+def fit_boundary(
+    x,
+    k,
+    m,
+    target: float,
+    *,
+    level: float = 0.95,
+    link: str = "logit",
+    log: bool = False,
+    bounds: tuple[float, float] | None = None,
+    window: float | None = None,
+) -> Boundary:
     """Estimate where P(event) crosses ``target`` as a function of one parameter.
 
     Parameters
@@ -298,7 +336,9 @@ def fit_boundary(x, k, m, target: float, *, level: float = 0.95, link: str = "lo
     if k.sum() == 0 or k.sum() == m.sum():
         out.note = "no chain had the event" if k.sum() == 0 else "every chain had the event"
         return out
-    use = _window(g, k, m, link, target, window if window is not None else (WINDOW if link == "logit" else _PROBIT_WINDOW))
+    use = _window(
+        g, k, m, link, target, window if window is not None else (WINDOW if link == "logit" else _PROBIT_WINDOW)
+    )
     g_u, k_u, m_u = g[use], k[use], m[use]
     out.cells_used, out.chains_used = int(use.sum()), int(m_u.sum())
     fit = _fit(g_u, k_u, m_u, link)
@@ -311,7 +351,9 @@ def fit_boundary(x, k, m, target: float, *, level: float = 0.95, link: str = "lo
     out.a, out.b, out.cov = fit
     centre = _quantile(target, link)
     theta = (centre - out.a) / out.b
-    lo_g, hi_g = (np.log(bounds) if log else np.asarray(bounds, dtype=float)) if bounds is not None else (g.min(), g.max())
+    lo_g, hi_g = (
+        (np.log(bounds) if log else np.asarray(bounds, dtype=float)) if bounds is not None else (g.min(), g.max())
+    )
     span = float(hi_g - lo_g) or 1.0
     best = _loglik(out.a + out.b * g_u, k_u, m_u, link)
     cut = stats.chi2.ppf(level, 1) / 2

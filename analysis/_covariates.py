@@ -12,12 +12,13 @@ A covariate is written as a small formula over grid-axis columns (``docs/schema.
 Only grid axes are accepted, never per-chain columns (``replicate``, ``generation``): every
 covariate is a property of the cell, so the design is one row per cell.
 """
+
 from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -28,8 +29,10 @@ __all__ = ["AXIS_COLUMNS", "Design", "axis_columns", "design_matrix"]
 AXIS_COLUMNS = ("n", "policy", "policy_kind", "keep", "synthetic", "real", "temperature")
 _FAMILY_PREFIX = "family_"
 _FACTOR = re.compile(r"^(?:(?P<fn>log|C)\((?P<inner>[^()]+)\)|(?P<bare>[^()]+))$")
-_EXPECTED = ("a grid axis (n, policy, policy_kind, keep, synthetic, real, temperature or family_<field>), "
-             "optionally as log(axis) or C(axis), joined by ':' or '*'")
+_EXPECTED = (
+    "a grid axis (n, policy, policy_kind, keep, synthetic, real, temperature or family_<field>), "
+    "optionally as log(axis) or C(axis), joined by ':' or '*'"
+)
 
 
 @dataclass(frozen=True)
@@ -78,15 +81,18 @@ def _factor(text: str, where: str, cells: pd.DataFrame, levels: dict) -> dict[st
     column = name.replace(".", "_")  # family.k, as the spec writes it, is the column family_k
     if not match or column not in axis_columns(cells):
         present = ", ".join(axis_columns(cells))
-        raise ValueError(f"{where} = {text!r}: expected {_EXPECTED} with a column in the events "
-                         f"(present: {present}), got {text!r}")
+        raise ValueError(
+            f"{where} = {text!r}: expected {_EXPECTED} with a column in the events (present: {present}), got {text!r}"
+        )
     values = cells[column]
     numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
     function = match.group("fn")
     if numeric and values.isna().any():
         nan_cells = cells.loc[values.isna(), "cell"].tolist()
-        raise ValueError(f"{where} = {text!r}: expected a value in every cell, got NaN in cells {nan_cells} "
-                         "(accumulate policies have keep = NaN); use policy or policy_kind instead")
+        raise ValueError(
+            f"{where} = {text!r}: expected a value in every cell, got NaN in cells {nan_cells} "
+            "(accumulate policies have keep = NaN); use policy or policy_kind instead"
+        )
     if function == "C" or not numeric:
         if function == "log":
             raise ValueError(f"{where} = {text!r}: expected log() of a numeric axis, got the text axis '{column}'")
@@ -95,19 +101,23 @@ def _factor(text: str, where: str, cells: pd.DataFrame, levels: dict) -> dict[st
         reference = _reference(column, ordered)
         prefix = f"C({column})" if function == "C" else column
         levels[prefix] = {str(level): cells.loc[(labels == level).to_numpy(), "cell"].tolist() for level in ordered}
-        return {f"{prefix}[{level}]": (labels == level).to_numpy(dtype=float)
-                for level in ordered if level != reference}
+        return {
+            f"{prefix}[{level}]": (labels == level).to_numpy(dtype=float) for level in ordered if level != reference
+        }
     numbers = values.to_numpy(dtype=float)
     if function == "log":
         if np.any(numbers <= 0):
-            raise ValueError(f"{where} = {text!r}: expected {column} > 0 in every cell to take its log, "
-                             f"got {sorted(set(numbers[numbers <= 0].tolist()))}")
+            raise ValueError(
+                f"{where} = {text!r}: expected {column} > 0 in every cell to take its log, "
+                f"got {sorted(set(numbers[numbers <= 0].tolist()))}"
+            )
         return {f"log({column})": np.log(numbers)}
     return {column: numbers}
 
 
-def _term(text: str, where: str, cells: pd.DataFrame,
-          levels: dict) -> list[tuple[tuple[str, ...], dict[str, np.ndarray]]]:
+def _term(
+    text: str, where: str, cells: pd.DataFrame, levels: dict
+) -> list[tuple[tuple[str, ...], dict[str, np.ndarray]]]:
     """Expand one covariate string into (factors, columns) pieces: ``a*b`` is a, b and a:b."""
     if not isinstance(text, str) or not text.strip():
         raise ValueError(f"{where}: expected {_EXPECTED}, got {text!r}")
@@ -149,8 +159,9 @@ def design_matrix(cells: pd.DataFrame, covariates: Sequence[str]) -> Design:
         covariate that takes one value in every cell, or covariates that are collinear.
     """
     if isinstance(covariates, str) or not len(covariates):
-        raise ValueError(f"covariates: expected a non-empty list of covariates such as ['log(n)', 'real'], "
-                         f"got {covariates!r}")
+        raise ValueError(
+            f"covariates: expected a non-empty list of covariates such as ['log(n)', 'real'], got {covariates!r}"
+        )
     columns: dict[str, np.ndarray] = {}
     factors: dict[str, tuple[str, ...]] = {}
     levels: dict[str, dict[str, list[int]]] = {}
@@ -160,14 +171,18 @@ def design_matrix(cells: pd.DataFrame, covariates: Sequence[str]) -> Design:
                 if name in columns:
                     continue  # 'a*b' and 'a' both name a: keep it once
                 if np.ptp(values) == 0:
-                    raise ValueError(f"covariates[{i}] = {text!r}: expected a term that varies across the cells, "
-                                     f"got {name} = {values[0]:g} in all {len(values)} of them; drop it")
+                    raise ValueError(
+                        f"covariates[{i}] = {text!r}: expected a term that varies across the cells, "
+                        f"got {name} = {values[0]:g} in all {len(values)} of them; drop it"
+                    )
                 columns[name], factors[name] = values, parts
     frame = pd.DataFrame(columns, index=pd.Index(cells["cell"].to_numpy(), name="cell"))
     # The intercept is fitted too: a design that does not have full rank with it cannot be fitted.
     matrix = np.column_stack([np.ones(len(frame)), frame.to_numpy()])
     scaled = matrix / np.abs(matrix).max(axis=0)  # every column varies, so no maximum is 0
     if np.linalg.matrix_rank(scaled) < matrix.shape[1]:
-        raise ValueError(f"covariates: expected terms that are not collinear over the {len(frame)} cells, got "
-                         f"{list(frame.columns)} (with the intercept); drop one of the terms that repeat another")
+        raise ValueError(
+            f"covariates: expected terms that are not collinear over the {len(frame)} cells, got "
+            f"{list(frame.columns)} (with the intercept); drop one of the terms that repeat another"
+        )
     return Design(frame, tuple(frame.columns), factors, levels)

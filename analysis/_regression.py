@@ -16,11 +16,13 @@ fitted with lifelines' interval-censored likelihood. Chains of a cell share thei
 so identical (cell, time, censoring) rows are fitted once with a frequency weight (the same
 likelihood and standard errors as one row per chain, in a fraction of the time).
 """
+
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -114,20 +116,26 @@ def _declared_event(event: str, family: dict | None, events: pd.DataFrame) -> st
         match = [d for d in declared if event in (d.get("event"), d.get("name"))]
         if not match:
             names = ", ".join(str(d.get("event")) for d in declared)
-            raise ValueError(f"event: expected an event the {family.get('name', '?')} family declares ({names}), "
-                             f"got {event!r}")
+            raise ValueError(
+                f"event: expected an event the {family.get('name', '?')} family declares ({names}), got {event!r}"
+            )
         if match[0].get("per_symbol"):
-            raise ValueError(f"event: expected an event with one row per chain, got {event!r} (one row per symbol); "
-                             "use analysis.forgetting_rates")
+            raise ValueError(
+                f"event: expected an event with one row per chain, got {event!r} (one row per symbol); "
+                "use analysis.forgetting_rates"
+            )
         event = str(match[0].get("event") or event)
     if event not in present:
-        raise ValueError(f"event: expected an event with rows in the events table ({', '.join(present)}), "
-                         f"got {event!r}" + (" (declared, but the sweep did not ask for it)" if family else ""))
+        raise ValueError(
+            f"event: expected an event with rows in the events table ({', '.join(present)}), "
+            f"got {event!r}" + (" (declared, but the sweep did not ask for it)" if family else "")
+        )
     return event
 
 
-def chain_table(events: pd.DataFrame, event: str, threshold: float | None = None, *,
-                family: dict | None = None) -> pd.DataFrame:
+def chain_table(
+    events: pd.DataFrame, event: str, threshold: float | None = None, *, family: dict | None = None
+) -> pd.DataFrame:
     """One row per chain: its cell's axis columns, the time bounds of its event and whether it happened.
 
     Parameters
@@ -153,9 +161,11 @@ def chain_table(events: pd.DataFrame, event: str, threshold: float | None = None
     event = _declared_event(event, family, events)
     rows = _select_threshold(events[events["event"] == event], event, threshold)
     if rows.duplicated(["cell", "replicate"]).any():
-        raise ValueError(f"events: expected one '{event}' row per chain, got several for some cell/replicate; "
-                         "a results folder must not mix sweeps, and symbol_lost has one row per symbol")
-    every = (rows["checked_every"].fillna(1) if "checked_every" in rows else pd.Series(1, index=rows.index))
+        raise ValueError(
+            f"events: expected one '{event}' row per chain, got several for some cell/replicate; "
+            "a results folder must not mix sweeps, and symbol_lost has one row per symbol"
+        )
+    every = rows["checked_every"].fillna(1) if "checked_every" in rows else pd.Series(1, index=rows.index)
     every = every.to_numpy(dtype=np.int64)
     if np.any(every < 1):
         raise ValueError(f"events: expected checked_every >= 1, got {sorted(set(every[every < 1].tolist()))}")
@@ -181,18 +191,29 @@ def _fit(model: str, data: pd.DataFrame, terms: Sequence[str], interval: bool, c
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # lifelines' advice on convergence goes into the error instead
             if model == "cox":
-                fitter.fit(data[list(terms) + ["upper_or_T", "observed", "weight"]], "upper_or_T", "observed",
-                           weights_col="weight")
+                fitter.fit(
+                    data[list(terms) + ["upper_or_T", "observed", "weight"]],
+                    "upper_or_T",
+                    "observed",
+                    weights_col="weight",
+                )
             elif interval:
-                fitter.fit_interval_censoring(data[list(terms) + ["lower", "upper", "weight"]], "lower", "upper",
-                                              weights_col="weight")
+                fitter.fit_interval_censoring(
+                    data[list(terms) + ["lower", "upper", "weight"]], "lower", "upper", weights_col="weight"
+                )
             else:
-                fitter.fit(data[list(terms) + ["upper_or_T", "observed", "weight"]], "upper_or_T", "observed",
-                           weights_col="weight")
+                fitter.fit(
+                    data[list(terms) + ["upper_or_T", "observed", "weight"]],
+                    "upper_or_T",
+                    "observed",
+                    weights_col="weight",
+                )
     except Exception as exc:  # lifelines raises ConvergenceError, ValueError, LinAlgError...
         first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-        raise ValueError(f"model: the {model} fit of {list(terms)} did not converge ({first}); "
-                         "check that every level of a covariate has collapsed chains") from exc
+        raise ValueError(
+            f"model: the {model} fit of {list(terms)} did not converge ({first}); "
+            "check that every level of a covariate has collapsed chains"
+        ) from exc
     return fitter
 
 
@@ -207,12 +228,23 @@ def _tidy(model: str, fitter, confidence: float) -> pd.DataFrame:
         parameter = summary.index.get_level_values(0).to_series(index=summary.index)
         term = summary.index.get_level_values(1).to_series(index=summary.index)
     coef, se = summary["coef"].to_numpy(), summary["se(coef)"].to_numpy()
-    table = pd.DataFrame({
-        "parameter": parameter.to_numpy(), "term": term.to_numpy(), "coef": coef, "se": se,
-        "lower": coef - z * se, "upper": coef + z * se, "z": summary["z"].to_numpy(), "p": summary["p"].to_numpy(),
-    })
-    kind = np.where(model == "cox", "hazard ratio",
-                    np.where((table["parameter"] == location) & (table["term"] != "Intercept"), "time ratio", ""))
+    table = pd.DataFrame(
+        {
+            "parameter": parameter.to_numpy(),
+            "term": term.to_numpy(),
+            "coef": coef,
+            "se": se,
+            "lower": coef - z * se,
+            "upper": coef + z * se,
+            "z": summary["z"].to_numpy(),
+            "p": summary["p"].to_numpy(),
+        }
+    )
+    kind = np.where(
+        model == "cox",
+        "hazard ratio",
+        np.where((table["parameter"] == location) & (table["term"] != "Intercept"), "time ratio", ""),
+    )
     table["ratio"], table["ratio_lower"], table["ratio_upper"] = (np.exp(table[c]) for c in ("coef", "lower", "upper"))
     table["ratio_kind"] = kind
     table["rate_exponent"] = (table["parameter"] == location) & (table["term"] == EXPONENT_TERM)
@@ -240,11 +272,15 @@ def _log_median(model: str, fitter, design: pd.DataFrame) -> tuple[np.ndarray, n
 def _cell_summary(model, fitter, design, chains, confidence) -> pd.DataFrame:
     cells = chains.drop_duplicates("cell").set_index("cell")[axis_columns(chains)]
     # Kaplan-Meier on the generation each event was seen (the upper end of its interval).
-    km = {cell: fit_km(rows["upper_or_T"], rows["observed"]).median_survival_time_
-          for cell, rows in chains.groupby("cell")}
+    km = {
+        cell: fit_km(rows["upper_or_T"], rows["observed"]).median_survival_time_
+        for cell, rows in chains.groupby("cell")
+    }
     out = cells.assign(
-        chains=chains.groupby("cell").size(), events=chains.groupby("cell")["observed"].sum().astype(int),
-        censored_share=1 - chains.groupby("cell")["observed"].mean(), km_median=pd.Series(km, dtype=float),
+        chains=chains.groupby("cell").size(),
+        events=chains.groupby("cell")["observed"].sum().astype(int),
+        censored_share=1 - chains.groupby("cell")["observed"].mean(),
+        km_median=pd.Series(km, dtype=float),
     )
     if model == "cox":
         out["model_median"] = fitter.predict_median(design).to_numpy().ravel()
@@ -252,7 +288,10 @@ def _cell_summary(model, fitter, design, chains, confidence) -> pd.DataFrame:
     z = float(stats.norm.ppf(0.5 + confidence / 2))
     value, se = _log_median(model, fitter, design)
     out["model_median"], out["model_median_lower"], out["model_median_upper"] = (
-        np.exp(value), np.exp(value - z * se), np.exp(value + z * se))
+        np.exp(value),
+        np.exp(value - z * se),
+        np.exp(value + z * se),
+    )
     return out.reset_index()
 
 
@@ -261,18 +300,28 @@ def _ph_test(fitter, data: pd.DataFrame, terms) -> pd.DataFrame:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = proportional_hazard_test(fitter, data[list(terms) + ["upper_or_T", "observed", "weight"]],
-                                          time_transform="rank")
+        result = proportional_hazard_test(
+            fitter, data[list(terms) + ["upper_or_T", "observed", "weight"]], time_transform="rank"
+        )
     summary = result.summary
-    return pd.DataFrame({"term": summary.index.astype(str), "statistic": summary["test_statistic"].to_numpy(),
-                         "p": summary["p"].to_numpy()})
+    return pd.DataFrame(
+        {
+            "term": summary.index.astype(str),
+            "statistic": summary["test_statistic"].to_numpy(),
+            "p": summary["p"].to_numpy(),
+        }
+    )
 
 
 def _aic_table(fits: dict[str, Any], chosen: str) -> pd.DataFrame:
-    table = pd.DataFrame({
-        "model": list(fits), "log_likelihood": [f.log_likelihood_ for f in fits.values()],
-        "parameters": [len(f.params_) for f in fits.values()], "aic": [f.AIC_ for f in fits.values()],
-    })
+    table = pd.DataFrame(
+        {
+            "model": list(fits),
+            "log_likelihood": [f.log_likelihood_ for f in fits.values()],
+            "parameters": [len(f.params_) for f in fits.values()],
+            "aic": [f.AIC_ for f in fits.values()],
+        }
+    )
     table["delta_aic"] = table["aic"] - table["aic"].min()
     table["chosen"] = table["model"] == chosen
     return table.sort_values("aic").reset_index(drop=True)
@@ -281,8 +330,12 @@ def _aic_table(fits: dict[str, Any], chosen: str) -> pd.DataFrame:
 def _eventless_levels(chains: pd.DataFrame, design) -> list[str]:
     """Levels of categorical covariates whose chains never had the event: a coefficient would be infinite."""
     seen = chains.groupby("cell")["observed"].any()
-    return [f"{factor} = {level}" for factor, levels in design.levels.items()
-            for level, cells in levels.items() if not seen.loc[cells].any()]
+    return [
+        f"{factor} = {level}"
+        for factor, levels in design.levels.items()
+        for level, cells in levels.items()
+        if not seen.loc[cells].any()
+    ]
 
 
 def collapse_regression(
@@ -340,25 +393,34 @@ def collapse_regression(
     if not 0 < confidence < 1:
         raise ValueError(f"confidence: expected a level in (0, 1), got {confidence!r}")
     if isinstance(covariates, str) or not len(covariates):
-        raise ValueError(f"covariates: expected a non-empty list of covariates such as ['log(n)', 'real'], "
-                         f"got {covariates!r}")
+        raise ValueError(
+            f"covariates: expected a non-empty list of covariates such as ['log(n)', 'real'], got {covariates!r}"
+        )
     require_columns(events, _EVENT_COLUMNS, "events")
     event = _declared_event(event, family, events)
     chains = chain_table(events, event, threshold)
     if not chains["observed"].any():
-        raise ValueError(f"events: expected some chain with the event '{event}' by its horizon, got none in "
-                         f"{len(chains)} chains; raise the horizon or relax the threshold")
+        raise ValueError(
+            f"events: expected some chain with the event '{event}' by its horizon, got none in "
+            f"{len(chains)} chains; raise the horizon or relax the threshold"
+        )
     cells = chains.drop_duplicates("cell").reset_index(drop=True)
     design = design_matrix(cells, list(covariates))
     eventless = _eventless_levels(chains, design)
     if eventless:
-        raise ValueError(f"covariates: expected every level to have chains with the event, got none for {eventless} "
-                         "(its coefficient would be infinite); leave those cells out of the events first")
+        raise ValueError(
+            f"covariates: expected every level to have chains with the event, got none for {eventless} "
+            "(its coefficient would be infinite); leave those cells out of the events first"
+        )
     interval = bool((chains["every"] > 1).any())
     chains = chains.assign(upper_or_T=np.where(chains["observed"], chains["upper"], chains["lower"]))
     # Chains with the same cell and the same time are the same row of the likelihood: fit each once.
-    data = (chains.groupby(["cell", "lower", "upper", "upper_or_T", "observed"], sort=True).size()
-            .rename("weight").reset_index())
+    data = (
+        chains.groupby(["cell", "lower", "upper", "upper_or_T", "observed"], sort=True)
+        .size()
+        .rename("weight")
+        .reset_index()
+    )
     data = data.join(design.columns, on="cell")
     terms = design.terms
     if model == "cox":  # Cox and its residual test get one row per chain: Schoenfeld residuals are per subject
@@ -368,8 +430,10 @@ def collapse_regression(
     fits = ({model: fitter} if model != "cox" else {}) | {m: _fit(m, data, terms, interval, confidence) for m in others}
     notes = []
     if model == "cox" and interval:
-        notes.append("Cox: lifelines' Cox model has no interval censoring; fitted on the generation each event "
-                     "was seen (ties by Efron's method)")
+        notes.append(
+            "Cox: lifelines' Cox model has no interval censoring; fitted on the generation each event "
+            "was seen (ties by Efron's method)"
+        )
     table = _tidy(model, fitter, confidence)
     exponent = None
     if table["rate_exponent"].any():
@@ -377,19 +441,30 @@ def collapse_regression(
         exponent = {k: float(row[k]) for k in ("coef", "se", "lower", "upper", "p")}
         exponent["estimate"] = exponent.pop("coef")
         interacting = [t for t in terms if ":" in t and EXPONENT_TERM in t.split(":")]
-        exponent["note"] = (f"at the reference of {', '.join(interacting)}" if interacting else "")
+        exponent["note"] = f"at the reference of {', '.join(interacting)}" if interacting else ""
         if interacting:
-            notes.append(f"log(n) interacts with other terms ({', '.join(interacting)}): the exponent shown is "
-                         "the one at their reference level / zero")
+            notes.append(
+                f"log(n) interacts with other terms ({', '.join(interacting)}): the exponent shown is "
+                "the one at their reference level / zero"
+            )
     return CollapseRegression(
-        model=model, event=event,
-        threshold=None if threshold is None else float(threshold), covariates=tuple(covariates),
-        censoring=("interval (checked every " + "/".join(map(str, sorted(chains["every"].unique()))) + ")"
-                   if interval else "right"),
-        table=table, exponent=exponent,
-        aic=_aic_table(fits, model) if fits else pd.DataFrame(columns=["model", "log_likelihood", "parameters",
-                                                                       "aic", "delta_aic", "chosen"]),
+        model=model,
+        event=event,
+        threshold=None if threshold is None else float(threshold),
+        covariates=tuple(covariates),
+        censoring=(
+            "interval (checked every " + "/".join(map(str, sorted(chains["every"].unique()))) + ")"
+            if interval
+            else "right"
+        ),
+        table=table,
+        exponent=exponent,
+        aic=_aic_table(fits, model)
+        if fits
+        else pd.DataFrame(columns=["model", "log_likelihood", "parameters", "aic", "delta_aic", "chosen"]),
         ph_test=_ph_test(fitter, data, terms) if model == "cox" else None,
         cells=_cell_summary(model, fitter, design.columns, chains, confidence),
-        notes=tuple(notes), fitter=fitter, design=design.columns,
+        notes=tuple(notes),
+        fitter=fitter,
+        design=design.columns,
     )

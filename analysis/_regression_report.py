@@ -8,6 +8,7 @@ the rate exponent of each line (cells that differ only in n) next to the median-
 of :func:`analysis.rates` and the theory slope, and the fitted survival curves over the
 Kaplan-Meier curves of every cell (does the model fit?).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -74,9 +75,14 @@ def _label(row, axes) -> str:
     return ", ".join(f"{a}={row[a]}" if a != "policy" else str(row[a]) for a in axes) or "all cells"
 
 
-def fitted_survival_figure(chains: pd.DataFrame, joint: CollapseRegression,
-                           lines: dict[int, CollapseRegression] | None = None, *, title: str = "",
-                           path=None) -> Figure:
+def fitted_survival_figure(
+    chains: pd.DataFrame,
+    joint: CollapseRegression,
+    lines: dict[int, CollapseRegression] | None = None,
+    *,
+    title: str = "",
+    path=None,
+) -> Figure:
     """Kaplan-Meier curves of every cell (steps) with fitted survival curves over them.
 
     One panel per line (cells that differ only in n), one colour per n.
@@ -112,8 +118,14 @@ def fitted_survival_figure(chains: pd.DataFrame, joint: CollapseRegression,
             for colour, row in zip(colours(len(rows)), rows.itertuples(index=False)):
                 curve = curves[curves["cell"] == row.cell]
                 g = np.append(curve["generation"].to_numpy(), horizon)
-                ax.step(g, np.append(curve["survival"].to_numpy(), curve["survival"].iloc[-1]), where="post",
-                        color=colour, lw=1.6, label=f"n={int(row.n)}")
+                ax.step(
+                    g,
+                    np.append(curve["survival"].to_numpy(), curve["survival"].iloc[-1]),
+                    where="post",
+                    color=colour,
+                    lw=1.6,
+                    label=f"n={int(row.n)}",
+                )
                 if row.cell in lines:
                     ax.plot(grid, predicted[id(lines[row.cell])][row.cell].to_numpy(), color=colour, lw=1.3, ls="--")
                 ax.plot(grid, predicted[id(joint)][row.cell].to_numpy(), color=colour, lw=1.1, ls=":")
@@ -139,14 +151,20 @@ def _exponent_rows(events, chains, axes, best, fits, *, event, threshold, theory
     each line's fit by cell."""
     rows, line_fits = [], {}
     cells = chains.drop_duplicates("cell")
-    for key, line in (cells.groupby(axes, sort=True) if axes else [((), cells)]):
+    for key, line in cells.groupby(axes, sort=True) if axes else [((), cells)]:
         key = key if isinstance(key, tuple) else (key,)
         label = _label(line.iloc[0], axes)
         if line["n"].nunique() < 2:
             continue
         try:
-            fit = collapse_regression(events[events["cell"].isin(line["cell"])], event=event, threshold=threshold,
-                                      model=best, compare=False, confidence=confidence)
+            fit = collapse_regression(
+                events[events["cell"].isin(line["cell"])],
+                event=event,
+                threshold=threshold,
+                model=best,
+                compare=False,
+                confidence=confidence,
+            )
         except ValueError as error:  # e.g. no chain of this line had the event: say so in its row
             rows.append([label, f"{len(line)}", f"no fit: {error}", "–", "–", "–"])
             continue
@@ -156,18 +174,26 @@ def _exponent_rows(events, chains, axes, best, fits, *, event, threshold, theory
         for a, k in zip(axes, key):
             median = median[median[a].astype(str) == str(k)]
         # Four digits: exponents near 1 differ in the third decimal.
-        slope = ("–" if median.empty else
-                 md.estimate(*median[["slope", "slope_lower", "slope_upper"]].iloc[0], digits=4))
+        slope = "–" if median.empty else md.estimate(*median[["slope", "slope_lower", "slope_upper"]].iloc[0], digits=4)
         used = "–" if median.empty else f"{median['cells_used'].iloc[0]} of {median['cells'].iloc[0]}"
         expected = "–"
         replace = str(line["policy"].iloc[0]) == "replace" if "policy" in line else False
         # The closed form is for the untempered family as the spec states it: no family field varied.
         plain = ("temperature" not in line or bool((line["temperature"] == 1.0).all())) and not any(
-            a.startswith("family_") for a in axes)
+            a.startswith("family_") for a in axes
+        )
         if theory_ratio is not None and replace and plain:
             expected = md.number(theory.collapse_time_slope(line["n"], theory_ratio, estimator, "first_passage"), 4)
-        rows.append([label, f"{len(line)} ({int(line['n'].min())}–{int(line['n'].max())})",
-                     md.estimate(e["estimate"], e["lower"], e["upper"], digits=4), slope, used, expected])
+        rows.append(
+            [
+                label,
+                f"{len(line)} ({int(line['n'].min())}–{int(line['n'].max())})",
+                md.estimate(e["estimate"], e["lower"], e["upper"], digits=4),
+                slope,
+                used,
+                expected,
+            ]
+        )
     return rows, line_fits
 
 
@@ -226,12 +252,23 @@ def regression_section(
         return Section(lines + [f"No regression: {why}.", ""], [])
     kept = events[events["cell"].isin(cells["cell"])]
     try:
-        first = collapse_regression(kept, event=event, threshold=threshold, covariates=covariates,
-                                    model="lognormal_aft", confidence=confidence)
+        first = collapse_regression(
+            kept, event=event, threshold=threshold, covariates=covariates, model="lognormal_aft", confidence=confidence
+        )
         best = str(first.aic["model"].iloc[0])
-        result = first if best == "lognormal_aft" else collapse_regression(
-            kept, event=event, threshold=threshold, covariates=covariates, model=best, confidence=confidence,
-            compare=False)
+        result = (
+            first
+            if best == "lognormal_aft"
+            else collapse_regression(
+                kept,
+                event=event,
+                threshold=threshold,
+                covariates=covariates,
+                model=best,
+                confidence=confidence,
+                compare=False,
+            )
+        )
     except ValueError as error:  # a fit that does not converge must not stop the rest of the report
         return Section(lines + [f"No regression: {error}", ""], [])
     level = f"{confidence:.0%} CI"
@@ -239,37 +276,93 @@ def regression_section(
     lines += [
         f"All {len(chains)} chains of {len(cells)} cells, censored ones included ({result.censoring} censoring), "
         f"in an accelerated-failure-time model ln T = b·x + σ·e with covariates {', '.join(covariates)}"
-        + (f"; left out (no chain had the event by T): {'; '.join(left_out)}" if left_out else "") + ".", "",
-        md.table(["model", "log-likelihood", "parameters", "AIC", "ΔAIC", "chosen"],
-                 [[r.model, f"{r.log_likelihood:.1f}", r.parameters, f"{r.aic:.1f}", f"{r.delta_aic:.1f}",
-                   "yes" if r.chosen else ""] for r in aic.itertuples()]), "",
+        + (f"; left out (no chain had the event by T): {'; '.join(left_out)}" if left_out else "")
+        + ".",
+        "",
+        md.table(
+            ["model", "log-likelihood", "parameters", "AIC", "ΔAIC", "chosen"],
+            [
+                [
+                    r.model,
+                    f"{r.log_likelihood:.1f}",
+                    r.parameters,
+                    f"{r.aic:.1f}",
+                    f"{r.delta_aic:.1f}",
+                    "yes" if r.chosen else "",
+                ]
+                for r in aic.itertuples()
+            ],
+        ),
+        "",
         f"Coefficients of the chosen model ({best}); a time ratio is how many times later collapse comes for one "
-        "unit more of the term (for log(n): per factor e in n), at the same values of the other terms:", "",
-        md.table(["parameter", "term", f"coefficient [{level}]", f"time ratio [{level}]", "p"],
-                 [[r.parameter, r.term, md.estimate(r.coef, r.lower, r.upper),
-                   md.estimate(r.ratio, r.ratio_lower, r.ratio_upper) if r.ratio_kind else "–", f"{r.p:.2g}"]
-                  for r in result.table.itertuples()]), "",
+        "unit more of the term (for log(n): per factor e in n), at the same values of the other terms:",
+        "",
+        md.table(
+            ["parameter", "term", f"coefficient [{level}]", f"time ratio [{level}]", "p"],
+            [
+                [
+                    r.parameter,
+                    r.term,
+                    md.estimate(r.coef, r.lower, r.upper),
+                    md.estimate(r.ratio, r.ratio_lower, r.ratio_upper) if r.ratio_kind else "–",
+                    f"{r.p:.2g}",
+                ]
+                for r in result.table.itertuples()
+            ],
+        ),
+        "",
     ]
     for note in result.notes:
         lines += [f"*{note}.*", ""]
     if len(covariates) > 1 and "log(n)" in covariates:
-        lines += ["The joint model has one exponent for every line: where the lines' own exponents (below) differ, "
-                  "its time ratios average over n, and its dotted curves in the figure show the misfit.", ""]
+        lines += [
+            "The joint model has one exponent for every line: where the lines' own exponents (below) differ, "
+            "its time ratios average over n, and its dotted curves in the figure show the misfit.",
+            "",
+        ]
     line_fits: dict[int, CollapseRegression] = {}
     if "log(n)" in covariates:
-        times = chains.assign(duration=np.where(chains["observed"], chains["upper"], chains["lower"]),
-                              horizon=float(chains["upper"].where(chains["observed"], chains["lower"]).max()))
+        times = chains.assign(
+            duration=np.where(chains["observed"], chains["upper"], chains["lower"]),
+            horizon=float(chains["upper"].where(chains["observed"], chains["lower"]).max()),
+        )
         if median_fits is None or not set(axes) <= set(median_fits.columns):  # the caller's lines are not these
             median_fits = rates(times, by=axes or "policy", n_boot=n_boot, seed=seed, confidence=confidence)
-        rows, line_fits = _exponent_rows(kept, chains, axes, best, median_fits, event=event, threshold=threshold,
-                                         theory_ratio=theory_ratio, estimator=estimator, confidence=confidence)
-        lines += ["Rate exponent of each line (collapse time ~ n^b): the regression on every chain, next to the "
-                  "least-squares slope of ln(Kaplan-Meier median) on ln n, which uses only the cells whose median "
-                  "is below T:", "",
-                  md.table(["line", "cells (n)", f"exponent, {best} [{level}]", f"median slope [{level}]",
-                            "cells in the median slope", "theory slope"], rows), ""]
-    figure = fitted_survival_figure(chains, result, line_fits,
-                                    title=f"Not yet {what}: Kaplan-Meier (steps) and {best} fits")
-    caption = (f"Fitted {best} survival (dashed: each line's own fit, dotted: the joint model) over the "
-               f"Kaplan-Meier curves per cell, {what}")
+        rows, line_fits = _exponent_rows(
+            kept,
+            chains,
+            axes,
+            best,
+            median_fits,
+            event=event,
+            threshold=threshold,
+            theory_ratio=theory_ratio,
+            estimator=estimator,
+            confidence=confidence,
+        )
+        lines += [
+            "Rate exponent of each line (collapse time ~ n^b): the regression on every chain, next to the "
+            "least-squares slope of ln(Kaplan-Meier median) on ln n, which uses only the cells whose median "
+            "is below T:",
+            "",
+            md.table(
+                [
+                    "line",
+                    "cells (n)",
+                    f"exponent, {best} [{level}]",
+                    f"median slope [{level}]",
+                    "cells in the median slope",
+                    "theory slope",
+                ],
+                rows,
+            ),
+            "",
+        ]
+    figure = fitted_survival_figure(
+        chains, result, line_fits, title=f"Not yet {what}: Kaplan-Meier (steps) and {best} fits"
+    )
+    caption = (
+        f"Fitted {best} survival (dashed: each line's own fit, dotted: the joint model) over the "
+        f"Kaplan-Meier curves per cell, {what}"
+    )
     return Section(lines, [SectionFigure(f"regression_{tag}", caption, figure)])

@@ -4,9 +4,11 @@ Both readers go through :mod:`pyarrow.dataset`, so ``filters`` prune whole ``cel
 partitions and row groups before anything is read: a ten-million-row folder can be analysed
 one cell or one generation at a time.
 """
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -62,9 +64,7 @@ def _filter_expression(filters: Any) -> ds.Expression | None:
     return pq.filters_to_expression(filters)
 
 
-def _load_table(
-    path: str, kind: str, filters: Any, columns: Sequence[str] | None
-) -> pd.DataFrame:
+def _load_table(path: str, kind: str, filters: Any, columns: Sequence[str] | None) -> pd.DataFrame:
     read_metadata(path)
     fs, root = _resolve(path)
     base = f"{root}/{kind}"
@@ -84,7 +84,11 @@ def _load_table(
     # so groupby and comparisons behave as on ordinary data.
     table = plain_table(table)
     frame = table.to_pandas()
-    keys = ("cell", "replicate", "generation") if kind == "trajectories" else ("cell", "replicate", "event", "threshold", "symbol")
+    keys = (
+        ("cell", "replicate", "generation")
+        if kind == "trajectories"
+        else ("cell", "replicate", "event", "threshold", "symbol")
+    )
     sort = [c for c in keys if c in frame]
     return frame.sort_values(sort, kind="stable").reset_index(drop=True)
 

@@ -1,5 +1,6 @@
 """The search part of ``sweep report``: boundary and Pareto figures, optuna's plots, and a table
 of trials, for a folder written by ``sweep search`` (its search.json)."""
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,11 @@ def search_section(rep: Any, results_path, meta: dict[str, Any]) -> None:
         return
     rep.lines += ["## Search", "", "```", format_summary(summary), "```", ""]
     if summary.get("boundary") and summary["boundary"].get("intercept") is not None:
-        rep.figure(boundary_figure(summary), "search_boundary",
-                   "Probability of the event by T against the searched parameter: trials, fit, target, boundary")
+        rep.figure(
+            boundary_figure(summary),
+            "search_boundary",
+            "Probability of the event by T against the searched parameter: trials, fit, target, boundary",
+        )
     if len(summary.get("pareto") or []) >= 1 and len(summary["objectives"]) >= 2:
         rep.figure(pareto_figure(summary), "search_pareto", "Pareto front of the first two objectives")
     try:
@@ -41,5 +45,9 @@ def search_section(rep: Any, results_path, meta: dict[str, Any]) -> None:
         coords = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["coordinates"].items())
         values = ", ".join(f"{k} {md.number(v) if isinstance(v, float) else v}" for k, v in (t["values"] or {}).items())
         rows.append([t["trial"], t["state"], "–" if t["cell"] is None else t["cell"], coords, values or "–"])
-    rep.lines += ["Trials (a trial that drew an existing cell shares its chains):", "",
-                  md.table(["trial", "state", "cell", "coordinates", "measured"], rows), ""]
+    rep.lines += [
+        "Trials (a trial that drew an existing cell shares its chains):",
+        "",
+        md.table(["trial", "state", "cell", "coordinates", "measured"], rows),
+        "",
+    ]

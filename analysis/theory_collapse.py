@@ -17,6 +17,7 @@ to the fresh Gaussian design simulated here, derived below; Dey and Donoho (2024
 avoiding model collapse" (arXiv:2410.22812), bound the accumulate error by pi^2/6 times the first
 generation's, which the exact form satisfies.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,10 +26,19 @@ import numpy as np
 from scipy import stats
 
 __all__ = [
-    "bernoulli_collapse_probability", "bernoulli_absorption", "bernoulli_fixation_probability", "bernoulli_mse",
-    "bernoulli_survival_bound", "bernoulli_mean_collapse_time", "poisson_collapse_probability",
-    "poisson_median_collapse_time", "poisson_mse", "suresh_survival_lower_bound", "linear_regression_test_error",
-    "linear_regression_test_error_fixed_design", "OVERLAYS",
+    "bernoulli_collapse_probability",
+    "bernoulli_absorption",
+    "bernoulli_fixation_probability",
+    "bernoulli_mse",
+    "bernoulli_survival_bound",
+    "bernoulli_mean_collapse_time",
+    "poisson_collapse_probability",
+    "poisson_median_collapse_time",
+    "poisson_mse",
+    "suresh_survival_lower_bound",
+    "linear_regression_test_error",
+    "linear_regression_test_error_fixed_design",
+    "OVERLAYS",
 ]
 
 #: Largest n for the exact Bernoulli laws, which iterate an (n + 1) x (n + 1) transition matrix.
@@ -244,8 +254,9 @@ def suresh_survival_lower_bound(count: float, t) -> np.ndarray:
 
 
 # -- linear regression ------------------------------------------------------------------------------
-def linear_regression_test_error(n: int, d: int, sigma: float, t, *, policy: str = "replace",
-                                 temperature: float = 1.0) -> np.ndarray:
+def linear_regression_test_error(
+    n: int, d: int, sigma: float, t, *, policy: str = "replace", temperature: float = 1.0
+) -> np.ndarray:
     """Exact E[test error] = sigma^2 + E|w_t - w_0|^2 with fresh x ~ N(0, I_d) each generation.
 
     Write e_t = w_t - w_0, A_k = X_k^T X_k ~ Wishart(n, I_d) independent across k, and eps_k
@@ -281,7 +292,9 @@ def linear_regression_test_error(n: int, d: int, sigma: float, t, *, policy: str
     return sigma * sigma + np.concatenate([[0.0], np.cumsum(terms)])[t]
 
 
-def linear_regression_test_error_fixed_design(n: int, d: int, sigma: float, t, *, policy: str = "replace") -> np.ndarray:
+def linear_regression_test_error_fixed_design(
+    n: int, d: int, sigma: float, t, *, policy: str = "replace"
+) -> np.ndarray:
     """Gerstgrasser et al. (2024), linear-model section: the same design X reused every generation.
     replace: sigma^2 + sigma^2 d t / (n - d - 1); accumulate: sigma^2 + sigma^2 d / (n - d - 1)
     sum_{k <= t} 1 / k^2. Not this family's law (x is drawn fresh): kept to compare against."""

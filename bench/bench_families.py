@@ -15,6 +15,7 @@ Target (issue 15): exact paths >= 1000x the loop at n = 10,000.
 
 Usage: python bench/bench_families.py [--quick]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,8 +67,14 @@ def loop_regression(chains: int, generations: int, rng: np.random.Generator) -> 
 
 
 def spec_for(family: dict, generations: int, replicates: int, events: dict | None = None):
-    raw = {"name": "bench-families", "seed": 1, "generations": generations, "replicates": replicates,
-           "family": family, "grid": {"n": [N], "policy": ["replace"]}}
+    raw = {
+        "name": "bench-families",
+        "seed": 1,
+        "generations": generations,
+        "replicates": replicates,
+        "family": family,
+        "grid": {"n": [N], "policy": ["replace"]},
+    }
     if events:
         raw["events"] = events
     return parse_spec(raw)
@@ -77,8 +84,15 @@ def kernel(spec) -> float:
     cell = cells(spec)[0]
     recorded = spec.record.generations(spec.generations)
     start = time.perf_counter()
-    simulate_block(spec.family, cell, 0, generations=spec.generations, recorded=recorded,
-                   events_spec=spec.events, rng=block_rng(1, cell, 0))
+    simulate_block(
+        spec.family,
+        cell,
+        0,
+        generations=spec.generations,
+        recorded=recorded,
+        events_spec=spec.events,
+        rng=block_rng(1, cell, 0),
+    )
     chains = min(cell.block_size, spec.replicates)
     return chains * spec.generations / (time.perf_counter() - start)
 
@@ -109,8 +123,13 @@ def main() -> None:
     cases = [  # label, loop, family, events, chains end to end
         ("bernoulli p=0.3", loop_bernoulli, {"name": "bernoulli", "p": 0.3}, None, 4 * 4096),
         ("poisson lambda=2", loop_poisson, {"name": "poisson", "lambda": 2.0}, None, 4 * 4096),
-        (f"linear_regression d={DIM}", loop_regression, {"name": "linear_regression", "dim": DIM}, regression_events,
-         2 * 4096),
+        (
+            f"linear_regression d={DIM}",
+            loop_regression,
+            {"name": "linear_regression", "dim": DIM},
+            regression_events,
+            2 * 4096,
+        ),
     ]
     rows = []
     for label, loop, family, events, chains in cases:

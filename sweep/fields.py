@@ -3,11 +3,13 @@
 Every reader takes the dotted path of the field it reads, so an error names exactly the field,
 the expectation and the value given (see :class:`sweep.errors.SpecError`).
 """
+
 from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from sweep.errors import SpecError
 
@@ -104,7 +106,9 @@ def boolean(value: Any, path: str) -> bool:
     return value
 
 
-def listed(item: Callable[[Any, str], Any], *, nonempty: bool = True, scalar_ok: bool = True) -> Callable[[Any, str], tuple]:
+def listed(
+    item: Callable[[Any, str], Any], *, nonempty: bool = True, scalar_ok: bool = True
+) -> Callable[[Any, str], tuple]:
     """Reader of a list of items (a single scalar is taken as a one-item list)."""
 
     def read(value: Any, path: str) -> tuple:

@@ -19,6 +19,7 @@ What each kind of storage allows:
   written if absent, then read back, and the run goes on only if it reads its own token. Two runs
   started within the same fraction of a second can both pass; runs started further apart cannot.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -28,9 +29,9 @@ import os
 import socket
 import uuid
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Iterator
 
 import psutil
 import pyarrow.fs as pafs
@@ -60,16 +61,28 @@ class Holder:
 
     @classmethod
     def this_process(cls) -> Holder:
-        return cls(socket.gethostname(), os.getpid(), psutil.Process().create_time(), _pid_namespace(),
-                   _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), uuid.uuid4().hex)
+        return cls(
+            socket.gethostname(),
+            os.getpid(),
+            psutil.Process().create_time(),
+            _pid_namespace(),
+            _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            uuid.uuid4().hex,
+        )
 
     @classmethod
     def parse(cls, text: str) -> Holder:
         """The holder a lock file names; an unreadable file names an unknown holder (never gone)."""
         try:
             raw = json.loads(text)
-            return cls(str(raw["host"]), int(raw["pid"]), raw.get("started"), raw.get("pid_namespace"),
-                       str(raw.get("since", "?")), str(raw["token"]))
+            return cls(
+                str(raw["host"]),
+                int(raw["pid"]),
+                raw.get("started"),
+                raw.get("pid_namespace"),
+                str(raw.get("since", "?")),
+                str(raw["token"]),
+            )
         except (ValueError, TypeError, KeyError):
             return cls("?", 0, None, None, "?", "")
 
@@ -147,8 +160,12 @@ class FolderLock:
             raise
         self.holder = me
         if self.taken_over is not None:
-            warnings.warn(f"results folder '{self.store.location}': took over the lock of an earlier run that is no "
-                          f"longer running ({self.taken_over.describe()})", SweepWarning, stacklevel=2)
+            warnings.warn(
+                f"results folder '{self.store.location}': took over the lock of an earlier run that is no "
+                f"longer running ({self.taken_over.describe()})",
+                SweepWarning,
+                stacklevel=2,
+            )
         return self
 
     def release(self) -> None:
@@ -167,8 +184,10 @@ class FolderLock:
     # -- storage -------------------------------------------------------------------------
     def _busy(self, holder: Holder | None) -> str:
         who = holder.describe() if holder is not None else "a run whose lock vanished as it was read"
-        message = (f"results folder '{self.store.location}': expected no other 'sweep run' on it, got one running "
-                   f"({who}); wait for it to end or stop it")
+        message = (
+            f"results folder '{self.store.location}': expected no other 'sweep run' on it, got one running "
+            f"({who}); wait for it to end or stop it"
+        )
         if holder is None or not holder.here:
             message += f", and delete '{self.path}' if that run is known to be dead"
         return message

@@ -18,13 +18,15 @@ a planner-sized task holds seconds of work, so a resume pays ~0.1% of it. The ch
 reads footers only (the parts kept were verified before it). On object stores (``s3://``,
 ``gs://``), which store an object whole and checksum it themselves, only footers are read.
 """
+
 from __future__ import annotations
 
 import json
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -50,9 +52,11 @@ def parse_part_name(name: str) -> tuple[int, int, int] | None:
 
 def plain_table(table: pa.Table) -> pa.Table:
     """Decode dictionary-encoded columns (how coordinates are stored) into plain ones."""
-    return table.cast(pa.schema([
-        pa.field(f.name, f.type.value_type if pa.types.is_dictionary(f.type) else f.type) for f in table.schema
-    ]))
+    return table.cast(
+        pa.schema(
+            [pa.field(f.name, f.type.value_type if pa.types.is_dictionary(f.type) else f.type) for f in table.schema]
+        )
+    )
 
 
 def join_location(base: str, name: str) -> str:
@@ -97,12 +101,15 @@ class Store:
             self.fs, root = pafs.FileSystem.from_uri(self.location)
         except (pa.ArrowInvalid, ValueError) as error:
             if "://" in self.location:  # a mistyped URI must not become a local folder named 's3:'
-                raise UsageError(f"results folder '{self.location}': expected a local path or a filesystem URI "
-                                 f"(s3://, gs://, hdfs://, file://), got {_one_line(error)}") from None
+                raise UsageError(
+                    f"results folder '{self.location}': expected a local path or a filesystem URI "
+                    f"(s3://, gs://, hdfs://, file://), got {_one_line(error)}"
+                ) from None
             self.fs, root = pafs.LocalFileSystem(), self.location  # a relative path
         except OSError as error:  # a filesystem that cannot be set up (no network, no libhdfs)
-            raise UsageError(f"results folder '{self.location}': expected a reachable filesystem, got "
-                             f"{_one_line(error)}") from None
+            raise UsageError(
+                f"results folder '{self.location}': expected a reachable filesystem, got {_one_line(error)}"
+            ) from None
         self.root = root.rstrip("/") or "/"
 
     @property
@@ -123,8 +130,14 @@ class Store:
             # Dictionary encoding only where it pays (coordinates, labels): trying it on random
             # floats and then falling back costs more than the whole write.
             dictionary = [f.name for f in table.schema if pa.types.is_dictionary(f.type) or pa.types.is_string(f.type)]
-            pq.write_table(table, temporary, filesystem=self.fs, compression="zstd", use_dictionary=dictionary,
-                           write_page_checksum=True)
+            pq.write_table(
+                table,
+                temporary,
+                filesystem=self.fs,
+                compression="zstd",
+                use_dictionary=dictionary,
+                write_page_checksum=True,
+            )
             self.fs.move(temporary, final)
         except BaseException as error:
             _delete_quietly(self.fs, temporary)
@@ -137,8 +150,13 @@ class Store:
         """Delete a file if it is there; never raise (used while another error propagates)."""
         _delete_quietly(self.fs, path)
 
-    def scan(self, expected_rows: Callable[[str, int, int, int, int], int | None], horizon: int | None = None, *,
-             verify: bool = True) -> Scan:
+    def scan(
+        self,
+        expected_rows: Callable[[str, int, int, int, int], int | None],
+        horizon: int | None = None,
+        *,
+        verify: bool = True,
+    ) -> Scan:
         """Find complete block ranges; delete temporary, unreadable, damaged, partial or orphaned parts.
 
         Parameters
@@ -165,8 +183,9 @@ class Store:
                     continue
                 key = parse_part_name(info.base_name)
                 made_to = None if key is None else self._horizon(info.path)
-                if made_to is None or not self._valid(info.path, expected_rows(kind, *key, made_to),
-                                                      verify and self.is_local):
+                if made_to is None or not self._valid(
+                    info.path, expected_rows(kind, *key, made_to), verify and self.is_local
+                ):
                     self.fs.delete_file(info.path)
                     scan.removed.append(info.path)
                     continue
@@ -272,8 +291,10 @@ class Store:
             if isinstance(meta, dict):
                 return meta
             reason = f"a JSON {type(meta).__name__} instead of an object"
-        raise ResultsError(f"results folder '{self.location}': expected a readable sweep.json, got a corrupt file "
-                           f"({reason}); rerun 'sweep run' with --overwrite to start the folder again") from None
+        raise ResultsError(
+            f"results folder '{self.location}': expected a readable sweep.json, got a corrupt file "
+            f"({reason}); rerun 'sweep run' with --overwrite to start the folder again"
+        ) from None
 
     def write_meta(self, meta: dict[str, Any]) -> None:
         """Replace sweep.json atomically (a full disk leaves the previous one)."""

@@ -12,6 +12,7 @@ Root ignores permission bits, and CI runs as root in a container, so the tests c
 A test that finds none of them skips and says what it tried (e.g. a container with neither
 CAP_SYS_ADMIN nor user namespaces nor CAP_LINUX_IMMUTABLE: run it with --cap-add SYS_ADMIN).
 """
+
 from __future__ import annotations
 
 import functools
@@ -19,15 +20,15 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 #: Mount a read-only bind of folder "$0" over itself, then run "$@" there.
 _READ_ONLY = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" "$0" || exit 99; exec "$@"'
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def mount_namespace() -> tuple[str, ...] | None:
     """A command prefix that runs a command in a private mount namespace where it can mount, or None."""
     if shutil.which("unshare") is None:
@@ -42,8 +43,10 @@ def mount_namespace() -> tuple[str, ...] | None:
 
 
 def _chattr(folder: Path, flag: str) -> bool:
-    return shutil.which("chattr") is not None and subprocess.run(
-        ["chattr", flag, str(folder)], capture_output=True).returncode == 0
+    return (
+        shutil.which("chattr") is not None
+        and subprocess.run(["chattr", flag, str(folder)], capture_output=True).returncode == 0
+    )
 
 
 @contextmanager
@@ -62,8 +65,10 @@ def read_only(folder: Path) -> Iterator[tuple[list[str], str]]:
             folder.chmod(0o755)
         return
     if not _chattr(folder, "+i"):
-        raise LookupError("running as root with neither a mount namespace (unshare -m / unshare -rm) nor "
-                          "'chattr +i' here: no way to make a folder refuse root's writes")
+        raise LookupError(
+            "running as root with neither a mount namespace (unshare -m / unshare -rm) nor "
+            "'chattr +i' here: no way to make a folder refuse root's writes"
+        )
     try:
         yield [], "chattr +i"
     finally:
@@ -76,7 +81,10 @@ def small_disk_command(folder: Path, keep: Path, size: str, command: list[str]) 
     LookupError where no mount namespace can be made here."""
     namespace = mount_namespace()
     if namespace is None:
-        raise LookupError("cannot create a mount namespace here (unshare -m as root, unshare -rm) to mount a small tmpfs")
-    script = (f'mount -t tmpfs -o size={size} tmpfs "$0" || exit 99; "$@"; status=$?; '
-              f'cp -a "$0/." "{keep}/"; exit $status')
+        raise LookupError(
+            "cannot create a mount namespace here (unshare -m as root, unshare -rm) to mount a small tmpfs"
+        )
+    script = (
+        f'mount -t tmpfs -o size={size} tmpfs "$0" || exit 99; "$@"; status=$?; cp -a "$0/." "{keep}/"; exit $status'
+    )
     return [*namespace, "sh", "-c", script, str(folder), *command]

@@ -1,5 +1,6 @@
 """Load (slow): 100,000 chains in over 2,000 tasks on this machine, driver memory bounded, no chain
 lost or doubled, progress honest, Ray's per-task overhead a small share of the work."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -22,10 +23,16 @@ def noop_task_seconds() -> float:
     """bench_load's measure of Ray's cost per task, in a process of its own: it starts a Ray of its
     own, which this process cannot while the tests' session Ray is up (``RAY_ADDRESS=local`` keeps
     it from joining any other Ray on the machine)."""
-    code = ("import runpy, sys; print(runpy.run_path(sys.argv[1])['noop_task_seconds']())")
-    process = subprocess.Popen([sys.executable, "-c", code, str(ROOT / "bench" / "bench_load.py")],
-                               env=env(RAY_ADDRESS="local"), cwd=ROOT, start_new_session=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    code = "import runpy, sys; print(runpy.run_path(sys.argv[1])['noop_task_seconds']())"
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, str(ROOT / "bench" / "bench_load.py")],
+        env=env(RAY_ADDRESS="local"),
+        cwd=ROOT,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         out, err = process.communicate(timeout=300)
     finally:

@@ -1,5 +1,6 @@
 """The results folder's lock (sweep.lock): a second run on a folder is refused with one line naming the
 holder, a dead holder's lock is taken over, and the lock goes when the run ends, however it ends."""
+
 from __future__ import annotations
 
 import json
@@ -19,7 +20,11 @@ from sweep.store import LOCK_FILE, Store
 from tests.raynodes import ROOT, env, kill_group, sweep_command
 
 RAW = {
-    "name": "locked", "seed": 3, "generations": 20, "replicates": 40, "block_size": 10,
+    "name": "locked",
+    "seed": 3,
+    "generations": 20,
+    "replicates": 40,
+    "block_size": 10,
     "family": {"name": "categorical", "k": 8, "probs": "uniform"},
     "grid": {"n": [10, 30], "policy": ["replace"]},
 }
@@ -55,8 +60,14 @@ def test_second_run_is_refused_while_another_process_holds_the_lock(tmp_path, wr
     process's pid and host, and writes nothing; once it lets go, the lock is free and the folder
     it created for the lock is gone."""
     spec, location = write_spec(RAW), tmp_path / "locked"
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(location)], env=env(), stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True, start_new_session=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(location)],
+        env=env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         assert holder.stdout.readline() == "locked\n"
         status, _, err = cli("run", spec, "--out", tmp_path, "--no-progress")
@@ -64,7 +75,9 @@ def test_second_run_is_refused_while_another_process_holds_the_lock(tmp_path, wr
         assert re.fullmatch(
             rf"error: results folder '{location}': expected no other 'sweep run' on it, got one running "
             rf"\(pid {holder.pid} on host {re.escape(socket.gethostname())}, since [0-9T:+-]+\); wait for it to end or "
-            r"stop it\n", err), err
+            r"stop it\n",
+            err,
+        ), err
         assert [p.name for p in location.iterdir()] == [LOCK_FILE]  # no sweep.json, no parts
         holder.stdin.close()
         assert holder.wait(timeout=30) == 0
@@ -83,9 +96,12 @@ def test_lock_of_a_dead_run_is_taken_over(ray_session, tmp_path, write_spec, cli
     write_lock(location, pid=pid)
     status, out, err = cli("run", spec, "--out", tmp_path, "--no-progress")
     assert status == 0 and "computed 80 chains" in out
-    assert err.splitlines() == [f"warning: results folder '{location}': took over the lock of an earlier run that is "
-                                f"no longer running (pid {pid} on host {socket.gethostname()}, since "
-                                + re.search(r"since (\S+)\)", err).group(1) + ")"]
+    assert err.splitlines() == [
+        f"warning: results folder '{location}': took over the lock of an earlier run that is "
+        f"no longer running (pid {pid} on host {socket.gethostname()}, since "
+        + re.search(r"since (\S+)\)", err).group(1)
+        + ")"
+    ]
     assert not (location / LOCK_FILE).exists()
     # a pid that is alive again, but as another process than the one that took the lock
     write_lock(location, pid=psutil.Process().pid, started=psutil.Process().create_time() - 3600)
@@ -108,8 +124,10 @@ def test_live_or_unknown_holders_are_not_taken_over(tmp_path):
         with pytest.raises(UsageError) as error:
             FolderLock(Store(str(location))).acquire()
         message = str(error.value)
-        assert message.startswith(f"results folder '{location}': expected no other 'sweep run' on it, got one running "
-                                  f"(pid {fields['pid']} on host "), label
+        assert message.startswith(
+            f"results folder '{location}': expected no other 'sweep run' on it, got one running "
+            f"(pid {fields['pid']} on host "
+        ), label
         delete = f"and delete '{location}/{LOCK_FILE}' if that run is known to be dead"
         assert (delete in message) == (label != "alive"), label
     (location / LOCK_FILE).write_text("{half a lo")
@@ -155,10 +173,15 @@ def test_lock_is_released_on_keyboard_interrupt(ray_session, tmp_path, write_spe
 def test_lock_is_released_on_sigint(tmp_path, write_spec):
     """SIGINT to a real `sweep run` process mid-sweep: exit 130, and its lock is gone."""
     spec, location = write_spec(dict(RAW, generations=4000)), tmp_path / "locked"
-    driver = subprocess.Popen(sweep_command("run", spec, "--out", tmp_path, "--num-cpus", "1", "--blocks-per-task", "1",
-                                            "--no-progress"),
-                              env=env(), cwd=ROOT, start_new_session=True, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+    driver = subprocess.Popen(
+        sweep_command("run", spec, "--out", tmp_path, "--num-cpus", "1", "--blocks-per-task", "1", "--no-progress"),
+        env=env(),
+        cwd=ROOT,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while driver.poll() is None and time.monotonic() < deadline and not list(location.rglob("part-*.parquet")):
@@ -175,9 +198,14 @@ def test_lock_is_released_on_sigint(tmp_path, write_spec):
 
 #: 8 tasks of about 3 s each on one CPU: a run that is still busy when a second one starts.
 LONG = {
-    "name": "locked", "seed": 3, "generations": 1000, "replicates": 40, "block_size": 5,
+    "name": "locked",
+    "seed": 3,
+    "generations": 1000,
+    "replicates": 40,
+    "block_size": 5,
     "family": {"name": "gaussian", "dim": 1, "path": "sample"},
-    "grid": {"n": [20000], "policy": ["replace"]}, "record": {"every": 100},
+    "grid": {"n": [20000], "policy": ["replace"]},
+    "record": {"every": 100},
 }
 
 
@@ -187,15 +215,29 @@ def test_second_sweep_run_is_refused_mid_sweep(tmp_path, write_spec):
     exits 2 naming the first; the first computes every chain once and leaves no lock behind."""
     args = ("run", write_spec(LONG), "--out", tmp_path, "--num-cpus", "1", "--blocks-per-task", "1", "--no-progress")
     location = tmp_path / "locked"
-    first = subprocess.Popen(sweep_command(*args), env=env(), cwd=ROOT, start_new_session=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        sweep_command(*args),
+        env=env(),
+        cwd=ROOT,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     second = None
     try:
         deadline = time.monotonic() + 180
         while first.poll() is None and time.monotonic() < deadline and not list(location.rglob("part-*.parquet")):
             time.sleep(0.05)
-        second = subprocess.Popen(sweep_command(*args), env=env(), cwd=ROOT, start_new_session=True,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        second = subprocess.Popen(
+            sweep_command(*args),
+            env=env(),
+            cwd=ROOT,
+            start_new_session=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         second_out, second_err = second.communicate(timeout=240)
         out, err = first.communicate(timeout=240)
     finally:
@@ -203,8 +245,10 @@ def test_second_sweep_run_is_refused_mid_sweep(tmp_path, write_spec):
             if process is not None:
                 kill_group(process.pid)
     assert second.returncode == 2, f"the second run was not refused: {second_out}{second_err}"
-    assert second_err.startswith(f"error: results folder '{location}': expected no other 'sweep run' on it, got one "
-                                 f"running (pid {first.pid} on host {socket.gethostname()}, since ")
+    assert second_err.startswith(
+        f"error: results folder '{location}': expected no other 'sweep run' on it, got one "
+        f"running (pid {first.pid} on host {socket.gethostname()}, since "
+    )
     assert first.returncode == 0, err
     assert "computed 40 chains in 8 tasks" in out
     assert not (location / LOCK_FILE).exists()

@@ -1,5 +1,6 @@
 """The results folder as storage: one reader of sweep.json for sweep and analysis alike, with one
 error for a corrupt file, and one line for a location whose filesystem cannot be reached."""
+
 from __future__ import annotations
 
 import pytest
@@ -27,9 +28,13 @@ def test_corrupt_sweep_json_is_one_error_everywhere(content, tmp_path, cli, writ
     location = tmp_path / "resume"
     location.mkdir()
     (location / "sweep.json").write_bytes(content)
-    expected = (f"results folder '{location}': expected a readable sweep.json, got a corrupt file (")
-    for command in (["run", write_spec(RAW), "--out", tmp_path], ["show", location], ["report", location],
-                    ["replay", location, "--cell", "0", "--replicate", "0"]):
+    expected = f"results folder '{location}': expected a readable sweep.json, got a corrupt file ("
+    for command in (
+        ["run", write_spec(RAW), "--out", tmp_path],
+        ["show", location],
+        ["report", location],
+        ["replay", location, "--cell", "0", "--replicate", "0"],
+    ):
         status, _, err = cli(*command)
         assert status == 2, command
         assert err.startswith("error: " + expected) and err.count("\n") == 1, (command, err)
@@ -47,14 +52,22 @@ def test_report_of_a_remote_folder_needs_out(cli):
     read (nothing listens at this endpoint)."""
     status, _, err = cli("report", NOWHERE)
     assert status == 2
-    assert err == (f"error: results folder '{NOWHERE}' is remote: expected --out (out_dir=) naming a local folder "
-                   "for the report, got none\n")
+    assert err == (
+        f"error: results folder '{NOWHERE}' is remote: expected --out (out_dir=) naming a local folder "
+        "for the report, got none\n"
+    )
 
 
-@pytest.mark.parametrize("uri, expected", [
-    ("hdfs://127.0.0.1:9/x", "expected a reachable filesystem, got Unable to load "),
-    ("nosuch://bucket/x", "expected a local path or a filesystem URI (s3://, gs://, hdfs://, file://), got Unrecognized"),
-])
+@pytest.mark.parametrize(
+    "uri, expected",
+    [
+        ("hdfs://127.0.0.1:9/x", "expected a reachable filesystem, got Unable to load "),
+        (
+            "nosuch://bucket/x",
+            "expected a local path or a filesystem URI (s3://, gs://, hdfs://, file://), got Unrecognized",
+        ),
+    ],
+)
 def test_bad_filesystem_uri_is_one_line(uri, expected, tmp_path, cli, write_spec, monkeypatch):
     """A URI whose filesystem cannot be set up (no libhdfs here) or that pyarrow does not take: one
     line naming it, exit 2, and never a local folder named after the URI."""

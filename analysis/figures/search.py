@@ -3,6 +3,7 @@
 optuna's own plots (optimisation history, parameter importances) are drawn by
 :func:`optuna_figures` with optuna's matplotlib backend rather than copied here.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -40,18 +41,39 @@ def boundary_figure(summary: dict, *, path=None):
     with style():
         fig, (ax,) = panels(1, panel=(6.4, 4.2))
         ax.errorbar(x, p, yerr=[p - lower, upper - p], fmt="none", ecolor="0.6", lw=0.8, zorder=1)
-        ax.scatter(x, p, s=12 + 60 * chains / max(chains.max(), 1), color="C0", alpha=0.75, zorder=2,
-                   label=f"trials ({len(x)} cells; area ~ chains)")
+        ax.scatter(
+            x,
+            p,
+            s=12 + 60 * chains / max(chains.max(), 1),
+            color="C0",
+            alpha=0.75,
+            zorder=2,
+            label=f"trials ({len(x)} cells; area ~ chains)",
+        )
         low, high = summary["parameters"][parameter]["low"], summary["parameters"][parameter]["high"]
         grid = np.geomspace(low, high, 400) if raw["scale"] == "log" else np.linspace(low, high, 400)
         if np.isfinite(fit.a) and np.isfinite(fit.b):
             curve, band_low, band_high = fit.curve(grid)
-            ax.plot(grid, curve, color="C1", lw=1.6, label=f"{raw['link']} fit ({raw['cells_used']} cells near the boundary)")
-            ax.fill_between(grid, band_low, band_high, color="C1", alpha=0.2, lw=0, label=f"{100 * raw['level']:g}% band")
+            ax.plot(
+                grid,
+                curve,
+                color="C1",
+                lw=1.6,
+                label=f"{raw['link']} fit ({raw['cells_used']} cells near the boundary)",
+            )
+            ax.fill_between(
+                grid, band_low, band_high, color="C1", alpha=0.2, lw=0, label=f"{100 * raw['level']:g}% band"
+            )
         ax.axhline(raw["target"], color="C3", ls="--", lw=1, label=f"target P = {raw['target']:g}")
         if raw["estimate"] is not None:
-            ax.axvspan(raw["low"], raw["high"], color="C2", alpha=0.15, lw=0,
-                       label=f"boundary {raw['estimate']:.4g} [{raw['low']:.4g}, {raw['high']:.4g}]")
+            ax.axvspan(
+                raw["low"],
+                raw["high"],
+                color="C2",
+                alpha=0.15,
+                lw=0,
+                label=f"boundary {raw['estimate']:.4g} [{raw['low']:.4g}, {raw['high']:.4g}]",
+            )
             ax.axvline(raw["estimate"], color="C2", lw=1.2)
         if raw["scale"] == "log":
             ax.set_xscale("log")
@@ -86,7 +108,9 @@ def pareto_figure(summary: dict, *, path=None):
                 ax.plot([lo, hi], [vy, vy], color="C0", lw=0.8)
         ax.set_xlabel(names[0])
         ax.set_ylabel(names[1])
-        ax.set_title(f"{summary['name']}: Pareto front ({100 * front[0]['level']:g}% intervals)" if front else summary["name"])
+        ax.set_title(
+            f"{summary['name']}: Pareto front ({100 * front[0]['level']:g}% intervals)" if front else summary["name"]
+        )
         ax.legend(loc="best")
     return finish(fig, path)
 
@@ -109,8 +133,10 @@ def optuna_figures(location: str, name: str, parameters: int) -> dict:
         warnings.simplefilter("ignore")  # optuna marks its matplotlib plots experimental
         single = len(study.directions) == 1
         out["history"] = plots.plot_optimization_history(
-            study, target=None if single else (lambda t: t.values[0]),
-            target_name="value" if single else "first objective").figure
+            study,
+            target=None if single else (lambda t: t.values[0]),
+            target_name="value" if single else "first objective",
+        ).figure
         if parameters >= 2 and single:
             out["importances"] = plots.plot_param_importances(study).figure
     for figure in out.values():

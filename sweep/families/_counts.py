@@ -6,10 +6,12 @@ training sets adds both. Their events are the same: ``collapse`` (the estimate r
 of the parameter space: a fit that can only ever produce one value) and ``distance_above``
 (``|estimate - truth|`` above a threshold).
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -58,8 +60,9 @@ class CountEvents:
         The true parameter, for ``distance_above``.
     """
 
-    def __init__(self, batch: int, horizon: int, spec: Any, *, collapsed: Callable[[np.ndarray], np.ndarray],
-                 truth: float):
+    def __init__(
+        self, batch: int, horizon: int, spec: Any, *, collapsed: Callable[[np.ndarray], np.ndarray], truth: float
+    ):
         self.set = EventSet(batch, horizon)
         self.collapsed, self.truth = collapsed, truth
         self.collapse = self.set.add("collapse") if spec.collapse else None

@@ -1,4 +1,5 @@
 """The true 1-D Gaussian mixture of the gmm1d and kde families, read from the spec."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -41,8 +42,15 @@ class TrueMixture:
 def mixture_params(weights: np.ndarray, means: np.ndarray, variances: np.ndarray) -> EMResult:
     """Mixture parameters (B, k) as a fit result (no EM iterations, converged, no likelihood)."""
     batch = weights.shape[0]
-    return EMResult(weights, means, variances, np.zeros(batch, np.int64), np.ones(batch, bool),
-                    np.full(batch, np.nan), np.full(batch, np.nan))
+    return EMResult(
+        weights,
+        means,
+        variances,
+        np.zeros(batch, np.int64),
+        np.ones(batch, bool),
+        np.full(batch, np.nan),
+        np.full(batch, np.nan),
+    )
 
 
 def read_true_mixture(section: fields.Section) -> TrueMixture:

@@ -10,6 +10,7 @@ as a ``diverged`` event.
 :func:`draw_statistics` samples the sufficient statistics (X^T X, X^T y, y^T y) of m fresh pairs
 x ~ N(0, I_d), y = x . w + sigma e, exactly, in O(d^2) random numbers per chain whatever m is.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,8 +26,8 @@ def cholesky(a: np.ndarray) -> np.ndarray:
             pivot = np.sqrt(a[:, j, j] - np.einsum("bk,bk->b", row, row))
             low[:, j, j] = pivot
             if j + 1 < d:
-                below = a[:, j + 1:, j] - np.einsum("bik,bk->bi", low[:, j + 1:, :j], row)
-                low[:, j + 1:, j] = below / pivot[:, None]
+                below = a[:, j + 1 :, j] - np.einsum("bik,bk->bi", low[:, j + 1 :, :j], row)
+                low[:, j + 1 :, j] = below / pivot[:, None]
     return low
 
 
@@ -38,7 +39,7 @@ def solve_lower(low: np.ndarray, b: np.ndarray) -> np.ndarray:
         for i in range(d):
             x[:, i] /= low[:, i, i]
             if i + 1 < d:
-                x[:, i + 1:] -= low[:, i + 1:, i] * x[:, i, None]
+                x[:, i + 1 :] -= low[:, i + 1 :, i] * x[:, i, None]
     return x
 
 

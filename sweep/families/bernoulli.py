@@ -12,6 +12,7 @@ Under ``replace`` this is the two-allele Wright-Fisher chain: p_t is a martingal
 at 0 or 1 (``collapse``), at 1 with probability p. Tempering samples from p^(1/T) renormalised over
 {0, 1}: p^(1/T) / (p^(1/T) + (1 - p)^(1/T)).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -62,8 +63,12 @@ class BernoulliFamily(Family):
     spec_fields = ("p", "path")
     sufficient = True
     event_kinds = (
-        EventKind("collapse", "the estimate reached 0 or 1 (the model emits one value only; absorbing under "
-                  "replace)", thresholds=False, default=True),
+        EventKind(
+            "collapse",
+            "the estimate reached 0 or 1 (the model emits one value only; absorbing under replace)",
+            thresholds=False,
+            default=True,
+        ),
         _counts.distance_event("|p_t - p|, the total-variation distance"),
     )
     metric_columns = {
@@ -73,8 +78,12 @@ class BernoulliFamily(Family):
     }
     distance_metric = "abs_error"
     spread_metric = "spread_ratio"
-    theory_overlays = ("bernoulli_collapse_probability", "bernoulli_fixation_probability", "bernoulli_mse",
-                       "bernoulli_survival_bound")
+    theory_overlays = (
+        "bernoulli_collapse_probability",
+        "bernoulli_fixation_probability",
+        "bernoulli_mse",
+        "bernoulli_survival_bound",
+    )
 
     @classmethod
     def parse_spec(cls, section: fields.Section) -> BernoulliSpec:
@@ -100,9 +109,13 @@ class BernoulliFamily(Family):
         for point in sweep.grid.points:
             pool = point.n * (sweep.generations + 1)
             if point.policy.kind == "accumulate_subsample" and pool >= HYPERGEOMETRIC_LIMIT:
-                raise SpecError(point.where("n"), f"n * (generations + 1) < {HYPERGEOMETRIC_LIMIT:.0e} for "
-                                "accumulate_subsample (numpy's hypergeometric subsample of the pool loses "
-                                f"precision beyond; generations = {sweep.generations})", point.n)
+                raise SpecError(
+                    point.where("n"),
+                    f"n * (generations + 1) < {HYPERGEOMETRIC_LIMIT:.0e} for "
+                    "accumulate_subsample (numpy's hypergeometric subsample of the pool loses "
+                    f"precision beyond; generations = {sweep.generations})",
+                    point.n,
+                )
 
     # -- model ------------------------------------------------------------------------------
     def truth(self, batch: int) -> np.ndarray:
@@ -155,5 +168,6 @@ class BernoulliFamily(Family):
         if policy.subsamples:
             per_draw += 4e-7 if not sampled else 1.5e-8 * n
         stored = n * (generations + 1) if sampled and policy.kind == "accumulate_subsample" else 0
-        return Cost(per_draw * (2 if policy.kind in ("fresh_real", "mix") else 1), 64.0 + stored,
-                    width=n if sampled else 1)
+        return Cost(
+            per_draw * (2 if policy.kind in ("fresh_real", "mix") else 1), 64.0 + stored, width=n if sampled else 1
+        )

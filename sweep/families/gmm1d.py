@@ -12,6 +12,7 @@ point) or has a zero variance is a *diverged* chain: its parameters are NaN from
 samples are NaN, it is not refitted, its metrics are NaN) and the ``diverged`` event records
 when it happened, while the other chains of the block go on.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -42,8 +43,16 @@ class GMMSpec:
     n_init: int
 
     def to_raw(self) -> dict[str, Any]:
-        return {"name": "gmm1d", **self.truth.to_raw(), "k": self.k, "init": self.init, "tol": self.tol,
-                "max_iter": self.max_iter, "reg_covar": self.reg_covar, "n_init": self.n_init}
+        return {
+            "name": "gmm1d",
+            **self.truth.to_raw(),
+            "k": self.k,
+            "init": self.init,
+            "tol": self.tol,
+            "max_iter": self.max_iter,
+            "reg_covar": self.reg_covar,
+            "n_init": self.n_init,
+        }
 
 
 class GMMFamily(Family):
@@ -53,11 +62,18 @@ class GMMFamily(Family):
     spec_fields = MIXTURE_FIELDS + ("k", "init", "tol", "max_iter", "reg_covar", "n_init")
     sufficient = False
     event_kinds = (
-        EventKind("spread_below", "total sigma of the fit / true total sigma below the threshold",
-                  default=(0.5, 0.1), descending=True),
+        EventKind(
+            "spread_below",
+            "total sigma of the fit / true total sigma below the threshold",
+            default=(0.5, 0.1),
+            descending=True,
+        ),
         EventKind("weight_below", "a mode lost: some component's weight below the threshold", default=(0.05,)),
-        EventKind("modes_closer", "modes merged: two component means closer than the threshold times the "
-                  "narrowest true sigma", default=(0.5,)),
+        EventKind(
+            "modes_closer",
+            "modes merged: two component means closer than the threshold times the narrowest true sigma",
+            default=(0.5,),
+        ),
         EventKind("distance_above", "W2 distance to the true mixture above the threshold", collapse=False),
     )
     metric_columns = {
@@ -99,8 +115,11 @@ class GMMFamily(Family):
 
     def check_cell(self, point: Any) -> None:
         if point.n < max(2, self.spec.k):
-            raise SpecError(point.where("n"), f"an integer >= k = {self.spec.k} and >= 2 (EM fits k components "
-                            "to n samples)", point.n)
+            raise SpecError(
+                point.where("n"),
+                f"an integer >= k = {self.spec.k} and >= 2 (EM fits k components to n samples)",
+                point.n,
+            )
 
     # -- model ----------------------------------------------------------------------------
     def truth(self, batch: int) -> EMResult:
@@ -137,11 +156,20 @@ class GMMFamily(Family):
 
     def _em(self, data: np.ndarray, init: Any, rng: Any) -> EMResult:
         spec = self.spec
-        return em_fit(data, spec.k, init=init, rng=rng, tol=spec.tol, max_iter=spec.max_iter,
-                      reg_covar=spec.reg_covar, n_init=spec.n_init, score=False)
+        return em_fit(
+            data,
+            spec.k,
+            init=init,
+            rng=rng,
+            tol=spec.tol,
+            max_iter=spec.max_iter,
+            reg_covar=spec.reg_covar,
+            n_init=spec.n_init,
+            score=False,
+        )
 
     # -- observation ----------------------------------------------------------------------
-    def events(self, batch: int, horizon: int, spec: Any) -> "MixtureEvents":
+    def events(self, batch: int, horizon: int, spec: Any) -> MixtureEvents:
         return MixtureEvents(self, batch, horizon, spec)
 
     def w2(self, params: EMResult) -> np.ndarray:
@@ -191,8 +219,9 @@ def _diverged_to_nan(fit: EMResult) -> EMResult:
     return fit
 
 
-def live_mixtures(params: EMResult, mean0: float, var0: float
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+def live_mixtures(
+    params: EMResult, mean0: float, var0: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     """(weights, means, variances, live): the mixtures with every diverged chain replaced by a
     finite stand-in (one component at the truth's mean and variance, repeated), and the mask of
     the live chains (None when all are). The metric kernels check their input strictly; the
@@ -205,8 +234,9 @@ def live_mixtures(params: EMResult, mean0: float, var0: float
     return (np.where(keep, w, 1.0 / w.shape[1]), np.where(keep, m, mean0), np.where(keep, v, var0), live)
 
 
-def mixture_metrics(params: EMResult, truth: tuple[np.ndarray, ...], mean0: float, var0: float
-                    ) -> dict[str, np.ndarray]:
+def mixture_metrics(
+    params: EMResult, truth: tuple[np.ndarray, ...], mean0: float, var0: float
+) -> dict[str, np.ndarray]:
     """Total mean and variance, spread ratio, W2 and tail mass of mixtures (B,) against the true
     mixture ``truth`` (weights, means, variances), NaN for diverged chains: the gmm1d metrics
     shared with the kde family, whose generation 0 (the truth) is a mixture too."""

@@ -12,6 +12,7 @@ A chain whose training set or bandwidth turns non-finite has *diverged*: its ban
 from then on (its samples are NaN, it is not refitted, its metrics are NaN) and the
 ``diverged`` event records when it happened, while the other chains of the block go on.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,10 +23,10 @@ import numpy as np
 from sweep import fields
 from sweep.errors import SpecError
 from sweep.families._checks import finite_rows, nan_unless
+from sweep.families._gmm1d import mixture_mean_var, sample_gmm, w2_to_mixture
 from sweep.families._kde import bandwidth, kde_mean_var, kde_tail_mass, kde_w2_to_mixture, sample_kde
 from sweep.families._mixture_spec import MIXTURE_FIELDS, TrueMixture, read_true_mixture
 from sweep.families.base import Cost, EventKind, Family
-from sweep.families._gmm1d import mixture_mean_var, sample_gmm, w2_to_mixture
 from sweep.families.gmm1d import MixtureEvents, mixture_metrics, tempered_mixture
 
 
@@ -63,8 +64,12 @@ class KDEFamily(Family):
     spec_fields = MIXTURE_FIELDS + ("bandwidth",)
     sufficient = False
     event_kinds = (
-        EventKind("spread_below", "total sigma of the KDE / true total sigma below the threshold",
-                  default=(0.5, 0.1), descending=True),
+        EventKind(
+            "spread_below",
+            "total sigma of the KDE / true total sigma below the threshold",
+            default=(0.5, 0.1),
+            descending=True,
+        ),
         EventKind("distance_above", "W2 distance to the true mixture above the threshold", collapse=False),
     )
     metric_columns = {
@@ -138,8 +143,7 @@ class KDEFamily(Family):
         live = np.isfinite(params.h)
         if live.all():
             return params.points, params.h, None
-        return (np.where(live[:, None], params.points, self.mean0), np.where(live, params.h, np.sqrt(self.var0)),
-                live)
+        return (np.where(live[:, None], params.points, self.mean0), np.where(live, params.h, np.sqrt(self.var0)), live)
 
     def spread(self, params: Any) -> np.ndarray:
         if not isinstance(params, KDEParams):  # generation 0: the true mixture
@@ -161,10 +165,14 @@ class KDEFamily(Family):
             return {**out, "bandwidth": np.full(params.weights.shape[0], np.nan)}
         points, h, live = self._live(params)
         mean, var = kde_mean_var(points, h)
-        return {"mean": nan_unless(live, mean), "var": nan_unless(live, var),
-                "spread_ratio": nan_unless(live, np.sqrt(var / self.var0)),
-                "w2": nan_unless(live, kde_w2_to_mixture(points, h, *self._truth)),
-                "tail_mass": nan_unless(live, kde_tail_mass(points, h, *self._truth)), "bandwidth": params.h}
+        return {
+            "mean": nan_unless(live, mean),
+            "var": nan_unless(live, var),
+            "spread_ratio": nan_unless(live, np.sqrt(var / self.var0)),
+            "w2": nan_unless(live, kde_w2_to_mixture(points, h, *self._truth)),
+            "tail_mass": nan_unless(live, kde_tail_mass(points, h, *self._truth)),
+            "bandwidth": params.h,
+        }
 
     def cost(self, n: int, policy: Any, generations: int) -> Cost:
         stored = n * 8.0 * (generations + 1 if policy.grows else 2)

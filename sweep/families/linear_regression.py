@@ -16,6 +16,7 @@ Temperature: tempering the model's conditional density p(y | x)^(1/T), renormali
 N(x . w, T sigma^2): synthetic labels get noise variance T sigma^2. Covariates and real labels are
 never tempered.
 """
+
 from __future__ import annotations
 
 import math
@@ -44,8 +45,13 @@ class LinearRegressionSpec:
     path: str
 
     def to_raw(self) -> dict[str, Any]:
-        return {"name": "linear_regression", "dim": self.dim, "noise_sd": self.noise_sd, "w": self.w_raw,
-                "path": self.path}
+        return {
+            "name": "linear_regression",
+            "dim": self.dim,
+            "noise_sd": self.noise_sd,
+            "w": self.w_raw,
+            "path": self.path,
+        }
 
 
 @dataclass
@@ -120,8 +126,11 @@ class LinearRegressionFamily(Family):
     sufficient = True
     exact_subsample = False
     event_kinds = (
-        EventKind("test_error_above", "test error |w_t - w_0|^2 + sigma^2 above the threshold (in units of y^2; "
-                  "the truth's own test error is sigma^2)"),
+        EventKind(
+            "test_error_above",
+            "test error |w_t - w_0|^2 + sigma^2 above the threshold (in units of y^2; "
+            "the truth's own test error is sigma^2)",
+        ),
     )
     metric_columns = {
         "test_error": "expected squared error on a fresh (x, y) of the truth: |w_t - w_0|^2 + sigma^2",
@@ -136,7 +145,9 @@ class LinearRegressionFamily(Family):
     def parse_spec(cls, section: fields.Section) -> LinearRegressionSpec:
         dim = section.take("dim", fields.integer(1, MAX_DIM), 10)
         noise_sd = section.take("noise_sd", fields.number(0.0, None, low_open=True), 1.0)
-        w, w_raw = section.take("w", lambda v, p: _read_w(v, p, dim), None) or _read_w({"seed": 0}, section.sub("w"), dim)
+        w, w_raw = section.take("w", lambda v, p: _read_w(v, p, dim), None) or _read_w(
+            {"seed": 0}, section.sub("w"), dim
+        )
         path = section.take("path", fields.choice("exact", "sample", "auto"), "exact")
         return LinearRegressionSpec(dim=dim, noise_sd=noise_sd, w=w, w_raw=w_raw, path=path)
 
@@ -152,22 +163,33 @@ class LinearRegressionFamily(Family):
 
     def check_cell(self, point: Any) -> None:
         if point.n < self.d:
-            raise SpecError(point.where("n"), f"an integer >= dim = {self.d} (OLS needs at least dim pairs: X^T X "
-                            "is singular below)", point.n)
+            raise SpecError(
+                point.where("n"),
+                f"an integer >= dim = {self.d} (OLS needs at least dim pairs: X^T X is singular below)",
+                point.n,
+            )
         if self.spec.path == "exact" and point.policy.subsamples:
-            raise SpecError(point.where("policy"), "a policy the exact path can simulate (accumulate_subsample and "
-                            "mix with 0 < keep < 1 subsample stored pairs: set family.path: sample, or auto to "
-                            "sample only those cells)", point.policy.label)
+            raise SpecError(
+                point.where("policy"),
+                "a policy the exact path can simulate (accumulate_subsample and "
+                "mix with 0 < keep < 1 subsample stored pairs: set family.path: sample, or auto to "
+                "sample only those cells)",
+                point.policy.label,
+            )
 
     def check_sweep(self, sweep: Any) -> None:
         thresholds = sweep.events["test_error_above"]
         for point in sweep.grid.points:
-            floor = point.family_spec.noise_sd ** 2
+            floor = point.family_spec.noise_sd**2
             for i, threshold in enumerate(thresholds):
                 if threshold <= floor:
                     where = point.where("family.noise_sd")
-                    raise SpecError(f"events.test_error_above[{i}]", f"a threshold > noise_sd^2 = {floor:g} ({where}"
-                                    "; the truth's own test error: every fit is above it)", threshold)
+                    raise SpecError(
+                        f"events.test_error_above[{i}]",
+                        f"a threshold > noise_sd^2 = {floor:g} ({where}"
+                        "; the truth's own test error: every fit is above it)",
+                        threshold,
+                    )
 
     # -- model ------------------------------------------------------------------------------
     def truth(self, batch: int) -> Params:
@@ -189,8 +211,12 @@ class LinearRegressionFamily(Family):
     # -- statistics ---------------------------------------------------------------------------
     def summarize(self, data: np.ndarray) -> Stats:
         x, y = data[:, :, : self.d], data[:, :, self.d]
-        return Stats(data.shape[1], gram_=np.matmul(np.swapaxes(x, 1, 2), x), xty_=np.einsum("bmd,bm->bd", x, y),
-                     yty_=np.einsum("bm,bm->b", y, y))
+        return Stats(
+            data.shape[1],
+            gram_=np.matmul(np.swapaxes(x, 1, 2), x),
+            xty_=np.einsum("bmd,bm->bd", x, y),
+            yty_=np.einsum("bm,bm->b", y, y),
+        )
 
     def draw(self, params: Params, m: int, *, rng: np.random.Generator, temperature: float = 1.0) -> Stats:
         if not self.exact_draw or m < self.d:  # fewer pairs than dimensions: as cheap to sample
@@ -219,7 +245,7 @@ class LinearRegressionFamily(Family):
         delta = params.w - self.w0
         return np.einsum("bi,bi->b", delta, delta)
 
-    def events(self, batch: int, horizon: int, spec: Any) -> "RegressionEvents":
+    def events(self, batch: int, horizon: int, spec: Any) -> RegressionEvents:
         return RegressionEvents(self, batch, horizon, spec)
 
     def metrics(self, params: Params) -> dict[str, np.ndarray]:
@@ -240,8 +266,11 @@ class LinearRegressionFamily(Family):
         sampled = not self.exact_draw or policy.subsamples
         per_draw = 3e-8 * d * d + 1e-7 + (1e-8 * n * (d + 1) + 1e-9 * n * d * d if sampled else 0.0)
         stored = 8.0 * n * (d + 1) * (generations + 1 if policy.kind == "accumulate_subsample" else 1)
-        return Cost(per_draw * (2 if policy.kind in ("fresh_real", "mix") else 1), stored + 64.0 * d * d,
-                    width=self.block_width(n, policy))
+        return Cost(
+            per_draw * (2 if policy.kind in ("fresh_real", "mix") else 1),
+            stored + 64.0 * d * d,
+            width=self.block_width(n, policy),
+        )
 
 
 class RegressionEvents:

@@ -18,6 +18,7 @@ lambda^(k/T) / (k!)^(1/T), a Conway-Maxwell-Poisson law, which is not a Poisson 
 closed-form sum. Rather than silently redefine tempering for this family, a temperature other
 than 1 is a spec error.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -60,8 +61,12 @@ class PoissonFamily(Family):
     sufficient = True
     exact_subsample = False
     event_kinds = (
-        EventKind("collapse", "the estimate reached 0 (the model emits only zeros; absorbing under replace)",
-                  thresholds=False, default=True),
+        EventKind(
+            "collapse",
+            "the estimate reached 0 (the model emits only zeros; absorbing under replace)",
+            thresholds=False,
+            default=True,
+        ),
         _counts.distance_event("|lambda_t - lambda|"),
     )
     metric_columns = {
@@ -88,16 +93,27 @@ class PoissonFamily(Family):
 
     def check_cell(self, point: Any) -> None:
         if point.temperature != 1.0:
-            raise SpecError(point.where("temperature"), "1 (a tempered Poisson pmf p^(1/T) is a Conway-Maxwell-"
-                            "Poisson law, not a Poisson: the poisson family does not temper)", point.temperature)
+            raise SpecError(
+                point.where("temperature"),
+                "1 (a tempered Poisson pmf p^(1/T) is a Conway-Maxwell-"
+                "Poisson law, not a Poisson: the poisson family does not temper)",
+                point.temperature,
+            )
         if point.n * self.lam0 > MAX_MEAN_TOTAL:
-            raise SpecError(point.where("n"), f"n * lambda <= {MAX_MEAN_TOTAL:.0e} (lambda = {self.lam0:g}; the "
-                            "sums must stay far below numpy's Poisson limit)", point.n)
+            raise SpecError(
+                point.where("n"),
+                f"n * lambda <= {MAX_MEAN_TOTAL:.0e} (lambda = {self.lam0:g}; the "
+                "sums must stay far below numpy's Poisson limit)",
+                point.n,
+            )
         if self.spec.path == "exact" and point.policy.subsamples:
-            raise SpecError(point.where("policy"), "a policy the exact path can simulate (accumulate_subsample "
-                            "and mix with 0 < keep < 1 subsample stored samples, which a Poisson sum cannot do "
-                            "exactly: set family.path: sample, or auto to sample only those cells)",
-                            point.policy.label)
+            raise SpecError(
+                point.where("policy"),
+                "a policy the exact path can simulate (accumulate_subsample "
+                "and mix with 0 < keep < 1 subsample stored samples, which a Poisson sum cannot do "
+                "exactly: set family.path: sample, or auto to sample only those cells)",
+                point.policy.label,
+            )
 
     # -- model ------------------------------------------------------------------------------
     def truth(self, batch: int) -> np.ndarray:
@@ -151,5 +167,6 @@ class PoissonFamily(Family):
         if policy.kind == "accumulate_subsample":
             per_draw += 1.5e-7 * n
         stored = 8.0 * n * (generations + 1) if policy.kind == "accumulate_subsample" else 0.0
-        return Cost(per_draw * (2 if policy.kind in ("fresh_real", "mix") else 1), 64.0 + stored,
-                    width=n if sampled else 1)
+        return Cost(
+            per_draw * (2 if policy.kind in ("fresh_real", "mix") else 1), 64.0 + stored, width=n if sampled else 1
+        )

@@ -7,6 +7,7 @@ Typical use::
     report = run_search(load_search_spec("experiments/critical_real_fraction.yaml"), "results")
     print(report.summary["boundary"])
 """
+
 from __future__ import annotations
 
 from sweep.search.driver import SearchReport, run_search

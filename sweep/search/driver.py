@@ -11,6 +11,7 @@ whose chains are all stored without computing anything, computes only the missin
 trial cut short (the folder is scanned as ``sweep run`` scans it), and asks new trials until the
 budget is spent; a search whose budget is already spent prints its result and starts nothing.
 """
+
 from __future__ import annotations
 
 import sys
@@ -50,9 +51,18 @@ class SearchReport:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def run_search(setup: SearchSetup, out: str = "results", *, trials: int | None = None, address: str | None = None,
-               num_cpus: int | None = None, overwrite: bool = False, task_seconds: float | None = None,
-               progress: bool = True, stream: TextIO | None = None) -> SearchReport:
+def run_search(
+    setup: SearchSetup,
+    out: str = "results",
+    *,
+    trials: int | None = None,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    overwrite: bool = False,
+    task_seconds: float | None = None,
+    progress: bool = True,
+    stream: TextIO | None = None,
+) -> SearchReport:
     """Run (or resume) a search into ``<out>/<name>``.
 
     Parameters
@@ -78,7 +88,9 @@ def run_search(setup: SearchSetup, out: str = "results", *, trials: int | None =
     started = time.perf_counter()
     stream = stream or sys.stderr
     if "://" in str(out):
-        raise UsageError(f"--out: expected a path every node and this driver see (the optuna journal is a file), got '{out}'")
+        raise UsageError(
+            f"--out: expected a path every node and this driver see (the optuna journal is a file), got '{out}'"
+        )
     location = f"{str(out).rstrip('/')}/{setup.name}"
     budget = trials if trials is not None else setup.search.trials
     if budget < 1:
@@ -105,8 +117,7 @@ def run_search(setup: SearchSetup, out: str = "results", *, trials: int | None =
         study = open_study(setup, folder.store.root, int(meta["root_entropy"]))
         workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
         options = {**task_options(runtime_env=not owns_ray), **setup.base.task_resources().options()}
-        loop = _Loop(setup, folder, study, budget, report, workers, options, task_seconds,
-                     stream if progress else None)
+        loop = _Loop(setup, folder, study, budget, report, workers, options, task_seconds, stream if progress else None)
         loop.run()
     finally:
         if owns_ray:
@@ -115,9 +126,16 @@ def run_search(setup: SearchSetup, out: str = "results", *, trials: int | None =
     report.trials_done = report.summary["trials_done"]
     write_summary(folder, report.summary)
     report.seconds = time.perf_counter() - started
-    folder.finish("failed" if report.failures else "complete", failures=report.failures,
-                  last_run={"tasks": report.tasks_run, "chains": report.chains_run, "trials": report.trials_told,
-                            "seconds": round(report.seconds, 3)})
+    folder.finish(
+        "failed" if report.failures else "complete",
+        failures=report.failures,
+        last_run={
+            "tasks": report.tasks_run,
+            "chains": report.chains_run,
+            "trials": report.trials_told,
+            "seconds": round(report.seconds, 3),
+        },
+    )
     return report
 
 
@@ -132,8 +150,18 @@ def _spent(study: Any, budget: int) -> bool:
 class _Loop:
     """The driver's loop: trials in flight, their cells' tasks, and Ray's results as they come."""
 
-    def __init__(self, setup: SearchSetup, folder: SearchFolder, study: Any, budget: int, report: SearchReport,
-                 workers: int, options: dict[str, Any], task_seconds: float | None, stream: TextIO | None):
+    def __init__(
+        self,
+        setup: SearchSetup,
+        folder: SearchFolder,
+        study: Any,
+        budget: int,
+        report: SearchReport,
+        workers: int,
+        options: dict[str, Any],
+        task_seconds: float | None,
+        stream: TextIO | None,
+    ):
         from optuna.trial import TrialState
 
         self.setup, self.folder, self.study, self.budget, self.report = setup, folder, study, budget, report
@@ -244,8 +272,10 @@ class _Loop:
                 trial.set_user_attr(ERROR_ATTR, error)
                 self.study.tell(number, state=TrialState.FAIL)
                 continue
-            trial.set_user_attr(MEASURED_ATTR, {"values": measured["values"], "counts": measured["counts"],
-                                                "chains": measured["chains"]})
+            trial.set_user_attr(
+                MEASURED_ATTR,
+                {"values": measured["values"], "counts": measured["counts"], "chains": measured["chains"]},
+            )
             if self.setup.search.constraints:
                 trial.set_user_attr(CONSTRAINTS_ATTR, violations(self.setup.search, measured["values"]))
             self.study.tell(number, told_values(self.setup.search, measured["values"]))
@@ -261,10 +291,16 @@ class _Loop:
         boundary = summary.get("boundary")
         where = ""
         if boundary and boundary.get("estimate") is not None:
-            where = (f"; boundary {boundary['parameter']} = {boundary['estimate']:.4g} "
-                     f"[{boundary['low']:.4g}, {boundary['high']:.4g}]")
-        print(f"{self.setup.name}: trial {number} (cell {cell_index}): {values}; {summary['trials_done']}/{self.budget} "
-              f"trials done, {summary['chains']} chains{where}", file=self.stream, flush=True)
+            where = (
+                f"; boundary {boundary['parameter']} = {boundary['estimate']:.4g} "
+                f"[{boundary['low']:.4g}, {boundary['high']:.4g}]"
+            )
+        print(
+            f"{self.setup.name}: trial {number} (cell {cell_index}): {values}; {summary['trials_done']}/{self.budget} "
+            f"trials done, {summary['chains']} chains{where}",
+            file=self.stream,
+            flush=True,
+        )
 
     # -- tasks ------------------------------------------------------------------------------
     def run(self) -> None:
@@ -274,8 +310,12 @@ class _Loop:
         self._resume()
         started = time.perf_counter()
         while True:
-            while (not self.stop and self._active() < self.parallel and self.completed + self._active() < self.budget
-                   and len(self.queue) < self.workers):
+            while (
+                not self.stop
+                and self._active() < self.parallel
+                and self.completed + self._active() < self.budget
+                and len(self.queue) < self.workers
+            ):
                 self._ask()
             if not self.queue and not self.pending:
                 if self.waiting:  # cells with nothing left to run (cannot happen: finished on the spot)

@@ -7,6 +7,7 @@ cell, in cell order, so ``sweep replay`` and ``analysis.load`` read the folder a
 others is refused unless ``--overwrite``) and the trial budget. The driver alone writes it,
 atomically, before any task of a new cell starts: a part on disk always has its cell recorded.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -15,7 +16,8 @@ from typing import Any
 
 from sweep import __version__
 from sweep.errors import UsageError
-from sweep.grid import Cell, cells as grid_cells
+from sweep.grid import Cell
+from sweep.grid import cells as grid_cells
 from sweep.runner import family_info, library_versions
 from sweep.search.setup import SearchSetup
 from sweep.spec import SweepSpec
@@ -57,20 +59,26 @@ class SearchFolder:
                 return None
             if meta is None:
                 if self.store.exists() and not self.store.is_empty():
-                    raise UsageError(f"{where}: expected an empty folder or one written by 'sweep search', got other "
-                                     "files; pass --overwrite to replace them or choose another --out")
+                    raise UsageError(
+                        f"{where}: expected an empty folder or one written by 'sweep search', got other "
+                        "files; pass --overwrite to replace them or choose another --out"
+                    )
                 return None
         except OSError as error:
             raise UsageError(f"{where}: expected a readable location, got {' '.join(str(error).split())}") from None
         search = meta.get("search")
         if not isinstance(search, dict):
-            raise UsageError(f"{where} holds a sweep written by 'sweep run', not a search; pass --overwrite to replace "
-                             "it, or choose another --out")
+            raise UsageError(
+                f"{where} holds a sweep written by 'sweep run', not a search; pass --overwrite to replace "
+                "it, or choose another --out"
+            )
         now = {"spec": self.setup.base_raw, "search": self.setup.search.to_raw(with_trials=False)}
         before = {"spec": search.get("base"), "search": search.get("spec")}
         if now != before:
-            raise UsageError(f"{where} holds a different search ({_difference(now, before, 'search')[7:]}); pass "
-                             "--overwrite to replace it, or choose another --out")
+            raise UsageError(
+                f"{where} holds a different search ({_difference(now, before, 'search')[7:]}); pass "
+                "--overwrite to replace it, or choose another --out"
+            )
         self.meta = meta
         self._load(meta)
         return meta
@@ -82,8 +90,10 @@ class SearchFolder:
         sizes = [c.get("block_size") for c in meta.get("cells") or []]
         self._rebuild(sizes)
         if [c.get("cell_key") for c in meta.get("cells") or []] != [c.key for c in self.cells]:
-            raise UsageError(f"results folder '{self.location}': its cells were keyed differently (another "
-                             "collapse-sweep version?); pass --overwrite to recompute it")
+            raise UsageError(
+                f"results folder '{self.location}': its cells were keyed differently (another "
+                "collapse-sweep version?); pass --overwrite to recompute it"
+            )
 
     def _rebuild(self, sizes: list[int] | None = None) -> None:
         if not self.parts:
@@ -102,13 +112,26 @@ class SearchFolder:
         if meta is None:
             self.store.clear()
             seed = self.setup.base.seed
-            meta = {"root_entropy": str(seed if seed is not None else root_entropy), "package_version": __version__,
-                    "created": _now(), "library_versions": library_versions()}
+            meta = {
+                "root_entropy": str(seed if seed is not None else root_entropy),
+                "package_version": __version__,
+                "created": _now(),
+                "library_versions": library_versions(),
+            }
         versions = list(meta.get("package_versions", []))
-        meta.update(status="running", started=_now(), finished=None, family=family_info(self.setup.base),
-                    package_versions=versions + [__version__] * (__version__ not in versions))
-        meta["search"] = {**meta.get("search", {}), "base": self.setup.base_raw,
-                          "spec": self.setup.search.to_raw(with_trials=False), "trials": budget}
+        meta.update(
+            status="running",
+            started=_now(),
+            finished=None,
+            family=family_info(self.setup.base),
+            package_versions=versions + [__version__] * (__version__ not in versions),
+        )
+        meta["search"] = {
+            **meta.get("search", {}),
+            "base": self.setup.base_raw,
+            "spec": self.setup.search.to_raw(with_trials=False),
+            "trials": budget,
+        }
         self.meta = meta
         self.write()
         return meta
@@ -133,16 +156,29 @@ class SearchFolder:
         meta = self.meta
         base = dict(self.setup.base_raw)
         meta["spec"] = {**base, "grid": list(self.parts)}
-        meta["cells"] = [{"cell": c.index, "trial": c.trial, "n": c.n, "policy": c.policy.label, "cell_key": c.key,
-                          "block_size": c.block_size, "blocks": c.blocks, "label": c.label} for c in self.cells]
+        meta["cells"] = [
+            {
+                "cell": c.index,
+                "trial": c.trial,
+                "n": c.n,
+                "policy": c.policy.label,
+                "cell_key": c.key,
+                "block_size": c.block_size,
+                "blocks": c.blocks,
+                "label": c.label,
+            }
+            for c in self.cells
+        ]
         meta["chains"] = len(self.cells) * self.setup.search.replicates
-        meta["search"]["cells"] = [{"cell": i, "trial": t, "part": p}
-                                   for i, (t, p) in enumerate(zip(self.trials, self.parts))]
+        meta["search"]["cells"] = [
+            {"cell": i, "trial": t, "part": p} for i, (t, p) in enumerate(zip(self.trials, self.parts))
+        ]
         try:
             self.store.write_meta(meta)
         except OSError as error:
-            raise UsageError(f"output folder '{self.location}': expected a writable location, got "
-                             f"{' '.join(str(error).split())}") from None
+            raise UsageError(
+                f"output folder '{self.location}': expected a writable location, got {' '.join(str(error).split())}"
+            ) from None
 
     def finish(self, status: str, **extra: Any) -> None:
         self.meta.update(status=status, finished=_now(), **extra)

@@ -3,6 +3,7 @@
 Nothing is taken from the tasks' word: the cell's events (and, for ``final``, its trajectories
 at the horizon) are read back from the folder, as ``analysis`` would read them.
 """
+
 from __future__ import annotations
 
 import math
@@ -36,12 +37,15 @@ def measure_cell(location: str, cell: Any, search: SearchSpec, horizon: int) -> 
     from analysis._probability import wilson_interval
 
     where = [("cell", "=", cell.index)]
-    events = analysis.load_events(location, filters=where, columns=["replicate", "event", "threshold",
-                                                                    "generation", "observed"])
+    events = analysis.load_events(
+        location, filters=where, columns=["replicate", "event", "threshold", "generation", "observed"]
+    )
     chains = int(events["replicate"].nunique())
     if chains != cell.replicates:
-        raise UsageError(f"results '{location}': cell {cell.index} holds {chains} chains where {cell.replicates} were "
-                         "computed; the output location must be storage this driver sees")
+        raise UsageError(
+            f"results '{location}': cell {cell.index} holds {chains} chains where {cell.replicates} were "
+            "computed; the output location must be storage this driver sees"
+        )
     values: dict[str, float] = {}
     counts: dict[str, dict[str, float]] = {}
     for objective in search.objectives:
@@ -52,12 +56,16 @@ def measure_cell(location: str, cell: Any, search: SearchSpec, horizon: int) -> 
             values[objective.name] = k / m
             counts[objective.name] = {"count": k, "chains": m, "lower": lower, "upper": upper}
         elif objective.name == "median_collapse_time":
-            times = analysis.collapse_times(events.assign(cell=cell.index), objective.row_event, objective.threshold,
-                                            horizon=horizon)
+            times = analysis.collapse_times(
+                events.assign(cell=cell.index), objective.row_event, objective.threshold, horizon=horizon
+            )
             row = analysis.survival(times).iloc[0]
             values[objective.name] = float(row["median"])
-            counts[objective.name] = {"lower": float(row["median_lower"]), "upper": float(row["median_upper"]),
-                                      "chains": int(row["chains"])}
+            counts[objective.name] = {
+                "lower": float(row["median_lower"]),
+                "upper": float(row["median_upper"]),
+                "chains": int(row["chains"]),
+            }
         elif objective.name == "final":
             frame = analysis.load(location, filters=where + [("generation", "=", horizon)], columns=[objective.metric])
             data = frame[objective.metric].to_numpy(dtype=float)

@@ -1,10 +1,12 @@
 """Read a search spec file: the base sweep (one cell) and its validated ``search`` section."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from sweep.errors import SpecError
 from sweep.families import FamilyLoadError, resolve_family
@@ -66,8 +68,12 @@ def parse_search_spec(raw: dict[str, Any]) -> SearchSetup:
                 _objective(str(name), value, f"search.objectives.{name}", family)
     base = parse_spec(base_raw)
     if len(base.grid.points) != 1:
-        raise SpecError("grid", "one cell: the coordinates the search keeps fixed (it varies search.parameters)",
-                        f"{len(base.grid.points)} cells", raw=True)
+        raise SpecError(
+            "grid",
+            "one cell: the coordinates the search keeps fixed (it varies search.parameters)",
+            f"{len(base.grid.points)} cells",
+            raw=True,
+        )
     search = parse_search(search_raw, base, base.family_class)
     setup = SearchSetup(base=base, search=search)
     _check_corners(setup)
@@ -91,9 +97,13 @@ def _check_corners(setup: SearchSetup) -> None:
             setup.folder_spec([setup.part(coords)])
         except SpecError as error:
             names = ", ".join(p.name for p in params)
-            raise SpecError(f"search.parameters.{params[0].name}", f"ranges whose every value the spec accepts "
-                            f"(at the {end} end of {names}: {error.field}: expected {error.expected}, got {error.got})",
-                            ", ".join(f"{k} = {v:g}" for k, v in coords.items()), raw=True) from None
+            raise SpecError(
+                f"search.parameters.{params[0].name}",
+                f"ranges whose every value the spec accepts "
+                f"(at the {end} end of {names}: {error.field}: expected {error.expected}, got {error.got})",
+                ", ".join(f"{k} = {v:g}" for k, v in coords.items()),
+                raw=True,
+            ) from None
 
 
 def load_search_spec(path: str | Path, overrides: Sequence[str] = ()) -> SearchSetup:

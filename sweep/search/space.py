@@ -9,6 +9,7 @@ reaches past the simplex, the second fraction is drawn as a share ``u`` in [0, 1
 that is still feasible given the first (optuna sees the parameter ``<name>:share``), so that
 every draw is a valid mix and the sampler's space stays a fixed box.
 """
+
 from __future__ import annotations
 
 import math
@@ -55,7 +56,11 @@ class Parameter:
         """``points`` values from low to high (geometric on a log scale), for the grid sampler."""
         if self.share:
             return [float(v) for v in np.linspace(0.0, 1.0, self.points)]
-        values = np.geomspace(self.low, self.high, self.points) if self.log else np.linspace(self.low, self.high, self.points)
+        values = (
+            np.geomspace(self.low, self.high, self.points)
+            if self.log
+            else np.linspace(self.low, self.high, self.points)
+        )
         return sorted({int(round(v)) for v in values}) if self.integer else [float(v) for v in values]
 
 
@@ -79,15 +84,23 @@ def parse_parameters(raw: Any, path: str, base: Any) -> tuple[Parameter, ...]:
         name = str(name)
         where = f"{path}.{name}"
         if name not in known:
-            raise SpecError(where, f"a coordinate of the spec: n, temperature, {', '.join(POLICY_PARAMETERS)} or "
-                            f"family.<field> of the {base.family_name} family ({', '.join(family_fields)})",
-                            f"'{name}', which is not one", raw=True)
+            raise SpecError(
+                where,
+                f"a coordinate of the spec: n, temperature, {', '.join(POLICY_PARAMETERS)} or "
+                f"family.<field> of the {base.family_name} family ({', '.join(family_fields)})",
+                f"'{name}', which is not one",
+                raw=True,
+            )
         integer = name == "n"
         if name.startswith(FAMILY_PREFIX):
-            current = family_raw.get(name[len(FAMILY_PREFIX):])
+            current = family_raw.get(name[len(FAMILY_PREFIX) :])
             if isinstance(current, bool) or not isinstance(current, (int, float)):
-                raise SpecError(where, "a numeric family field (its value in the spec is a number)",
-                                f"'{name}', whose value is {current!r}", raw=True)
+                raise SpecError(
+                    where,
+                    "a numeric family field (its value in the spec is a number)",
+                    f"'{name}', whose value is {current!r}",
+                    raw=True,
+                )
             integer = isinstance(current, int)
         section = fields.Section(value, where, ("low", "high", "log", "points"))
         reader = fields.integer() if integer else fields.number()
@@ -97,9 +110,12 @@ def parse_parameters(raw: Any, path: str, base: Any) -> tuple[Parameter, ...]:
         log = section.take("log", fields.boolean, False)
         if log and low <= 0:
             raise SpecError(f"{where}.log", "a range with low > 0 on a log scale", f"low {low:g}", raw=True)
-        limits = {"n": (1, None), "temperature": (0.0, None)}.get(name, (0.0, 1.0) if name.startswith("policy.") else (None, None))
+        limits = {"n": (1, None), "temperature": (0.0, None)}.get(
+            name, (0.0, 1.0) if name.startswith("policy.") else (None, None)
+        )
         if (limits[0] is not None and (low < limits[0] or (name == "temperature" and low <= 0))) or (
-                limits[1] is not None and high > limits[1]):
+            limits[1] is not None and high > limits[1]
+        ):
             bounds = {"n": "integers >= 1", "temperature": "numbers > 0"}.get(name, "fractions in [0, 1]")
             raise SpecError(where, f"a range of {bounds}", f"low {low:g}, high {high:g}", raw=True)
         points = section.take("points", fields.integer(2, 10_000), None)
@@ -111,28 +127,44 @@ def _check_policy(params: list[Parameter], path: str, policy: Any) -> tuple[Para
     names = [p.name for p in params]
     mix = [p for p in params if p.name.startswith("policy.mix.")]
     if "policy.fresh_real" in names and mix:
-        raise SpecError(f"{path}.policy.fresh_real", "either policy.fresh_real or policy.mix.* fractions, not both",
-                        "both", raw=True)
+        raise SpecError(
+            f"{path}.policy.fresh_real",
+            "either policy.fresh_real or policy.mix.* fractions, not both",
+            "both",
+            raw=True,
+        )
     if not any(n.startswith("policy.") for n in names):
         return tuple(params)
     base = _base_fractions(policy)
     if not base:
         name = next(n for n in names if n.startswith("policy."))
-        raise SpecError(f"{path}.{name}", "a spec whose grid policy is replace, fresh_real or mix (the searched "
-                        "fractions replace its own)", policy.label, raw=True)
+        raise SpecError(
+            f"{path}.{name}",
+            "a spec whose grid policy is replace, fresh_real or mix (the searched fractions replace its own)",
+            policy.label,
+            raw=True,
+        )
     if mix:
         fixed = sum(v for k, v in base.items() if f"policy.mix.{k}" not in names)
         lows = fixed + sum(p.low for p in mix)
         if lows > 1 + 1e-12:
             terms = " + ".join([f"{p.name} low {p.low:g}" for p in mix] + ([f"fixed {fixed:g}"] if fixed else []))
-            raise SpecError(f"{path}.{mix[0].name}", "mix fractions that can sum to at most 1 (the rest is synthetic)",
-                            f"{terms} = {lows:g}", raw=True)
+            raise SpecError(
+                f"{path}.{mix[0].name}",
+                "mix fractions that can sum to at most 1 (the rest is synthetic)",
+                f"{terms} = {lows:g}",
+                raw=True,
+            )
         first = mix[0]
         others = sum(p.low for p in mix[1:])
         ceiling = min(first.high, 1 - fixed - others)
         if ceiling <= first.low:
-            raise SpecError(f"{path}.{first.name}", "a range with room above low once the other fractions take their "
-                            "lowest values", f"low {first.low:g}, at most {ceiling:g}", raw=True)
+            raise SpecError(
+                f"{path}.{first.name}",
+                "a range with room above low once the other fractions take their lowest values",
+                f"low {first.low:g}, at most {ceiling:g}",
+                raw=True,
+            )
         index = params.index(first)
         params[index] = Parameter(first.name, first.low, ceiling, first.log, first.integer, first.points)
         if len(mix) == 2:
@@ -196,7 +228,7 @@ def cell_part(point: Any, coords: dict[str, Any]) -> dict[str, Any]:
     family = dict(point.family)
     for key, value in coords.items():
         if key.startswith(FAMILY_PREFIX):
-            family[key[len(FAMILY_PREFIX):]] = value
+            family[key[len(FAMILY_PREFIX) :]] = value
     for field, value in family.items():
         part[FAMILY_PREFIX + field] = [value]
     return part

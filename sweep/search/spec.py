@@ -16,6 +16,7 @@ fixed; it may be left out when ``n`` is searched) plus a ``search`` section::
 
 Everything is validated here, before anything is written: every error names the field.
 """
+
 from __future__ import annotations
 
 import copy
@@ -32,11 +33,27 @@ SAMPLERS = ("tpe", "gp", "nsga2", "random", "grid")
 LINKS = ("logit", "probit")
 DIRECTIONS = ("minimize", "maximize")
 #: Objectives, with their default direction.
-MEASURES = {"collapse_probability": "minimize", "median_collapse_time": "maximize", "final": "minimize",
-            "real_fraction": "minimize", "n": "minimize"}
+MEASURES = {
+    "collapse_probability": "minimize",
+    "median_collapse_time": "maximize",
+    "final": "minimize",
+    "real_fraction": "minimize",
+    "n": "minimize",
+}
 STATISTICS = ("median", "mean")
-SEARCH_FIELDS = ("parameters", "objectives", "constraints", "sampler", "trials", "replicates", "parallel",
-                 "level", "link", "startup_trials", "refine")
+SEARCH_FIELDS = (
+    "parameters",
+    "objectives",
+    "constraints",
+    "sampler",
+    "trials",
+    "replicates",
+    "parallel",
+    "level",
+    "link",
+    "startup_trials",
+    "refine",
+)
 _CONSTRAINT = re.compile(r"\s*([A-Za-z_]+)\s*(<=|>=)\s*(\S+)\s*")
 
 
@@ -109,8 +126,13 @@ class SearchSpec:
             "parameters": {p.name: p.to_raw() for p in self.parameters},
             "objectives": {o.name: o.to_raw() for o in self.objectives},
             "constraints": [c.to_raw() for c in self.constraints],
-            "sampler": self.sampler, "replicates": self.replicates, "parallel": self.parallel,
-            "level": self.level, "link": self.link, "startup_trials": self.startup_trials, "refine": self.refine,
+            "sampler": self.sampler,
+            "replicates": self.replicates,
+            "parallel": self.parallel,
+            "level": self.level,
+            "link": self.link,
+            "startup_trials": self.startup_trials,
+            "refine": self.refine,
         }
         if with_trials:
             raw["trials"] = self.trials
@@ -124,23 +146,30 @@ def _objective(name: str, value: Any, path: str, family: Any) -> Objective:
         value = {}
     if isinstance(value, str):
         value = {"direction": value}
-    known = {"collapse_probability": ("event", "threshold", "target", "direction"),
-             "median_collapse_time": ("event", "threshold", "direction"),
-             "final": ("metric", "statistic", "direction")}.get(name, ("direction",))
+    known = {
+        "collapse_probability": ("event", "threshold", "target", "direction"),
+        "median_collapse_time": ("event", "threshold", "direction"),
+        "final": ("metric", "statistic", "direction"),
+    }.get(name, ("direction",))
     section = fields.Section(value, path, known)
     target = section.take("target", fields.number(0.0, 1.0, low_open=True, high_open=True), None)
     direction = section.take("direction", fields.choice(*DIRECTIONS), MEASURES[name])
     if target is not None and direction != "minimize":
-        raise SpecError(f"{path}.direction", "minimize with a target (the distance to the target is minimised)",
-                        direction)
+        raise SpecError(
+            f"{path}.direction", "minimize with a target (the distance to the target is minimised)", direction
+        )
     event = row_event = threshold = metric = statistic = None
     if name in ("collapse_probability", "median_collapse_time"):
         event = section.take("event", fields.text("an event name", lambda s: bool(s)))
         kinds = {kind.name: kind for kind in family.declared_events()} if family is not None else None
         if kinds is not None:
             if event not in kinds:
-                raise SpecError(f"{path}.event", f"an event the {family.name} family declares ({', '.join(kinds)})",
-                                f"'{event}', which it does not declare", raw=True)
+                raise SpecError(
+                    f"{path}.event",
+                    f"an event the {family.name} family declares ({', '.join(kinds)})",
+                    f"'{event}', which it does not declare",
+                    raw=True,
+                )
             kind = kinds[event]
             if kind.per_symbol:
                 raise SpecError(f"{path}.event", "an event of the whole chain (not one row per symbol)", event)
@@ -151,11 +180,21 @@ def _objective(name: str, value: Any, path: str, family: Any) -> Objective:
                 raise SpecError(f"{path}.threshold", f"no threshold ('{event}' is a switch)", section.raw["threshold"])
     if name == "final":
         metrics = tuple(getattr(family, "metric_columns", {}) or ()) if family is not None else ()
-        metric = section.take("metric", fields.text(f"a metric the family records ({', '.join(metrics)})",
-                                                    lambda s: not metrics or s in metrics))
+        metric = section.take(
+            "metric",
+            fields.text(f"a metric the family records ({', '.join(metrics)})", lambda s: not metrics or s in metrics),
+        )
         statistic = section.take("statistic", fields.choice(*STATISTICS), "median")
-    return Objective(name=name, direction=direction, event=event, row_event=row_event, threshold=threshold,
-                     target=target, metric=metric, statistic=statistic)
+    return Objective(
+        name=name,
+        direction=direction,
+        event=event,
+        row_event=row_event,
+        threshold=threshold,
+        target=target,
+        metric=metric,
+        statistic=statistic,
+    )
 
 
 def _constraint(value: Any, path: str, names: tuple[str, ...]) -> Constraint:
@@ -179,25 +218,43 @@ def parse_search(raw: Any, base: Any, family: Any) -> SearchSpec:
     parameters = section.take("parameters", lambda v, p: parse_parameters(v, p, base))
     objectives_raw = section.take("objectives", lambda v, p: v)
     if not isinstance(objectives_raw, dict) or not objectives_raw:
-        raise SpecError("search.objectives", f"a mapping of one or more objectives ({', '.join(MEASURES)})",
-                        objectives_raw)
-    objectives = tuple(_objective(str(name), value, f"search.objectives.{name}", family)
-                       for name, value in objectives_raw.items())
+        raise SpecError(
+            "search.objectives", f"a mapping of one or more objectives ({', '.join(MEASURES)})", objectives_raw
+        )
+    objectives = tuple(
+        _objective(str(name), value, f"search.objectives.{name}", family) for name, value in objectives_raw.items()
+    )
     names = tuple(o.name for o in objectives)
-    constraints = section.take("constraints", lambda v, p: tuple(
-        _constraint(item, f"{p}[{i}]", names) for i, item in enumerate(v if isinstance(v, list) else [v])), ())
+    constraints = section.take(
+        "constraints",
+        lambda v, p: tuple(
+            _constraint(item, f"{p}[{i}]", names) for i, item in enumerate(v if isinstance(v, list) else [v])
+        ),
+        (),
+    )
     sampler = section.take("sampler", fields.choice(*SAMPLERS), "tpe")
     if sampler == "gp" and importlib.util.find_spec("torch") is None:
-        raise SpecError("search.sampler", "a sampler whose dependencies are installed (gp needs torch; "
-                        "pip install torch==2.13.0, or use tpe)", sampler)
+        raise SpecError(
+            "search.sampler",
+            "a sampler whose dependencies are installed (gp needs torch; pip install torch==2.13.0, or use tpe)",
+            sampler,
+        )
     if sampler == "grid":
         missing = [p.name for p in parameters if p.points is None]
         if missing:
-            raise SpecError(f"search.parameters.{missing[0]}", "a 'points' count with the grid sampler "
-                            "(how many values between low and high)", "none", raw=True)
+            raise SpecError(
+                f"search.parameters.{missing[0]}",
+                "a 'points' count with the grid sampler (how many values between low and high)",
+                "none",
+                raw=True,
+            )
     trials = section.take("trials", fields.integer(1, 100_000), 20)
     return SearchSpec(
-        parameters=parameters, objectives=objectives, constraints=constraints, sampler=sampler, trials=trials,
+        parameters=parameters,
+        objectives=objectives,
+        constraints=constraints,
+        sampler=sampler,
+        trials=trials,
         replicates=section.take("replicates", fields.integer(1, 10**7), base.replicates),
         parallel=section.take("parallel", fields.integer(1, 10_000), None),
         level=section.take("level", fields.number(0.0, 1.0, low_open=True, high_open=True), 0.95),
@@ -215,8 +272,9 @@ def split_spec(raw: dict[str, Any], family: Any = None) -> tuple[dict[str, Any],
     class ``family`` declares; the others are reported by the objective's own check).
     """
     if not isinstance(raw, dict) or "search" not in raw:
-        raise SpecError("search", "a search section (parameters, objectives, ...) for 'sweep search'",
-                        "nothing", raw=True)
+        raise SpecError(
+            "search", "a search section (parameters, objectives, ...) for 'sweep search'", "nothing", raw=True
+        )
     base = copy.deepcopy({k: v for k, v in raw.items() if k != "search"})
     search = raw["search"]
     if not isinstance(search, dict):

@@ -4,14 +4,15 @@ The journal is an append-only log of every ask, draw and tell (``optuna.storages
 a file lock, so several processes may share it and no database server is needed). Reopening it
 gives back every trial, finished or not, which is what resume builds on.
 """
+
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
 
-from sweep.search.space import grid_space
 from sweep.search.setup import SearchSetup
+from sweep.search.space import grid_space
 
 JOURNAL = "study.journal"
 #: Trial user attributes the search writes (read by the summary and the report).
@@ -50,11 +51,17 @@ def make_sampler(setup: SearchSetup, seed: int) -> Any:
     search = setup.search
     constraints = _constraints if search.constraints else None
     if search.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True,
-                                          n_startup_trials=search.startup_trials, constraints_func=constraints)
+        return optuna.samplers.TPESampler(
+            seed=seed,
+            multivariate=True,
+            constant_liar=True,
+            n_startup_trials=search.startup_trials,
+            constraints_func=constraints,
+        )
     if search.sampler == "gp":
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=search.startup_trials,
-                                         constraints_func=constraints)
+        return optuna.samplers.GPSampler(
+            seed=seed, n_startup_trials=search.startup_trials, constraints_func=constraints
+        )
     if search.sampler == "nsga2":
         population = max(4, min(50, search.trials // 4))
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=population, constraints_func=constraints)
@@ -74,10 +81,16 @@ def open_study(setup: SearchSetup, root: str, root_entropy: int, *, create: bool
     if not exists and not create:
         return None
     directions = [o.direction for o in setup.search.objectives]
-    study = optuna.create_study(storage=store, study_name=setup.name, directions=directions, load_if_exists=True,
-                                sampler=make_sampler(setup, sampler_seed(root_entropy, 0)))
+    study = optuna.create_study(
+        storage=store,
+        study_name=setup.name,
+        directions=directions,
+        load_if_exists=True,
+        sampler=make_sampler(setup, sampler_seed(root_entropy, 0)),
+    )
     count = len(study.get_trials(deepcopy=False))
     if count:
-        study = optuna.load_study(study_name=setup.name, storage=store,
-                                  sampler=make_sampler(setup, sampler_seed(root_entropy, count)))
+        study = optuna.load_study(
+            study_name=setup.name, storage=store, sampler=make_sampler(setup, sampler_seed(root_entropy, count))
+        )
     return study

@@ -6,6 +6,7 @@ boundary (:func:`analysis._boundary.fit_boundary`), with a profile-likelihood in
 several objectives the result is the Pareto front of the trials, each point with its Wilson
 interval (Kaplan-Meier CI for a median time).
 """
+
 from __future__ import annotations
 
 import json
@@ -40,11 +41,19 @@ def trial_rows(study: Any) -> list[dict[str, Any]]:
     rows = []
     for trial in study.get_trials(deepcopy=False):
         measured = trial.user_attrs.get("measured") or {}
-        rows.append({"trial": trial.number, "state": trial.state.name, "cell": trial.user_attrs.get("cell"),
-                     "coordinates": trial.user_attrs.get("coordinates", dict(trial.params)),
-                     "values": measured.get("values"), "counts": measured.get("counts"),
-                     "chains": measured.get("chains"), "constraints": trial.user_attrs.get("constraints"),
-                     **({"error": trial.user_attrs["error"]} if "error" in trial.user_attrs else {})})
+        rows.append(
+            {
+                "trial": trial.number,
+                "state": trial.state.name,
+                "cell": trial.user_attrs.get("cell"),
+                "coordinates": trial.user_attrs.get("coordinates", dict(trial.params)),
+                "values": measured.get("values"),
+                "counts": measured.get("counts"),
+                "chains": measured.get("chains"),
+                "constraints": trial.user_attrs.get("constraints"),
+                **({"error": trial.user_attrs["error"]} if "error" in trial.user_attrs else {}),
+            }
+        )
     return rows
 
 
@@ -69,8 +78,16 @@ def boundary(setup: SearchSetup, cells: list[dict[str, Any]]) -> dict[str, Any] 
     x = [row["coordinates"][parameter.name] for row in cells]
     k = [row["counts"][target.name]["count"] for row in cells]
     m = [row["counts"][target.name]["chains"] for row in cells]
-    fit = fit_boundary(x, k, m, target.target, level=search.level, link=search.link, log=parameter.log,
-                       bounds=(parameter.low, parameter.high))
+    fit = fit_boundary(
+        x,
+        k,
+        m,
+        target.target,
+        level=search.level,
+        link=search.link,
+        log=parameter.log,
+        bounds=(parameter.low, parameter.high),
+    )
     return fit.to_dict(parameter.name)
 
 
@@ -90,10 +107,19 @@ def pareto(setup: SearchSetup, cells: list[dict[str, Any]]) -> list[dict[str, An
     out = []
     for index in sorted(front, key=lambda i: tuple(values[i])):
         row = feasible[index]
-        intervals = {name: [c.get("lower"), c.get("upper")] for name, c in (row["counts"] or {}).items()
-                     if "lower" in c}
-        out.append({"trial": row["trial"], "cell": row["cell"], "coordinates": row["coordinates"],
-                    "values": row["values"], "intervals": intervals, "level": search.level})
+        intervals = {
+            name: [c.get("lower"), c.get("upper")] for name, c in (row["counts"] or {}).items() if "lower" in c
+        }
+        out.append(
+            {
+                "trial": row["trial"],
+                "cell": row["cell"],
+                "coordinates": row["coordinates"],
+                "values": row["values"],
+                "intervals": intervals,
+                "level": search.level,
+            }
+        )
     return out
 
 
@@ -102,14 +128,18 @@ def summarise(setup: SearchSetup, folder: Any, study: Any, budget: int, *, figur
     rows = trial_rows(study)
     cells = _by_cell(rows)
     summary = {
-        "name": setup.name, "location": folder.location, "budget": budget,
+        "name": setup.name,
+        "location": folder.location,
+        "budget": budget,
         "trials_done": sum(r["state"] == "COMPLETE" for r in rows),
         "trials_failed": sum(r["state"] == "FAIL" for r in rows),
-        "cells": len(cells), "chains": int(sum(r["chains"] or 0 for r in cells)),
+        "cells": len(cells),
+        "chains": int(sum(r["chains"] or 0 for r in cells)),
         "parameters": {p.name: p.to_raw() for p in setup.search.parameters},
         "objectives": {o.name: o.to_raw() for o in setup.search.objectives},
         "constraints": [c.to_raw() for c in setup.search.constraints],
-        "sampler": setup.search.sampler, "replicates": setup.search.replicates,
+        "sampler": setup.search.sampler,
+        "replicates": setup.search.replicates,
         "boundary": boundary(setup, cells),
         "pareto": pareto(setup, cells),
         "trials": rows,
@@ -138,9 +168,11 @@ def _number(value: Any) -> str:
 
 def format_summary(summary: dict[str, Any]) -> str:
     """The printed result: trials and chains, the boundary with its interval, the Pareto front."""
-    lines = [f"{summary['name']}: {summary['trials_done']} of {summary['budget']} trials done"
-             + (f" ({summary['trials_failed']} failed)" if summary.get("trials_failed") else "")
-             + f", {summary['cells']} cells, {summary['chains']} chains"]
+    lines = [
+        f"{summary['name']}: {summary['trials_done']} of {summary['budget']} trials done"
+        + (f" ({summary['trials_failed']} failed)" if summary.get("trials_failed") else "")
+        + f", {summary['cells']} cells, {summary['chains']} chains"
+    ]
     b = summary.get("boundary")
     if b:
         if b.get("estimate") is None:
@@ -148,18 +180,25 @@ def format_summary(summary: dict[str, Any]) -> str:
         else:
             low = ("<= " if b["low_open"] else "") + _number(b["low"])
             high = (">= " if b["high_open"] else "") + _number(b["high"])
-            lines.append(f"boundary: {b['parameter']} = {_number(b['estimate'])} where P = {b['target']:g} "
-                         f"[{low}, {high}] ({100 * b['level']:g}% profile likelihood, {b['link']} fit on "
-                         f"{b['cells_used']} of {b['cells']} cells, {b['chains_used']} chains)"
-                         + (f"; note: {b['note']}" if b.get("note") else ""))
+            lines.append(
+                f"boundary: {b['parameter']} = {_number(b['estimate'])} where P = {b['target']:g} "
+                f"[{low}, {high}] ({100 * b['level']:g}% profile likelihood, {b['link']} fit on "
+                f"{b['cells_used']} of {b['cells']} cells, {b['chains_used']} chains)"
+                + (f"; note: {b['note']}" if b.get("note") else "")
+            )
     front = summary.get("pareto") or []
     if front:
         lines.append(f"Pareto front ({len(front)} points; intervals at {100 * front[0]['level']:g}%):")
         for point in front:
             coords = ", ".join(f"{k}={_number(v)}" for k, v in point["coordinates"].items())
             values = ", ".join(
-                f"{k} {_number(v)}" + (f" [{_number(point['intervals'][k][0])}, {_number(point['intervals'][k][1])}]"
-                                       if k in point["intervals"] else "")
-                for k, v in point["values"].items())
+                f"{k} {_number(v)}"
+                + (
+                    f" [{_number(point['intervals'][k][0])}, {_number(point['intervals'][k][1])}]"
+                    if k in point["intervals"]
+                    else ""
+                )
+                for k, v in point["values"].items()
+            )
             lines.append(f"  trial {point['trial']}: {coords}: {values}")
     return "\n".join(lines)

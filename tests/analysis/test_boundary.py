@@ -1,5 +1,6 @@
 """The boundary estimator: levels against the generating law, the interval against the large-sample
 theory, its coverage, and the Pareto front."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -8,6 +8,7 @@ per generation weighted by the exact probability of collapsing then (and one cen
 weighted by the probability of lasting past T). Estimates must sit within 4 standard errors of
 it, and of the slope through the exact medians.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -26,23 +27,29 @@ NS = (10, 20, 40, 80, 160)
 RATIO = 0.3
 HORIZON = 250  # the exact median at n = 160 is 283: that cell's KM median is beyond T
 Z = 4.0
-GAUSSIAN = {"name": "gaussian", "events": [
-    {"name": "spread_below", "event": "spread_below", "collapse": True, "per_symbol": False},
-    {"name": "distance_above", "event": "distance_above", "collapse": False, "per_symbol": False},
-    {"name": "diverged", "event": "diverged", "collapse": False, "per_symbol": False}]}
+GAUSSIAN = {
+    "name": "gaussian",
+    "events": [
+        {"name": "spread_below", "event": "spread_below", "collapse": True, "per_symbol": False},
+        {"name": "distance_above", "event": "distance_above", "collapse": False, "per_symbol": False},
+        {"name": "diverged", "event": "diverged", "collapse": False, "per_symbol": False},
+    ],
+}
 
 
 @pytest.fixture(scope="module")
 def events():
     """1000 exact replace chains per n, events only, censored at T = 250."""
-    return gaussian_frames(ns=NS, replicates=1000, generations=HORIZON, ratios=(RATIO,), eps=(), seed=31,
-                           trajectories=False)[1]
+    return gaussian_frames(
+        ns=NS, replicates=1000, generations=HORIZON, ratios=(RATIO,), eps=(), seed=31, trajectories=False
+    )[1]
 
 
 @pytest.fixture(scope="module")
 def fit(events):
-    return analysis.collapse_regression(events, event="spread_below", covariates=["log(n)"],
-                                        model="lognormal_aft", family=GAUSSIAN, compare=False)
+    return analysis.collapse_regression(
+        events, event="spread_below", covariates=["log(n)"], model="lognormal_aft", family=GAUSSIAN, compare=False
+    )
 
 
 def _pseudo_true(ns, ratio, horizon, every=1, *, beyond=None):
@@ -58,9 +65,19 @@ def _pseudo_true(ns, ratio, horizon, every=1, *, beyond=None):
         medians.append(float(np.searchsorted(cdf, 0.5)))
         checks = np.arange(every, last + 1, every)
         seen = np.diff(cdf[np.append(0, checks)])
-        rows.append(pd.DataFrame({"log(n)": np.log(n), "lower": np.maximum(checks - (every if every > 1 else 0), 1e-9),
-                                  "upper": checks.astype(float), "w": seen}))
-        rows.append(pd.DataFrame({"log(n)": [np.log(n)], "lower": [float(last)], "upper": [np.inf], "w": [1 - cdf[last]]}))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "log(n)": np.log(n),
+                    "lower": np.maximum(checks - (every if every > 1 else 0), 1e-9),
+                    "upper": checks.astype(float),
+                    "w": seen,
+                }
+            )
+        )
+        rows.append(
+            pd.DataFrame({"log(n)": [np.log(n)], "lower": [float(last)], "upper": [np.inf], "w": [1 - cdf[last]]})
+        )
     law = pd.concat(rows, ignore_index=True)
     law = law[law["w"] > 0]
     with warnings.catch_warnings():
@@ -69,10 +86,17 @@ def _pseudo_true(ns, ratio, horizon, every=1, *, beyond=None):
         if every > 1:
             fitter.fit_interval_censoring(law, "lower", "upper", weights_col="w")
         else:
-            fitter.fit(law.assign(seen=np.isfinite(law["upper"]))[["log(n)", "lower", "seen", "w"]], "lower", "seen",
-                       weights_col="w")
-    return {"params": fitter.params_, "medians": np.array(medians),
-            "slope": np.polyfit(np.log(ns), np.log(medians), 1)[0]}
+            fitter.fit(
+                law.assign(seen=np.isfinite(law["upper"]))[["log(n)", "lower", "seen", "w"]],
+                "lower",
+                "seen",
+                weights_col="w",
+            )
+    return {
+        "params": fitter.params_,
+        "medians": np.array(medians),
+        "slope": np.polyfit(np.log(ns), np.log(medians), 1)[0],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +116,9 @@ def _checked_every(events: pd.DataFrame, k: int, horizon: int) -> pd.DataFrame:
     last = horizon - horizon % k
     seen = k * np.ceil(events["generation"] / k)
     observed = events["observed"] & (seen <= last)
-    return events.assign(generation=np.where(observed, seen, last).astype(np.int32), observed=observed,
-                         checked_every=np.int32(k))
+    return events.assign(
+        generation=np.where(observed, seen, last).astype(np.int32), observed=observed, checked_every=np.int32(k)
+    )
 
 
 def test_exponent_recovers_the_exact_law_with_a_censored_cell(fit, exact, events):
@@ -155,9 +180,19 @@ def test_interval_censoring_agrees_with_the_every_generation_fit(events, fit, k)
 def test_chain_table_bounds():
     """Every-k rows become (t - k, t] (the first check's lower bound just above 0), exact rows [t, t],
     censored rows (t, inf); folders without checked_every are read as every generation."""
-    events = pd.DataFrame({"cell": 0, "n": 10, "policy": "replace", "replicate": [0, 1, 2, 3],
-                           "event": "spread_below", "threshold": 0.5, "generation": [5, 10, 20, 20],
-                           "observed": [True, True, True, False], "checked_every": 5})
+    events = pd.DataFrame(
+        {
+            "cell": 0,
+            "n": 10,
+            "policy": "replace",
+            "replicate": [0, 1, 2, 3],
+            "event": "spread_below",
+            "threshold": 0.5,
+            "generation": [5, 10, 20, 20],
+            "observed": [True, True, True, False],
+            "checked_every": 5,
+        }
+    )
     rows = chain_table(events, "spread_below")
     assert np.allclose(rows["lower"], [1e-9, 5, 15, 20]) and list(rows["upper"][:3]) == [5, 10, 20]
     assert np.isinf(rows["upper"].iloc[3])
@@ -177,14 +212,35 @@ def _aft_cells(seed=5, chains=200):
             for temperature in (0.9, 1.0):
                 location = a + b * np.log(n) + c * real + d * np.log(temperature) + e * np.log(n) * real
                 t = np.exp(location) * rng.weibull(rho, chains)
-                frames.append(pd.DataFrame({
-                    "family": "gaussian", "cell": cell, "n": n, "policy": "replace" if real == 0 else f"fresh_real({real:g})",
-                    "policy_kind": "replace" if real == 0 else "fresh_real", "keep": 0.0, "synthetic": 1 - real,
-                    "real": real, "temperature": temperature, "replicate": np.arange(chains), "event": "spread_below",
-                    "threshold": 0.5, "generation": np.minimum(np.ceil(t), 400).astype(np.int32), "observed": t <= 400}))
+                frames.append(
+                    pd.DataFrame(
+                        {
+                            "family": "gaussian",
+                            "cell": cell,
+                            "n": n,
+                            "policy": "replace" if real == 0 else f"fresh_real({real:g})",
+                            "policy_kind": "replace" if real == 0 else "fresh_real",
+                            "keep": 0.0,
+                            "synthetic": 1 - real,
+                            "real": real,
+                            "temperature": temperature,
+                            "replicate": np.arange(chains),
+                            "event": "spread_below",
+                            "threshold": 0.5,
+                            "generation": np.minimum(np.ceil(t), 400).astype(np.int32),
+                            "observed": t <= 400,
+                        }
+                    )
+                )
                 cell += 1
-    return pd.concat(frames, ignore_index=True), {"Intercept": a, "log(n)": b, "real": c, "log(temperature)": d,
-                                                  "log(n):real": e, "rho": rho}
+    return pd.concat(frames, ignore_index=True), {
+        "Intercept": a,
+        "log(n)": b,
+        "real": c,
+        "log(temperature)": d,
+        "log(n):real": e,
+        "rho": rho,
+    }
 
 
 def test_transformed_covariates_and_interactions_recover_known_coefficients():
@@ -192,18 +248,29 @@ def test_transformed_covariates_and_interactions_recover_known_coefficients():
     and the shape within 4 s.e.; a categorical policy gets one indicator per level but replace, and
     C(temperature) one for 0.9 against 1, whose time ratio is 0.9^d."""
     events, truth = _aft_cells()
-    result = analysis.collapse_regression(events, event="spread_below", covariates=["log(n)*real", "log(temperature)"],
-                                          model="weibull_aft", compare=False)
+    result = analysis.collapse_regression(
+        events, event="spread_below", covariates=["log(n)*real", "log(temperature)"], model="weibull_aft", compare=False
+    )
     for term in ("Intercept", "log(n)", "real", "log(temperature)", "log(n):real"):
         row = _row(result, "lambda_", term)
         assert abs(row["coef"] - truth[term]) < Z * row["se"], (term, row)
     shape = _row(result, "rho_", "Intercept")
     assert abs(shape["coef"] - np.log(truth["rho"])) < Z * shape["se"]
     assert result.exponent["note"] == "at the reference of log(n):real"
-    coded = analysis.collapse_regression(events, event="spread_below", covariates=["log(n)", "policy", "C(temperature)"],
-                                         model="weibull_aft", compare=False)
-    assert set(coded.table["term"]) == {"Intercept", "log(n)", "policy[fresh_real(0.1)]", "policy[fresh_real(0.2)]",
-                                        "C(temperature)[0.9]"}
+    coded = analysis.collapse_regression(
+        events,
+        event="spread_below",
+        covariates=["log(n)", "policy", "C(temperature)"],
+        model="weibull_aft",
+        compare=False,
+    )
+    assert set(coded.table["term"]) == {
+        "Intercept",
+        "log(n)",
+        "policy[fresh_real(0.1)]",
+        "policy[fresh_real(0.2)]",
+        "C(temperature)[0.9]",
+    }
     ratio = _row(coded, "lambda_", "C(temperature)[0.9]")
     assert abs(ratio["coef"] - truth["log(temperature)"] * np.log(0.9)) < Z * ratio["se"]
 
@@ -238,7 +305,10 @@ BAD = [
     ({"covariates": "log(n)"}, "covariates: expected a non-empty list"),
     ({"event": "weight_below"}, "event: expected an event the gaussian family declares"),
     ({"event": "collapse", "family": None}, "event: expected an event with rows in the events table"),
-    ({"model": "gamma_aft"}, "model: expected one of weibull_aft, lognormal_aft, loglogistic_aft, cox, got 'gamma_aft'"),
+    (
+        {"model": "gamma_aft"},
+        "model: expected one of weibull_aft, lognormal_aft, loglogistic_aft, cox, got 'gamma_aft'",
+    ),
     ({"threshold": 0.7}, "events have no rows with event='spread_below' and threshold=0.7"),
 ]
 
@@ -247,8 +317,9 @@ BAD = [
 def test_bad_input_is_one_line_naming_the_argument(change, message):
     """A covariate that is not a grid axis, an event the family does not declare, an unknown model:
     one line that names the argument, what was expected and what was given."""
-    _, events = gaussian_frames(ns=(10, 20), replicates=20, generations=30, ratios=(0.5,), eps=(), seed=1,
-                                trajectories=False)
+    _, events = gaussian_frames(
+        ns=(10, 20), replicates=20, generations=30, ratios=(0.5,), eps=(), seed=1, trajectories=False
+    )
     change = dict(change)
     if change.pop("accumulate", False):
         events = events.assign(keep=np.where(events["n"] == 10, np.nan, 0.0))
@@ -267,24 +338,47 @@ def test_report_section_per_event():
     one figure with a panel per remaining policy."""
     from analysis._regression_report import regression_section
 
-    _, events = gaussian_frames(ns=(10, 20, 40), reals=(0.0, 0.2), replicates=150, generations=120, ratios=(0.5,),
-                                eps=(), seed=7, trajectories=False)
-    never = events[events["real"] == 0.2].assign(policy="fresh_real(0.5)", real=0.5, cell=events["cell"] + 10,
-                                                 observed=False, generation=np.int32(120))
-    section = regression_section(pd.concat([events, never], ignore_index=True), event="spread_below", threshold=0.5,
-                                 family=GAUSSIAN, theory_ratio=0.5, n_boot=50, seed=0)
+    _, events = gaussian_frames(
+        ns=(10, 20, 40),
+        reals=(0.0, 0.2),
+        replicates=150,
+        generations=120,
+        ratios=(0.5,),
+        eps=(),
+        seed=7,
+        trajectories=False,
+    )
+    never = events[events["real"] == 0.2].assign(
+        policy="fresh_real(0.5)", real=0.5, cell=events["cell"] + 10, observed=False, generation=np.int32(120)
+    )
+    section = regression_section(
+        pd.concat([events, never], ignore_index=True),
+        event="spread_below",
+        threshold=0.5,
+        family=GAUSSIAN,
+        theory_ratio=0.5,
+        n_boot=50,
+        seed=0,
+    )
     text = "\n".join(section.lines)
     assert "left out (no chain had the event by T): policy = fresh_real(0.5)" in text
     assert sum(line.endswith("| yes |") for line in text.splitlines()) == 1
     assert all(f"| {m} |" in text for m in ("weibull_aft", "lognormal_aft", "loglogistic_aft"))
-    assert "| mu_ | policy[fresh_real(0.2)] |" in text or "| lambda_ | policy[fresh_real(0.2)] |" in text \
+    assert (
+        "| mu_ | policy[fresh_real(0.2)] |" in text
+        or "| lambda_ | policy[fresh_real(0.2)] |" in text
         or "| alpha_ | policy[fresh_real(0.2)] |" in text
-    rows = [line for line in text.splitlines() if line.startswith("| replace |") or line.startswith("| fresh_real(0.2) |")]
+    )
+    rows = [
+        line for line in text.splitlines() if line.startswith("| replace |") or line.startswith("| fresh_real(0.2) |")
+    ]
     assert len(rows) == 2
     median = analysis.rates(analysis.collapse_times(events), n_boot=50, seed=0).set_index("policy")
     replace = next(r for r in rows if r.startswith("| replace |")).split(" | ")
     assert replace[3].startswith(f"{median.loc['replace', 'slope']:.4g} [")
-    assert replace[5].rstrip(" |") == f"{theory.collapse_time_slope([10, 20, 40], 0.5, 'unbiased', 'first_passage'):.4g}"
+    assert (
+        replace[5].rstrip(" |") == f"{theory.collapse_time_slope([10, 20, 40], 0.5, 'unbiased', 'first_passage'):.4g}"
+    )
     assert next(r for r in rows if r.startswith("| fresh_real(0.2) |")).endswith("| – |")
     (figure,) = section.figures
     assert figure.name == "regression_spread_below_0.5" and len(figure.figure.axes) == 2
@@ -299,14 +393,24 @@ def test_a_real_folder_with_events_every_k(ray_session, tmp_path):
     from sweep.runner import run_sweep
     from sweep.spec import parse_spec
 
-    spec = parse_spec({"name": "regress", "seed": 11, "generations": 122, "replicates": 400,
-                       "family": {"name": "gaussian"}, "grid": {"n": [16, 32]},
-                       "events": {"spread_below": [RATIO], "every": 4}, "record": {"every": 122}})
+    spec = parse_spec(
+        {
+            "name": "regress",
+            "seed": 11,
+            "generations": 122,
+            "replicates": 400,
+            "family": {"name": "gaussian"},
+            "grid": {"n": [16, 32]},
+            "events": {"spread_below": [RATIO], "every": 4},
+            "record": {"every": 122},
+        }
+    )
     location = run_sweep(spec, str(tmp_path), progress=False).location
     events = analysis.load_events(location)
     assert set(events["checked_every"]) == {4}
-    result = analysis.collapse_regression(events, event="spread_below", threshold=RATIO,
-                                          family=analysis.read_metadata(location)["family"], compare=False)
+    result = analysis.collapse_regression(
+        events, event="spread_below", threshold=RATIO, family=analysis.read_metadata(location)["family"], compare=False
+    )
     assert result.censoring == "interval (checked every 4)"
     truth = _pseudo_true((16, 32), RATIO, 122, every=4)
     for (parameter, term), value in truth["params"].items():

@@ -1,5 +1,6 @@
 """analysis.theory_collapse: the closed forms checked against independent computations (fast) and
 against simulated sweeps at 5 standard errors, with the nearest wrong law rejected (slow)."""
+
 from __future__ import annotations
 
 import math
@@ -69,7 +70,9 @@ def test_bernoulli_mse_and_bound():
     np.testing.assert_allclose(theory.bernoulli_mse(p, n, t), p * (1 - p) * (1 - (1 - 1 / n) ** t), rtol=1e-12)
     accumulate = theory.bernoulli_mse(p, n, t, policy="accumulate")
     assert (np.diff(accumulate) > 0).all() and accumulate[-1] < p * (1 - p) * math.pi**2 / 6 / n
-    np.testing.assert_array_equal(theory.bernoulli_mse(p, n, t, policy="fresh_real", real=0), theory.bernoulli_mse(p, n, t))
+    np.testing.assert_array_equal(
+        theory.bernoulli_mse(p, n, t, policy="fresh_real", real=0), theory.bernoulli_mse(p, n, t)
+    )
     survival = 1.0 - theory.bernoulli_collapse_probability(p, n, t)
     assert (theory.bernoulli_survival_bound(p, n, t) >= survival - 1e-12).all()
     assert abs(theory.bernoulli_mean_collapse_time(0.5, 200) - 400 * math.log(2)) < 1e-9
@@ -87,8 +90,14 @@ def test_poisson_collapse_against_a_truncated_chain():
     for _ in range(2, horizon + 1):
         law = law @ moves
         expected.append(law[0])
-    np.testing.assert_allclose(theory.poisson_collapse_probability(lam, n, np.arange(horizon + 1)), expected, rtol=1e-10)
-    assert theory.poisson_collapse_probability(lam, n, [0, 1, 50], policy="accumulate").tolist() == [0.0, math.exp(-14), math.exp(-14)]
+    np.testing.assert_allclose(
+        theory.poisson_collapse_probability(lam, n, np.arange(horizon + 1)), expected, rtol=1e-10
+    )
+    assert theory.poisson_collapse_probability(lam, n, [0, 1, 50], policy="accumulate").tolist() == [
+        0.0,
+        math.exp(-14),
+        math.exp(-14),
+    ]
 
 
 def test_poisson_mse_and_median():
@@ -122,8 +131,11 @@ def test_linear_regression_forms():
     fixed-design sum and below pi^2/6 times the first generation's excess; tempering scales the terms
     after the first; n <= d + 1 has an infinite mean."""
     n, d, sigma, t = 12, 4, 0.8, np.arange(50)
-    np.testing.assert_allclose(theory.linear_regression_test_error(n, d, sigma, t),
-                               theory.linear_regression_test_error_fixed_design(n, d, sigma, t), rtol=1e-12)
+    np.testing.assert_allclose(
+        theory.linear_regression_test_error(n, d, sigma, t),
+        theory.linear_regression_test_error_fixed_design(n, d, sigma, t),
+        rtol=1e-12,
+    )
     fresh = theory.linear_regression_test_error(n, d, sigma, t, policy="accumulate")
     fixed = theory.linear_regression_test_error_fixed_design(n, d, sigma, t, policy="accumulate")
     first = sigma**2 * d / (n - d - 1)
@@ -134,13 +146,22 @@ def test_linear_regression_forms():
     assert np.isinf(theory.linear_regression_test_error(5, 4, 1.0, [2])).all()
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda: theory.bernoulli_absorption(1.2, 10, 5), "p must be in (0, 1), got 1.2"),
-    (lambda: theory.bernoulli_absorption(0.5, 5000, 5), "n must be <= 2000 for the exact law"),
-    (lambda: theory.bernoulli_mse(0.5, 10, 5, policy="mix"), "policy must be one of ('replace', 'accumulate', 'fresh_real'), got 'mix'"),
-    (lambda: theory.poisson_mse(1.0, 10, [-1]), "t (generations) must be integers >= 0, got [-1]"),
-    (lambda: theory.linear_regression_test_error(10, 2, 1.0, 3, policy="fresh_real"), "closed forms for replace and accumulate only"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: theory.bernoulli_absorption(1.2, 10, 5), "p must be in (0, 1), got 1.2"),
+        (lambda: theory.bernoulli_absorption(0.5, 5000, 5), "n must be <= 2000 for the exact law"),
+        (
+            lambda: theory.bernoulli_mse(0.5, 10, 5, policy="mix"),
+            "policy must be one of ('replace', 'accumulate', 'fresh_real'), got 'mix'",
+        ),
+        (lambda: theory.poisson_mse(1.0, 10, [-1]), "t (generations) must be integers >= 0, got [-1]"),
+        (
+            lambda: theory.linear_regression_test_error(10, 2, 1.0, 3, policy="fresh_real"),
+            "closed forms for replace and accumulate only",
+        ),
+    ],
+)
 def test_bad_arguments(call, message):
     """Arguments outside a form's domain raise a ValueError that says which and why."""
     with pytest.raises(ValueError, match=None) as info:
@@ -150,8 +171,15 @@ def test_bad_arguments(call, message):
 
 # -- simulations at 5 standard errors ---------------------------------------------------------------
 def _sweep(tmp_path, name: str, family: dict, n: int, policies: list, generations: int, replicates: int, **top):
-    raw = {"name": name, "seed": 17, "generations": generations, "replicates": replicates, "family": family,
-           "grid": {"n": [n], "policy": policies}, "record": {"every": 1}}
+    raw = {
+        "name": name,
+        "seed": 17,
+        "generations": generations,
+        "replicates": replicates,
+        "family": family,
+        "grid": {"n": [n], "policy": policies},
+        "record": {"every": 1},
+    }
     raw.update(top)
     report = _checked(run_sweep(parse_spec(raw), str(tmp_path), progress=False))
     return analysis.load(report.location), analysis.load_events(report.location)
@@ -173,12 +201,25 @@ def test_bernoulli_against_simulation(ray_session, tmp_path):
     """Collapse-by-t probabilities (replace, fresh_real, accumulate), the share absorbed at 1 and the
     MSE of p_t match the exact forms within 5 s.e. on 20000 chains; the laws for n + 1 do not."""
     n, p, horizon, chains = 12, 0.25, 60, 20000
-    frame, events = _sweep(tmp_path, "bern-theory", {"name": "bernoulli", "p": p}, n,
-                           ["replace", {"fresh_real": 0.25}, "accumulate"], horizon, chains)
+    frame, events = _sweep(
+        tmp_path,
+        "bern-theory",
+        {"name": "bernoulli", "p": p},
+        n,
+        ["replace", {"fresh_real": 0.25}, "accumulate"],
+        horizon,
+        chains,
+    )
     times = np.array([1, 3, 10, 30, 60])
-    for policy, kind, real in (("replace", "replace", 0), ("fresh_real(0.25)", "fresh_real", 3), ("accumulate", "accumulate", 0)):
+    for policy, kind, real in (
+        ("replace", "replace", 0),
+        ("fresh_real(0.25)", "fresh_real", 3),
+        ("accumulate", "accumulate", 0),
+    ):
         empirical = _collapse_fraction(events, policy, times)
-        assert (_z(empirical, theory.bernoulli_collapse_probability(p, n, times, policy=kind, real=real), chains) < SIGMAS).all(), policy
+        assert (
+            _z(empirical, theory.bernoulli_collapse_probability(p, n, times, policy=kind, real=real), chains) < SIGMAS
+        ).all(), policy
         if kind != "accumulate":
             wrong = theory.bernoulli_collapse_probability(p, n + 1, times, policy=kind, real=real)
             assert _z(empirical, wrong, chains).max() > SIGMAS, policy
@@ -196,17 +237,32 @@ def test_poisson_against_simulation(ray_session, tmp_path):
     """Collapse-by-t probabilities (replace, accumulate) and the MSE (replace, accumulate, fresh_real)
     match the exact forms within 5 s.e. on 20000 chains; the replace law for n + 1 does not."""
     n, lam, horizon, chains = 8, 0.5, 40, 20000
-    frame, events = _sweep(tmp_path, "poisson-theory", {"name": "poisson", "lambda": lam}, n,
-                           ["replace", "accumulate", {"fresh_real": 0.25}], horizon, chains)
+    frame, events = _sweep(
+        tmp_path,
+        "poisson-theory",
+        {"name": "poisson", "lambda": lam},
+        n,
+        ["replace", "accumulate", {"fresh_real": 0.25}],
+        horizon,
+        chains,
+    )
     times = np.array([1, 2, 5, 10, 20, 40])
     for policy in ("replace", "accumulate"):
         empirical = _collapse_fraction(events, policy, times)
-        assert (_z(empirical, theory.poisson_collapse_probability(lam, n, times, policy=policy), chains) < SIGMAS).all(), policy
+        assert (
+            _z(empirical, theory.poisson_collapse_probability(lam, n, times, policy=policy), chains) < SIGMAS
+        ).all(), policy
     wrong = theory.poisson_collapse_probability(lam, n + 1, times)
     assert _z(_collapse_fraction(events, "replace", times), wrong, chains).max() > SIGMAS
-    for policy, kind, real in (("replace", "replace", 0), ("accumulate", "accumulate", 0), ("fresh_real(0.25)", "fresh_real", 2)):
+    for policy, kind, real in (
+        ("replace", "replace", 0),
+        ("accumulate", "accumulate", 0),
+        ("fresh_real(0.25)", "fresh_real", 2),
+    ):
         for t in (3, 40):
-            error = (frame.loc[(frame["policy"] == policy) & (frame["generation"] == t), "lambda"].to_numpy() - lam) ** 2
+            error = (
+                frame.loc[(frame["policy"] == policy) & (frame["generation"] == t), "lambda"].to_numpy() - lam
+            ) ** 2
             expected = theory.poisson_mse(lam, n, t, policy=kind, real=real)
             assert abs(error.mean() - expected) < SIGMAS * error.std() / np.sqrt(chains), (policy, t)
 

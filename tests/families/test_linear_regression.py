@@ -1,4 +1,5 @@
 """linear_regression: bad specs, the batched least-squares kernels, exact statistics, streams, and the exact path against the sample path."""
+
 from __future__ import annotations
 
 import copy
@@ -28,8 +29,14 @@ def _checked(report):
 
 
 def spec_with(family: dict, **top) -> dict:
-    raw = {"name": "ols", "seed": 5, "generations": 10, "replicates": 8,
-           "family": {"name": "linear_regression", **family}, "grid": {"n": [20], "policy": ["replace"]}}
+    raw = {
+        "name": "ols",
+        "seed": 5,
+        "generations": 10,
+        "replicates": 8,
+        "family": {"name": "linear_regression", **family},
+        "grid": {"n": [20], "policy": ["replace"]},
+    }
     raw.update(top)
     return raw
 
@@ -40,20 +47,42 @@ BAD = [
     ({"noise_sd": 0}, {}, "spec field 'family.noise_sd': expected a number in (0.0, inf], got 0"),
     ({"noise_sd": -1.0}, {}, "spec field 'family.noise_sd': expected a number in (0.0, inf], got -1.0"),
     ({"noise_sd": float("inf")}, {}, "spec field 'family.noise_sd': expected a finite number in (0.0, inf], got inf"),
-    ({"dim": 3, "w": [1.0, 2.0]}, {}, "spec field 'family.w': expected a list of dim = 3 numbers, one number (every coefficient), or {seed: s} (w ~ N(0, I/dim)), got a list of 2 values"),
+    (
+        {"dim": 3, "w": [1.0, 2.0]},
+        {},
+        "spec field 'family.w': expected a list of dim = 3 numbers, one number (every coefficient), or {seed: s} (w ~ N(0, I/dim)), got a list of 2 values",
+    ),
     ({"dim": 2, "w": [1.0, "x"]}, {}, "spec field 'family.w[1]': expected a finite number in [-inf, inf], got 'x'"),
     ({"w": {"seed": -1}}, {}, "spec field 'family.w.seed': expected an integer >= 0, got -1"),
     ({"w": {"normal": 1}}, {}, "spec field 'family.w': expected a list of dim = 10 numbers"),
-    ({"dim": 5}, {"grid": {"n": [20, 4], "policy": ["replace"]}},
-     "spec field 'grid.n[1]': expected an integer >= dim = 5 (OLS needs at least dim pairs: X^T X is singular below), got 4"),
-    ({"dim": 5}, {"grid": {"n": [20], "policy": ["replace"], "family.dim": [2, 30]}},
-     "spec field 'grid.n[0]': expected an integer >= dim = 30"),
-    ({}, {"grid": {"n": [20], "policy": [{"mix": {"keep": 0.5, "synthetic": 0.5, "real": 0.0}}]}},
-     "spec field 'grid.policy[0]': expected a policy the exact path can simulate (accumulate_subsample and mix with 0 < keep < 1 subsample stored pairs"),
-    ({"noise_sd": 2.0}, {"events": {"test_error_above": [3.0]}},
-     "spec field 'events.test_error_above[0]': expected a threshold > noise_sd^2 = 4 (family.noise_sd; the truth's own test error: every fit is above it), got 3.0"),
-    ({"noise_sd": 1.0}, {"events": {"test_error_above": [3.0]}, "grid": {"n": [20], "policy": ["replace"], "family.noise_sd": [1.0, 2.0]}},
-     "spec field 'events.test_error_above[0]': expected a threshold > noise_sd^2 = 4 (grid.family.noise_sd[1]"),
+    (
+        {"dim": 5},
+        {"grid": {"n": [20, 4], "policy": ["replace"]}},
+        "spec field 'grid.n[1]': expected an integer >= dim = 5 (OLS needs at least dim pairs: X^T X is singular below), got 4",
+    ),
+    (
+        {"dim": 5},
+        {"grid": {"n": [20], "policy": ["replace"], "family.dim": [2, 30]}},
+        "spec field 'grid.n[0]': expected an integer >= dim = 30",
+    ),
+    (
+        {},
+        {"grid": {"n": [20], "policy": [{"mix": {"keep": 0.5, "synthetic": 0.5, "real": 0.0}}]}},
+        "spec field 'grid.policy[0]': expected a policy the exact path can simulate (accumulate_subsample and mix with 0 < keep < 1 subsample stored pairs",
+    ),
+    (
+        {"noise_sd": 2.0},
+        {"events": {"test_error_above": [3.0]}},
+        "spec field 'events.test_error_above[0]': expected a threshold > noise_sd^2 = 4 (family.noise_sd; the truth's own test error: every fit is above it), got 3.0",
+    ),
+    (
+        {"noise_sd": 1.0},
+        {
+            "events": {"test_error_above": [3.0]},
+            "grid": {"n": [20], "policy": ["replace"], "family.noise_sd": [1.0, 2.0]},
+        },
+        "spec field 'events.test_error_above[0]': expected a threshold > noise_sd^2 = 4 (grid.family.noise_sd[1]",
+    ),
 ]
 
 
@@ -77,10 +106,13 @@ def test_coefficients_resolve():
     np.testing.assert_array_equal(drawn.w, np.random.default_rng(7).standard_normal(4) / 2.0)
 
 
-@pytest.mark.parametrize("family, message", [
-    ({"dim": -3}, "error: spec field 'family.dim': expected an integer in [1, 1000], got -3\n"),
-    ({"noise_sd": 0.0}, "error: spec field 'family.noise_sd': expected a number in (0.0, inf], got 0.0\n"),
-])
+@pytest.mark.parametrize(
+    "family, message",
+    [
+        ({"dim": -3}, "error: spec field 'family.dim': expected an integer in [1, 1000], got -3\n"),
+        ({"noise_sd": 0.0}, "error: spec field 'family.noise_sd': expected a number in (0.0, inf], got 0.0\n"),
+    ],
+)
 def test_bad_spec_through_cli(family, message, cli, write_spec, tmp_path):
     """Through `sweep run`: one line on stderr, exit 2, nothing written."""
     status, _, err = cli("run", write_spec(spec_with(family)), "--out", tmp_path / "out")
@@ -100,9 +132,13 @@ def test_batched_cholesky_and_solves_match_lapack():
     np.testing.assert_allclose(low[good], np.linalg.cholesky(gram[good]), atol=1e-12)
     assert np.isnan(low[7]).any()
     b = rng.standard_normal((50, 6))
-    np.testing.assert_allclose(_ols.solve_lower(low, b)[good], np.linalg.solve(low[good], b[good, :, None])[..., 0], atol=1e-10)
+    np.testing.assert_allclose(
+        _ols.solve_lower(low, b)[good], np.linalg.solve(low[good], b[good, :, None])[..., 0], atol=1e-10
+    )
     upper = np.swapaxes(low[good], 1, 2)
-    np.testing.assert_allclose(_ols.solve_lower_transposed(low, b)[good], np.linalg.solve(upper, b[good, :, None])[..., 0], atol=1e-10)
+    np.testing.assert_allclose(
+        _ols.solve_lower_transposed(low, b)[good], np.linalg.solve(upper, b[good, :, None])[..., 0], atol=1e-10
+    )
 
 
 def test_exact_statistics_moments():
@@ -115,8 +151,14 @@ def test_exact_statistics_moments():
     gram = factor @ np.swapaxes(factor, 1, 2)
     xty = np.einsum("bij,bj->bi", factor, white)
     yty = np.einsum("bi,bi->b", white, white) + rss
-    checks = [(gram[:, 0, 0], m), (gram[:, 1, 2], 0.0), (xty[:, 2], 2.0 * m), (yty, m * (5.25 + sigma**2)),
-              (rss, (m - d) * sigma**2), ((gram[:, 0, 0] - m) ** 2, 2 * m)]
+    checks = [
+        (gram[:, 0, 0], m),
+        (gram[:, 1, 2], 0.0),
+        (xty[:, 2], 2.0 * m),
+        (yty, m * (5.25 + sigma**2)),
+        (rss, (m - d) * sigma**2),
+        ((gram[:, 0, 0] - m) ** 2, 2 * m),
+    ]
     for values, expected in checks:
         assert abs(values.mean() - expected) < 5 * values.std() / np.sqrt(batch), (values.mean(), expected)
 
@@ -130,11 +172,21 @@ def test_exact_fit_of_replace_is_truth_plus_noise():
 
 
 def _block(family: dict, policy, replicates: int, generations: int = 8):
-    spec = parse_spec(spec_with(family, replicates=replicates, block_size=8, generations=generations,
-                                grid={"n": [6], "policy": [policy]}))
+    spec = parse_spec(
+        spec_with(
+            family, replicates=replicates, block_size=8, generations=generations, grid={"n": [6], "policy": [policy]}
+        )
+    )
     cell = cells(spec)[0]
-    return simulate_block(cell.family, cell, 0, generations=generations, recorded=np.arange(generations + 1),
-                          events_spec=spec.events, rng=block_rng(9, cell, 0))
+    return simulate_block(
+        cell.family,
+        cell,
+        0,
+        generations=generations,
+        recorded=np.arange(generations + 1),
+        events_spec=spec.events,
+        rng=block_rng(9, cell, 0),
+    )
 
 
 @pytest.mark.parametrize("policy", EVERY_POLICY, ids=["replace", "accumulate", "fresh", "subsample", "mix"])
@@ -148,17 +200,28 @@ def test_partial_block_gives_chains_the_values_of_a_full_block(policy):
 def test_regression_sweep(ray_session, tmp_path):
     """Every policy runs on the auto path; generation 0 is the truth (test error sigma^2); the
     test_error_above events are the first generation the recorded test error exceeds the threshold."""
-    raw = spec_with({"dim": 3, "noise_sd": 0.5, "path": "auto"}, generations=12, replicates=64,
-                    grid={"n": [8], "policy": EVERY_POLICY}, events={"test_error_above": [0.6]}, record={"every": 1})
+    raw = spec_with(
+        {"dim": 3, "noise_sd": 0.5, "path": "auto"},
+        generations=12,
+        replicates=64,
+        grid={"n": [8], "policy": EVERY_POLICY},
+        events={"test_error_above": [0.6]},
+        record={"every": 1},
+    )
     report = _checked(run_sweep(parse_spec(raw), str(tmp_path), progress=False))
     frame = analysis.load(report.location)
     first = frame[frame["generation"] == 0]
     assert np.allclose(first["test_error"], 0.25) and (first["w_distance"] == 0).all()
     assert np.isfinite(frame[["test_error", "w_norm", "noise_var"]].to_numpy()).all()
     events = analysis.load_events(report.location)
-    assert set(events["event"]) == {"test_error_above", "diverged"} and not events["observed"][events["event"] == "diverged"].any()
+    assert (
+        set(events["event"]) == {"test_error_above", "diverged"}
+        and not events["observed"][events["event"] == "diverged"].any()
+    )
     crossing = frame[frame["test_error"] > 0.6].groupby(["policy", "replicate"])["generation"].min()
-    seen = events[(events["event"] == "test_error_above") & events["observed"]].set_index(["policy", "replicate"])["generation"]
+    seen = events[(events["event"] == "test_error_above") & events["observed"]].set_index(["policy", "replicate"])[
+        "generation"
+    ]
     assert len(seen) > 100 and seen.sort_index().equals(crossing.sort_index().astype(seen.dtype))
 
 
@@ -177,8 +240,14 @@ def test_exact_matches_sample(dim, ray_session, tmp_path):
     generations, replicates = 12, 4000
     frames = {}
     for seed, path in ((1, "exact"), (2, "sample")):
-        raw = spec_with({"dim": dim, "noise_sd": 0.7, "path": path}, seed=seed, generations=generations,
-                        replicates=replicates, grid={"n": [dim + 6], "policy": POLICIES}, record={"every": generations})
+        raw = spec_with(
+            {"dim": dim, "noise_sd": 0.7, "path": path},
+            seed=seed,
+            generations=generations,
+            replicates=replicates,
+            grid={"n": [dim + 6], "policy": POLICIES},
+            record={"every": generations},
+        )
         frames[path] = _final(raw, tmp_path, f"ols-{path}-{dim}")
     for policy in ("replace", "accumulate", "fresh_real(0.25)"):
         for column in ("test_error", "noise_var"):
@@ -195,8 +264,14 @@ def test_exact_comparison_has_power(ray_session, tmp_path):
     generations, replicates = 12, 4000
     errors = {}
     for n, path in ((10, "sample"), (11, "exact")):
-        raw = spec_with({"dim": 4, "noise_sd": 0.7, "path": path}, seed=n, generations=generations,
-                        replicates=replicates, grid={"n": [n], "policy": ["replace"]}, record={"every": generations})
+        raw = spec_with(
+            {"dim": 4, "noise_sd": 0.7, "path": path},
+            seed=n,
+            generations=generations,
+            replicates=replicates,
+            grid={"n": [n], "policy": ["replace"]},
+            record={"every": generations},
+        )
         errors[n] = _final(raw, tmp_path, f"ols-power-{n}")["test_error"]
     assert ks_2samp(errors[10], errors[11]).pvalue < 1e-6
 
@@ -210,13 +285,20 @@ def test_small_experiment(ray_session, tmp_path):
     from sweep.spec import load_spec
 
     spec = load_spec(Path(__file__).resolve().parents[2] / "experiments" / "linear_regression_small.yaml")
-    final = analysis.load(_checked(run_sweep(spec, str(tmp_path), progress=False)).location,
-                          filters=[("generation", "=", spec.generations)])
+    final = analysis.load(
+        _checked(run_sweep(spec, str(tmp_path), progress=False)).location,
+        filters=[("generation", "=", spec.generations)],
+    )
     means = final.groupby(["n", "policy"])["test_error"].agg(["mean", "std", "size"])
     for (n, policy), row in means.iterrows():
         if policy in ("replace", "accumulate"):
             expected = theory.linear_regression_test_error(int(n), 5, 1.0, spec.generations, policy=policy)[()]
-            assert abs(row["mean"] - expected) < 5 * row["std"] / np.sqrt(row["size"]), (n, policy, row["mean"], expected)
+            assert abs(row["mean"] - expected) < 5 * row["std"] / np.sqrt(row["size"]), (
+                n,
+                policy,
+                row["mean"],
+                expected,
+            )
         else:
             assert means.loc[(n, "accumulate"), "mean"] < row["mean"] < means.loc[(n, "replace"), "mean"]
 
@@ -226,14 +308,23 @@ def test_folder_grows_to_a_longer_horizon(ray_session, tmp_path):
     state and equals a fresh run to the longer horizon, row for row."""
     import pandas as pd
 
-    raw = spec_with({"dim": 3, "path": "auto"}, generations=6, replicates=12, grid={"n": [6], "policy": EVERY_POLICY},
-                    events={"test_error_above": [3.0]})
+    raw = spec_with(
+        {"dim": 3, "path": "auto"},
+        generations=6,
+        replicates=12,
+        grid={"n": [6], "policy": EVERY_POLICY},
+        events={"test_error_above": [3.0]},
+    )
     _checked(run_sweep(parse_spec(raw), str(tmp_path / "grown"), progress=False))
     grown = _checked(run_sweep(parse_spec(dict(raw, generations=11)), str(tmp_path / "grown"), progress=False))
     fresh = _checked(run_sweep(parse_spec(dict(raw, generations=11)), str(tmp_path / "fresh"), progress=False))
     order = ["cell", "replicate", "generation"]
-    pd.testing.assert_frame_equal(analysis.load(grown.location).sort_values(order).reset_index(drop=True),
-                                  analysis.load(fresh.location).sort_values(order).reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        analysis.load(grown.location).sort_values(order).reset_index(drop=True),
+        analysis.load(fresh.location).sort_values(order).reset_index(drop=True),
+    )
     keys = ["cell", "replicate", "event", "threshold"]
-    pd.testing.assert_frame_equal(analysis.load_events(grown.location).sort_values(keys).reset_index(drop=True),
-                                  analysis.load_events(fresh.location).sort_values(keys).reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        analysis.load_events(grown.location).sort_values(keys).reset_index(drop=True),
+        analysis.load_events(fresh.location).sort_values(keys).reset_index(drop=True),
+    )

@@ -1,4 +1,5 @@
 """gmm1d and kde families through real sweeps: validation, closed forms, events and metrics."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,8 +16,14 @@ BLOG = {"name": "gmm1d", "weights": [0.5, 0.5], "means": [-2.0, 2.0], "sigmas": 
 
 
 def spec_with(family: dict, **top):
-    raw = {"name": "mix", "seed": 5, "generations": 10, "replicates": 8, "family": family,
-           "grid": {"n": [50], "policy": ["replace"]}}
+    raw = {
+        "name": "mix",
+        "seed": 5,
+        "generations": 10,
+        "replicates": 8,
+        "family": family,
+        "grid": {"n": [50], "policy": ["replace"]},
+    }
     raw.update(top)
     return raw
 
@@ -27,11 +34,20 @@ BAD = [
     (dict(BLOG, sigmas=[1.0, -1.0]), "spec field 'family.sigmas[1]': expected a number in (0.0, inf], got -1.0"),
     (dict(BLOG, sigmas=[1.0, 0.0]), "spec field 'family.sigmas[1]': expected a number in (0.0, inf], got 0.0"),
     (dict(BLOG, weights=[0.5, 0.6]), "spec field 'family.weights': expected weights summing to 1, got a sum of 1.1"),
-    (dict(BLOG, weights=[1.0]), "spec field 'family.weights': expected a list of 2 values (one per entry of means), got [1.0]"),
-    (dict(BLOG, init="spectral"), "spec field 'family.init': expected one of kmeans, random_from_data, previous, got 'spectral'"),
+    (
+        dict(BLOG, weights=[1.0]),
+        "spec field 'family.weights': expected a list of 2 values (one per entry of means), got [1.0]",
+    ),
+    (
+        dict(BLOG, init="spectral"),
+        "spec field 'family.init': expected one of kmeans, random_from_data, previous, got 'spectral'",
+    ),
     ({"name": "kde", "bandwidth": 0}, "spec field 'family.bandwidth': expected a number in (0.0, inf], got 0"),
     ({"name": "kde", "bandwidth": -0.5}, "spec field 'family.bandwidth': expected a number in (0.0, inf], got -0.5"),
-    ({"name": "kde", "bandwidth": "wide"}, "spec field 'family.bandwidth': expected scott, silverman or a number in (0, inf), got 'wide'"),
+    (
+        {"name": "kde", "bandwidth": "wide"},
+        "spec field 'family.bandwidth': expected scott, silverman or a number in (0, inf), got 'wide'",
+    ),
 ]
 
 
@@ -51,24 +67,41 @@ def test_k_larger_than_n_refused(cli, write_spec, tmp_path):
     raw = spec_with(dict(BLOG, k=5), grid={"n": [50, 4], "policy": ["replace"]})
     status, _, err = cli("run", write_spec(raw), "--out", tmp_path / "out")
     assert status == 2
-    assert err == "error: spec field 'grid.n[1]': expected an integer >= k = 5 and >= 2 (EM fits k components to n samples), got 4\n"
+    assert (
+        err
+        == "error: spec field 'grid.n[1]': expected an integer >= k = 5 and >= 2 (EM fits k components to n samples), got 4\n"
+    )
     assert not (tmp_path / "out").exists()
 
 
 def test_w2_finite_with_a_collapsed_component():
     """W2 stays finite when one fitted component is very narrow (regression: 0 * inf = NaN)."""
     truth = np.array([0.5, 0.5]), np.array([-2.0, 2.0]), np.array([1.0, 1.0])
-    value = w2_to_mixture(np.array([[0.31, 0.69]]), np.array([[-1.622, 2.491]]), np.array([[0.0638, 0.336]]) ** 2, *truth)
+    value = w2_to_mixture(
+        np.array([[0.31, 0.69]]), np.array([[-1.622, 2.491]]), np.array([[0.0638, 0.336]]) ** 2, *truth
+    )
     assert np.isfinite(value).all() and 0.0 < value[0] < 3.0
 
 
 @pytest.mark.parametrize("init", ["kmeans", "previous"])
 def test_gmm_sweep(init, ray_session, tmp_path):
     """A gmm1d sweep runs every kind of policy; components are sorted by mean and metrics are sane."""
-    raw = spec_with(dict(BLOG, init=init), generations=15, replicates=40,
-                    grid={"n": [200], "policy": ["replace", "accumulate", "accumulate_subsample", {"fresh_real": 0.1},
-                                                 {"mix": {"keep": 0.5, "synthetic": 0.4, "real": 0.1}}]},
-                    events={"distance_above": [1.0]})
+    raw = spec_with(
+        dict(BLOG, init=init),
+        generations=15,
+        replicates=40,
+        grid={
+            "n": [200],
+            "policy": [
+                "replace",
+                "accumulate",
+                "accumulate_subsample",
+                {"fresh_real": 0.1},
+                {"mix": {"keep": 0.5, "synthetic": 0.4, "real": 0.1}},
+            ],
+        },
+        events={"distance_above": [1.0]},
+    )
     report = run_sweep(parse_spec(raw), str(tmp_path), progress=False)
     frame = analysis.load(report.location)
     means = np.stack(frame["means"].to_numpy())
@@ -84,8 +117,13 @@ def test_gmm_sweep(init, ray_session, tmp_path):
 def test_kde_variance_closed_form(ray_session, tmp_path):
     """With a fixed bandwidth h under replace, E[V_t] = (n-1)/n E[V_{t-1}] + h^2 (V_0 = true variance)."""
     n, h, generations, replicates = 20, 0.4, 12, 6000
-    raw = spec_with({"name": "kde", "means": [0.0], "sigmas": [1.5], "bandwidth": h}, generations=generations,
-                    replicates=replicates, grid={"n": [n], "policy": ["replace"]}, record={"every": 4})
+    raw = spec_with(
+        {"name": "kde", "means": [0.0], "sigmas": [1.5], "bandwidth": h},
+        generations=generations,
+        replicates=replicates,
+        grid={"n": [n], "policy": ["replace"]},
+        record={"every": 4},
+    )
     report = run_sweep(parse_spec(raw), str(tmp_path), progress=False)
     frame = analysis.load(report.location)
     expected = 1.5**2
@@ -102,11 +140,22 @@ def test_kde_sweep_every_policy(bandwidth, ray_session, tmp_path):
     """A kde sweep runs every kind of policy with finite metrics; at generation 0 it is the
     truth, measured like any model (W2 ~0 within the W2's stated 1e-4, tail mass 0.02 within
     1e-9, no bandwidth), and its events are the spread, distance and divergence ones."""
-    raw = spec_with({"name": "kde", "weights": [0.5, 0.5], "means": [-2.0, 2.0], "sigmas": [1.0, 1.0], "bandwidth": bandwidth},
-                    generations=8, replicates=12,
-                    grid={"n": [50], "policy": ["replace", "accumulate", "accumulate_subsample", {"fresh_real": 0.2},
-                                                {"mix": {"keep": 0.5, "synthetic": 0.3, "real": 0.2}}]},
-                    events={"distance_above": [1.0], "spread_below": [0.5]})
+    raw = spec_with(
+        {"name": "kde", "weights": [0.5, 0.5], "means": [-2.0, 2.0], "sigmas": [1.0, 1.0], "bandwidth": bandwidth},
+        generations=8,
+        replicates=12,
+        grid={
+            "n": [50],
+            "policy": [
+                "replace",
+                "accumulate",
+                "accumulate_subsample",
+                {"fresh_real": 0.2},
+                {"mix": {"keep": 0.5, "synthetic": 0.3, "real": 0.2}},
+            ],
+        },
+        events={"distance_above": [1.0], "spread_below": [0.5]},
+    )
     report = run_sweep(parse_spec(raw), str(tmp_path), progress=False)
     frame = analysis.load(report.location)
     assert len(frame) == 5 * 12 * 9
@@ -205,19 +254,34 @@ def first_crossings(frame, events: dict, unit: float) -> dict:
 DIVERGING = [
     # EM without a variance floor: a component left with a single point has variance 0 and
     # the next E-step is NaN
-    pytest.param(dict(BLOG, reg_covar=0.0), 15, 25,
-                 {"spread_below": [0.7], "weight_below": [0.2], "modes_closer": [2.0], "distance_above": [1.0]},
-                 id="gmm1d-reg_covar-0"),
+    pytest.param(
+        dict(BLOG, reg_covar=0.0),
+        15,
+        25,
+        {"spread_below": [0.7], "weight_below": [0.2], "modes_closer": [2.0], "distance_above": [1.0]},
+        id="gmm1d-reg_covar-0",
+    ),
     # components of sd 1e-3 fitted to 5 points with a warm start: they collapse onto points
-    pytest.param({"name": "gmm1d", "weights": [0.5, 0.5], "means": [0.0, 1.0], "sigmas": [1e-3, 1e-3],
-                  "reg_covar": 0.0, "init": "previous"}, 5, 12,
-                 {"spread_below": [0.5], "weight_below": [0.05], "modes_closer": [0.5], "distance_above": [0.3]},
-                 id="gmm1d-collapsing-components"),
+    pytest.param(
+        {
+            "name": "gmm1d",
+            "weights": [0.5, 0.5],
+            "means": [0.0, 1.0],
+            "sigmas": [1e-3, 1e-3],
+            "reg_covar": 0.0,
+            "init": "previous",
+        },
+        5,
+        12,
+        {"spread_below": [0.5], "weight_below": [0.05], "modes_closer": [0.5], "distance_above": [0.3]},
+        id="gmm1d-collapsing-components",
+    ),
     # a Scott-bandwidth KDE at n = 5 multiplies its expected variance by ~1.3 a generation, but
     # its log-variance is a random walk of small drift: from sd 3e153 some chains overflow
     # (x**2 > 1e308), others shrink
-    pytest.param({"name": "kde", "sigmas": [3e153]}, 5, 40,
-                 {"spread_below": [0.1], "distance_above": [1e154]}, id="kde-overflow"),
+    pytest.param(
+        {"name": "kde", "sigmas": [3e153]}, 5, 40, {"spread_below": [0.1], "distance_above": [1e154]}, id="kde-overflow"
+    ),
 ]
 
 
@@ -226,8 +290,14 @@ def test_a_diverged_chain_is_an_event_and_its_block_goes_on(family, n, generatio
     """A chain whose fit turns non-finite records an observed 'diverged' event and has NaN
     metrics from that generation on, finite ones before; the task succeeds, and every other
     chain has finite metrics and events exactly where its own trajectory crosses."""
-    raw = spec_with(family, generations=generations, replicates=32, events=events, record={"every": 1},
-                    grid={"n": [n], "policy": ["replace", {"mix": {"keep": 0.4, "synthetic": 0.4, "real": 0.2}}]})
+    raw = spec_with(
+        family,
+        generations=generations,
+        replicates=32,
+        events=events,
+        record={"every": 1},
+        grid={"n": [n], "policy": ["replace", {"mix": {"keep": 0.4, "synthetic": 0.4, "real": 0.2}}]},
+    )
     report = run_sweep(parse_spec(raw), str(tmp_path), progress=False)
     assert report.failures == []
     frame = analysis.load(report.location).sort_values(["cell", "replicate", "generation"])
@@ -236,8 +306,13 @@ def test_a_diverged_chain_is_an_event_and_its_block_goes_on(family, n, generatio
     for cell in (0, 1):  # in every cell, some chains diverge and some do not
         assert 0 < diverged.loc[cell, "observed"].sum() < 32, cell
     when = diverged["generation"].where(diverged["observed"], generations + 1)
-    dead = frame["generation"].to_numpy() >= when.reindex(pd.MultiIndex.from_frame(frame[["cell", "replicate"]])).to_numpy()
-    metrics = ["mean", "var", "spread_ratio", "w2", "tail_mass"] + (["kl"] if family["name"] == "gmm1d" else ["bandwidth"])
+    dead = (
+        frame["generation"].to_numpy()
+        >= when.reindex(pd.MultiIndex.from_frame(frame[["cell", "replicate"]])).to_numpy()
+    )
+    metrics = ["mean", "var", "spread_ratio", "w2", "tail_mass"] + (
+        ["kl"] if family["name"] == "gmm1d" else ["bandwidth"]
+    )
     values = frame[metrics].to_numpy(dtype=float)
     assert np.isnan(values[dead]).all()
     fitted = (frame["generation"] > 0).to_numpy()  # kde: generation 0, the truth, has no bandwidth

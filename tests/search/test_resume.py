@@ -1,5 +1,6 @@
 """A search survives its driver's SIGKILL: the rerun keeps every stored part and finished trial,
 finishes the trial cut short, computes nothing twice; a spent budget prints without computing."""
+
 from __future__ import annotations
 
 import json
@@ -15,7 +16,10 @@ from tests.raynodes import env, kill_group, sweep_command
 
 #: 6 trials of 64 chains in blocks of 8, about 4 tasks per trial at one CPU.
 RAW = {
-    "name": "resumed", "seed": 3, "generations": 2000, "block_size": 8,
+    "name": "resumed",
+    "seed": 3,
+    "generations": 2000,
+    "block_size": 8,
     "family": {"name": "gaussian", "path": "exact"},
     "grid": {"n": [300]},
     "events": {"spread_below": [0.5]},
@@ -23,15 +27,19 @@ RAW = {
     "search": {
         "parameters": {"policy.fresh_real": {"low": 0.0, "high": 0.05}},
         "objectives": {"collapse_probability": {"event": "spread_below", "threshold": 0.5, "target": 0.2}},
-        "trials": 6, "replicates": 64, "parallel": 1,
+        "trials": 6,
+        "replicates": 64,
+        "parallel": 1,
     },
 }
 
 
 def parts(location: Path) -> dict[str, tuple[int, int]]:
     """Every trajectory part: (inode, mtime) by name."""
-    return {str(p.relative_to(location)): (p.stat().st_ino, p.stat().st_mtime_ns)
-            for p in sorted(location.glob("trajectories/*/part-*.parquet"))}
+    return {
+        str(p.relative_to(location)): (p.stat().st_ino, p.stat().st_mtime_ns)
+        for p in sorted(location.glob("trajectories/*/part-*.parquet"))
+    }
 
 
 def test_a_larger_budget_continues_and_a_spent_one_computes_nothing(ray_session, tmp_path, cli, write_spec):
@@ -61,8 +69,13 @@ def test_resume_after_driver_sigkill(ray_session, tmp_path, write_spec, cli):
     """Kill the driver mid-search, rerun: kept parts untouched, only the missing chains computed,
     every trial told once; a third run with the budget spent prints the result and computes nothing."""
     spec, location = write_spec(RAW), tmp_path / "resumed"
-    driver = subprocess.Popen(sweep_command("search", spec, "--out", tmp_path, "--num-cpus", "1", "--no-progress"),
-                              env=env(), start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    driver = subprocess.Popen(
+        sweep_command("search", spec, "--out", tmp_path, "--num-cpus", "1", "--no-progress"),
+        env=env(),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 180
         while len(parts(location)) < 6 and driver.poll() is None and time.monotonic() < deadline:

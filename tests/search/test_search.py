@@ -1,11 +1,11 @@
 """sweep search end to end, on real Ray and real Parquet: the boundary it finds against an exact
 answer computed here, trials as ordinary sweep cells, and resume."""
+
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import analysis
@@ -18,7 +18,9 @@ HORIZON, RATIO, TARGET = 100, 0.5, 0.05
 #: The unbiased 1-D Gaussian under replace: the n at which P(sigma_t / sigma_0 < 0.5 by T = 100)
 #: is 5% (about 470, where the exact law of analysis.theory puts it).
 N_SEARCH = {
-    "name": "n_boundary", "seed": 11, "generations": HORIZON,
+    "name": "n_boundary",
+    "seed": 11,
+    "generations": HORIZON,
     "family": {"name": "gaussian", "estimator": "unbiased", "path": "exact"},
     "grid": {"n": [100], "policy": ["replace"]},
     "events": {"spread_below": [RATIO]},
@@ -26,7 +28,9 @@ N_SEARCH = {
     "search": {
         "parameters": {"n": {"low": 50, "high": 5000, "log": True}},
         "objectives": {"collapse_probability": {"event": "spread_below", "threshold": RATIO, "target": TARGET}},
-        "trials": 14, "replicates": 400, "parallel": 2,
+        "trials": 14,
+        "replicates": 400,
+        "parallel": 2,
         # 99%: a single seeded run of a correct search misses the answer 1 time in 100, not 5
         "level": 0.99,
     },
@@ -76,8 +80,11 @@ def test_trials_are_cells_of_an_ordinary_sweep_folder(n_search):
     summary = json.loads(Path(location, "search.json").read_text())
     assert summary["trials_done"] == N_SEARCH["search"]["trials"]
     events = analysis.load_events(location)
-    per_cell = events[events["event"] == "spread_below"].groupby("cell").agg(
-        trial=("trial", "first"), n=("n", "first"), chains=("replicate", "nunique"), count=("observed", "sum"))
+    per_cell = (
+        events[events["event"] == "spread_below"]
+        .groupby("cell")
+        .agg(trial=("trial", "first"), n=("n", "first"), chains=("replicate", "nunique"), count=("observed", "sum"))
+    )
     trials = {t["cell"]: t for t in summary["trials"] if t["state"] == "COMPLETE"}
     assert set(per_cell.index) == set(trials) and (per_cell["chains"] == 400).all()
     for cell, row in per_cell.iterrows():
