@@ -54,16 +54,16 @@ class Stats:
 
 @dataclass
 class Params:
-    """Fitted Gaussians: d = 1 holds variances (B,), d > 1 covariances (B, d, d)."""
+    """Fitted Gaussians: ``cov`` is the covariance, (B, d, d) for d > 1 and the variance (B,) for d = 1."""
 
     mean: np.ndarray
-    var: np.ndarray
+    cov: np.ndarray
     _factor: np.ndarray | None = None
 
     def factor(self) -> np.ndarray:
         """A matrix A with A A^T = cov (d > 1), computed once per fit."""
         if self._factor is None:
-            self._factor = _linalg.psd_factor(self.var)
+            self._factor = _linalg.psd_factor(self.cov)
         return self._factor
 
 
@@ -182,7 +182,7 @@ class GaussianFamily(Family):
         batch = params.mean.shape[0]
         if self.d == 1:
             z = rng.standard_normal((batch, m))
-            z *= np.sqrt(params.var * temperature)[:, None]
+            z *= np.sqrt(params.cov * temperature)[:, None]
             z += params.mean[:, None]
             return z
         z = rng.standard_normal((batch, m, self.d))
@@ -205,7 +205,7 @@ class GaussianFamily(Family):
             return self.summarize(self.sample(params, m, rng=rng, temperature=temperature))
         batch = params.mean.shape[0]
         if self.d == 1:
-            var = params.var if temperature == 1.0 else params.var * temperature
+            var = params.cov if temperature == 1.0 else params.cov * temperature
             mean = rng.standard_normal(batch)
             mean *= np.sqrt(var * (1.0 / m))
             mean += params.mean
@@ -236,15 +236,15 @@ class GaussianFamily(Family):
     def _w2(self, params: Params) -> np.ndarray:
         if self.d == 1:
             dm = params.mean - self.mu0
-            ds = np.sqrt(params.var) - self.sd0
+            ds = np.sqrt(params.cov) - self.sd0
             return np.sqrt(dm * dm + ds * ds)
-        return _linalg.gaussian_w2(params.mean, params.var, self.mu0, self.cov0, self.root0)
+        return _linalg.gaussian_w2(params.mean, params.cov, self.mu0, self.cov0, self.root0)
 
     def _log_spread(self, params: Params) -> np.ndarray:
         """ln(spread ratio): d = 1 ln(sigma / sigma_true), d > 1 (ln det ratio) / (2 d)."""
         if self.d == 1:
-            return 0.5 * np.log(params.var / self.var0)
-        return (_linalg.logdet(params.var) - self.logdet0) / (2 * self.d)
+            return 0.5 * np.log(params.cov / self.var0)
+        return (_linalg.logdet(params.cov) - self.logdet0) / (2 * self.d)
 
     def events(self, batch: int, horizon: int, spec: Any) -> GaussianEvents:
         return GaussianEvents(self, batch, horizon, spec)
@@ -253,16 +253,16 @@ class GaussianFamily(Family):
         with np.errstate(all="ignore"):
             out: dict[str, np.ndarray] = {"spread_ratio": np.exp(self._log_spread(params)), "w2": self._w2(params)}
             if self.d == 1:
-                sd = np.sqrt(params.var)
+                sd = np.sqrt(params.cov)
                 low, high = self.quantiles
                 out["mean"] = params.mean
-                out["var"] = params.var
+                out["var"] = params.cov
                 out["tail_mass"] = ndtr((low - params.mean) / sd) + ndtr((params.mean - high) / sd)
             else:
                 out["mean"] = params.mean
-                out["cov"] = params.var.reshape(params.var.shape[0], -1)
-                out["trace"] = np.trace(params.var, axis1=1, axis2=2)
-                out["logdet"] = _linalg.logdet(params.var)
+                out["cov"] = params.cov.reshape(params.cov.shape[0], -1)
+                out["trace"] = np.trace(params.cov, axis1=1, axis2=2)
+                out["logdet"] = _linalg.logdet(params.cov)
         return out
 
     def block_width(self, n: int, policy: Any) -> float:
@@ -303,7 +303,7 @@ class GaussianEvents:
         mark = self.set.mark
         with np.errstate(all="ignore"):
             for slot, limit in self.var_limits:
-                mark(slot, generation, params.var < limit)
+                mark(slot, generation, params.cov < limit)
             if self.log_limits:
                 log_spread = self.family._log_spread(params)
                 for slot, limit in self.log_limits:
@@ -315,7 +315,7 @@ class GaussianEvents:
             # A non-finite mean comes with a non-finite (co)variance in both paths, so checking
             # the variance suffices and keeps the 1-D exact path at a few operations per chain.
             if self.family.d == 1:
-                finite = np.isfinite(params.var)
+                finite = np.isfinite(params.cov)
             else:
-                finite = np.isfinite(np.einsum("bii->b", params.var))
+                finite = np.isfinite(np.einsum("bii->b", params.cov))
             mark(self.diverged, generation, ~finite)
