@@ -19,10 +19,13 @@ from sweep.families.categorical import CategoricalFamily
 from sweep.families.gaussian import GaussianFamily
 from sweep.families.gmm1d import GMMFamily
 from sweep.families.kde import KDEFamily
+from sweep.families.ngram import NGramFamily
+from sweep.families.transformer import TransformerFamily
 
 #: The built-in families, by name.
 REGISTRY: dict[str, type[Family]] = {
-    family.name: family for family in (GaussianFamily, CategoricalFamily, GMMFamily, KDEFamily)
+    family.name: family for family in (GaussianFamily, CategoricalFamily, GMMFamily, KDEFamily, NGramFamily,
+                                       TransformerFamily)
 }
 ENTRY_POINT_GROUP = "collapse_sweep.families"
 #: What a family class must define (the abstract methods of :class:`Family`).
@@ -94,4 +97,5 @@ def resolve_family(name: object) -> type[Family]:
 
 
 __all__ = ["DIVERGED", "ENTRY_POINT_GROUP", "REGISTRY", "Cost", "EventKind", "Family", "FamilyLoadError",
-           "Resources", "resolve_family", "CategoricalFamily", "GaussianFamily", "GMMFamily", "KDEFamily"]
+           "Resources", "resolve_family", "CategoricalFamily", "GaussianFamily", "GMMFamily", "KDEFamily",
+           "NGramFamily", "TransformerFamily"]
