@@ -188,7 +188,7 @@ class TransformerFamily(TextFamily):
         weights = {k: v.to(self.device) for k, v in model.weights.items()}
 
         def run(tokens):
-            return tm.forward(weights, self.shape, tokens)
+            return tm.forward(weights, self.shape, tokens, last=True)
 
         with tm.deterministic():
             if s.num_beams > 1:

@@ -1,7 +1,8 @@
 """Decoding a batched torch language model: sampling (temperature, top-k, top-p, repetition
 penalty) and beam search, for B chains x S sequences at once.
 
-``model(tokens)`` maps input windows (B, N, T) to next-token logits (B, N, T, V). Sequences are
+``model(tokens)`` maps input windows (B, N, T) to the next-token logits of their last position
+(B, N, 1, V) (or of every position, (B, N, T, V)). Sequences are
 BOS + prompt + generated tokens, read in windows of ``context`` tokens cut at multiples of the
 context, as in training, so a position sees exactly what it saw in training. Sampling draws one
 uniform per token from the block's generator (passed in as ``uniforms``) and inverts the

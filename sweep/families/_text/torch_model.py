@@ -103,8 +103,10 @@ def _linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return flat.reshape(x.shape[:-1] + (w.shape[-1],))
 
 
-def forward(weights: dict[str, torch.Tensor], shape: Shape, tokens: torch.Tensor) -> torch.Tensor:
-    """Logits (B, N, T, V) for input windows ``tokens`` (B, N, T), T <= context."""
+def forward(weights: dict[str, torch.Tensor], shape: Shape, tokens: torch.Tensor, *, last: bool = False) -> torch.Tensor:
+    """Logits (B, N, T, V) for input windows ``tokens`` (B, N, T), T <= context; ``last``: only
+    the last position's (B, N, 1, V), which is all decoding needs (the output layer over the
+    vocabulary is most of a word-level model's work)."""
     B, N, T = tokens.shape
     d, h = shape.width, shape.heads
     chain = torch.arange(B, device=tokens.device)[:, None, None]
@@ -120,6 +122,8 @@ def forward(weights: dict[str, torch.Tensor], shape: Shape, tokens: torch.Tensor
         y = _norm(x, weights[f"{i}.norm2.w"], weights[f"{i}.norm2.b"])
         y = torch.nn.functional.gelu(_linear(y, weights[f"{i}.fc"], weights[f"{i}.fc.b"]))
         x = x + _linear(y, weights[f"{i}.out"], weights[f"{i}.out.b"])
+    if last:
+        x, T = x[:, :, -1:, :], 1
     x = _norm(x, weights["norm.w"], weights["norm.b"])
     # tied output layer: the token embedding without BOS
     return torch.bmm(x.reshape(B, -1, d), weights["token"][:, : shape.vocab].transpose(1, 2)).reshape(B, N, T, shape.vocab)
