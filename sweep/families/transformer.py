@@ -91,12 +91,12 @@ class TransformerFamily(TextFamily):
 
     @classmethod
     def parse_spec(cls, section: fields.Section) -> TransformerSpec:
-        text = parse_text(section, sequence_length=32)
         model = None
         if section.has("model"):
             from sweep.families._text.hf import parse_model
 
             model = section.take("model", parse_model)
+        text = parse_text(section, sequence_length=32, model=None if model is None else model.path)
         spec = TransformerSpec(
             text=text,
             layers=section.take("layers", fields.integer(1, 64), 2),
@@ -118,11 +118,35 @@ class TransformerFamily(TextFamily):
         if spec.context > L or L % spec.context:
             raise SpecError(section.sub("context"), f"a context length that divides the training blocks' "
                             f"sequence_length = {L} (at most {L})", spec.context)
+        if model is not None:
+            from sweep.families._text.hf import max_positions
+
+            longest = max_positions(model.path)
+            if longest is not None and spec.context + text.prompt > longest:
+                raise SpecError(section.sub("context"), f"context + prompt within the model's {longest} positions",
+                                spec.context + text.prompt)
         return spec
 
     def __init__(self, spec: TransformerSpec):
         super().__init__(spec)
         self.settings = spec
+
+    @property
+    def model_folder(self) -> str | None:
+        return None if self.settings.model is None else self.settings.model.path
+
+    @cached_property
+    def hf(self) -> Any:
+        """The pretrained model's backend (``model: {path: DIR}``), or None for the built-in model."""
+        if self.settings.model is None:
+            return None
+        from sweep.families._text.hf import HFBackend
+
+        return HFBackend(self.settings.model.path, self.device)
+
+    @property
+    def bos(self) -> int:
+        return self.corpus.size if self.hf is None else self.hf.bos(self.corpus.size)
 
     def check_cell(self, point: Any) -> None:
         super().check_cell(point)
@@ -149,15 +173,24 @@ class TransformerFamily(TextFamily):
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
         state.pop("shape", None)
+        state.pop("hf", None)
         return state
 
     # -- the text-family hooks ----------------------------------------------------------------
-    def fit_model(self, blocks: np.ndarray, previous: Weights | None, rng: Any) -> tuple[Weights, np.ndarray]:
+    def fit_model(self, blocks: np.ndarray, previous: Any, rng: Any) -> tuple[Any, np.ndarray]:
         from sweep.families._text import torch_model as tm
 
         s, B = self.settings, blocks.shape[0]
-        inputs, targets = tm.windows(blocks, s.context, self.corpus.size)
+        inputs, targets = tm.windows(blocks, s.context, self.bos)
         with tm.deterministic():
+            if self.hf is not None:
+                order = rng.random((B, s.epochs, inputs.shape[1])).argsort(axis=2)
+                fitted = self.hf.fit(inputs, targets, order, previous, warm_start=s.warm_start,
+                                     batch_size=s.batch_size, learning_rate=s.learning_rate)
+                finite = np.isfinite(fitted.loss)
+                for b, state in enumerate(fitted.states):
+                    finite[b] &= all(bool(torch_finite(v[None]).all()) for v in state.values() if v.is_floating_point())
+                return fitted, finite
             if previous is None:
                 init = tm.initial_weights(self.shape, rng.standard_normal((B, self.shape.parameters()), dtype=np.float32),
                                           self.device)
@@ -178,31 +211,42 @@ class TransformerFamily(TextFamily):
         params.extra = {"train_loss": params.model.loss}
         return params
 
-    def generate(self, model: Weights, blocks: int, *, rng: np.random.Generator, temperature: float,
+    def generate(self, model: Any, blocks: int, *, rng: np.random.Generator, temperature: float,
                  prompts: np.ndarray | None) -> np.ndarray:
+        from sweep.families._text import torch_model as tm
+
+        B = model.loss.shape[0]
+        uniforms = rng.random((B, blocks, self.length))  # drawn whatever the decoding: one draw per generation
+        if self.hf is None:
+            weights = {k: v.to(self.device) for k, v in model.weights.items()}
+            return self._decode(lambda tokens: tm.forward(weights, self.shape, tokens, last=True), uniforms, prompts,
+                                temperature)
+        return np.concatenate([self._decode(self.hf.runner(state), uniforms[b : b + 1],
+                                            None if prompts is None else prompts[b : b + 1], temperature)
+                               for b, state in enumerate(model.states)])
+
+    def _decode(self, run: Any, uniforms: np.ndarray, prompts: np.ndarray | None, temperature: float) -> np.ndarray:
+        """Blocks (B', S, L) from a decoding model (B' chains) by sampling or beam search."""
         from sweep.families._text import decoding, torch_model as tm
 
         s = self.settings
-        B = model.loss.shape[0]
-        uniforms = rng.random((B, blocks, self.length))  # drawn whatever the decoding: one draw per generation
-        weights = {k: v.to(self.device) for k, v in model.weights.items()}
-
-        def run(tokens):
-            return tm.forward(weights, self.shape, tokens, last=True)
-
+        common = dict(vocab=self.corpus.size, context=s.context, prompts=prompts,
+                      repetition_penalty=s.repetition_penalty, device=self.device, bos=self.bos)
         with tm.deterministic():
             if s.num_beams > 1:
-                return decoding.beam_search(run, vocab=self.corpus.size, context=s.context, length=self.length,
-                                            prompts=prompts, shape=(B, blocks), num_beams=s.num_beams,
-                                            repetition_penalty=s.repetition_penalty, device=self.device)
-            return decoding.sample(run, vocab=self.corpus.size, context=s.context, uniforms=uniforms, prompts=prompts,
-                                   temperature=temperature, top_k=self.text.top_k, top_p=self.text.top_p,
-                                   repetition_penalty=s.repetition_penalty, device=self.device)
+                return decoding.beam_search(run, length=self.length, shape=uniforms.shape[:2], num_beams=s.num_beams,
+                                            **common)
+            return decoding.sample(run, uniforms=uniforms, temperature=temperature, top_k=self.text.top_k,
+                                   top_p=self.text.top_p, **common)
 
-    def log_probs(self, model: Weights, blocks: np.ndarray) -> np.ndarray:
+    def log_probs(self, model: Any, blocks: np.ndarray) -> np.ndarray:
         from sweep.families._text import torch_model as tm
 
         with tm.deterministic():
+            if self.hf is not None:
+                inputs, targets = tm.windows(blocks, self.settings.context, self.bos)
+                B, S, L = blocks.shape
+                return self.hf.log_probs(model.states, inputs, targets).reshape(B, S, L)
             return tm.log_probs({k: v.to(self.device) for k, v in model.weights.items()}, self.shape, blocks)
 
     def heldout_perplexity(self, model: Weights) -> tuple[np.ndarray, None]:

@@ -129,9 +129,32 @@ class Corpus:
         return ("" if tokenizer == "char" else " ").join(words)
 
 
+def _model_corpus(text: str, folder: str, heldout: float) -> Corpus:
+    """A corpus in the token ids of a Hugging Face model's own tokenizer (its vocabulary, padded to
+    the model's ``vocab_size`` with placeholder names; no ``<unk>``: byte-level tokenizers cover all)."""
+    import json
+
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    size = int(json.loads((Path(folder) / "config.json").read_text()).get("vocab_size") or len(tokenizer))
+    ids = np.array(tokenizer(text, add_special_tokens=False)["input_ids"], dtype=np.int32)
+    names = tokenizer.convert_ids_to_tokens(list(range(min(size, len(tokenizer)))))
+    vocab = tuple(str(t) for t in names) + tuple(f"<extra_{i}>" for i in range(len(names), size))
+    cut = ids.size - int(round(heldout * ids.size))
+    train, held = ids[:cut], ids[cut:]
+    counts = np.bincount(train, minlength=size).astype(np.int64)
+    for array in (train, held, counts):
+        array.setflags(write=False)
+    return Corpus(vocab, train, held, counts)
+
+
 @lru_cache(maxsize=8)
 def load_corpus(source: CorpusSource, tokenizer: str, heldout: float) -> Corpus:
-    """Tokenise and split a corpus (cached per process: families of every cell share it)."""
+    """Tokenise and split a corpus (cached per process: families of every cell share it);
+    ``tokenizer``: word, char, or ``hf:FOLDER`` (a Hugging Face model's tokenizer)."""
+    if tokenizer.startswith("hf:"):
+        return _model_corpus(read_text(source), tokenizer[3:], heldout)
     tokens = tokenize(read_text(source), tokenizer)
     cut = len(tokens) - int(round(heldout * len(tokens)))
     train_tokens, heldout_tokens = tokens[:cut], tokens[cut:]

@@ -68,10 +68,11 @@ def _start(prompts: np.ndarray | None, shape: tuple[int, int], bos: int, vocab: 
 @torch.no_grad()
 def sample(model: Model, *, vocab: int, context: int, uniforms: np.ndarray, prompts: np.ndarray | None,
            temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, repetition_penalty: float = 1.0,
-           device: torch.device | str = "cpu") -> np.ndarray:
-    """Blocks (B, S, L) sampled token by token, one uniform of ``uniforms`` (B, S, L) per token."""
+           device: torch.device | str = "cpu", bos: int | None = None) -> np.ndarray:
+    """Blocks (B, S, L) sampled token by token, one uniform of ``uniforms`` (B, S, L) per token
+    (``bos``: the start token, default V)."""
     B, S, L = uniforms.shape
-    sequence, seen = _start(prompts, (B, S), vocab, vocab, torch.device(device))
+    sequence, seen = _start(prompts, (B, S), vocab if bos is None else bos, vocab, torch.device(device))
     u = torch.as_tensor(uniforms, dtype=torch.float64, device=sequence.device)
     for j in range(L):
         logits = penalise(_last_logits(model, sequence, context), seen, repetition_penalty)
@@ -89,12 +90,12 @@ def sample(model: Model, *, vocab: int, context: int, uniforms: np.ndarray, prom
 @torch.no_grad()
 def beam_search(model: Model, *, vocab: int, context: int, length: int, prompts: np.ndarray | None,
                 shape: tuple[int, int], num_beams: int, repetition_penalty: float = 1.0,
-                device: torch.device | str = "cpu") -> np.ndarray:
+                device: torch.device | str = "cpu", bos: int | None = None) -> np.ndarray:
     """Blocks (B, S, L): each sequence's best of ``num_beams`` beams by summed log-probability
     (penalised log-probabilities, as Hugging Face's beam search scores them)."""
     B, S = shape
     K = num_beams
-    sequence, seen = _start(prompts, (B, S), vocab, vocab, torch.device(device))
+    sequence, seen = _start(prompts, (B, S), vocab if bos is None else bos, vocab, torch.device(device))
     sequence = sequence[:, :, None].expand(B, S, K, -1).reshape(B, S * K, -1)
     seen = seen[:, :, None].expand(B, S, K, vocab).reshape(B, S * K, vocab)
     score = torch.full((B, S, K), float("-inf"), dtype=torch.float64, device=sequence.device)

@@ -26,7 +26,7 @@ from sweep.events import EventSet
 from sweep.families.base import EventKind, Family
 from sweep.families._text import stats
 from sweep.families._text.corpus import Corpus, load_corpus
-from sweep.families._text.spec import TextSpec
+from sweep.families._text.spec import TextSpec, tokenizer_key
 
 TEXT_EVENTS = (
     EventKind("words", "a tracked word no longer occurs in the generation's training text (for an unsmoothed "
@@ -100,14 +100,22 @@ class TextFamily(Family):
             state.pop(derived, None)
         return state
 
+    @property
+    def model_folder(self) -> str | None:
+        """The folder of a pretrained model whose tokenizer the corpus uses (None: word or char)."""
+        return None
+
     @cached_property
     def corpus(self) -> Corpus:
-        return load_corpus(self.text.corpus, self.text.tokenizer, self.text.heldout)
+        return load_corpus(self.text.corpus, tokenizer_key(self.text, self.model_folder), self.text.heldout)
 
     @cached_property
     def tracked(self) -> np.ndarray:
-        """Ids of the words ``word_lost`` follows: the most frequent of the training split."""
-        return np.arange(min(self.text.tracked_words, int(np.count_nonzero(self.corpus.train_counts))))
+        """Ids of the words ``word_lost`` follows: the most frequent of the training split (ties:
+        lower id first), in id order."""
+        counts = self.corpus.train_counts
+        order = np.argsort(-counts, kind="stable")[: min(self.text.tracked_words, int(np.count_nonzero(counts)))]
+        return np.sort(order)
 
     @cached_property
     def tail(self) -> np.ndarray:

@@ -42,11 +42,14 @@ class TextSpec:
                 "top_k": self.top_k, "top_p": self.top_p, "prompt": self.prompt}
 
 
-def parse_text(section: fields.Section, *, tokenizer: str = "word", sequence_length: int = 32) -> TextSpec:
-    """Read the shared fields (``tokenizer`` and ``sequence_length``: the family's defaults)."""
+def parse_text(section: fields.Section, *, tokenizer: str = "word", sequence_length: int = 32,
+               model: str | None = None) -> TextSpec:
+    """Read the shared fields (``tokenizer`` and ``sequence_length``: the family's defaults;
+    ``model``: the folder of a Hugging Face model, whose own tokenizer is then the only choice)."""
+    choices = ("model",) if model else TOKENIZERS
     spec = TextSpec(
         corpus=section.take("corpus", parse_corpus, None) or parse_corpus("pydoc", section.sub("corpus")),
-        tokenizer=section.take("tokenizer", fields.choice(*TOKENIZERS), tokenizer),
+        tokenizer=section.take("tokenizer", fields.choice(*choices), "model" if model else tokenizer),
         heldout=section.take("heldout", fields.number(0.0, 0.5, low_open=True), 0.1),
         sequence_length=section.take("sequence_length", fields.integer(1, 100_000), sequence_length),
         tracked_words=section.take("tracked_words", fields.integer(0, 10_000_000), 500),
@@ -55,10 +58,15 @@ def parse_text(section: fields.Section, *, tokenizer: str = "word", sequence_len
         top_p=section.take("top_p", fields.number(0.0, 1.0, low_open=True), 1.0),
         prompt=section.take("prompt", fields.integer(0, 100_000), 0),
     )
-    corpus = load_corpus(spec.corpus, spec.tokenizer, spec.heldout)
+    corpus = load_corpus(spec.corpus, tokenizer_key(spec, model), spec.heldout)
     need = spec.sequence_length + spec.prompt
     for split, tokens in (("training", corpus.train), ("held-out", corpus.heldout)):
         if tokens.size < need:
             raise SpecError(section.sub("corpus"), f"a corpus whose {split} split has at least sequence_length + "
                             f"prompt = {need} {spec.tokenizer} tokens", f"{tokens.size} tokens", raw=True)
     return spec
+
+
+def tokenizer_key(text: TextSpec, model: str | None = None) -> str:
+    """The tokeniser as :func:`~sweep.families._text.corpus.load_corpus` names it."""
+    return f"hf:{model}" if text.tokenizer == "model" and model else text.tokenizer

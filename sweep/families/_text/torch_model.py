@@ -129,11 +129,11 @@ def forward(weights: dict[str, torch.Tensor], shape: Shape, tokens: torch.Tensor
     return torch.bmm(x.reshape(B, -1, d), weights["token"][:, : shape.vocab].transpose(1, 2)).reshape(B, N, T, shape.vocab)
 
 
-def windows(blocks: np.ndarray, context: int, vocab: int) -> tuple[np.ndarray, np.ndarray]:
+def windows(blocks: np.ndarray, context: int, bos: int) -> tuple[np.ndarray, np.ndarray]:
     """Training windows of blocks (B, S, L): inputs and targets (B, S L / context, context) of the
     sequence BOS + block, cut at multiples of ``context`` (a window sees only its own tokens)."""
     B, S, L = blocks.shape
-    sequence = np.concatenate([np.full((B, S, 1), vocab, dtype=np.int64), blocks.astype(np.int64)], axis=2)
+    sequence = np.concatenate([np.full((B, S, 1), bos, dtype=np.int64), blocks.astype(np.int64)], axis=2)
     inputs = sequence[:, :, :L].reshape(B, S * (L // context), context)
     targets = sequence[:, :, 1:].reshape(B, S * (L // context), context)
     return inputs, targets
@@ -170,7 +170,7 @@ def train(weights: dict[str, torch.Tensor], shape: Shape, inputs: np.ndarray, ta
 def log_probs(weights: dict[str, torch.Tensor], shape: Shape, blocks: np.ndarray, chunk: int = 256) -> np.ndarray:
     """Log-probability of every token of blocks (B, S, L) under each chain's model (windows as in
     training), in chunks of ``chunk`` windows per chain."""
-    inputs, targets = windows(blocks, shape.context, shape.vocab)
+    inputs, targets = windows(blocks, shape.context, shape.vocab)  # BOS = V
     device = weights["token"].device
     out = []
     for start in range(0, inputs.shape[1], chunk):
