@@ -14,6 +14,7 @@ it would alone.
 from __future__ import annotations
 
 import math
+import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
@@ -22,6 +23,8 @@ import numpy as np
 import torch
 
 INIT_STD = 0.02
+# cuBLAS is deterministic only with a fixed workspace; it reads this when a process first uses it
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
 @dataclass(frozen=True)
@@ -49,25 +52,27 @@ class Shape:
 @contextmanager
 def deterministic(threads: int = 1) -> Iterator[None]:
     """Deterministic algorithms on one thread (results independent of the machine's core count),
-    restoring the caller's settings afterwards."""
-    before_threads, before_det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    restoring the caller's settings afterwards. With a GPU in use, an operation without a
+    deterministic CUDA kernel warns instead of failing the run."""
+    before = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
+              torch.is_deterministic_algorithms_warn_only_enabled())
     torch.set_num_threads(threads)
-    _set_deterministic(True)
+    _set_deterministic(True, warn_only=torch.cuda.is_available())
     try:
         yield
     finally:
-        torch.set_num_threads(before_threads)
-        _set_deterministic(before_det)
+        torch.set_num_threads(before[0])
+        _set_deterministic(before[1], warn_only=before[2])
 
 
-def _set_deterministic(mode: bool) -> None:
+def _set_deterministic(mode: bool, warn_only: bool = False) -> None:
     # torch.use_deterministic_algorithms also sets the flag of the compiler (inductor), importing it
     # (seconds per process); no model here is compiled, so set the flag eager ops read directly.
     setter = getattr(torch._C, "_set_deterministic_algorithms", None)
     if setter is None:
-        torch.use_deterministic_algorithms(mode)
+        torch.use_deterministic_algorithms(mode, warn_only=warn_only)
     else:
-        setter(mode)
+        setter(mode, warn_only=warn_only)
 
 
 def initial_weights(shape: Shape, normals: np.ndarray, device: str) -> dict[str, torch.Tensor]:
