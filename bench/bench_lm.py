@@ -50,22 +50,25 @@ def one_generation(family, data: np.ndarray, rng: np.random.Generator) -> tuple[
 
 
 def measure(family, chains: int, n: int, repeats: int, epochs: int) -> dict[str, float]:
-    """Tokens per second, batched (all chains at once) and looped (one chain at a time)."""
+    """Tokens per second, batched (all chains at once) and looped (one chain at a time); the two
+    alternate within each repeat, so that a change of the machine's load hits both alike."""
     rng = np.random.default_rng(0)
     data = family.sample(family.truth(chains), n, rng=rng)
-    out = {}
-    for mode in ("batched", "loop"):
-        groups = [data] if mode == "batched" else [data[i : i + 1] for i in range(chains)]
+    modes = {"batched": [data], "loop": [data[i : i + 1] for i in range(chains)]}
+    best = {mode: [np.inf, np.inf] for mode in modes}
+    for mode, groups in modes.items():
         one_generation(family, groups[0], rng)  # warm-up (imports, caches, first torch calls)
-        best_fit = best_gen = np.inf
-        for _ in range(repeats):
+    for _ in range(repeats):
+        for mode, groups in modes.items():
             fit = gen = 0.0
             for group in groups:
                 f, g = one_generation(family, group, rng)
                 fit, gen = fit + f, gen + g
-            best_fit, best_gen = min(best_fit, fit), min(best_gen, gen)
-        out[f"{mode}_trained"] = chains * n * epochs / best_fit
-        out[f"{mode}_generated"] = chains * n / best_gen
+            best[mode] = [min(best[mode][0], fit), min(best[mode][1], gen)]
+    out = {}
+    for mode, (fit, gen) in best.items():
+        out[f"{mode}_trained"] = chains * n * epochs / fit
+        out[f"{mode}_generated"] = chains * n / gen
     return out
 
 
