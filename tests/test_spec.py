@@ -33,7 +33,7 @@ def with_(path: str, value):
 DELETE = object()
 
 BAD = [
-    ("family.name", "weibull", "spec field 'family.name': expected one of gaussian, categorical, gmm1d, kde, an installed family or 'package.module:ClassName', got 'weibull'"),
+    ("family.name", "weibull", "spec field 'family.name': expected one of gaussian, categorical, gmm1d, kde, ngram, transformer, an installed family or 'package.module:ClassName', got 'weibull'"),
     ("grid.policy", ["replace", "shuffle"], "spec field 'grid.policy[1]': expected a policy"),
     ("grid.n", [1], "spec field 'grid.n[0]': expected an integer >= 2 (the unbiased estimator"),
     ("grid.n", [10, 2.5], "spec field 'grid.n[1]': expected an integer in [1, 1000000000], got 2.5"),
