@@ -4,6 +4,7 @@ Both readers go through :mod:`pyarrow.dataset`, so ``filters`` prune whole ``cel
 partitions and row groups before anything is read: a ten-million-row folder can be analysed
 one cell or one generation at a time.
 """
+
 from __future__ import annotations
 
 import json
@@ -60,9 +61,7 @@ def _filter_expression(filters: Any) -> ds.Expression | None:
     return pq.filters_to_expression(filters)
 
 
-def _load_table(
-    path: str, kind: str, filters: Any, columns: Sequence[str] | None
-) -> pd.DataFrame:
+def _load_table(path: str, kind: str, filters: Any, columns: Sequence[str] | None) -> pd.DataFrame:
     read_metadata(path)
     fs, root = _resolve(path)
     base = f"{root}/{kind}"
@@ -82,7 +81,11 @@ def _load_table(
     # so groupby and comparisons behave as on ordinary data.
     table = plain_table(table)
     frame = table.to_pandas()
-    keys = ("cell", "replicate", "generation") if kind == "trajectories" else ("cell", "replicate", "event", "threshold", "symbol")
+    keys = (
+        ("cell", "replicate", "generation")
+        if kind == "trajectories"
+        else ("cell", "replicate", "event", "threshold", "symbol")
+    )
     sort = [c for c in keys if c in frame]
     return frame.sort_values(sort, kind="stable").reset_index(drop=True)
 
@@ -129,15 +132,27 @@ def load_side(path: str, table: str, filters: Any = None, columns: Sequence[str]
     base = f"{root}/{table}"
     if fs.get_file_info(base).type != pafs.FileType.Directory:
         raise ResultsError(f"results folder '{path}': expected a '{table}' folder, got none")
-    complete = {info.path[len(root) + len("/trajectories"):] for info in fs.get_file_info(
-        pafs.FileSelector(f"{root}/trajectories", allow_not_found=True, recursive=True)) if info.type == pafs.FileType.File}
-    files = sorted(info.path for info in fs.get_file_info(pafs.FileSelector(base, recursive=True))
-                   if info.type == pafs.FileType.File and not info.base_name.startswith((".", "_"))
-                   and info.path[len(base):] in complete)
+    complete = {
+        info.path[len(root) + len("/trajectories") :]
+        for info in fs.get_file_info(pafs.FileSelector(f"{root}/trajectories", allow_not_found=True, recursive=True))
+        if info.type == pafs.FileType.File
+    }
+    files = sorted(
+        info.path
+        for info in fs.get_file_info(pafs.FileSelector(base, recursive=True))
+        if info.type == pafs.FileType.File
+        and not info.base_name.startswith((".", "_"))
+        and info.path[len(base) :] in complete
+    )
     if not files:
         return pd.DataFrame()
-    dataset = ds.dataset(files, filesystem=fs, format="parquet", partition_base_dir=base,
-                         partitioning=ds.partitioning(pa.schema([("cell", pa.int32())]), flavor="hive"))
+    dataset = ds.dataset(
+        files,
+        filesystem=fs,
+        format="parquet",
+        partition_base_dir=base,
+        partitioning=ds.partitioning(pa.schema([("cell", pa.int32())]), flavor="hive"),
+    )
     frame = plain_table(dataset.to_table(filter=_filter_expression(filters), columns=columns)).to_pandas()
     sort = [c for c in ("cell", "replicate", "generation") if c in frame]
     return frame.sort_values(sort, kind="stable").reset_index(drop=True)

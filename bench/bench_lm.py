@@ -16,6 +16,7 @@ drifts). The first call of each configuration is a warm-up and not timed.
 
 Usage: python bench/bench_lm.py [--quick] [--repeats 3] [--gpu-chains 64]
 """
+
 from __future__ import annotations
 
 import os
@@ -33,8 +34,16 @@ from sweep.spec import parse_spec  # noqa: E402
 
 
 def family_for(name: str, n: int, **fields):
-    spec = parse_spec({"name": "bench", "seed": 1, "generations": 1, "replicates": 1,
-                       "family": {"name": name, **fields}, "grid": {"n": [n], "policy": ["replace"]}})
+    spec = parse_spec(
+        {
+            "name": "bench",
+            "seed": 1,
+            "generations": 1,
+            "replicates": 1,
+            "family": {"name": name, **fields},
+            "grid": {"n": [n], "policy": ["replace"]},
+        }
+    )
     return cells(spec)[0].family
 
 
@@ -73,9 +82,11 @@ def measure(family, chains: int, n: int, repeats: int, epochs: int) -> dict[str,
 
 
 def row(label: str, chains: int, figures: dict[str, float]) -> str:
-    return (f"| {label} | {chains} | {figures['batched_trained']:,.0f} | {figures['loop_trained']:,.0f} | "
-            f"{figures['batched_trained'] / figures['loop_trained']:.1f}x | {figures['batched_generated']:,.0f} | "
-            f"{figures['loop_generated']:,.0f} | {figures['batched_generated'] / figures['loop_generated']:.1f}x |")
+    return (
+        f"| {label} | {chains} | {figures['batched_trained']:,.0f} | {figures['loop_trained']:,.0f} | "
+        f"{figures['batched_trained'] / figures['loop_trained']:.1f}x | {figures['batched_generated']:,.0f} | "
+        f"{figures['loop_generated']:,.0f} | {figures['batched_generated'] / figures['loop_generated']:.1f}x |"
+    )
 
 
 def main() -> None:
@@ -86,8 +97,10 @@ def main() -> None:
     args = parser.parse_args()
     repeats = 1 if args.quick else args.repeats
     n = 3200
-    print("| family, device | chains | trained tok/s, batched | one at a time | speed-up | generated tok/s, "
-          "batched | one at a time | speed-up |")
+    print(
+        "| family, device | chains | trained tok/s, batched | one at a time | speed-up | generated tok/s, "
+        "batched | one at a time | speed-up |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     ngram = family_for("ngram", n)
     chains = 16 if args.quick else 64
@@ -99,12 +112,20 @@ def main() -> None:
     transformer = family_for("transformer", n, device="cpu")
     chains = 2 if args.quick else 8
     epochs = transformer.settings.epochs
-    print(row("transformer (default), cpu, 1 thread", chains, measure(transformer, chains, n, repeats, epochs)),
-          flush=True)
+    print(
+        row("transformer (default), cpu, 1 thread", chains, measure(transformer, chains, n, repeats, epochs)),
+        flush=True,
+    )
     if torch.cuda.is_available():
         gpu = family_for("transformer", n, device="cuda")
-        print(row(f"transformer (default), {torch.cuda.get_device_name(0)}", args.gpu_chains,
-                  measure(gpu, args.gpu_chains, n, repeats, epochs)), flush=True)
+        print(
+            row(
+                f"transformer (default), {torch.cuda.get_device_name(0)}",
+                args.gpu_chains,
+                measure(gpu, args.gpu_chains, n, repeats, epochs),
+            ),
+            flush=True,
+        )
     else:
         print("(no GPU visible: the GPU row needs torch.cuda.is_available())")
 

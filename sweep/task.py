@@ -6,6 +6,7 @@ cells raises ``FloatingPointError`` after simulating its first block, as a numer
 chain would. The driver forwards the variable from its own environment to the tasks, so it works
 on any cluster; unset, it costs one dictionary lookup per task.
 """
+
 from __future__ import annotations
 
 import json
@@ -132,7 +133,9 @@ def _column(values: np.ndarray | list[np.ndarray]) -> pa.Array:
     return pa.array(values)
 
 
-def build_tables(spec: SweepSpec, cell: Cell, root_entropy: int, trajectories: dict, events: dict) -> tuple[pa.Table, pa.Table]:
+def build_tables(
+    spec: SweepSpec, cell: Cell, root_entropy: int, trajectories: dict, events: dict
+) -> tuple[pa.Table, pa.Table]:
     """Arrow tables of one task from the engine's columns (per-item metrics the family writes to
     tables of their own are left out: :func:`side_tables`)."""
     side = getattr(cell.family, "side_metrics", {})
@@ -183,20 +186,25 @@ def _load_state(store: Store, kind: str, cell: Cell, block: int) -> BlockState |
         return None
 
 
-def _old_rows(store: Store, task: Task, block: int, cell: Cell, keep: np.ndarray, kind: str = "trajectories") -> pa.Table:
+def _old_rows(
+    store: Store, task: Task, block: int, cell: Cell, keep: np.ndarray, kind: str = "trajectories"
+) -> pa.Table:
     """The stored trajectory (or side-table) rows of one block that the new horizon's schedule keeps."""
     path = f"{store._dir(kind, task.cell)}/{task.name}"
     with store.fs.open_input_file(path) as handle:
         table = pq.read_table(handle)
     span = cell.block_range(block)
     replicate, generation = table["replicate"], table["generation"]
-    mask = pc.and_(pc.and_(pc.greater_equal(replicate, span.start), pc.less(replicate, span.stop)),
-                   pc.is_in(generation, pa.array(keep.astype(np.int32))))
+    mask = pc.and_(
+        pc.and_(pc.greater_equal(replicate, span.start), pc.less(replicate, span.stop)),
+        pc.is_in(generation, pa.array(keep.astype(np.int32))),
+    )
     return table.filter(mask)
 
 
-def simulate_task_block(spec: SweepSpec, cell: Cell, block: int, root_entropy: int, store: Store | None,
-                        task: Task) -> tuple[pa.Table, pa.Table, BlockState, dict[str, pa.Table]]:
+def simulate_task_block(
+    spec: SweepSpec, cell: Cell, block: int, root_entropy: int, store: Store | None, task: Task
+) -> tuple[pa.Table, pa.Table, BlockState, dict[str, pa.Table]]:
     """One block of a task as Arrow tables: from generation 0, from a checkpoint, or extended from
     its final state at ``task.extend_from`` (old rows kept, new generations appended); the last
     item: the family's side tables (:func:`side_tables`)."""
@@ -212,8 +220,10 @@ def simulate_task_block(spec: SweepSpec, cell: Cell, block: int, root_entropy: i
         if saved is not None and saved.generation == task.extend_from:
             old_kept = recorded[recorded <= task.extend_from]
             old = _old_rows(store, task, block, cell, old_kept)
-            old_side = {kind: _old_rows(store, task, block, cell, old_kept, kind)
-                        for kind in {table for table, _, _ in getattr(cell.family, "side_metrics", {}).values()}}
+            old_side = {
+                kind: _old_rows(store, task, block, cell, old_kept, kind)
+                for kind in {table for table, _, _ in getattr(cell.family, "side_metrics", {}).values()}
+            }
             saved.snapshots = []
         else:
             saved = None
@@ -240,15 +250,26 @@ def simulate_task_block(spec: SweepSpec, cell: Cell, block: int, root_entropy: i
     if old is not None:
         # coordinates are rebuilt (constants per cell); measured columns are taken as stored
         coordinates = coordinate_columns(spec, cell, root_entropy, old.num_rows)
-        columns = [coordinates[name] if name in coordinates else old[name].cast(field.type)
-                   for name, field in zip(traj_table.schema.names, traj_table.schema)]
+        columns = [
+            coordinates[name] if name in coordinates else old[name].cast(field.type)
+            for name, field in zip(traj_table.schema.names, traj_table.schema)
+        ]
         traj_table = pa.concat_tables([pa.table(columns, schema=traj_table.schema), traj_table])
         for kind, table in side.items():
             kept = old_side[kind]
             coordinates = coordinate_columns(spec, cell, root_entropy, kept.num_rows)
-            side[kind] = pa.concat_tables([pa.table([coordinates[name] if name in coordinates else kept[name].cast(f.type)
-                                                     for name, f in zip(table.schema.names, table.schema)],
-                                                    schema=table.schema), table])
+            side[kind] = pa.concat_tables(
+                [
+                    pa.table(
+                        [
+                            coordinates[name] if name in coordinates else kept[name].cast(f.type)
+                            for name, f in zip(table.schema.names, table.schema)
+                        ],
+                        schema=table.schema,
+                    ),
+                    table,
+                ]
+            )
     return traj_table, events_table, run.state, side
 
 
@@ -303,5 +324,11 @@ def run_task(spec: SweepSpec, cells: list[Cell], root_entropy: int, location: st
         _save_final_state(store, cell, block, state)
         store.delete_state("checkpoint", cell.index, block)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
-    return TaskResult(task, cell.chains(task.first, task.stop), traj_table.num_rows, time.perf_counter() - started,
-                      time.process_time() - cpu_started, peak)
+    return TaskResult(
+        task,
+        cell.chains(task.first, task.stop),
+        traj_table.num_rows,
+        time.perf_counter() - started,
+        time.process_time() - cpu_started,
+        peak,
+    )

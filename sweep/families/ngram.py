@@ -13,6 +13,7 @@ tokens of probability 0 beside them (``heldout_zero_prob_fraction``).
 Temperature, top-k and top-p reshape each context's next-token distribution before sampling
 (temperature first, as Hugging Face's samplers do): p^(1/T) renormalised.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -50,19 +51,24 @@ class NGramFamily(TextFamily):
 
     name = "ngram"
     spec_fields = TEXT_FIELDS + ("order", "add_k")
-    metric_columns = {**TEXT_METRICS, "heldout_zero_prob_fraction":
-                      "share of held-out tokens of probability 0 under the unsmoothed fit"}
+    metric_columns = {
+        **TEXT_METRICS,
+        "heldout_zero_prob_fraction": "share of held-out tokens of probability 0 under the unsmoothed fit",
+    }
     theory_overlays = ("forgetting_time",)
 
     @classmethod
     def parse_spec(cls, section: fields.Section) -> NGramSpec:
-        spec = NGramSpec(text=parse_text(section, sequence_length=32),
-                         order=section.take("order", fields.integer(1, 6), 2),
-                         add_k=section.take("add_k", fields.number(0.0, None), 0.0))
+        spec = NGramSpec(
+            text=parse_text(section, sequence_length=32),
+            order=section.take("order", fields.integer(1, 6), 2),
+            add_k=section.take("add_k", fields.number(0.0, None), 0.0),
+        )
         vocab = load_corpus(spec.text.corpus, spec.text.tokenizer, spec.text.heldout).size
         if max_chains(spec.order, vocab) < 1:
-            raise SpecError(section.sub("order"), f"an order whose n-grams over {vocab} token types fit in 64-bit "
-                            "keys", spec.order)
+            raise SpecError(
+                section.sub("order"), f"an order whose n-grams over {vocab} token types fit in 64-bit keys", spec.order
+            )
         return spec
 
     def __init__(self, spec: NGramSpec):
@@ -73,14 +79,19 @@ class NGramFamily(TextFamily):
         super().check_cell(point)
         decoding = point.temperature != 1.0 or self.text.top_k or self.text.top_p < 1.0
         if self.add_k and decoding:
-            raise SpecError(point.where("family.add_k"), "add_k = 0 when the cell decodes with a temperature, top_k "
-                            "or top_p (decoding a smoothed model is not implemented)", self.add_k)
+            raise SpecError(
+                point.where("family.add_k"),
+                "add_k = 0 when the cell decodes with a temperature, top_k "
+                "or top_p (decoding a smoothed model is not implemented)",
+                self.add_k,
+            )
 
     def check_sweep(self, sweep: Any) -> None:
         limit = max_chains(self.order, self.corpus.size)
         if sweep.block_size and sweep.block_size > limit:
-            raise SpecError("block_size", f"at most {limit} chains (their n-gram keys must fit in 64 bits)",
-                            sweep.block_size)
+            raise SpecError(
+                "block_size", f"at most {limit} chains (their n-gram keys must fit in 64 bits)", sweep.block_size
+            )
 
     def default_block_size(self, n: int, policy: Any) -> int:
         size = min(super().default_block_size(n, policy), max_chains(self.order, self.corpus.size))
@@ -90,11 +101,18 @@ class NGramFamily(TextFamily):
     def fit_model(self, blocks: np.ndarray, previous: Any, rng: Any) -> tuple[NGramCounts, np.ndarray]:
         return NGramCounts.fit(blocks, self.order, self.corpus.size), np.ones(blocks.shape[0], dtype=bool)
 
-    def generate(self, model: NGramCounts, blocks: int, *, rng: np.random.Generator, temperature: float,
-                 prompts: np.ndarray | None) -> np.ndarray:
+    def generate(
+        self,
+        model: NGramCounts,
+        blocks: int,
+        *,
+        rng: np.random.Generator,
+        temperature: float,
+        prompts: np.ndarray | None,
+    ) -> np.ndarray:
         shape = (model.batch, blocks, self.length) + ((2,) if self.add_k else ())
         uniforms = rng.random(shape)
-        start = prompts[:, :, prompts.shape[2] - (self.order - 1):] if prompts is not None and self.order > 1 else None
+        start = prompts[:, :, prompts.shape[2] - (self.order - 1) :] if prompts is not None and self.order > 1 else None
         if start is not None and start.shape[2] < self.order - 1:  # a prompt shorter than the context
             pad = np.full(start.shape[:2] + (self.order - 1 - start.shape[2],), model.vocab, dtype=np.int64)
             start = np.concatenate([pad, start], axis=2)

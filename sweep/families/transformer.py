@@ -19,6 +19,7 @@ generator is never used. Computation runs on one thread with deterministic algor
 generation replays bit for bit. On a GPU (when Ray gives the task one and ``device`` is ``auto``)
 results are reproducible on the same hardware and software only.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,8 +34,20 @@ from sweep.families.base import Cost
 from sweep.families._text.family import TEXT_METRICS, TextFamily
 from sweep.families._text.spec import TEXT_FIELDS, TextSpec, parse_text
 
-MODEL_FIELDS = ("layers", "heads", "width", "context", "epochs", "batch_size", "learning_rate", "warm_start",
-                "num_beams", "repetition_penalty", "device", "model")
+MODEL_FIELDS = (
+    "layers",
+    "heads",
+    "width",
+    "context",
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "warm_start",
+    "num_beams",
+    "repetition_penalty",
+    "device",
+    "model",
+)
 
 
 @dataclass(frozen=True)
@@ -56,10 +69,20 @@ class TransformerSpec:
     model: Any = None  # {path: DIR}: a Hugging Face causal LM (see sweep.families._text.hf)
 
     def to_raw(self) -> dict[str, Any]:
-        raw = {**self.text.to_raw(), "layers": self.layers, "heads": self.heads, "width": self.width,
-               "context": self.context, "epochs": self.epochs, "batch_size": self.batch_size,
-               "learning_rate": self.learning_rate, "warm_start": self.warm_start, "num_beams": self.num_beams,
-               "repetition_penalty": self.repetition_penalty, "device": self.device}
+        raw = {
+            **self.text.to_raw(),
+            "layers": self.layers,
+            "heads": self.heads,
+            "width": self.width,
+            "context": self.context,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "learning_rate": self.learning_rate,
+            "warm_start": self.warm_start,
+            "num_beams": self.num_beams,
+            "repetition_penalty": self.repetition_penalty,
+            "device": self.device,
+        }
         if self.model is not None:
             raw["model"] = self.model.to_raw()
         return raw
@@ -77,6 +100,7 @@ class Weights:
     def __getstate__(self) -> dict[str, Any]:
         def cpu(tensors):
             return None if tensors is None else {k: v.detach().cpu() for k, v in tensors.items()}
+
         return {"weights": cpu(self.weights), "init": cpu(self.init), "loss": self.loss}
 
 
@@ -116,15 +140,21 @@ class TransformerFamily(TextFamily):
             raise SpecError(section.sub("heads"), f"a divisor of width = {spec.width}", spec.heads)
         L = text.sequence_length
         if spec.context > L or L % spec.context:
-            raise SpecError(section.sub("context"), f"a context length that divides the training blocks' "
-                            f"sequence_length = {L} (at most {L})", spec.context)
+            raise SpecError(
+                section.sub("context"),
+                f"a context length that divides the training blocks' sequence_length = {L} (at most {L})",
+                spec.context,
+            )
         if model is not None:
             from sweep.families._text.hf import max_positions
 
             longest = max_positions(model.path)
             if longest is not None and spec.context + text.prompt > longest:
-                raise SpecError(section.sub("context"), f"context + prompt within the model's {longest} positions",
-                                spec.context + text.prompt)
+                raise SpecError(
+                    section.sub("context"),
+                    f"context + prompt within the model's {longest} positions",
+                    spec.context + text.prompt,
+                )
         return spec
 
     def __init__(self, spec: TransformerSpec):
@@ -152,8 +182,11 @@ class TransformerFamily(TextFamily):
         super().check_cell(point)
         sampled = point.temperature != 1.0 or self.text.top_k or self.text.top_p < 1.0
         if self.settings.num_beams > 1 and sampled:
-            raise SpecError(point.where("family.num_beams"), "1 when the cell samples with a temperature, top_k or "
-                            "top_p (beam search is deterministic)", self.settings.num_beams)
+            raise SpecError(
+                point.where("family.num_beams"),
+                "1 when the cell samples with a temperature, top_k or top_p (beam search is deterministic)",
+                self.settings.num_beams,
+            )
 
     @cached_property
     def shape(self) -> Any:
@@ -185,22 +218,31 @@ class TransformerFamily(TextFamily):
         with tm.deterministic():
             if self.hf is not None:
                 order = rng.random((B, s.epochs, inputs.shape[1])).argsort(axis=2)
-                fitted = self.hf.fit(inputs, targets, order, previous, warm_start=s.warm_start,
-                                     batch_size=s.batch_size, learning_rate=s.learning_rate)
+                fitted = self.hf.fit(
+                    inputs,
+                    targets,
+                    order,
+                    previous,
+                    warm_start=s.warm_start,
+                    batch_size=s.batch_size,
+                    learning_rate=s.learning_rate,
+                )
                 finite = np.isfinite(fitted.loss)
                 for b, state in enumerate(fitted.states):
                     finite[b] &= all(bool(torch_finite(v[None]).all()) for v in state.values() if v.is_floating_point())
                 return fitted, finite
             if previous is None:
-                init = tm.initial_weights(self.shape, rng.standard_normal((B, self.shape.parameters()), dtype=np.float32),
-                                          self.device)
+                init = tm.initial_weights(
+                    self.shape, rng.standard_normal((B, self.shape.parameters()), dtype=np.float32), self.device
+                )
             else:
                 init = previous.init
             start = previous.weights if (s.warm_start and previous is not None) else init
             weights = {k: v.detach().clone().to(self.device) for k, v in start.items()}
             order = rng.random((B, s.epochs, inputs.shape[1])).argsort(axis=2)
-            loss = tm.train(weights, self.shape, inputs, targets, order, batch_size=s.batch_size,
-                            learning_rate=s.learning_rate)
+            loss = tm.train(
+                weights, self.shape, inputs, targets, order, batch_size=s.batch_size, learning_rate=s.learning_rate
+            )
         finite = np.isfinite(loss)
         for w in weights.values():
             finite &= torch_finite(w)
@@ -211,33 +253,51 @@ class TransformerFamily(TextFamily):
         params.extra = {"train_loss": params.model.loss}
         return params
 
-    def generate(self, model: Any, blocks: int, *, rng: np.random.Generator, temperature: float,
-                 prompts: np.ndarray | None) -> np.ndarray:
+    def generate(
+        self, model: Any, blocks: int, *, rng: np.random.Generator, temperature: float, prompts: np.ndarray | None
+    ) -> np.ndarray:
         from sweep.families._text import torch_model as tm
 
         B = model.loss.shape[0]
         uniforms = rng.random((B, blocks, self.length))  # drawn whatever the decoding: one draw per generation
         if self.hf is None:
             weights = {k: v.to(self.device) for k, v in model.weights.items()}
-            return self._decode(lambda tokens: tm.forward(weights, self.shape, tokens, last=True), uniforms, prompts,
-                                temperature)
-        return np.concatenate([self._decode(self.hf.runner(state), uniforms[b : b + 1],
-                                            None if prompts is None else prompts[b : b + 1], temperature)
-                               for b, state in enumerate(model.states)])
+            return self._decode(
+                lambda tokens: tm.forward(weights, self.shape, tokens, last=True), uniforms, prompts, temperature
+            )
+        return np.concatenate(
+            [
+                self._decode(
+                    self.hf.runner(state),
+                    uniforms[b : b + 1],
+                    None if prompts is None else prompts[b : b + 1],
+                    temperature,
+                )
+                for b, state in enumerate(model.states)
+            ]
+        )
 
     def _decode(self, run: Any, uniforms: np.ndarray, prompts: np.ndarray | None, temperature: float) -> np.ndarray:
         """Blocks (B', S, L) from a decoding model (B' chains) by sampling or beam search."""
         from sweep.families._text import decoding, torch_model as tm
 
         s = self.settings
-        common = dict(vocab=self.corpus.size, context=s.context, prompts=prompts,
-                      repetition_penalty=s.repetition_penalty, device=self.device, bos=self.bos)
+        common = dict(
+            vocab=self.corpus.size,
+            context=s.context,
+            prompts=prompts,
+            repetition_penalty=s.repetition_penalty,
+            device=self.device,
+            bos=self.bos,
+        )
         with tm.deterministic():
             if s.num_beams > 1:
-                return decoding.beam_search(run, length=self.length, shape=uniforms.shape[:2], num_beams=s.num_beams,
-                                            **common)
-            return decoding.sample(run, uniforms=uniforms, temperature=temperature, top_k=self.text.top_k,
-                                   top_p=self.text.top_p, **common)
+                return decoding.beam_search(
+                    run, length=self.length, shape=uniforms.shape[:2], num_beams=s.num_beams, **common
+                )
+            return decoding.sample(
+                run, uniforms=uniforms, temperature=temperature, top_k=self.text.top_k, top_p=self.text.top_p, **common
+            )
 
     def log_probs(self, model: Any, blocks: np.ndarray) -> np.ndarray:
         from sweep.families._text import torch_model as tm

@@ -1,4 +1,5 @@
 """Bad language-model specs: one line naming the field, exit status 2, nothing written."""
+
 from __future__ import annotations
 
 import pytest
@@ -16,24 +17,38 @@ def _files(tmp_path):
 CASES = [
     ({"name": "ngram", "tokenizer": "bpe"}, "spec field 'family.tokenizer': expected one of word, char, got 'bpe'"),
     ({"name": "ngram", "order": 0}, "spec field 'family.order': expected an integer in [1, 6], got 0"),
-    ({"name": "transformer", "sequence_length": 32, "context": 64},
-     "spec field 'family.context': expected a context length that divides the training blocks' sequence_length = 32 "
-     "(at most 32), got 64"),
-    ({"name": "transformer", "model": {"path": "{tmp}/nomodel"}},
-     "spec field 'family.model.path': expected a Hugging Face model folder with a config.json, got '{tmp}/nomodel' "
-     "(no config.json)"),
-    ({"name": "ngram", "corpus": {"path": "{tmp}/missing.txt"}},
-     "spec field 'family.corpus.path': expected an existing UTF-8 text file, got '{tmp}/missing.txt' (no such file)"),
-    ({"name": "ngram", "corpus": {"path": "{tmp}/empty.txt"}},
-     "spec field 'family.corpus.path': expected a text file with some text, got '{tmp}/empty.txt' (empty)"),
-    ({"name": "ngram", "corpus": {"path": "{tmp}/latin1.txt"}},
-     "spec field 'family.corpus.path': expected a UTF-8 text file, got '{tmp}/latin1.txt' (not UTF-8: byte 3)"),
-    ({"name": "ngram", "sequence_length": 48},
-     "spec field 'grid.n[0]': expected a number of tokens whose replace shares are whole blocks of sequence_length "
-     "= 48 tokens, got 64 (synthetic 64 = 1.33333 blocks)"),
-    ({"name": "transformer", "num_beams": 5, "top_k": 10},
-     "spec field 'family.num_beams': expected 1 when the cell samples with a temperature, top_k or top_p (beam "
-     "search is deterministic), got 5"),
+    (
+        {"name": "transformer", "sequence_length": 32, "context": 64},
+        "spec field 'family.context': expected a context length that divides the training blocks' sequence_length = 32 "
+        "(at most 32), got 64",
+    ),
+    (
+        {"name": "transformer", "model": {"path": "{tmp}/nomodel"}},
+        "spec field 'family.model.path': expected a Hugging Face model folder with a config.json, got '{tmp}/nomodel' "
+        "(no config.json)",
+    ),
+    (
+        {"name": "ngram", "corpus": {"path": "{tmp}/missing.txt"}},
+        "spec field 'family.corpus.path': expected an existing UTF-8 text file, got '{tmp}/missing.txt' (no such file)",
+    ),
+    (
+        {"name": "ngram", "corpus": {"path": "{tmp}/empty.txt"}},
+        "spec field 'family.corpus.path': expected a text file with some text, got '{tmp}/empty.txt' (empty)",
+    ),
+    (
+        {"name": "ngram", "corpus": {"path": "{tmp}/latin1.txt"}},
+        "spec field 'family.corpus.path': expected a UTF-8 text file, got '{tmp}/latin1.txt' (not UTF-8: byte 3)",
+    ),
+    (
+        {"name": "ngram", "sequence_length": 48},
+        "spec field 'grid.n[0]': expected a number of tokens whose replace shares are whole blocks of sequence_length "
+        "= 48 tokens, got 64 (synthetic 64 = 1.33333 blocks)",
+    ),
+    (
+        {"name": "transformer", "num_beams": 5, "top_k": 10},
+        "spec field 'family.num_beams': expected 1 when the cell samples with a temperature, top_k or top_p (beam "
+        "search is deterministic), got 5",
+    ),
 ]
 
 

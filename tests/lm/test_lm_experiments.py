@@ -1,6 +1,7 @@
 """The language-model experiments run through Ray and Parquet and write every metric, the
 sequences table and the events; a chain replays bit for bit on CPU. The shipped _small specs
 run whole under -m slow (about a minute each on 2 cores); by default at 2-3 generations."""
+
 from __future__ import annotations
 
 import json
@@ -19,7 +20,8 @@ def _check_folder(location: Path) -> None:
     meta = json.loads((location / "sweep.json").read_text())
     spec = parse_spec(meta["spec"])
     assert meta["status"] == "complete" and meta["family"]["side_tables"] == {
-        "sequences": {"metric": "sequence_perplexity", "index": "sequence", "value": "perplexity"}}
+        "sequences": {"metric": "sequence_perplexity", "index": "sequence", "value": "perplexity"}
+    }
     traj = analysis.load(location)
     last = traj[traj["generation"] == traj["generation"].max()]
     for column in meta["family"]["metrics"]:
@@ -35,7 +37,9 @@ def _check_folder(location: Path) -> None:
     assert all(per_row.loc[c].eq(blocks[c]).all() for c in replace)  # replace: n / L sequences
     assert (sequences["perplexity"] > 1).all()
     # generated_perplexity is the per-sequence perplexities' geometric mean
-    geo = np.exp(np.log(sequences["perplexity"]).groupby([sequences[k] for k in ("cell", "replicate", "generation")]).mean())
+    geo = np.exp(
+        np.log(sequences["perplexity"]).groupby([sequences[k] for k in ("cell", "replicate", "generation")]).mean()
+    )
     mine = recorded.set_index(["cell", "replicate", "generation"])["generated_perplexity"]
     np.testing.assert_allclose(mine.loc[geo.index].to_numpy(), geo.to_numpy(), rtol=1e-9)
     events = analysis.load_events(location)
@@ -48,8 +52,15 @@ def _check_folder(location: Path) -> None:
 #: (sampling, and beam search with the repetition penalty), each chain once, to keep it short.
 SMALL = [
     ("lm_ngram_small", ["generations=3", "replicates=3"]),
-    ("lm_transformer_small", ["generations=2", "replicates=1", "grid=[{n: [1024], policy: [{fresh_real: 0.125}], "
-                              "family.num_beams: [1, 5], family.repetition_penalty: [3.0]}]"]),
+    (
+        "lm_transformer_small",
+        [
+            "generations=2",
+            "replicates=1",
+            "grid=[{n: [1024], policy: [{fresh_real: 0.125}], "
+            "family.num_beams: [1, 5], family.repetition_penalty: [3.0]}]",
+        ],
+    ),
 ]
 
 

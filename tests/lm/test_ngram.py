@@ -1,5 +1,6 @@
 """The n-gram family: counts, sampling with decoding, the add-one evaluation, real draws, and the
 word-forgetting law of an order-1 model (Wright-Fisher drift of each word's count)."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -62,8 +63,9 @@ def reference_decoding(counts: np.ndarray, temperature: float, top_k: int, top_p
     return q / q.sum()
 
 
-@pytest.mark.parametrize("temperature, top_k, top_p", [(1.0, 0, 1.0), (0.5, 0, 1.0), (1.0, 3, 1.0),
-                                                       (2.0, 0, 0.7), (0.8, 4, 0.9)])
+@pytest.mark.parametrize(
+    "temperature, top_k, top_p", [(1.0, 0, 1.0), (0.5, 0, 1.0), (1.0, 3, 1.0), (2.0, 0, 0.7), (0.8, 4, 0.9)]
+)
 def test_sampling_follows_the_counts_with_temperature_top_k_top_p(temperature, top_k, top_p):
     """The first token of 60,000 blocks from BOS follows the reference decoding of the counts within
     5 standard errors per token; the undecoded counts are rejected whenever decoding changes them."""
@@ -84,8 +86,16 @@ def test_sampling_follows_the_counts_with_temperature_top_k_top_p(temperature, t
 
 
 def _spec(family: dict, **top):
-    raw = {"name": "lm", "seed": 11, "generations": 3, "replicates": 4, "family": {"name": "ngram", **family},
-           "grid": {"n": [64], "policy": ["replace"]}, "events": {"perplexity_above": []}, "record": {"every": 1}}
+    raw = {
+        "name": "lm",
+        "seed": 11,
+        "generations": 3,
+        "replicates": 4,
+        "family": {"name": "ngram", **family},
+        "grid": {"n": [64], "policy": ["replace"]},
+        "events": {"perplexity_above": []},
+        "record": {"every": 1},
+    }
     return parse_spec({**raw, **top})
 
 
@@ -126,20 +136,37 @@ def test_heldout_perplexity_is_the_add_one_perplexity_of_the_split():
 
 def _forgetting(family: dict | None, categorical: dict | None, n: int, chains: int, horizon: int):
     """{initial count: (chain, forgetting time) arrays} of word_lost / symbol_lost events."""
-    raw = {"name": "forget", "seed": 17, "generations": horizon, "replicates": chains, "record": {"every": horizon},
-           "grid": {"n": [n], "policy": ["replace"]}}
+    raw = {
+        "name": "forget",
+        "seed": 17,
+        "generations": horizon,
+        "replicates": chains,
+        "record": {"every": horizon},
+        "grid": {"n": [n], "policy": ["replace"]},
+    }
     if family is not None:
         raw.update(family={"name": "ngram", **family}, events={"perplexity_above": []})
     else:
         raw.update(family={"name": "categorical", **categorical}, events={"distance_above": []})
     spec = parse_spec(raw)
     cell = cells(spec)[0]
-    _, events = simulate_block(cell.family, cell, 0, generations=horizon, recorded=spec.record.generations(horizon),
-                               events_spec=spec.events, rng=block_rng(spec.seed, cell, 0))
+    _, events = simulate_block(
+        cell.family,
+        cell,
+        0,
+        generations=horizon,
+        recorded=spec.record.generations(horizon),
+        events_spec=spec.events,
+        rng=block_rng(spec.seed, cell, 0),
+    )
     lost = np.isin(events["event"], ["word_lost", "symbol_lost"])
-    return {c: (events["replicate"][lost & (events["initial_count"] == c)],
-                np.where(events["observed"], events["generation"], horizon + 1)[lost & (events["initial_count"] == c)])
-            for c in (1, 2, 3)}
+    return {
+        c: (
+            events["replicate"][lost & (events["initial_count"] == c)],
+            np.where(events["observed"], events["generation"], horizon + 1)[lost & (events["initial_count"] == c)],
+        )
+        for c in (1, 2, 3)
+    }
 
 
 def _lost_by(chain: np.ndarray, time: np.ndarray, t: int) -> tuple[float, float]:

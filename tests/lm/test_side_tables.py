@@ -1,5 +1,6 @@
 """Side tables (Family.side_metrics): per-item metrics become a long table of their own, next to
 the trajectories part, and analysis.load_side reads only the parts of complete tasks."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -13,9 +14,17 @@ from sweep.store import Store
 from sweep.task import Task, _column, run_task, side_tables
 from sweep.runner import family_info
 
-SPEC = {"name": "side", "seed": 2, "generations": 2, "replicates": 3, "block_size": 2, "record": {"every": 1},
-        "family": {"name": "ngram", "order": 1, "sequence_length": 8, "tracked_words": 5},
-        "events": {"perplexity_above": []}, "grid": {"n": [16], "policy": ["replace"]}}
+SPEC = {
+    "name": "side",
+    "seed": 2,
+    "generations": 2,
+    "replicates": 3,
+    "block_size": 2,
+    "record": {"every": 1},
+    "family": {"name": "ngram", "order": 1, "sequence_length": 8, "tracked_words": 5},
+    "events": {"perplexity_above": []},
+    "grid": {"n": [16], "policy": ["replace"]},
+}
 
 
 def test_zero_width_rows_are_empty_lists():
@@ -44,11 +53,19 @@ def test_side_table_rows_and_reader_ignore_parts_of_unfinished_tasks(tmp_path):
     sequences = analysis.load_side(location, "sequences")
     assert len(sequences) == 3 * 2 * 2  # 3 chains x generations 1, 2 x 16 / 8 sequences
     assert list(sequences.groupby(["replicate", "generation"])["sequence"].apply(list)) == [[0, 1]] * 6
-    columns = {"replicate": np.array([0, 1, 0, 1]), "generation": np.array([0, 0, 1, 1]),
-               "sequence_perplexity": [np.empty((2, 0)), np.array([[5.0, 6.0], [7.0, 8.0]])]}
+    columns = {
+        "replicate": np.array([0, 1, 0, 1]),
+        "generation": np.array([0, 0, 1, 1]),
+        "sequence_perplexity": [np.empty((2, 0)), np.array([[5.0, 6.0], [7.0, 8.0]])],
+    }
     table = side_tables(spec, grid[0], 7, columns)["sequences"]
     assert table.column("perplexity").to_pylist() == [5.0, 6.0, 7.0, 8.0]
-    assert table.column("replicate").to_pylist() == [0, 0, 1, 1] and table.column("sequence").to_pylist() == [0, 1, 0, 1]
+    assert table.column("replicate").to_pylist() == [0, 0, 1, 1] and table.column("sequence").to_pylist() == [
+        0,
+        1,
+        0,
+        1,
+    ]
     orphan = table.slice(0, 1)
     Store(location).write_part("sequences", 0, "part-c00000-b0000005-0000006.parquet", pa.table(orphan))
     assert len(analysis.load_side(location, "sequences")) == 12

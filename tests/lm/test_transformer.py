@@ -1,6 +1,7 @@
 """The transformer family: the training loop is real (near-zero loss on a repetitive corpus),
 decoding follows its definitions (sampling warps, beam search against brute force, repetition
 penalty), and initialisation is fixed or warm-started as asked."""
+
 from __future__ import annotations
 
 import itertools
@@ -37,6 +38,7 @@ def test_beam_search_finds_the_best_sequence_and_one_beam_is_greedy():
     logp = table.log_softmax(-1).numpy()
     L = 3
     for penalty in (1.0, 3.0):
+
         def score(sequence):
             total, previous, seen = 0.0, V, set()
             for token in sequence:
@@ -45,9 +47,11 @@ def test_beam_search_finds_the_best_sequence_and_one_beam_is_greedy():
                 seen.add(token)
                 previous = token
             return total
+
         best = max(itertools.product(range(V), repeat=L), key=score)
-        found = decoding.beam_search(model, vocab=V, context=8, length=L, prompts=None, shape=(1, 1),
-                                     num_beams=V**L, repetition_penalty=penalty)
+        found = decoding.beam_search(
+            model, vocab=V, context=8, length=L, prompts=None, shape=(1, 1), num_beams=V**L, repetition_penalty=penalty
+        )
         assert tuple(found[0, 0]) == best, (penalty, found, best)
     greedy, previous = [], V
     for _ in range(L):
@@ -67,8 +71,9 @@ def test_sampling_follows_the_warped_distribution(temperature, top_k, top_p):
     model, table = bigram_model(1)
     draws = 40_000
     uniforms = np.random.default_rng(2).random((1, draws, 1))
-    tokens = decoding.sample(model, vocab=V, context=8, uniforms=uniforms, prompts=None, temperature=temperature,
-                             top_k=top_k, top_p=top_p)
+    tokens = decoding.sample(
+        model, vocab=V, context=8, uniforms=uniforms, prompts=None, temperature=temperature, top_k=top_k, top_p=top_p
+    )
     freq = np.bincount(tokens.ravel(), minlength=V) / draws
     expected = reference_decoding(np.exp(table[V].numpy()), temperature, top_k, top_p)
     se = np.sqrt(np.maximum(expected * (1 - expected), 1e-12) / draws)
@@ -78,12 +83,29 @@ def test_sampling_follows_the_warped_distribution(temperature, top_k, top_p):
 def _spec(tmp_path, **family):
     corpus = tmp_path / "repeat.txt"
     corpus.write_text("abcdefgh " * 3000)
-    raw = {"name": "tiny", "seed": 3, "generations": 2, "replicates": 2, "record": {"every": 1},
-           "events": {"perplexity_above": []},
-           "family": {"name": "transformer", "corpus": {"path": str(corpus)}, "tokenizer": "char", "heldout": 0.05,
-                      "sequence_length": 32, "width": 32, "heads": 2, "layers": 1, "epochs": 12, "batch_size": 8,
-                      "learning_rate": 0.01, **family},
-           "grid": {"n": [1024], "policy": ["replace"]}}
+    raw = {
+        "name": "tiny",
+        "seed": 3,
+        "generations": 2,
+        "replicates": 2,
+        "record": {"every": 1},
+        "events": {"perplexity_above": []},
+        "family": {
+            "name": "transformer",
+            "corpus": {"path": str(corpus)},
+            "tokenizer": "char",
+            "heldout": 0.05,
+            "sequence_length": 32,
+            "width": 32,
+            "heads": 2,
+            "layers": 1,
+            "epochs": 12,
+            "batch_size": 8,
+            "learning_rate": 0.01,
+            **family,
+        },
+        "grid": {"n": [1024], "policy": ["replace"]},
+    }
     return parse_spec(raw)
 
 

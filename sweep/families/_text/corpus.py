@@ -11,6 +11,7 @@ The vocabulary is the training split's token types, most frequent first (ties in
 order), plus ``<unk>`` last, which held-out tokens unseen in training map to. It is a pure
 function of the text and the tokeniser, so a results folder can be read without the family.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -61,8 +62,12 @@ def parse_corpus(value: Any, path: str) -> CorpusSource:
     expected = "pydoc, or {path: FILE} naming a UTF-8 text file"
     if value == BUILTIN:
         value = {"builtin": BUILTIN}
-    if not isinstance(value, dict) or not value or set(value) - {"path", "builtin", "sha256"} \
-            or ("path" in value) == ("builtin" in value):
+    if (
+        not isinstance(value, dict)
+        or not value
+        or set(value) - {"path", "builtin", "sha256"}
+        or ("path" in value) == ("builtin" in value)
+    ):
         raise SpecError(path, expected, value)
     if "builtin" in value:
         if value["builtin"] != BUILTIN:
@@ -74,23 +79,32 @@ def parse_corpus(value: Any, path: str) -> CorpusSource:
             raise SpecError(f"{path}.path", "a path to a UTF-8 text file", file)
         resolved = Path(file).expanduser().resolve()
         if not resolved.is_file():
-            raise SpecError(f"{path}.path", "an existing UTF-8 text file",
-                            f"'{file}' ({'a folder' if resolved.is_dir() else 'no such file'})", raw=True)
+            raise SpecError(
+                f"{path}.path",
+                "an existing UTF-8 text file",
+                f"'{file}' ({'a folder' if resolved.is_dir() else 'no such file'})",
+                raw=True,
+            )
         try:
             text = resolved.read_bytes().decode("utf-8")
         except UnicodeDecodeError as error:
-            raise SpecError(f"{path}.path", "a UTF-8 text file",
-                            f"'{file}' (not UTF-8: byte {error.start})", raw=True) from None
+            raise SpecError(
+                f"{path}.path", "a UTF-8 text file", f"'{file}' (not UTF-8: byte {error.start})", raw=True
+            ) from None
         except OSError as error:
-            raise SpecError(f"{path}.path", "a readable UTF-8 text file",
-                            f"'{file}' ({' '.join(str(error).split())})", raw=True) from None
+            raise SpecError(
+                f"{path}.path", "a readable UTF-8 text file", f"'{file}' ({' '.join(str(error).split())})", raw=True
+            ) from None
         if not text.strip():
             raise SpecError(f"{path}.path", "a text file with some text", f"'{file}' (empty)", raw=True)
         where = str(resolved)
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     if "sha256" in value and value["sha256"] != digest:
-        raise SpecError(f"{path}.sha256", f"the SHA-256 of the corpus text ({digest[:12]}...: the text changed "
-                        "since the results were written?)", value["sha256"])
+        raise SpecError(
+            f"{path}.sha256",
+            f"the SHA-256 of the corpus text ({digest[:12]}...: the text changed since the results were written?)",
+            value["sha256"],
+        )
     return CorpusSource(where, digest)
 
 

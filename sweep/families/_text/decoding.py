@@ -11,6 +11,7 @@ cumulative distribution: no torch generator is involved. The processors follow H
 ``TopPLogitsWarper``, in that order); beam search is deterministic and, without an end token,
 returns each sequence's highest-scoring beam, as ``generate(num_beams=K)`` does.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -53,8 +54,13 @@ def warp(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> 
     return logits
 
 
-def _start(prompts: np.ndarray | None, shape: tuple[int, int], bos: int, vocab: int, device: torch.device,
-           ) -> tuple[torch.Tensor, torch.Tensor]:
+def _start(
+    prompts: np.ndarray | None,
+    shape: tuple[int, int],
+    bos: int,
+    vocab: int,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor]:
     B, S = shape
     sequence = torch.full((B, S, 1), bos, dtype=torch.long, device=device)
     seen = torch.zeros((B, S, vocab), dtype=torch.bool, device=device)
@@ -66,9 +72,20 @@ def _start(prompts: np.ndarray | None, shape: tuple[int, int], bos: int, vocab: 
 
 
 @torch.no_grad()
-def sample(model: Model, *, vocab: int, context: int, uniforms: np.ndarray, prompts: np.ndarray | None,
-           temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, repetition_penalty: float = 1.0,
-           device: torch.device | str = "cpu", bos: int | None = None) -> np.ndarray:
+def sample(
+    model: Model,
+    *,
+    vocab: int,
+    context: int,
+    uniforms: np.ndarray,
+    prompts: np.ndarray | None,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    repetition_penalty: float = 1.0,
+    device: torch.device | str = "cpu",
+    bos: int | None = None,
+) -> np.ndarray:
     """Blocks (B, S, L) sampled token by token, one uniform of ``uniforms`` (B, S, L) per token
     (``bos``: the start token, default V)."""
     B, S, L = uniforms.shape
@@ -88,9 +105,19 @@ def sample(model: Model, *, vocab: int, context: int, uniforms: np.ndarray, prom
 
 
 @torch.no_grad()
-def beam_search(model: Model, *, vocab: int, context: int, length: int, prompts: np.ndarray | None,
-                shape: tuple[int, int], num_beams: int, repetition_penalty: float = 1.0,
-                device: torch.device | str = "cpu", bos: int | None = None) -> np.ndarray:
+def beam_search(
+    model: Model,
+    *,
+    vocab: int,
+    context: int,
+    length: int,
+    prompts: np.ndarray | None,
+    shape: tuple[int, int],
+    num_beams: int,
+    repetition_penalty: float = 1.0,
+    device: torch.device | str = "cpu",
+    bos: int | None = None,
+) -> np.ndarray:
     """Blocks (B, S, L): each sequence's best of ``num_beams`` beams by summed log-probability
     (penalised log-probabilities, as Hugging Face's beam search scores them)."""
     B, S = shape

@@ -13,6 +13,7 @@ Every text metric is of the generation's training text (at generation t: what mo
 generated, plus any real share), computed once in :meth:`TextFamily.fit`; perplexities are
 computed when first asked for (a recorded generation, or an event check) and kept in the params.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -29,21 +30,32 @@ from sweep.families._text.corpus import Corpus, load_corpus
 from sweep.families._text.spec import TextSpec, tokenizer_key
 
 TEXT_EVENTS = (
-    EventKind("words", "a tracked word no longer occurs in the generation's training text (for an unsmoothed "
-              "model: it is never generated again), one event per word, with its count in the first training "
-              "set", thresholds=False, default=True, per_symbol=True, collapse=False, row_name="word_lost"),
-    EventKind("perplexity_above", "held-out perplexity above the threshold times the chain's generation-1 "
-              "perplexity", default=(1.5, 2.0)),
+    EventKind(
+        "words",
+        "a tracked word no longer occurs in the generation's training text (for an unsmoothed "
+        "model: it is never generated again), one event per word, with its count in the first training "
+        "set",
+        thresholds=False,
+        default=True,
+        per_symbol=True,
+        collapse=False,
+        row_name="word_lost",
+    ),
+    EventKind(
+        "perplexity_above",
+        "held-out perplexity above the threshold times the chain's generation-1 perplexity",
+        default=(1.5, 2.0),
+    ),
 )
 TEXT_METRICS = {
     "perplexity": "perplexity of the held-out real text under the fit (NaN at generation 0)",
     "generated_perplexity": "perplexity of the generation's training text under the chain's generation-1 model "
-                            "(per-sequence values: the sequences table)",
+    "(per-sequence values: the sequences table)",
     "vocabulary": "word types in the generation's training text (generation 0: in the training split)",
     "entropy": "unigram entropy of the generation's training text, nats",
     "distinct_2": "distinct bigrams over bigrams in the generation's training text (within blocks)",
     "tail_mass": "share of the training text's tokens among the rarest words of the real training split "
-                 "(those making up the family's tail share of it; real text: about that share)",
+    "(those making up the family's tail share of it; real text: about that share)",
 }
 SEQUENCE_METRIC = "sequence_perplexity"
 
@@ -126,8 +138,9 @@ class TextFamily(Family):
         """(model, finite) for training blocks (B, S, L); ``previous``: the last model or None."""
         raise NotImplementedError
 
-    def generate(self, model: Any, blocks: int, *, rng: np.random.Generator, temperature: float,
-                 prompts: np.ndarray | None) -> np.ndarray:
+    def generate(
+        self, model: Any, blocks: int, *, rng: np.random.Generator, temperature: float, prompts: np.ndarray | None
+    ) -> np.ndarray:
         """``blocks`` new blocks per chain, (B, blocks, L), continuing ``prompts`` (B, blocks, P) if given."""
         raise NotImplementedError
 
@@ -142,13 +155,21 @@ class TextFamily(Family):
     # -- checks -----------------------------------------------------------------------------
     def check_cell(self, point: Any) -> None:
         L, n = self.length, point.n
-        shares = ([("n", n)] if point.policy.grows else
-                  [(name, value) for name, value in zip(("kept", "synthetic", "real"), point.policy.counts(n)) if value])
+        shares = (
+            [("n", n)]
+            if point.policy.grows
+            else [(name, value) for name, value in zip(("kept", "synthetic", "real"), point.policy.counts(n)) if value]
+        )
         bad = [(name, value) for name, value in shares if value % L]
         if bad:
             detail = ", ".join(f"{name} {value} = {value / L:g} blocks" for name, value in bad)
-            raise SpecError(point.where("n"), f"a number of tokens whose {point.policy.label} shares are whole "
-                            f"blocks of sequence_length = {L} tokens", f"{n} ({detail})", raw=True)
+            raise SpecError(
+                point.where("n"),
+                f"a number of tokens whose {point.policy.label} shares are whole "
+                f"blocks of sequence_length = {L} tokens",
+                f"{n} ({detail})",
+                raw=True,
+            )
 
     # -- model ------------------------------------------------------------------------------
     def truth(self, batch: int) -> RealText:
@@ -190,9 +211,15 @@ class TextFamily(Family):
         first = isinstance(previous, RealText) or previous is None
         model, finite = self.fit_model(blocks, None if first else previous.model, rng)
         counts = stats.word_counts(blocks, self.corpus.size)
-        params = TextParams(model=model, reference=model if first else previous.reference, counts=counts,
-                            distinct2=stats.distinct_2(blocks, self.corpus.size),
-                            initial_counts=counts if first else previous.initial_counts, text=blocks, finite=finite)
+        params = TextParams(
+            model=model,
+            reference=model if first else previous.reference,
+            counts=counts,
+            distinct2=stats.distinct_2(blocks, self.corpus.size),
+            initial_counts=counts if first else previous.initial_counts,
+            text=blocks,
+            finite=finite,
+        )
         if first:
             self._perplexity(params)
             params.reference_perplexity = params.perplexity
@@ -234,15 +261,19 @@ class TextFamily(Family):
         train = self.corpus.train
         counts = self.corpus.train_counts[None, :]
         values = {
-            "perplexity": np.nan, "generated_perplexity": np.nan,
-            "vocabulary": np.int32(np.count_nonzero(counts)), "entropy": stats.entropy(counts)[0],
+            "perplexity": np.nan,
+            "generated_perplexity": np.nan,
+            "vocabulary": np.int32(np.count_nonzero(counts)),
+            "entropy": stats.entropy(counts)[0],
             "distinct_2": stats.distinct_2(train[None, None, :], self.corpus.size)[0],
             "tail_mass": stats.tail_mass(counts, self.tail)[0],
         }
         if "heldout_zero_prob_fraction" in self.metric_columns:
             values["heldout_zero_prob_fraction"] = np.nan
-        out = {name: np.full(batch, value, dtype=np.int32 if name == "vocabulary" else float)
-               for name, value in values.items()}
+        out = {
+            name: np.full(batch, value, dtype=np.int32 if name == "vocabulary" else float)
+            for name, value in values.items()
+        }
         for name in self.metric_columns:
             out.setdefault(name, np.full(batch, np.nan))
         out[SEQUENCE_METRIC] = np.full((batch, 0), np.nan)

@@ -6,6 +6,7 @@ user. Nothing is ever fetched from the hub: the folder must hold ``config.json``
 The folder is checked when the spec is read, without importing ``transformers``; the library is
 needed only when chains run.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -38,16 +39,24 @@ def parse_model(value: Any, path: str) -> HFModel:
         raise SpecError(f"{path}.path", "a local model folder", folder)
     resolved = Path(folder).expanduser().resolve()
     if not resolved.is_dir():
-        raise SpecError(f"{path}.path", "a local Hugging Face model folder",
-                        f"'{folder}' ({'a file' if resolved.exists() else 'no such folder'})", raw=True)
+        raise SpecError(
+            f"{path}.path",
+            "a local Hugging Face model folder",
+            f"'{folder}' ({'a file' if resolved.exists() else 'no such folder'})",
+            raw=True,
+        )
     config = resolved / "config.json"
     if not config.is_file():
-        raise SpecError(f"{path}.path", "a Hugging Face model folder with a config.json",
-                        f"'{folder}' (no config.json)", raw=True)
+        raise SpecError(
+            f"{path}.path", "a Hugging Face model folder with a config.json", f"'{folder}' (no config.json)", raw=True
+        )
     digest = hashlib.sha256(config.read_bytes()).hexdigest()
     if "config_sha256" in value and value["config_sha256"] != digest:
-        raise SpecError(f"{path}.config_sha256", "the SHA-256 of the folder's config.json (it changed since the "
-                        "results were written?)", value["config_sha256"])
+        raise SpecError(
+            f"{path}.config_sha256",
+            "the SHA-256 of the folder's config.json (it changed since the results were written?)",
+            value["config_sha256"],
+        )
     return HFModel(str(resolved), digest)
 
 
@@ -102,8 +111,17 @@ class HFBackend:
         self.model.load_state_dict(state)
         return self.model
 
-    def fit(self, inputs: np.ndarray, targets: np.ndarray, order: np.ndarray, previous: HFWeights | None, *,
-            warm_start: bool, batch_size: int, learning_rate: float) -> HFWeights:
+    def fit(
+        self,
+        inputs: np.ndarray,
+        targets: np.ndarray,
+        order: np.ndarray,
+        previous: HFWeights | None,
+        *,
+        warm_start: bool,
+        batch_size: int,
+        learning_rate: float,
+    ) -> HFWeights:
         import torch
 
         states, losses = [], []

@@ -13,6 +13,7 @@ depend on the other chains of its block (no floating-point sums across chains). 
 (temperature, top-k, top-p) are integers too: each count's tempered weight relative to its
 context's largest, in units of 2^-32.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -94,7 +95,9 @@ class NGramCounts:
         lo, hi = self.runs(chain, codes)
         return count, self.cum[hi] - self.cum[lo]
 
-    def log_probs(self, tokens: np.ndarray, *, add: float = 1.0, chains: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def log_probs(
+        self, tokens: np.ndarray, *, add: float = 1.0, chains: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Log-probabilities of blocks ``tokens`` (B', S, L) under the add-``add`` smoothed models
         of ``chains`` (default: all B, in order), and where the unsmoothed model gives probability 0."""
         chains = np.arange(tokens.shape[0], dtype=np.int64) if chains is None else np.asarray(chains, dtype=np.int64)
@@ -142,8 +145,9 @@ def decoding_cum(model: NGramCounts, temperature: float = 1.0, top_k: int = 0, t
     return np.concatenate([[0], np.cumsum(weights)])
 
 
-def generate(model: NGramCounts, cum: np.ndarray, uniforms: np.ndarray, start: np.ndarray | None = None,
-             add: float = 0.0) -> np.ndarray:
+def generate(
+    model: NGramCounts, cum: np.ndarray, uniforms: np.ndarray, start: np.ndarray | None = None, add: float = 0.0
+) -> np.ndarray:
     """Blocks of tokens (B, S, L) drawn from each chain's model, one uniform per token.
 
     ``cum``: :func:`decoding_cum`; ``start``: (B, S, N - 1) tokens before each block (a prompt),

@@ -1,4 +1,5 @@
 """The spec fields every language-model family shares: corpus, tokeniser, blocks, decoding."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,8 +10,7 @@ from sweep.errors import SpecError
 from sweep.families._text.corpus import TOKENIZERS, CorpusSource, load_corpus, parse_corpus
 
 #: Fields of :class:`TextSpec`, in the order a family's ``spec_fields`` lists them.
-TEXT_FIELDS = ("corpus", "tokenizer", "heldout", "sequence_length", "tracked_words", "tail", "top_k", "top_p",
-               "prompt")
+TEXT_FIELDS = ("corpus", "tokenizer", "heldout", "sequence_length", "tracked_words", "tail", "top_k", "top_p", "prompt")
 
 
 @dataclass(frozen=True)
@@ -37,13 +37,22 @@ class TextSpec:
     prompt: int = 0
 
     def to_raw(self) -> dict[str, Any]:
-        return {"corpus": self.corpus.to_raw(), "tokenizer": self.tokenizer, "heldout": self.heldout,
-                "sequence_length": self.sequence_length, "tracked_words": self.tracked_words, "tail": self.tail,
-                "top_k": self.top_k, "top_p": self.top_p, "prompt": self.prompt}
+        return {
+            "corpus": self.corpus.to_raw(),
+            "tokenizer": self.tokenizer,
+            "heldout": self.heldout,
+            "sequence_length": self.sequence_length,
+            "tracked_words": self.tracked_words,
+            "tail": self.tail,
+            "top_k": self.top_k,
+            "top_p": self.top_p,
+            "prompt": self.prompt,
+        }
 
 
-def parse_text(section: fields.Section, *, tokenizer: str = "word", sequence_length: int = 32,
-               model: str | None = None) -> TextSpec:
+def parse_text(
+    section: fields.Section, *, tokenizer: str = "word", sequence_length: int = 32, model: str | None = None
+) -> TextSpec:
     """Read the shared fields (``tokenizer`` and ``sequence_length``: the family's defaults;
     ``model``: the folder of a Hugging Face model, whose own tokenizer is then the only choice)."""
     choices = ("model",) if model else TOKENIZERS
@@ -62,8 +71,12 @@ def parse_text(section: fields.Section, *, tokenizer: str = "word", sequence_len
     need = spec.sequence_length + spec.prompt
     for split, tokens in (("training", corpus.train), ("held-out", corpus.heldout)):
         if tokens.size < need:
-            raise SpecError(section.sub("corpus"), f"a corpus whose {split} split has at least sequence_length + "
-                            f"prompt = {need} {spec.tokenizer} tokens", f"{tokens.size} tokens", raw=True)
+            raise SpecError(
+                section.sub("corpus"),
+                f"a corpus whose {split} split has at least sequence_length + prompt = {need} {spec.tokenizer} tokens",
+                f"{tokens.size} tokens",
+                raw=True,
+            )
     return spec
 
 

@@ -1,5 +1,6 @@
 """Statistics of generated text, batched across chains: word counts, entropy, distinct bigrams,
 tail mass. Tokens come as (B, S, L) blocks of ids in [0, V)."""
+
 from __future__ import annotations
 
 import numpy as np

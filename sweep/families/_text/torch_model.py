@@ -11,6 +11,7 @@ torch's own generators are never used, so a chain's weights depend only on its s
 of a block is the sum of its chains' mean losses and Adam is elementwise, so each chain trains as
 it would alone.
 """
+
 from __future__ import annotations
 
 import math
@@ -39,9 +40,22 @@ class Shape:
         """Every weight's shape for one chain, in a fixed order (the order of the initial draw)."""
         d, out = self.width, {"token": (self.vocab + 1, self.width), "position": (self.context, self.width)}
         for i in range(self.layers):
-            out.update({f"{i}.norm1.w": (d,), f"{i}.norm1.b": (d,), f"{i}.qkv": (d, 3 * d), f"{i}.qkv.b": (3 * d,),
-                        f"{i}.proj": (d, d), f"{i}.proj.b": (d,), f"{i}.norm2.w": (d,), f"{i}.norm2.b": (d,),
-                        f"{i}.fc": (d, 4 * d), f"{i}.fc.b": (4 * d,), f"{i}.out": (4 * d, d), f"{i}.out.b": (d,)})
+            out.update(
+                {
+                    f"{i}.norm1.w": (d,),
+                    f"{i}.norm1.b": (d,),
+                    f"{i}.qkv": (d, 3 * d),
+                    f"{i}.qkv.b": (3 * d,),
+                    f"{i}.proj": (d, d),
+                    f"{i}.proj.b": (d,),
+                    f"{i}.norm2.w": (d,),
+                    f"{i}.norm2.b": (d,),
+                    f"{i}.fc": (d, 4 * d),
+                    f"{i}.fc.b": (4 * d,),
+                    f"{i}.out": (4 * d, d),
+                    f"{i}.out.b": (d,),
+                }
+            )
         out.update({"norm.w": (d,), "norm.b": (d,)})
         return out
 
@@ -54,8 +68,11 @@ def deterministic(threads: int = 1) -> Iterator[None]:
     """Deterministic algorithms on one thread (results independent of the machine's core count),
     restoring the caller's settings afterwards. With a GPU in use, an operation without a
     deterministic CUDA kernel warns instead of failing the run."""
-    before = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
-              torch.is_deterministic_algorithms_warn_only_enabled())
+    before = (
+        torch.get_num_threads(),
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
     torch.set_num_threads(threads)
     _set_deterministic(True, warn_only=torch.cuda.is_available())
     try:
@@ -108,7 +125,9 @@ def _linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return flat.reshape(x.shape[:-1] + (w.shape[-1],))
 
 
-def forward(weights: dict[str, torch.Tensor], shape: Shape, tokens: torch.Tensor, *, last: bool = False) -> torch.Tensor:
+def forward(
+    weights: dict[str, torch.Tensor], shape: Shape, tokens: torch.Tensor, *, last: bool = False
+) -> torch.Tensor:
     """Logits (B, N, T, V) for input windows ``tokens`` (B, N, T), T <= context; ``last``: only
     the last position's (B, N, 1, V), which is all decoding needs (the output layer over the
     vocabulary is most of a word-level model's work)."""
@@ -131,7 +150,9 @@ def forward(weights: dict[str, torch.Tensor], shape: Shape, tokens: torch.Tensor
         x, T = x[:, :, -1:, :], 1
     x = _norm(x, weights["norm.w"], weights["norm.b"])
     # tied output layer: the token embedding without BOS
-    return torch.bmm(x.reshape(B, -1, d), weights["token"][:, : shape.vocab].transpose(1, 2)).reshape(B, N, T, shape.vocab)
+    return torch.bmm(x.reshape(B, -1, d), weights["token"][:, : shape.vocab].transpose(1, 2)).reshape(
+        B, N, T, shape.vocab
+    )
 
 
 def windows(blocks: np.ndarray, context: int, bos: int) -> tuple[np.ndarray, np.ndarray]:
@@ -144,8 +165,16 @@ def windows(blocks: np.ndarray, context: int, bos: int) -> tuple[np.ndarray, np.
     return inputs, targets
 
 
-def train(weights: dict[str, torch.Tensor], shape: Shape, inputs: np.ndarray, targets: np.ndarray,
-          order: np.ndarray, *, batch_size: int, learning_rate: float) -> np.ndarray:
+def train(
+    weights: dict[str, torch.Tensor],
+    shape: Shape,
+    inputs: np.ndarray,
+    targets: np.ndarray,
+    order: np.ndarray,
+    *,
+    batch_size: int,
+    learning_rate: float,
+) -> np.ndarray:
     """Train in place with Adam on windows (B, W, context) in the minibatch ``order`` (B, E, W):
     epochs of ceil(W / batch_size) steps; return each chain's mean loss over its last epoch."""
     device = weights["token"].device
@@ -160,8 +189,13 @@ def train(weights: dict[str, torch.Tensor], shape: Shape, inputs: np.ndarray, ta
         for start in range(0, W, batch_size):
             pick = torch.as_tensor(order[:, epoch, start : start + batch_size], device=device)
             logits = forward(weights, shape, x[chain, pick])
-            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, shape.vocab), y[chain, pick].reshape(-1),
-                                                     reduction="none").reshape(B, -1).mean(1)
+            loss = (
+                torch.nn.functional.cross_entropy(
+                    logits.reshape(-1, shape.vocab), y[chain, pick].reshape(-1), reduction="none"
+                )
+                .reshape(B, -1)
+                .mean(1)
+            )
             optimiser.zero_grad(set_to_none=True)
             loss.sum().backward()
             optimiser.step()
