@@ -19,7 +19,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from analysis.io import ResultsError, load, load_events, read_metadata
+from analysis.io import ResultsError, load, load_events, load_side, read_metadata
 
 _LAZY = {
     "collapse_times": "analysis._survival",
@@ -39,7 +39,7 @@ _LAZY = {
     "figures": None,
 }
 
-__all__ = ["ResultsError", "load", "load_events", "read_metadata", *_LAZY]
+__all__ = ["ResultsError", "load", "load_events", "load_side", "read_metadata", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

@@ -18,7 +18,7 @@ import pyarrow.fs as pafs
 from sweep.errors import ResultsError, UsageError
 from sweep.store import Store, plain_table
 
-__all__ = ["load", "load_events", "read_metadata", "ResultsError"]
+__all__ = ["load", "load_events", "load_side", "read_metadata", "ResultsError"]
 
 
 def _store(path: str) -> Store:
@@ -121,3 +121,41 @@ def load_events(path: str, filters: Any = None, columns: Sequence[str] | None = 
     Takes the same arguments as :func:`load`; see ``docs/schema.md`` for the columns.
     """
     return _load_table(path, "events", filters, columns)
+
+
+def load_side(path: str, table: str, filters: Any = None, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """Load a family's side table (``sweep.json``'s ``family.side_tables``, e.g. ``sequences``: one
+    row per chain, recorded generation and generated sequence, with its perplexity).
+
+    Only the parts of chains whose trajectories are complete are read (a side part of a task that
+    did not finish, or of an earlier plan, is ignored). Takes the arguments of :func:`load`.
+    """
+    read_metadata(path)
+    fs, root = _resolve(path)
+    base = f"{root}/{table}"
+    if fs.get_file_info(base).type != pafs.FileType.Directory:
+        raise ResultsError(f"results folder '{path}': expected a '{table}' folder, got none")
+    complete = {
+        info.path[len(root) + len("/trajectories") :]
+        for info in fs.get_file_info(pafs.FileSelector(f"{root}/trajectories", allow_not_found=True, recursive=True))
+        if info.type == pafs.FileType.File
+    }
+    files = sorted(
+        info.path
+        for info in fs.get_file_info(pafs.FileSelector(base, recursive=True))
+        if info.type == pafs.FileType.File
+        and not info.base_name.startswith((".", "_"))
+        and info.path[len(base) :] in complete
+    )
+    if not files:
+        return pd.DataFrame()
+    dataset = ds.dataset(
+        files,
+        filesystem=fs,
+        format="parquet",
+        partition_base_dir=base,
+        partitioning=ds.partitioning(pa.schema([("cell", pa.int32())]), flavor="hive"),
+    )
+    frame = plain_table(dataset.to_table(filter=_filter_expression(filters), columns=columns)).to_pandas()
+    sort = [c for c in ("cell", "replicate", "generation") if c in frame]
+    return frame.sort_values(sort, kind="stable").reset_index(drop=True)

@@ -34,6 +34,7 @@ class EventSet:
         self._symbols: np.ndarray | None = None
         self._symbol_first: np.ndarray | None = None
         self._initial_counts: np.ndarray | None = None
+        self._symbol_event = "symbol_lost"
 
     def add(self, event: str, threshold: float = math.nan) -> int:
         """Declare a scalar event and return its slot for :meth:`mark`."""
@@ -42,8 +43,9 @@ class EventSet:
         self._first = np.vstack([self._first, np.full((1, self.batch), NOT_YET, dtype=np.int32)])
         return len(self._names) - 1
 
-    def add_symbols(self, symbols: np.ndarray) -> None:
-        """Declare one ``symbol_lost`` event per listed symbol."""
+    def add_symbols(self, symbols: np.ndarray, event: str = "symbol_lost") -> None:
+        """Declare one per-symbol event (``symbol_lost``, or another name) per listed symbol."""
+        self._symbol_event = event
         self._symbols = np.asarray(symbols, dtype=np.int32)
         self._symbol_first = np.full((self.batch, self._symbols.size), NOT_YET, dtype=np.int32)
 
@@ -73,7 +75,7 @@ class EventSet:
         first = np.concatenate([self._first.T, self._symbol_first], axis=1) if S else self._first.T
         observed = first != NOT_YET
         generation = np.where(observed, first, self.horizon).astype(np.int32)
-        names = np.array(self._names + ["symbol_lost"] * S, dtype=object)
+        names = np.array(self._names + [getattr(self, "_symbol_event", "symbol_lost")] * S, dtype=object)
         thresholds = np.array(self._thresholds + [math.nan] * S)
         symbol = np.concatenate([np.full(E, -1, dtype=np.int32), self._symbols if S else np.empty(0, np.int32)])
         initial = np.full((B, E + S), -1, dtype=np.int64)

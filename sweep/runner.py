@@ -92,6 +92,10 @@ def family_info(spec: SweepSpec) -> dict[str, Any]:
             for k in cls.declared_events()
         ],
         "metrics": dict(cls.metric_columns),
+        "side_tables": {
+            table: {"metric": metric, "index": index, "value": value}
+            for metric, (table, index, value) in cls.side_metrics.items()
+        },
         "distance_metric": cls.distance_metric,
         "spread_metric": cls.spread_metric,
         "theory_overlays": list(cls.theory_overlays),

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from sweep.axes import FAMILY_PREFIX, column_name
@@ -128,7 +129,7 @@ def _column(values: np.ndarray | list[np.ndarray]) -> pa.Array:
         return pa.concat_arrays([_column(v) for v in values])
     if values.ndim == 2:
         rows, width = values.shape
-        offsets = pa.array(np.arange(0, rows * width + 1, width, dtype=np.int32))
+        offsets = pa.array(np.arange(rows + 1, dtype=np.int32) * np.int32(width))  # width 0: empty lists
         return pa.ListArray.from_arrays(offsets, pa.array(values.ravel()))
     return pa.array(values)
 
@@ -136,9 +137,11 @@ def _column(values: np.ndarray | list[np.ndarray]) -> pa.Array:
 def build_tables(
     spec: SweepSpec, cell: Cell, root_entropy: int, trajectories: dict, events: dict
 ) -> tuple[pa.Table, pa.Table]:
-    """Arrow tables of one task from the engine's columns."""
+    """Arrow tables of one task from the engine's columns (per-item metrics the family writes to
+    tables of their own are left out: :func:`side_tables`)."""
+    side = getattr(cell.family, "side_metrics", {})
     traj = coordinate_columns(spec, cell, root_entropy, len(trajectories["replicate"]))
-    traj.update({name: _column(values) for name, values in trajectories.items()})
+    traj.update({name: _column(values) for name, values in trajectories.items() if name not in side})
     ev = coordinate_columns(spec, cell, root_entropy, len(events["replicate"]))
     ev["replicate"] = pa.array(events["replicate"])
     ev["event"] = pa.array(events["event"], type=pa.string())
@@ -151,6 +154,29 @@ def build_tables(
     return pa.table(traj), pa.table(ev)
 
 
+def side_tables(spec: SweepSpec, cell: Cell, root_entropy: int, trajectories: dict) -> dict[str, pa.Table]:
+    """The family's per-item metrics (``side_metrics``: metric -> (table, index column, value
+    column), several values per chain and recorded generation, e.g. one perplexity per generated
+    sequence) as long tables: one row per chain, recorded generation and item."""
+    tables: dict[str, dict[str, pa.Array]] = {}
+    for metric, (table, index, value) in getattr(cell.family, "side_metrics", {}).items():
+        if metric not in trajectories:
+            continue
+        lists = _column(trajectories[metric])
+        parents = pc.list_parent_indices(lists)
+        offsets = lists.offsets.to_numpy()
+        rows = parents.to_numpy()
+        item = np.arange(rows.size, dtype=np.int64) - offsets[:-1][rows]
+        columns = tables.setdefault(table, {})
+        if not columns:
+            columns.update(coordinate_columns(spec, cell, root_entropy, rows.size))
+            columns["replicate"] = pa.array(np.asarray(trajectories["replicate"])[rows])
+            columns["generation"] = pa.array(np.asarray(trajectories["generation"])[rows])
+            columns[index] = pa.array(item.astype(np.int32))
+        columns[value] = lists.flatten()
+    return {name: pa.table(columns) for name, columns in tables.items()}
+
+
 def _load_state(store: Store, kind: str, cell: Cell, block: int) -> BlockState | None:
     payload = store.read_state(kind, cell.index, block)
     if payload is None:
@@ -161,11 +187,11 @@ def _load_state(store: Store, kind: str, cell: Cell, block: int) -> BlockState |
         return None
 
 
-def _old_rows(store: Store, task: Task, block: int, cell: Cell, keep: np.ndarray) -> pa.Table:
-    """The stored trajectory rows of one block that the new horizon's schedule keeps."""
-    import pyarrow.compute as pc
-
-    path = f"{store._dir('trajectories', task.cell)}/{task.name}"
+def _old_rows(
+    store: Store, task: Task, block: int, cell: Cell, keep: np.ndarray, kind: str = "trajectories"
+) -> pa.Table:
+    """The stored trajectory (or side-table) rows of one block that the new horizon's schedule keeps."""
+    path = f"{store._dir(kind, task.cell)}/{task.name}"
     with store.fs.open_input_file(path) as handle:
         table = pq.read_table(handle)
     span = cell.block_range(block)
@@ -179,9 +205,10 @@ def _old_rows(store: Store, task: Task, block: int, cell: Cell, keep: np.ndarray
 
 def simulate_task_block(
     spec: SweepSpec, cell: Cell, block: int, root_entropy: int, store: Store | None, task: Task
-) -> tuple[pa.Table, pa.Table, BlockState]:
+) -> tuple[pa.Table, pa.Table, BlockState, dict[str, pa.Table]]:
     """One block of a task as Arrow tables: from generation 0, from a checkpoint, or extended from
-    its final state at ``task.extend_from`` (old rows kept, new generations appended)."""
+    its final state at ``task.extend_from`` (old rows kept, new generations appended); the last
+    item: the family's side tables (:func:`side_tables`)."""
     horizon = spec.generations
     recorded = spec.record.generations(horizon)
     mask = np.zeros(horizon + 1, dtype=bool)
@@ -194,6 +221,10 @@ def simulate_task_block(
         if saved is not None and saved.generation == task.extend_from:
             old_kept = recorded[recorded <= task.extend_from]
             old = _old_rows(store, task, block, cell, old_kept)
+            old_side = {
+                kind: _old_rows(store, task, block, cell, old_kept, kind)
+                for kind in {table for table, _, _ in getattr(cell.family, "side_metrics", {}).values()}
+            }
             saved.snapshots = []
         else:
             saved = None
@@ -216,6 +247,7 @@ def simulate_task_block(
     first_new = task.extend_from if old is not None else -1
     traj, events = run.result(recorded[recorded > first_new])
     traj_table, events_table = build_tables(spec, cell, root_entropy, traj, events)
+    side = side_tables(spec, cell, root_entropy, traj)
     if old is not None:
         # coordinates are rebuilt (constants per cell); measured columns are taken as stored
         coordinates = coordinate_columns(spec, cell, root_entropy, old.num_rows)
@@ -224,7 +256,22 @@ def simulate_task_block(
             for name, field in zip(traj_table.schema.names, traj_table.schema)
         ]
         traj_table = pa.concat_tables([pa.table(columns, schema=traj_table.schema), traj_table])
-    return traj_table, events_table, run.state
+        for kind, table in side.items():
+            kept = old_side[kind]
+            coordinates = coordinate_columns(spec, cell, root_entropy, kept.num_rows)
+            side[kind] = pa.concat_tables(
+                [
+                    pa.table(
+                        [
+                            coordinates[name] if name in coordinates else kept[name].cast(f.type)
+                            for name, f in zip(table.schema.names, table.schema)
+                        ],
+                        schema=table.schema,
+                    ),
+                    table,
+                ]
+            )
+    return traj_table, events_table, run.state, side
 
 
 def _save_final_state(store: Store, cell: Cell, block: int, state: BlockState) -> None:
@@ -251,15 +298,20 @@ def run_task(spec: SweepSpec, cells: list[Cell], root_entropy: int, location: st
     started, cpu_started = time.perf_counter(), time.process_time()
     cell = cells[task.cell]
     store = Store(location)
-    trajectory_parts, event_parts, states = [], [], []
+    trajectory_parts, event_parts, states, side_parts = [], [], [], {}
     for block in range(task.first, task.stop):
-        traj, ev, state = simulate_task_block(spec, cell, block, root_entropy, store, task)
+        traj, ev, state, side = simulate_task_block(spec, cell, block, root_entropy, store, task)
         trajectory_parts.append(traj)
         event_parts.append(ev)
         states.append((block, state))
+        for kind, table in side.items():
+            side_parts.setdefault(kind, []).append(table)
         _injected_fault(cell)
     traj_table = with_horizon(pa.concat_tables(trajectory_parts), spec.generations)
     events_table = with_horizon(pa.concat_tables(event_parts), spec.generations)
+    # side tables first: a complete pair of parts then always has its side parts (the same name)
+    for kind, tables in side_parts.items():
+        store.write_part(kind, cell.index, task.name, with_horizon(pa.concat_tables(tables), spec.generations))
     events_path = store.write_part("events", cell.index, task.name, events_table)
     try:
         store.write_part("trajectories", cell.index, task.name, traj_table)

@@ -22,13 +22,25 @@ from sweep.families.gaussian import GaussianFamily
 from sweep.families.gmm1d import GMMFamily
 from sweep.families.kde import KDEFamily
 from sweep.families.linear_regression import LinearRegressionFamily
+from sweep.families.ngram import NGramFamily
 from sweep.families.poisson import PoissonFamily
+from sweep.families.transformer import TransformerFamily
 
 #: The built-in families, by name.
 REGISTRY: dict[str, type[Family]] = {
-    family.name: family for family in (GaussianFamily, CategoricalFamily, GMMFamily, KDEFamily)
+    family.name: family
+    for family in (
+        GaussianFamily,
+        CategoricalFamily,
+        GMMFamily,
+        KDEFamily,
+        BernoulliFamily,
+        PoissonFamily,
+        LinearRegressionFamily,
+        NGramFamily,
+        TransformerFamily,
+    )
 }
-REGISTRY.update({family.name: family for family in (BernoulliFamily, PoissonFamily, LinearRegressionFamily)})
 ENTRY_POINT_GROUP = "collapse_sweep.families"
 #: What a family class must define (the abstract methods of :class:`Family`).
 REQUIRED = ("parse_spec", "truth", "sample", "fit", "events", "metrics", "cost")
@@ -122,4 +134,6 @@ __all__ = [
     "GaussianFamily",
     "GMMFamily",
     "KDEFamily",
+    "NGramFamily",
+    "TransformerFamily",
 ]

@@ -128,6 +128,10 @@ class Family(ABC):
     event_kinds: ClassVar[tuple[EventKind, ...]] = ()
     #: Trajectory columns the family writes, with their one-line meaning (docs/schema.md).
     metric_columns: ClassVar[dict[str, str]] = {}
+    #: Per-item metrics written to a table of their own instead of the trajectories: metric (a
+    #: (B, items) array that ``metrics`` returns) -> (table, index column, value column); the table
+    #: ``<results>/<table>/`` has one row per chain, recorded generation and item (docs/schema.md).
+    side_metrics: ClassVar[dict[str, tuple[str, str, str]]] = {}
     #: The metric column that measures distance to the truth (``distance_above``, divergence tables).
     distance_metric: ClassVar[str | None] = None
     #: The metric column of fitted spread relative to the truth (fan charts), if any.
