@@ -65,7 +65,7 @@ def measure(family, chains: int, n: int, repeats: int, epochs: int) -> dict[str,
     data = family.sample(family.truth(chains), n, rng=rng)
     modes = {"batched": [data], "loop": [data[i : i + 1] for i in range(chains)]}
     best = {mode: [np.inf, np.inf] for mode in modes}
-    for mode, groups in modes.items():
+    for groups in modes.values():
         one_generation(family, groups[0], rng)  # warm-up (imports, caches, first torch calls)
     for _ in range(repeats):
         for mode, groups in modes.items():
