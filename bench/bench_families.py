@@ -27,10 +27,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
+from _timing import end_to_end, kernel  # noqa: E402 (bench/ is on sys.path when run as a script)
 
-from sweep.engine import simulate_block  # noqa: E402
-from sweep.grid import block_rng, cells  # noqa: E402
-from sweep.runner import run_sweep  # noqa: E402
 from sweep.spec import parse_spec  # noqa: E402
 
 N = 10_000
@@ -78,28 +76,6 @@ def spec_for(family: dict, generations: int, replicates: int, events: dict | Non
     if events:
         raw["events"] = events
     return parse_spec(raw)
-
-
-def kernel(spec) -> float:
-    cell = cells(spec)[0]
-    recorded = spec.record.generations(spec.generations)
-    start = time.perf_counter()
-    simulate_block(
-        spec.family,
-        cell,
-        0,
-        generations=spec.generations,
-        recorded=recorded,
-        events_spec=spec.events,
-        rng=block_rng(1, cell, 0),
-    )
-    chains = min(cell.block_size, spec.replicates)
-    return chains * spec.generations / (time.perf_counter() - start)
-
-
-def end_to_end(spec, out: str) -> float:
-    report = run_sweep(spec, out, overwrite=True, progress=False)
-    return spec.replicates * spec.generations / report.seconds
 
 
 def best(measure, repeats: int = 3) -> float:
