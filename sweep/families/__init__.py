@@ -17,12 +17,13 @@ from functools import lru_cache
 from sweep.families.base import DIVERGED, Cost, EventKind, Family, Resources
 from sweep.families.categorical import CategoricalFamily
 from sweep.families.gaussian import GaussianFamily
+from sweep.families.gmm import GMMNDFamily
 from sweep.families.gmm1d import GMMFamily
 from sweep.families.kde import KDEFamily
 
 #: The built-in families, by name.
 REGISTRY: dict[str, type[Family]] = {
-    family.name: family for family in (GaussianFamily, CategoricalFamily, GMMFamily, KDEFamily)
+    family.name: family for family in (GaussianFamily, CategoricalFamily, GMMFamily, KDEFamily, GMMNDFamily)
 }
 ENTRY_POINT_GROUP = "collapse_sweep.families"
 #: What a family class must define (the abstract methods of :class:`Family`).
@@ -94,4 +95,4 @@ def resolve_family(name: object) -> type[Family]:
 
 
 __all__ = ["DIVERGED", "ENTRY_POINT_GROUP", "REGISTRY", "Cost", "EventKind", "Family", "FamilyLoadError",
-           "Resources", "resolve_family", "CategoricalFamily", "GaussianFamily", "GMMFamily", "KDEFamily"]
+           "Resources", "resolve_family", "CategoricalFamily", "GaussianFamily", "GMMFamily", "GMMNDFamily", "KDEFamily"]
