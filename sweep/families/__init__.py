@@ -20,10 +20,11 @@ from sweep.families.gaussian import GaussianFamily
 from sweep.families.gmm import GMMNDFamily
 from sweep.families.gmm1d import GMMFamily
 from sweep.families.kde import KDEFamily
+from sweep.families.kde_nd import KDENDFamily
 
 #: The built-in families, by name.
 REGISTRY: dict[str, type[Family]] = {
-    family.name: family for family in (GaussianFamily, CategoricalFamily, GMMFamily, KDEFamily, GMMNDFamily)
+    family.name: family for family in (GaussianFamily, CategoricalFamily, GMMFamily, KDEFamily, GMMNDFamily, KDENDFamily)
 }
 ENTRY_POINT_GROUP = "collapse_sweep.families"
 #: What a family class must define (the abstract methods of :class:`Family`).
@@ -95,4 +96,4 @@ def resolve_family(name: object) -> type[Family]:
 
 
 __all__ = ["DIVERGED", "ENTRY_POINT_GROUP", "REGISTRY", "Cost", "EventKind", "Family", "FamilyLoadError",
-           "Resources", "resolve_family", "CategoricalFamily", "GaussianFamily", "GMMFamily", "GMMNDFamily", "KDEFamily"]
+           "Resources", "resolve_family", "CategoricalFamily", "GaussianFamily", "GMMFamily", "GMMNDFamily", "KDEFamily", "KDENDFamily"]

@@ -46,26 +46,6 @@ def log_mixture_density(points: np.ndarray, weights, means, covariances) -> np.n
     return out
 
 
-def log_kde_density(points: np.ndarray, data: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """log q (B, P) of Gaussian KDEs (data (B, N, d), kernel covariances (B, d, d)) at shared
-    points (P, d), chain by chain (the (P, N) kernel table of one chain is the largest array)."""
-    b, n, d = data.shape
-    out = np.empty((b, points.shape[0]))
-    for r in range(b):
-        try:
-            inv = np.linalg.inv(np.linalg.cholesky(kernel[r]))
-        except np.linalg.LinAlgError:
-            out[r] = np.nan
-            continue
-        y, z = points @ inv.T, data[r] @ inv.T
-        sq = (y * y).sum(axis=1)[:, None] + (z * z).sum(axis=1)[None, :] - 2.0 * (y @ z.T)
-        sq *= -0.5
-        top = sq.max(axis=1)
-        head = -np.log(n) - 0.5 * d * LOG_2PI + np.log(np.diagonal(inv)).sum()
-        out[r] = head + top + np.log(np.exp(sq - top[:, None]).sum(axis=1))
-    return out
-
-
 class TrueQuadrature:
     """The Gauss-Hermite points and weights of a true mixture (k,), (k, d), (k, d, d), with the
     true log-density at them, built once; ``q`` nodes per dimension (default: NODES)."""
@@ -91,9 +71,3 @@ class TrueQuadrature:
         if not self.available:
             return np.full(np.shape(weights)[0], np.nan)
         return self.kl(log_mixture_density(self.points, weights, means, covariances))
-
-    def kl_kde(self, data: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-        """KL(true || fitted KDE) (B,); NaN where d > 3."""
-        if not self.available:
-            return np.full(data.shape[0], np.nan)
-        return self.kl(log_kde_density(self.points, data, kernel))

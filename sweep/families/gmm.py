@@ -69,7 +69,7 @@ SHAPE_METRICS = {
           "the projections, square-rooted; see docs/schema.md for its error)",
     "w2_gaussian": "closed-form W2 between the Gaussians of the fit's and the truth's total mean and covariance "
                    "(W2 itself when both are Gaussian, a lower bound otherwise)",
-    "kl": "KL(true || fitted) in nats by Gauss-Hermite quadrature (d <= 3 and a mixture truth; NaN otherwise)",
+    "kl": "gmm: KL(true || fitted) in nats by Gauss-Hermite quadrature (d <= 3; NaN beyond)",
     "tail_mass": "sliced tail mass: mean over the directions of the fitted probability beyond the projected "
                  "truth's 1% and 99% quantiles (truth: 0.02)",
 }
