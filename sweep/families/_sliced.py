@@ -11,8 +11,10 @@ projected points with kernel variance u^T H u. The sliced 2-Wasserstein distance
 Each projected W2 is computed through the quantile functions (:mod:`sweep.families._quantiles1d`,
 error < 2e-4), and the integral over directions by a fixed rule (:func:`directions`): equally
 spaced angles in 2-D, where the integrand is smooth and periodic and the rule converges
-geometrically; a fixed Halton point set mapped to the sphere for d >= 3, a quasi-Monte-Carlo rule
-whose error falls like ~1/M. The tests measure both errors.
+geometrically; a Fibonacci lattice on the sphere in 3-D; a Halton point set mapped to the sphere
+beyond, a quasi-Monte-Carlo rule whose error falls like ~1/M. Measured (tests): 16 angles in 2-D
+are within 1e-3 of the exact integral (4e-3 for a covariance collapsed onto a line, whose
+projected sd has a near-kink), 64 Fibonacci directions in 3-D within 2e-3.
 
 The sliced tail mass is the mean over the same directions of the projected fit's probability
 beyond the projected truth's 1% and 99% quantiles: 0.02 for the truth, and the 1-D definition for
@@ -36,15 +38,22 @@ def directions(d: int, count: int) -> np.ndarray:
     """A fixed rule of ``count`` unit directions (count, d), each of weight 1 / count.
 
     d = 1: the single direction 1. d = 2: the angles pi (i + 1/2) / count (half the circle
-    suffices: u and -u give the same projected W2). d >= 3: the first ``count`` points of the
-    unscrambled Halton sequence (after its first, which is 0), mapped to normal vectors by the
-    inverse normal CDF and normalised: a deterministic, evenly spread set.
+    suffices: u and -u give the same projected W2). d = 3: the Fibonacci lattice (z = 1 - (2i + 1)
+    / count, longitudes stepping by the golden angle), 60x more accurate than Halton points at 64
+    directions. d >= 4: the first ``count`` points of the unscrambled Halton sequence (after its
+    first, which is 0), mapped to normal vectors by the inverse normal CDF and normalised.
     """
     if d == 1:
         return np.ones((1, 1))
+    i = np.arange(count) + 0.5
     if d == 2:
-        angle = np.pi * (np.arange(count) + 0.5) / count
+        angle = np.pi * i / count
         return np.stack([np.cos(angle), np.sin(angle)], axis=1)
+    if d == 3:
+        z = 1.0 - 2.0 * i / count
+        longitude = np.pi * (1.0 + 5.0 ** 0.5) * i
+        r = np.sqrt(1.0 - z * z)
+        return np.stack([r * np.cos(longitude), r * np.sin(longitude), z], axis=1)
     points = qmc.Halton(d, scramble=False).random(count + 1)[1:]
     normal = special.ndtri(points)
     return normal / np.linalg.norm(normal, axis=1, keepdims=True)
