@@ -1,4 +1,4 @@
-"""d-dimensional mixtures: sampling, tempering, sliced W2 and tail mass, Gauss-Hermite KL."""
+"""d-dimensional mixtures: sampling, tempering, sliced W2 and tail mass, KL by a grid quadrature."""
 from __future__ import annotations
 
 import functools
