@@ -66,4 +66,6 @@ class TrueQuadrature:
         """KL(true || fitted mixture) (B,) in nats; NaN where d > 3."""
         if not self.available:
             return np.full(np.shape(weights)[0], np.nan)
-        return self.p_log_p - log_mixture_density(self.points, weights, means, covariances) @ self.weights
+        # a row-wise sum, not a matrix-vector product: BLAS sums a row in an order that depends
+        # on how many rows there are, and a chain's values must not depend on its block's width
+        return self.p_log_p - (log_mixture_density(self.points, weights, means, covariances) * self.weights).sum(axis=1)
