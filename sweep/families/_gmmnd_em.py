@@ -69,6 +69,13 @@ def _precisions(cov: np.ndarray, covariance_type: str) -> tuple[np.ndarray, np.n
         with np.errstate(divide="ignore"):
             prec = np.where(var > 0, 1.0 / np.where(var > 0, var, 1.0), 0.0)
             return prec[..., :, None] * np.eye(d), np.log(np.where(ok[..., None], var, 1.0)).sum(axis=-1), ok
+    if d == 2:  # closed forms: LAPACK's per-matrix overhead cost more than the E-step's algebra
+        a, b, c = cov[..., 0, 0], cov[..., 0, 1], cov[..., 1, 1]
+        det = a * c - b * b
+        ok = (a > 0) & (det > 0)
+        inv_det = 1.0 / np.where(ok, det, 1.0)
+        prec = np.stack([np.stack([c, -b], axis=-1), np.stack([-b, a], axis=-1)], axis=-2) * inv_det[..., None, None]
+        return prec, np.log(np.where(ok, det, 1.0)), ok
     ok = np.ones(cov.shape[:-2], dtype=bool)
     try:
         chol = np.linalg.cholesky(cov)
@@ -150,41 +157,50 @@ def from_stats(s: np.ndarray, d: int, reg_covar: float, covariance_type: str):
 
 
 def _run(phi, w, m, c, d, covariance_type, tol, max_iter, reg_covar):
-    """EM from initial parameters; returns params, n_iter, converged and lower bounds."""
+    """EM from initial parameters; returns params, n_iter, converged and lower bounds.
+
+    Finished chains are dropped from the working arrays once they are a quarter of them (a copy
+    of the features per finished chain costs as much as an iteration); until then their rows are
+    computed and not written back.
+    """
     b = w.shape[0]
     w, m, c = w.copy(), m.copy(), c.copy()
     n_iter = np.zeros(b, dtype=np.int64)
     converged = np.zeros(b, dtype=bool)
     lower = np.full(b, -np.inf)
-    rows, prev, work = np.arange(b), np.full(b, -np.inf), phi
+    rows, prev, work, live = np.arange(b), np.full(b, -np.inf), phi, np.ones(b, dtype=bool)
     for it in range(1, max_iter + 1):
         theta, ok = coefficients(w[rows], m[rows], c[rows], covariance_type)
         ll, s = e_step(work, theta, stats=True)
         nk, nm, nc = from_stats(s, d, reg_covar, covariance_type)
-        w[rows], m[rows], c[rows] = nk / nk.sum(axis=1, keepdims=True), nm, nc
-        n_iter[rows], lower[rows] = it, np.where(ok, ll, np.nan)
+        write = rows[live]
+        w[write], m[write], c[write] = (nk / nk.sum(axis=1, keepdims=True))[live], nm[live], nc[live]
+        n_iter[write], lower[write] = it, np.where(ok, ll, np.nan)[live]
         with np.errstate(invalid="ignore"):
             done = np.abs(ll - prev) < tol
-        converged[rows[done & ok]] = True
+        converged[rows[done & ok & live]] = True
         # a chain whose fit turned singular or non-finite (only with reg_covar = 0) stops too
-        stop = done | ~ok | ~np.isfinite(ll) | ~np.isfinite(nc).all(axis=(1, 2, 3))
-        bad = rows[~ok | ~np.isfinite(ll)]
-        w[bad], m[bad], c[bad] = np.nan, np.nan, np.nan
-        if stop.all():
+        bad = live & ~(ok & np.isfinite(ll))
+        w[rows[bad]], m[rows[bad]], c[rows[bad]] = np.nan, np.nan, np.nan
+        live &= ~(done | bad | ~np.isfinite(nc).all(axis=(1, 2, 3)))
+        if not live.any():
             break
-        if stop.any():
-            keep = ~stop
-            work, rows, prev = work[keep], rows[keep], ll[keep]
-        else:
-            prev = ll
+        prev = ll
+        if bad.any() or 4 * np.count_nonzero(~live) >= live.size:  # a bad chain must go: NaN parameters
+            work, rows, prev, live = work[live], rows[live], prev[live], live[live]
     return w, m, c, n_iter, converged, lower
 
 
 def _from_labels(phi, labels, k, d, n, reg_covar, covariance_type):
     # GaussianMixture._initialize: M-step on one-hot responsibilities, weights = nk / N (not
     # renormalised: with "random_from_data" they sum to k / N, as in scikit-learn)
-    onehot = (labels[:, None, :] == np.arange(k)[None, :, None]).astype(float)
-    nk, means, cov = from_stats(np.matmul(onehot, np.swapaxes(phi, 1, 2)), d, reg_covar, covariance_type)
+    if k == 2:  # boolean labels: cluster 1's feature sums, and cluster 0's as the rest
+        one = np.matmul(phi, labels.astype(float)[:, :, None])[:, :, 0]
+        stats = np.stack([phi.sum(axis=2) - one, one], axis=1)
+    else:
+        onehot = (labels[:, None, :] == np.arange(k)[None, :, None]).astype(float)
+        stats = np.matmul(onehot, np.swapaxes(phi, 1, 2))
+    nk, means, cov = from_stats(stats, d, reg_covar, covariance_type)
     return nk / n, means, cov
 
 

@@ -117,6 +117,21 @@ def _relocate(x, labels, old, counts, sums):
         sums[j], counts[j] = x[f], 1.0
 
 
+def _two_step(xt1: np.ndarray, old: np.ndarray, labels: np.ndarray, totals: np.ndarray):
+    """One Lloyd assignment with two centres on samples with a row of ones appended, xt1
+    (R, d + 1, N): the label is the sign of one linear form [c1 - c0, -threshold] . [x, 1], and one
+    matrix-vector product with the labels gives cluster 1's sums and count together (cluster 0 is
+    the rest). ``labels`` (R, N) float is written in place (1.0: centre 1)."""
+    d = xt1.shape[1] - 1
+    norms = (old * old).sum(axis=2)
+    form = np.concatenate([old[:, 1] - old[:, 0], (0.5 * (norms[:, 0] - norms[:, 1]))[:, None]], axis=1)
+    np.greater(np.matmul(form[:, None, :], xt1)[:, 0], 0.0, out=labels, casting="unsafe")
+    ones = np.matmul(xt1, labels[:, :, None])[:, :, 0]  # (R, d + 1): sums and count of cluster 1
+    c1 = ones[:, d]
+    counts = np.stack([xt1.shape[2] - c1, c1], axis=1)
+    return counts, np.stack([totals - ones[:, :d], ones[:, :d]], axis=1)
+
+
 def lloyd(xt: np.ndarray, centers: np.ndarray, tol: np.ndarray, max_iter: int = KMEANS_MAX_ITER) -> np.ndarray:
     """Lloyd iterations from centres (B, k, d) on samples xt (B, d, N); returns the final centres.
 
@@ -128,26 +143,38 @@ def lloyd(xt: np.ndarray, centers: np.ndarray, tol: np.ndarray, max_iter: int = 
     (copying the arrays every time a chain finishes would cost as much as the iterations).
     """
     centers = centers.copy()
-    b, k, _ = centers.shape
+    b, k, d = centers.shape
     rows, totals = np.arange(b), xt.sum(axis=2)  # the chains in the working arrays
     live = np.ones(b, dtype=bool)  # ... and which of them still iterate
+    old = centers.copy()  # the working rows' centres
+    two = k == 2
+    if two:  # the working array carries a row of ones (see _two_step)
+        xt = np.concatenate([xt, np.ones((b, 1, xt.shape[2]))], axis=1)
+        labels = np.empty((b, xt.shape[2]))
     for _ in range(max_iter):
-        old = centers[rows]
-        labels = assign(xt, old)
-        counts, sums = cluster_sums(xt, labels, k, totals)
+        if two:
+            counts, sums = _two_step(xt, old, labels, totals)
+        else:
+            labels = assign(xt, old)
+            counts, sums = cluster_sums(xt, labels, k, totals)
         empty = (counts == 0).any(axis=1)
         if empty.any():
             for r in np.flatnonzero(empty & live):
-                _relocate(xt[r].T, labels[r], old[r], counts[r], sums[r])
+                _relocate(xt[r, :d].T, labels[r] > 0.5 if two else labels[r], old[r], counts[r], sums[r])
         new = sums / np.where(counts > 0, counts, 1.0)[..., None]
         shift = ((new - old) ** 2).sum(axis=(1, 2))
-        centers[rows[live]] = new[live]
-        live &= shift > tol[rows]
+        moved = live & (shift > tol[rows])
+        old = np.where(live[:, None, None], new, old)
+        live = moved
         if not live.any():
             break
         if 8 * np.count_nonzero(~live) >= live.size:
-            rows, xt, totals = rows[live], xt[live], totals[live]
+            centers[rows] = old
+            rows, xt, totals, old = rows[live], xt[live], totals[live], old[live]
+            if two:
+                labels = labels[: rows.size]
             live = live[live]
+    centers[rows] = old
     return centers
 
 
