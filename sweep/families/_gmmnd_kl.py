@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sweep.families._gmmnd_em import coefficients, features
+from sweep.families._gmmnd_estep import coefficients, features
 
 #: Grid points per coordinate by dimension (KL is not computed for d > 3).
 NODES = {1: 1024, 2: 128, 3: 32}

@@ -25,7 +25,7 @@ from sweep.families._checks import as_generator, as_int, fail
 from sweep.families._gmmnd import as_points
 from sweep.families._linalg import psd_factor
 from sweep.families._quantiles1d import CHUNK_LEVELS, GRID_SDS, quantile_pieces, w2_from_pieces
-from sweep.families._sliced import TAIL_LEVELS, SlicedTruth, project
+from sweep.families._sliced import TAIL_LEVELS, SlicedTruth
 
 RULES = ("scott", "silverman")
 _GRID_PER_SD = 16
@@ -217,4 +217,4 @@ def sliced_tail_kde(truth: SlicedTruth, x, kernel) -> np.ndarray:
 
 
 __all__ = ["RULES", "kernel_covariance", "sample_kde", "kde_moments", "tabulate", "shape_truth", "sliced_w2_kde",
-           "sliced_tail_kde", "project"]
+           "sliced_tail_kde"]

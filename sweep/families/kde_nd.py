@@ -23,11 +23,11 @@ import numpy as np
 from sweep import fields
 from sweep.errors import SpecError
 from sweep.families import _linalg
-from sweep.families._generators import DIMS, GENERATORS, Shape, blobs_mixture
+from sweep.families._generators import GENERATORS, Shape, blobs_mixture
 from sweep.families._gmmnd import Mixture, mixture_moments, sample_mixture, tempered
 from sweep.families._gmmnd_spec import MIXTURE_FIELDS, TrueMixtureND, read_point, read_true_mixture_nd
 from sweep.families._kdend import kde_moments, kernel_covariance, sample_kde, shape_truth, sliced_tail_kde, sliced_w2_kde
-from sweep.families._sliced import SlicedTruth, directions, sliced_tail_mixture, sliced_w2_mixture
+from sweep.families._sliced import SlicedTruth, directions
 from sweep.families.base import Cost, EventKind, Family
 from sweep.families.gmm import SHAPE_METRICS, ShapeEvents, read_directions, shape_metrics
 
