@@ -33,11 +33,25 @@ from sweep.families._sliced import SlicedTruth, directions, sliced_tail_mixture,
 from sweep.families.base import Cost, EventKind, Family
 
 
-def read_directions(section: fields.Section, dim: int) -> int:
-    """The number of directions of the sliced metrics (d = 1: one; default 16 in 2-D, 64 in 3-D, 256
-    beyond, where the Halton rule is ~1% accurate)."""
-    default = {1: 1, 2: 16, 3: 64}.get(dim, 256)
-    return section.take("directions", fields.integer(1, 4096), default)
+def read_directions(section: fields.Section) -> Any:
+    """The number of directions of the sliced metrics, or "auto" (the default): see
+    :func:`resolve_directions`. "auto" stays in the resolved spec, so that a cell whose dimension a
+    grid axis changes (kde_nd's generator) gets its own count also when sweep.json is re-parsed."""
+
+    def read(value: Any, path: str) -> Any:
+        if value == "auto":
+            return value
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SpecError(path, "auto or an integer in [1, 4096]", value)
+        return fields.integer(1, 4096)(value, path)
+
+    return section.take("directions", read, "auto")
+
+
+def resolve_directions(directions: Any, dim: int) -> int:
+    """ "auto": one direction in 1-D, 16 in 2-D, 64 in 3-D, 256 beyond (where the Halton rule is
+    ~1% accurate); otherwise the number given."""
+    return {1: 1, 2: 16, 3: 64}.get(dim, 256) if directions == "auto" else int(directions)
 
 
 @dataclass(frozen=True)
@@ -52,7 +66,7 @@ class GMMNDSpec:
     max_iter: int
     reg_covar: float
     n_init: int
-    directions: int
+    directions: Any  # "auto" or an int
 
     def to_raw(self) -> dict[str, Any]:
         return {"name": "gmm", **self.truth.to_raw(), "k": self.k, "covariance_type": self.covariance_type,
@@ -118,7 +132,7 @@ class GMMNDFamily(Family):
             # > 0: with 0 a component can collapse onto one sample, whose covariance has no inverse
             reg_covar=section.take("reg_covar", fields.number(0.0, None, low_open=True), 1e-6),
             n_init=section.take("n_init", fields.integer(1, 100), 1),
-            directions=read_directions(section, truth.dim),
+            directions=read_directions(section),
         )
 
     def __init__(self, spec: GMMNDSpec):
@@ -130,10 +144,11 @@ class GMMNDFamily(Family):
         self.root0 = _linalg.sqrtm_psd(self.cov0)
         # mode-merging distances are in units of the narrowest true standard deviation
         self.unit = float(np.sqrt(np.linalg.eigvalsh(self.true_c).min()))
+        self.directions = resolve_directions(spec.directions, self.d)
 
     @cached_property
     def sliced(self) -> SlicedTruth:
-        return SlicedTruth.of_mixture(self.true_w, self.true_m, self.true_c, directions(self.d, self.spec.directions))
+        return SlicedTruth.of_mixture(self.true_w, self.true_m, self.true_c, directions(self.d, self.directions))
 
     @cached_property
     def quadrature(self) -> TrueQuadrature:

@@ -29,7 +29,7 @@ from sweep.families._gmmnd_spec import MIXTURE_FIELDS, TrueMixtureND, read_point
 from sweep.families._kdend import kde_moments, kernel_covariance, sample_kde, shape_truth, sliced_tail_kde, sliced_w2_kde
 from sweep.families._sliced import SlicedTruth, directions
 from sweep.families.base import Cost, EventKind, Family
-from sweep.families.gmm import SHAPE_METRICS, ShapeEvents, read_directions, shape_metrics
+from sweep.families.gmm import SHAPE_METRICS, ShapeEvents, read_directions, resolve_directions, shape_metrics
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ class KDENDSpec:
     mixture: TrueMixtureND | None
     generator: Any  # Shape, Blobs or None
     bandwidth: Any
-    directions: int
+    directions: Any  # "auto" or an int
 
     @property
     def dim(self) -> int:
@@ -167,7 +167,7 @@ class KDENDFamily(Family):
                                 given)
         return KDENDSpec(mixture=mixture, generator=generator,
                          bandwidth=section.take("bandwidth", _read_bandwidth, "scott"),
-                         directions=read_directions(section, dim))
+                         directions=read_directions(section))
 
     def __init__(self, spec: KDENDSpec):
         super().__init__(spec)
@@ -178,10 +178,11 @@ class KDENDFamily(Family):
         self.mean0, self.cov0 = self.shape.moments() if self.shape is not None else mixture.moments()
         self.logdet0 = float(np.linalg.slogdet(self.cov0)[1])
         self.root0 = _linalg.sqrtm_psd(self.cov0)
+        self.directions = resolve_directions(spec.directions, self.d)
 
     @cached_property
     def sliced(self) -> SlicedTruth:
-        u = directions(self.d, self.spec.directions)
+        u = directions(self.d, self.directions)
         return shape_truth(self.shape, u) if self.shape is not None else SlicedTruth.of_mixture(*self.true, u)
 
     def check_cell(self, point: Any) -> None:

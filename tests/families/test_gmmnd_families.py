@@ -83,6 +83,18 @@ def test_bad_input_through_the_cli_exits_2_and_writes_nothing(family, grid, cli,
     assert not (tmp_path / "out").exists()
 
 
+def test_every_cell_round_trips_through_the_raw_form():
+    """Replay re-parses sweep.json's resolved spec: every cell must get back its own family spec,
+    also where a default depends on another field the grid sweeps (the number of directions of the
+    sliced metrics depends on the dimension, which the generator sets)."""
+    raw = spec_with({"name": "kde_nd", "generator": "moons"},
+                    grid={"n": [50], "policy": ["replace"], "family.generator": ["moons", "swiss_roll"]})
+    spec = parse_spec(raw)
+    again = parse_spec(spec.to_raw())
+    assert [p.family_spec for p in again.grid.points] == [p.family_spec for p in spec.grid.points]
+    assert [KDENDFamily(p.family_spec).directions for p in again.grid.points] == [16, 64]
+
+
 def test_specs_round_trip_through_their_raw_form():
     """A parsed spec's raw form parses to the same spec (sweep.json and replay rely on it), for
     mixture truths given briefly and generator truths given by name or with settings."""
