@@ -86,7 +86,7 @@ def main() -> None:
     parser.add_argument("--no-sweep", action="store_true", help="kernels only (no Ray)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
-    chains, loop_chains, sweep_chains, sweep_generations = (64, 3, 64, 20) if args.quick else (256, 8, 256, 60)
+    chains, loop_chains, sweep_chains, sweep_generations = (64, 3, 64, 20) if args.quick else (128, 8, 128, 60)
     rng = np.random.default_rng(12345)
     x0 = rng.standard_normal((chains, N, 2))
     with threadpool_limits(1):

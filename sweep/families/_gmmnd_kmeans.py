@@ -52,7 +52,7 @@ def kmeans_plusplus(xt: np.ndarray, k: int, rng: np.random.Generator) -> np.ndar
     centers = [xt[rows, :, first]]
     closest = _sq_dist(xt, xx, centers[0][:, None, :])[:, 0]
     potential = closest.sum(axis=1)
-    for _ in range(1, k):
+    for j in range(1, k):
         vals = rng.random((b, trials)) * potential[:, None]
         cand = _searchsorted_rows(np.cumsum(closest, axis=1), vals)
         points = np.swapaxes(np.take_along_axis(xt, cand[:, None, :], axis=2), 1, 2)  # (B, trials, d)
@@ -60,8 +60,9 @@ def kmeans_plusplus(xt: np.ndarray, k: int, rng: np.random.Generator) -> np.ndar
         np.minimum(dist, closest[:, None, :], out=dist)
         pots = dist.sum(axis=2)
         best = np.argmin(pots, axis=1)  # the first of equal potentials, as scikit-learn
-        closest, potential = dist[rows, best], pots[rows, best]
         centers.append(points[rows, best])
+        if j < k - 1:  # the distances are needed for the next centre only
+            closest, potential = dist[rows, best], pots[rows, best]
     return np.stack(centers, axis=1)
 
 
