@@ -221,3 +221,17 @@ def test_kde_nd_covariance_closed_form(ray_session, tmp_path):
             se = trace.std(ddof=1) / np.sqrt(trace.size)
             assert abs(trace.mean() - expected) < 5 * se, (t, trace.mean(), expected, se)
             assert abs(trace.mean() - forgot) > 5 * se
+
+
+def test_replay_is_bit_for_bit_with_threaded_blas(ray_session, tmp_path):
+    """`sweep replay` recomputes a gmm chain bit for bit even where the caller's BLAS runs two
+    threads (the tasks run one; the KL's matrix products rounded differently with two)."""
+    from threadpoolctl import threadpool_limits
+
+    from sweep.replay import compare_with_stored, replay_chain
+
+    raw = spec_with(SHUMAILOV, generations=3, replicates=4, grid={"n": [60], "policy": ["replace"]})
+    report = run_sweep(parse_spec(raw), str(tmp_path), progress=False)
+    with threadpool_limits(2):
+        replayed = replay_chain(report.location, 0, 2)
+    assert compare_with_stored(report.location, 0, 2, replayed) == []
