@@ -13,6 +13,7 @@ Typical use::
 Everything but the readers is imported on first use (PEP 562), so ``import analysis`` or
 ``analysis.load`` does not pay for lifelines, scipy.stats and matplotlib.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -21,14 +22,20 @@ from typing import Any
 from analysis.io import ResultsError, load, load_events, read_metadata
 
 _LAZY = {
-    "collapse_times": "analysis._survival", "survival": "analysis._survival",
+    "collapse_times": "analysis._survival",
+    "survival": "analysis._survival",
     "survival_curves": "analysis._survival",
-    "wilson_interval": "analysis._probability", "divergence_probability": "analysis._probability",
+    "wilson_interval": "analysis._probability",
+    "divergence_probability": "analysis._probability",
     "collapsed_by": "analysis._probability",
-    "rates": "analysis._rates", "decay_rates": "analysis._rates",
-    "forgetting_times": "analysis._forgetting", "forgetting_rates": "analysis._forgetting",
-    "write_report": "analysis.report", "coordinate_columns": "analysis._cells",
-    "theory": None, "figures": None,
+    "rates": "analysis._rates",
+    "decay_rates": "analysis._rates",
+    "forgetting_times": "analysis._forgetting",
+    "forgetting_rates": "analysis._forgetting",
+    "write_report": "analysis.report",
+    "coordinate_columns": "analysis._cells",
+    "theory": None,
+    "figures": None,
 }
 
 __all__ = ["ResultsError", "load", "load_events", "read_metadata", *_LAZY]
@@ -38,7 +45,11 @@ def __getattr__(name: str) -> Any:
     if name not in _LAZY:
         raise AttributeError(f"module 'analysis' has no attribute '{name}'")
     module = _LAZY[name]
-    value = importlib.import_module(f"analysis.{name}") if module is None else getattr(importlib.import_module(module), name)
+    value = (
+        importlib.import_module(f"analysis.{name}")
+        if module is None
+        else getattr(importlib.import_module(module), name)
+    )
     globals()[name] = value  # later look-ups skip this hook
     return value
 

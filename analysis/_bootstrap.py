@@ -11,6 +11,7 @@ The resampling itself is ``scipy.stats.bootstrap`` (chain indices as the data, o
 independently resampled group of chains), and each line draws from its own stream
 (:func:`stream`), so its interval does not depend on what else is in the frame.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -87,6 +88,7 @@ def bootstrap_line(x: np.ndarray, chains: list[int], medians, *, n_boot: int, rn
     dropped_share : float
         The share of such resamples.
     """
+
     def statistic(*draws, axis=-1):
         values = medians(*(draw_counts(d, c) for d, c in zip(draws, chains)))
         intercept, slope = loglog_fit(x, values)
@@ -97,8 +99,16 @@ def bootstrap_line(x: np.ndarray, chains: list[int], medians, *, n_boot: int, rn
         # NaN rows (dropped resamples) make scipy's own percentile interval NaN and warn; the
         # interval is taken over the finite resamples by percentile_interval instead.
         warnings.simplefilter("ignore", stats.DegenerateDataWarning)
-        result = stats.bootstrap([_sample(c) for c in chains], statistic, n_resamples=n_boot, vectorized=True,
-                                 paired=False, axis=-1, method="percentile", rng=rng)
+        result = stats.bootstrap(
+            [_sample(c) for c in chains],
+            statistic,
+            n_resamples=n_boot,
+            vectorized=True,
+            paired=False,
+            axis=-1,
+            method="percentile",
+            rng=rng,
+        )
     intercepts, slopes = result.bootstrap_distribution
     return intercepts, slopes, float(np.mean(~np.isfinite(slopes)))
 

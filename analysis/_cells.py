@@ -7,6 +7,7 @@ coordinates are the fixed ones (:data:`FIXED_COORDINATES`) plus every grid axis 
 treat every axis like ``n`` and ``policy``: results are per cell, lines of a rate fit are the
 combinations of every axis but ``n``, and labels name every axis that varies.
 """
+
 from __future__ import annotations
 
 from typing import Iterable
@@ -67,8 +68,11 @@ def is_gaussian_1d(frame: pd.DataFrame) -> bool:
 def axis_columns(frame: pd.DataFrame) -> list[str]:
     """The grid-axis columns of ``frame`` besides ``n`` and ``policy``: ``temperature`` and every
     ``family_<field>`` column, in the frame's order."""
-    return [str(c) for c in frame.columns
-            if c == TEMPERATURE or (str(c).startswith(FAMILY_AXIS_PREFIX) and c not in FIXED_COORDINATES)]
+    return [
+        str(c)
+        for c in frame.columns
+        if c == TEMPERATURE or (str(c).startswith(FAMILY_AXIS_PREFIX) and c not in FIXED_COORDINATES)
+    ]
 
 
 def coordinate_columns(frame: pd.DataFrame) -> list[str]:
@@ -78,7 +82,7 @@ def coordinate_columns(frame: pd.DataFrame) -> list[str]:
 
 def axis_name(column: str) -> str:
     """How labels name an axis column: ``family_k`` -> ``k``, ``temperature`` -> ``temperature``."""
-    return column[len(FAMILY_AXIS_PREFIX):] if column.startswith(FAMILY_AXIS_PREFIX) else column
+    return column[len(FAMILY_AXIS_PREFIX) :] if column.startswith(FAMILY_AXIS_PREFIX) else column
 
 
 def format_value(value) -> str:

@@ -13,6 +13,7 @@ the class attributes of the built-in families (``sweep.families.REGISTRY``): one
 truth instead of a copy here that could drift. A name that is not built in is never imported
 (a data file must not run code); it gets :func:`generic`, built from the events table alone.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -80,19 +81,29 @@ def from_entry(entry: dict[str, Any]) -> Declarations:
     events = []
     for item in entry.get("events") or ():
         if isinstance(item, dict) and isinstance(item.get("event", item.get("name")), str):
-            events.append(EventInfo(
-                event=item.get("event", item.get("name")), description=str(item.get("description", "")),
-                thresholds=_flag(item, "thresholds", True), per_symbol=_flag(item, "per_symbol", False),
-                collapse=_flag(item, "collapse", True), descending=_flag(item, "descending", False)))
+            events.append(
+                EventInfo(
+                    event=item.get("event", item.get("name")),
+                    description=str(item.get("description", "")),
+                    thresholds=_flag(item, "thresholds", True),
+                    per_symbol=_flag(item, "per_symbol", False),
+                    collapse=_flag(item, "collapse", True),
+                    descending=_flag(item, "descending", False),
+                )
+            )
     metrics = entry.get("metrics") if isinstance(entry.get("metrics"), dict) else {}
     axes = entry.get("axes") if isinstance(entry.get("axes"), dict) else {}
     text = lambda key: entry[key] if isinstance(entry.get(key), str) else None  # noqa: E731
     return Declarations(
-        name=str(entry.get("name", "unknown")), events=tuple(events),
+        name=str(entry.get("name", "unknown")),
+        events=tuple(events),
         metrics={str(k): str(v) for k, v in metrics.items()},
-        distance_metric=text("distance_metric"), spread_metric=text("spread_metric"),
+        distance_metric=text("distance_metric"),
+        spread_metric=text("spread_metric"),
         theory_overlays=tuple(str(o) for o in entry.get("theory_overlays") or ()),
-        axes={str(k): str(v) for k, v in axes.items()}, source="sweep.json")
+        axes={str(k): str(v) for k, v in axes.items()},
+        source="sweep.json",
+    )
 
 
 def builtin(name: str) -> Declarations | None:
@@ -102,21 +113,41 @@ def builtin(name: str) -> Declarations | None:
     cls = REGISTRY.get(name)
     if cls is None:
         return None
-    events = tuple(EventInfo(event=k.event, description=k.description, thresholds=k.thresholds,
-                             per_symbol=k.per_symbol, collapse=k.collapse, descending=k.descending)
-                   for k in cls.declared_events())
-    return Declarations(name=name, events=events, metrics=dict(cls.metric_columns),
-                        distance_metric=cls.distance_metric, spread_metric=cls.spread_metric,
-                        theory_overlays=tuple(cls.theory_overlays), source="the built-in family class")
+    events = tuple(
+        EventInfo(
+            event=k.event,
+            description=k.description,
+            thresholds=k.thresholds,
+            per_symbol=k.per_symbol,
+            collapse=k.collapse,
+            descending=k.descending,
+        )
+        for k in cls.declared_events()
+    )
+    return Declarations(
+        name=name,
+        events=events,
+        metrics=dict(cls.metric_columns),
+        distance_metric=cls.distance_metric,
+        spread_metric=cls.spread_metric,
+        theory_overlays=tuple(cls.theory_overlays),
+        source="the built-in family class",
+    )
 
 
 def generic(name: str, event_names: Iterable[str] = ()) -> Declarations:
     """Declarations of an unknown family without a ``family`` entry: every event in its table but
     ``distance_above``, ``diverged`` and ``symbol_lost`` is taken for a collapse; no distance,
     no overlays."""
-    events = tuple(EventInfo(event=e, collapse=e not in ("distance_above", "diverged", "symbol_lost"),
-                             per_symbol=e == "symbol_lost", thresholds=e != "symbol_lost")
-                   for e in sorted(set(event_names)))
+    events = tuple(
+        EventInfo(
+            event=e,
+            collapse=e not in ("distance_above", "diverged", "symbol_lost"),
+            per_symbol=e == "symbol_lost",
+            thresholds=e != "symbol_lost",
+        )
+        for e in sorted(set(event_names))
+    )
     return Declarations(name=name, events=events, source="none recorded; guessed from the events table")
 
 

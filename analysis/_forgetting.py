@@ -9,6 +9,7 @@ predicts a median of about ``2c / ln 2`` generations: slope 1 on log-log axes.
 Symbols of one chain are not independent (their counts sum to n), so the KM bands per bin are
 only indicative; the CI of the slope comes from resampling whole chains.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -75,15 +76,21 @@ def forgetting_times(events: pd.DataFrame, *, bins=None, confidence: float = 0.9
     for (cell, low), rows in times.groupby(["cell", "bin_low"], sort=True):
         kmf = fit_km(rows["duration"], rows["observed"], confidence)
         band = median_survival_times(kmf.confidence_interval_)
-        records.append({
-            "cell": cell, "bin_low": low, "bin_high": rows["bin_high"].iloc[0],
-            "count": float(np.exp(np.log(rows["initial_count"].to_numpy(dtype=float)).mean())),
-            "symbols": len(rows), "chains": rows["replicate"].nunique(),
-            "censored_share": float(1 - rows["observed"].mean()),
-            "median": float(kmf.median_survival_time_),
-            "median_lower": float(band.iloc[0, 0]), "median_upper": float(band.iloc[0, 1]),
-            "horizon": int(rows["horizon"].iloc[0]),
-        })
+        records.append(
+            {
+                "cell": cell,
+                "bin_low": low,
+                "bin_high": rows["bin_high"].iloc[0],
+                "count": float(np.exp(np.log(rows["initial_count"].to_numpy(dtype=float)).mean())),
+                "symbols": len(rows),
+                "chains": rows["replicate"].nunique(),
+                "censored_share": float(1 - rows["observed"].mean()),
+                "median": float(kmf.median_survival_time_),
+                "median_lower": float(band.iloc[0, 0]),
+                "median_upper": float(band.iloc[0, 1]),
+                "horizon": int(rows["horizon"].iloc[0]),
+            }
+        )
     return cell_table(times).reset_index(drop=True).merge(pd.DataFrame.from_records(records), on="cell", how="right")
 
 
@@ -132,14 +139,28 @@ def forgetting_rates(
     for cell, cell_bins in table.groupby("cell", sort=True):
         finite = cell_bins[np.isfinite(cell_bins["median"]) & (cell_bins["median"] > 0)]
         excluded = cell_bins.drop(index=finite.index)
-        record = {"cell": cell, "bins": len(cell_bins), "bins_used": len(finite), "theory_slope": 1.0,
-                  "excluded_counts": ", ".join(f"{int(a)}-{int(b) - 1}" for a, b in
-                                               zip(excluded["bin_low"], excluded["bin_high"])),
-                  "n_boot": n_boot, "note": ""}
+        record = {
+            "cell": cell,
+            "bins": len(cell_bins),
+            "bins_used": len(finite),
+            "theory_slope": 1.0,
+            "excluded_counts": ", ".join(
+                f"{int(a)}-{int(b) - 1}" for a, b in zip(excluded["bin_low"], excluded["bin_high"])
+            ),
+            "n_boot": n_boot,
+            "note": "",
+        }
         if len(finite) < 2:
-            record.update(slope=np.nan, slope_lower=np.nan, slope_upper=np.nan, intercept=np.nan,
-                          intercept_lower=np.nan, intercept_upper=np.nan, boot_dropped_share=np.nan,
-                          note="fewer than two count bins with a finite median")
+            record.update(
+                slope=np.nan,
+                slope_lower=np.nan,
+                slope_upper=np.nan,
+                intercept=np.nan,
+                intercept_lower=np.nan,
+                intercept_upper=np.nan,
+                boot_dropped_share=np.nan,
+                note="fewer than two count bins with a finite median",
+            )
             records.append(record)
             continue
         x = finite["count"].to_numpy()
@@ -149,20 +170,38 @@ def forgetting_rates(
         counts = []
         for low in finite["bin_low"]:
             in_bin = (rows["bin_low"] == low).to_numpy()
-            counts.append(chain_time_counts(chain[in_bin], rows["duration"].to_numpy()[in_bin],
-                                            rows["observed"].to_numpy()[in_bin]))
+            counts.append(
+                chain_time_counts(
+                    chain[in_bin], rows["duration"].to_numpy()[in_bin], rows["observed"].to_numpy()[in_bin]
+                )
+            )
         # Whole chains are resampled (all their symbols together): one sample shared by the bins.
         # chain_time_counts sizes its arrays by the largest chain index present in the bin.
         boot_intercept, boot_slope, dropped = bootstrap_line(
-            x, [len(replicates)],
+            x,
+            [len(replicates)],
             lambda weights: np.stack([km_medians(weights[:, : c[1].shape[0]], *c) for c in counts], axis=1),
-            n_boot=n_boot, rng=stream(seed, (int(cell),)),
+            n_boot=n_boot,
+            rng=stream(seed, (int(cell),)),
         )
         record.update(slope=float(slope[0]), intercept=float(intercept[0]), boot_dropped_share=dropped)
         record["slope_lower"], record["slope_upper"] = percentile_interval(boot_slope, confidence)
         record["intercept_lower"], record["intercept_upper"] = percentile_interval(boot_intercept, confidence)
         records.append(record)
-    columns = ["bins", "bins_used", "excluded_counts", "slope", "slope_lower", "slope_upper", "intercept",
-               "intercept_lower", "intercept_upper", "boot_dropped_share", "theory_slope", "n_boot", "note"]
+    columns = [
+        "bins",
+        "bins_used",
+        "excluded_counts",
+        "slope",
+        "slope_lower",
+        "slope_upper",
+        "intercept",
+        "intercept_lower",
+        "intercept_upper",
+        "boot_dropped_share",
+        "theory_slope",
+        "n_boot",
+        "note",
+    ]
     cells = cell_table(times).reset_index(drop=True)
     return cells.merge(pd.DataFrame.from_records(records), on="cell", how="right")[list(cells.columns) + columns]

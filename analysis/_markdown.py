@@ -1,4 +1,5 @@
 """Markdown formatting for the report: tables and estimates with their intervals."""
+
 from __future__ import annotations
 
 import math
@@ -9,6 +10,7 @@ from analysis.figures._common import format_time
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """A GitHub-flavoured markdown table (pandas' ``to_markdown`` needs tabulate; avoid the dependency)."""
+
     def cell(value) -> str:
         return str(value).replace("|", "\\|").replace("\n", " ")
 
@@ -43,8 +45,10 @@ def probability(value, lower, upper) -> str:
 def median_time(row) -> str:
     """A KM median with its CI, ``"37 [30, 45]"``, where inf reads ``"> T"``: ``"> 200 [150, > 200]"``."""
     horizon = int(row["horizon"])
-    return (f"{format_time(row['median'], horizon)} "
-            f"[{format_time(row['median_lower'], horizon)}, {format_time(row['median_upper'], horizon)}]")
+    return (
+        f"{format_time(row['median'], horizon)} "
+        f"[{format_time(row['median_lower'], horizon)}, {format_time(row['median_upper'], horizon)}]"
+    )
 
 
 def share(value) -> str:

@@ -6,6 +6,7 @@
 chain's status is known and a binomial proportion is exact: no survival machinery is needed.
 Wilson intervals keep honest coverage near 0 and 1, where Wald intervals collapse to a point.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -113,13 +114,15 @@ def divergence_probability(
     values = frame[metric].to_numpy(dtype=float)
     known = ~np.isnan(values)
     beyond = (values > eps) if direction == "above" else (values < eps)
-    work = pd.DataFrame({
-        "cell": frame["cell"].to_numpy(),
-        "generation": frame["generation"].to_numpy(),
-        "chains": known.astype(np.int64),
-        "count": (beyond & known).astype(np.int64),
-        "missing": (~known).astype(np.int64),
-    })
+    work = pd.DataFrame(
+        {
+            "cell": frame["cell"].to_numpy(),
+            "generation": frame["generation"].to_numpy(),
+            "chains": known.astype(np.int64),
+            "count": (beyond & known).astype(np.int64),
+            "missing": (~known).astype(np.int64),
+        }
+    )
     counts = work.groupby(["cell", "generation"], sort=True).sum().reset_index()
     counts.insert(2, "metric", metric)
     counts.insert(3, "eps", float(eps))
@@ -170,12 +173,16 @@ def collapsed_by(
     parts = []
     for cell, rows in times.groupby("cell", sort=True):
         hit = rows["duration"].to_numpy()[rows["observed"].to_numpy(dtype=bool)]
-        parts.append(pd.DataFrame({
-            "cell": cell,
-            "generation": wanted,
-            "chains": len(rows),
-            "count": np.searchsorted(np.sort(hit), wanted, side="right"),
-        }))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "cell": cell,
+                    "generation": wanted,
+                    "chains": len(rows),
+                    "count": np.searchsorted(np.sort(hit), wanted, side="right"),
+                }
+            )
+        )
     counts = pd.concat(parts, ignore_index=True)
     counts.insert(2, "event", event)
     counts.insert(3, "threshold", times["threshold"].iloc[0])

@@ -7,6 +7,7 @@ recomputed and the line refitted (``scipy.stats.bootstrap`` over chain indices, 
 line), so the CI carries both the censoring and the spread of chains. Cells whose median is ``inf`` (fewer than half collapsed by T) cannot sit on a log-log
 line; they are left out of the fit and named in ``excluded_n``.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -75,15 +76,30 @@ def rates(
         used = cells.loc[finite]
         record = dict(zip(keys, key if isinstance(key, tuple) else (key,)))
         record.update(
-            cells=len(cells), cells_used=len(used), excluded_n=_format_n(cells.drop(index=finite)["n"]),
-            n_min=used["n"].min() if len(used) else np.nan, n_max=used["n"].max() if len(used) else np.nan,
-            n_boot=n_boot, note="",
+            cells=len(cells),
+            cells_used=len(used),
+            excluded_n=_format_n(cells.drop(index=finite)["n"]),
+            n_min=used["n"].min() if len(used) else np.nan,
+            n_max=used["n"].max() if len(used) else np.nan,
+            n_boot=n_boot,
+            note="",
         )
         if used["n"].nunique() < 2:
-            note = ("only one n in this line: no slope to fit" if cells["n"].nunique() < 2 else
-                    "fewer than two n with a finite median (median > T); raise T or relax the threshold")
-            record.update(slope=np.nan, slope_lower=np.nan, slope_upper=np.nan, intercept=np.nan,
-                          intercept_lower=np.nan, intercept_upper=np.nan, boot_dropped_share=np.nan, note=note)
+            note = (
+                "only one n in this line: no slope to fit"
+                if cells["n"].nunique() < 2
+                else "fewer than two n with a finite median (median > T); raise T or relax the threshold"
+            )
+            record.update(
+                slope=np.nan,
+                slope_lower=np.nan,
+                slope_upper=np.nan,
+                intercept=np.nan,
+                intercept_lower=np.nan,
+                intercept_upper=np.nan,
+                boot_dropped_share=np.nan,
+                note=note,
+            )
             records.append(record)
             continue
         x = used["n"].to_numpy(dtype=float)
@@ -94,17 +110,32 @@ def rates(
             chains = rows[rows["cell"] == cell]
             counts.append(chain_time_counts(np.arange(len(chains)), chains["duration"], chains["observed"]))
         boot_intercept, boot_slope, dropped = bootstrap_line(
-            x, [c[1].shape[0] for c in counts],
+            x,
+            [c[1].shape[0] for c in counts],
             lambda *weights: np.stack([km_medians(w, *c) for w, c in zip(weights, counts)], axis=1),
-            n_boot=n_boot, rng=stream(seed, tuple(record[k] for k in keys)),
+            n_boot=n_boot,
+            rng=stream(seed, tuple(record[k] for k in keys)),
         )
         record.update(slope=float(slope[0]), intercept=float(intercept[0]), boot_dropped_share=dropped)
         record["slope_lower"], record["slope_upper"] = percentile_interval(boot_slope, confidence)
         record["intercept_lower"], record["intercept_upper"] = percentile_interval(boot_intercept, confidence)
         records.append(record)
-    columns = keys + ["cells", "cells_used", "excluded_n", "n_min", "n_max", "slope", "slope_lower",
-                      "slope_upper", "intercept", "intercept_lower", "intercept_upper",
-                      "boot_dropped_share", "n_boot", "note"]
+    columns = keys + [
+        "cells",
+        "cells_used",
+        "excluded_n",
+        "n_min",
+        "n_max",
+        "slope",
+        "slope_lower",
+        "slope_upper",
+        "intercept",
+        "intercept_lower",
+        "intercept_upper",
+        "boot_dropped_share",
+        "n_boot",
+        "note",
+    ]
     return pd.DataFrame.from_records(records)[columns]
 
 
@@ -175,8 +206,12 @@ def decay_rates(
             with np.errstate(divide="ignore"):
                 rate = np.log(mean_h / h0) / t
             theory_rate = float(np.log(1 - 1 / n)) if replace[cell] else np.nan
-            record.update(quantity="log_heterozygosity", rate=rate,
-                          rate_lower=rate - z * se_log / t, rate_upper=rate + z * se_log / t)
+            record.update(
+                quantity="log_heterozygosity",
+                rate=rate,
+                rate_lower=rate - z * se_log / t,
+                rate_upper=rate + z * se_log / t,
+            )
         else:
             raise ValueError(
                 f"cell {cell}: trajectories have neither 'spread_ratio' (gaussian) nor "

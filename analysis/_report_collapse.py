@@ -1,6 +1,7 @@
 """The report's collapse sections: Kaplan-Meier table, rate fits per line, figures and heatmaps
 for one declared collapse event and threshold, with the interval note of events checked every k
 generations."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,13 +26,16 @@ def checked_every(events: pd.DataFrame) -> int:
 def _interval_note(k: int, censored_at: int, horizon: int) -> list[str]:
     if k <= 1:
         return []
-    return [f"Checked every {k} generations (interval-censored): a collapse time t means the event happened in "
-            f"(t − {k}, t], so the medians above count from the check that saw it and can be up to {k - 1} "
-            "generations late; the column *median, each event at its interval's start* puts every event at "
-            "t − " + f"{k - 1}, so the true median lies between the two (for an event that keeps holding once it "
-            "holds; a spread that dips below a threshold and recovers between checks is missed until it holds at "
-            f"a check). Chains not seen to collapse are censored at generation {censored_at}, the last check by "
-            f"T = {horizon}.", ""]
+    return [
+        f"Checked every {k} generations (interval-censored): a collapse time t means the event happened in "
+        f"(t − {k}, t], so the medians above count from the check that saw it and can be up to {k - 1} "
+        "generations late; the column *median, each event at its interval's start* puts every event at "
+        "t − " + f"{k - 1}, so the true median lies between the two (for an event that keeps holding once it "
+        "holds; a spread that dips below a threshold and recovers between checks is missed until it holds at "
+        f"a check). Chains not seen to collapse are censored at generation {censored_at}, the last check by "
+        f"T = {horizon}.",
+        "",
+    ]
 
 
 def _heatmaps(rep: Report, fam: FamilyRows, summary, event, threshold, horizon, what, tag) -> None:
@@ -45,15 +49,23 @@ def _heatmaps(rep: Report, fam: FamilyRows, summary, event, threshold, horizon, 
         if rows["real"].nunique() < 2 or rows.duplicated(["n", "real"]).any():
             continue
         key = key if isinstance(key, tuple) else (key,)
-        where = ", ".join(f"{axis_name(c)}={v:g}" if isinstance(v, float) else f"{axis_name(c)}={v}"
-                          for c, v in zip(others, key))
-        prob = collapsed_by(fam.events[fam.events["cell"].isin(rows["cell"])], event,
-                            None if np.isnan(threshold) else threshold, [horizon])
+        where = ", ".join(
+            f"{axis_name(c)}={v:g}" if isinstance(v, float) else f"{axis_name(c)}={v}" for c, v in zip(others, key)
+        )
+        prob = collapsed_by(
+            fam.events[fam.events["cell"].isin(rows["cell"])],
+            event,
+            None if np.isnan(threshold) else threshold,
+            [horizon],
+        )
         suffix = f" ({where})" if where else ""
-        rep.figure(figures.probability_heatmap(prob, title=f"P({what} by T={horizon}){suffix}",
-                                               colorbar_label="probability across chains"),
-                   f"heatmap_{tag}" + (f"_{safe(where)}" if where else ""),
-                   f"Probability of {what} by the horizon over (n, fresh real fraction){suffix}")
+        rep.figure(
+            figures.probability_heatmap(
+                prob, title=f"P({what} by T={horizon}){suffix}", colorbar_label="probability across chains"
+            ),
+            f"heatmap_{tag}" + (f"_{safe(where)}" if where else ""),
+            f"Probability of {what} by the horizon over (n, fresh real fraction){suffix}",
+        )
 
 
 def _fit_rows(fam: FamilyRows, fits, summary, event, threshold) -> tuple[list[str], list[list], float | None]:
@@ -61,8 +73,7 @@ def _fit_rows(fam: FamilyRows, fits, summary, event, threshold) -> tuple[list[st
     theory ratio for the collapse-time figure (None where no closed form applies)."""
     keys = [c for c in fits.columns if c in line_columns(summary)]
     shown = [k for k in keys if k == "policy" or k in varying(fits, [k])]
-    closed_form = (event == "spread_below" and "spread_collapse_time" in fam.draws and fam.one_d
-                   and 0 < threshold < 1)
+    closed_form = event == "spread_below" and "spread_collapse_time" in fam.draws and fam.one_d and 0 < threshold < 1
     rows = []
     for f in fits.to_dict("records"):
         line = summary[(summary[keys] == pd.Series({k: f[k] for k in keys})).all(axis=1)]
@@ -71,13 +82,25 @@ def _fit_rows(fam: FamilyRows, fits, summary, event, threshold) -> tuple[list[st
         estimator = fam.estimator_for(line["cell"])
         if closed_form and fam.holds[line["cell"]].all() and estimator and used["n"].nunique() >= 2:
             expected = md.number(theory.collapse_time_slope(used["n"], threshold, estimator, "first_passage"))
-        rows.append([f[k] if k in ("policy", "family") else md.number(f[k]) if isinstance(f[k], float) else f[k]
-                     for k in shown]
-                    + [f"{f['cells_used']} of {f['cells']}", f["excluded_n"] or "none",
-                       md.estimate(f["slope"], f["slope_lower"], f["slope_upper"]), expected,
-                       dropped_share(f.get("boot_dropped_share", np.nan)), f["note"] or ""])
-    headers = [axis_name(k) for k in shown] + ["cells fitted", "left out (median > T), n", "slope [95% CI]",
-                                               "theory slope (replace, temperature 1)", DROPPED, "note"]
+        rows.append(
+            [f[k] if k in ("policy", "family") else md.number(f[k]) if isinstance(f[k], float) else f[k] for k in shown]
+            + [
+                f"{f['cells_used']} of {f['cells']}",
+                f["excluded_n"] or "none",
+                md.estimate(f["slope"], f["slope_lower"], f["slope_upper"]),
+                expected,
+                dropped_share(f.get("boot_dropped_share", np.nan)),
+                f["note"] or "",
+            ]
+        )
+    headers = [axis_name(k) for k in shown] + [
+        "cells fitted",
+        "left out (median > T), n",
+        "slope [95% CI]",
+        "theory slope (replace, temperature 1)",
+        DROPPED,
+        "note",
+    ]
     ratio = None
     if closed_form and fam.holds[summary["cell"]].any():
         ratio = threshold if fam.estimator_for(summary["cell"]) else None
@@ -90,8 +113,7 @@ def collapse_section(rep: Report, fam: FamilyRows, kind: EventInfo, threshold: f
     k = checked_every(rows)
     censored_at = horizon - horizon % k  # events are checked at multiples of k only
     times = collapse_times(fam.events, event, None if np.isnan(threshold) else threshold, horizon=censored_at)
-    what = figures.event_description(event, threshold, distance=fam.info.distance_metric,
-                                     description=kind.description)
+    what = figures.event_description(event, threshold, distance=fam.info.distance_metric, description=kind.description)
     tag = f"{fam.tag}_{event}" + ("" if np.isnan(threshold) else f"_{threshold:g}")
     summary = survival(times)
     fits = rates(times, n_boot=rep.n_boot, seed=rep.seed)
@@ -107,22 +129,36 @@ def collapse_section(rep: Report, fam: FamilyRows, kind: EventInfo, threshold: f
         merged["_early"] = [md.median_time(early.loc[c]) for c in merged["cell"]]
     table = []
     for r in merged.to_dict("records"):
-        table.append([r["cell"], labels[r["cell"]], r["chains"], md.share(r["censored_share"]), md.median_time(r)]
-                     + ([r["_early"]] if k > 1 else [])
-                     + [f"{r['rmst']:.1f} ± {r['rmst_se']:.1f}"] + [r[h] for h in shared_headers])
-    headers = (["cell", "cell coordinates", "chains", "censored at T", "median collapse time [95% CI]"] + extra
-               + ["mean time up to T (RMST ± se)"])
+        table.append(
+            [r["cell"], labels[r["cell"]], r["chains"], md.share(r["censored_share"]), md.median_time(r)]
+            + ([r["_early"]] if k > 1 else [])
+            + [f"{r['rmst']:.1f} ± {r['rmst_se']:.1f}"]
+            + [r[h] for h in shared_headers]
+        )
+    headers = (
+        ["cell", "cell coordinates", "chains", "censored at T", "median collapse time [95% CI]"]
+        + extra
+        + ["mean time up to T (RMST ± se)"]
+    )
     rep.lines += [md.table(headers + shared_headers, table), ""]
     rep.lines += _interval_note(k, censored_at, horizon)
     fit_headers, fit_rows, ratio = _fit_rows(fam, fits, summary, event, threshold)
-    rep.lines += ["Slope of ln(median collapse time) on ln n within each combination of the other axes, "
-                  f"bootstrap over chains ({rep.n_boot} resamples; those in which a median passes T are dropped "
-                  "and the CI is over the rest):", "", md.table(fit_headers, fit_rows), ""]
+    rep.lines += [
+        "Slope of ln(median collapse time) on ln n within each combination of the other axes, "
+        f"bootstrap over chains ({rep.n_boot} resamples; those in which a median passes T are dropped "
+        "and the CI is over the rest):",
+        "",
+        md.table(fit_headers, fit_rows),
+        "",
+    ]
     rep.figure(figures.survival_figure(times, what=what), f"survival_{tag}", f"Kaplan-Meier survival, {what}")
     if summary["n"].nunique() >= 2:
         estimator = fam.estimator_for(summary["cell"]) or "unbiased"
-        rep.figure(figures.collapse_time_figure(summary, fits=fits, ratio=ratio, estimator=estimator),
-                   f"collapse_time_{tag}", f"Median collapse time versus n, {what}")
+        rep.figure(
+            figures.collapse_time_figure(summary, fits=fits, ratio=ratio, estimator=estimator),
+            f"collapse_time_{tag}",
+            f"Median collapse time versus n, {what}",
+        )
     _heatmaps(rep, fam, summary, event, threshold, censored_at, what, tag)
 
 

@@ -1,5 +1,6 @@
 """The report's working parts: the output being written, one family's rows with what its
 declarations let the report draw, and how cells are ordered, picked and named in files."""
+
 from __future__ import annotations
 
 import re

@@ -9,6 +9,7 @@ Kaplan-Meier uses the censored chains as "still at risk" and is the honest estim
 is ``inf`` when the survival curve never drops to one half by T: that is kept as ``inf`` in
 every table (and shown as "> T" in reports), never replaced by T.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -30,8 +31,7 @@ def _select_threshold(rows: pd.DataFrame, event: str, threshold: float | None) -
     if threshold is None:
         if len(known) > 1:
             raise ValueError(
-                f"events hold several thresholds for event '{event}': {known.tolist()}; "
-                "pass threshold=<one of them>"
+                f"events hold several thresholds for event '{event}': {known.tolist()}; pass threshold=<one of them>"
             )
         return rows
     match = np.isclose(rows["threshold"].to_numpy(dtype=float), float(threshold), rtol=1e-9, atol=0)
@@ -187,18 +187,20 @@ def survival(times: pd.DataFrame, *, confidence: float = 0.95) -> pd.DataFrame:
             warnings.simplefilter("ignore")
             rmst = restricted_mean_survival_time(kmf, t=horizon)
         observed = rows["observed"].to_numpy(dtype=bool)
-        records.append({
-            "cell": cell,
-            "chains": len(rows),
-            "events": int(observed.sum()),
-            "censored_share": float(1 - observed.mean()),
-            "median": float(kmf.median_survival_time_),
-            "median_lower": float(band.iloc[0, 0]),
-            "median_upper": float(band.iloc[0, 1]),
-            "rmst": float(rmst),
-            "rmst_se": _rmst_se(kmf, horizon),
-            "horizon": int(horizon),
-        })
+        records.append(
+            {
+                "cell": cell,
+                "chains": len(rows),
+                "events": int(observed.sum()),
+                "censored_share": float(1 - observed.mean()),
+                "median": float(kmf.median_survival_time_),
+                "median_lower": float(band.iloc[0, 0]),
+                "median_upper": float(band.iloc[0, 1]),
+                "rmst": float(rmst),
+                "rmst_se": _rmst_se(kmf, horizon),
+                "horizon": int(horizon),
+            }
+        )
     summary = pd.DataFrame.from_records(records)
     return cells.reset_index(drop=True).merge(summary, on="cell", how="right")
 
@@ -217,11 +219,15 @@ def survival_curves(times: pd.DataFrame, *, confidence: float = 0.95) -> pd.Data
     parts = []
     for cell, _, kmf in _group_fits(times, confidence):
         band = kmf.confidence_interval_
-        parts.append(pd.DataFrame({
-            "cell": cell,
-            "generation": kmf.survival_function_.index.to_numpy(dtype=float),
-            "survival": kmf.survival_function_.iloc[:, 0].to_numpy(),
-            "lower": band.iloc[:, 0].to_numpy(),
-            "upper": band.iloc[:, 1].to_numpy(),
-        }))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "cell": cell,
+                    "generation": kmf.survival_function_.index.to_numpy(dtype=float),
+                    "survival": kmf.survival_function_.iloc[:, 0].to_numpy(),
+                    "lower": band.iloc[:, 0].to_numpy(),
+                    "upper": band.iloc[:, 1].to_numpy(),
+                }
+            )
+        )
     return cells.reset_index(drop=True).merge(pd.concat(parts, ignore_index=True), on="cell", how="right")

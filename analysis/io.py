@@ -4,6 +4,7 @@ Both readers go through :mod:`pyarrow.dataset`, so ``filters`` prune whole ``cel
 partitions and row groups before anything is read: a ten-million-row folder can be analysed
 one cell or one generation at a time.
 """
+
 from __future__ import annotations
 
 import json
@@ -60,9 +61,7 @@ def _filter_expression(filters: Any) -> ds.Expression | None:
     return pq.filters_to_expression(filters)
 
 
-def _load_table(
-    path: str, kind: str, filters: Any, columns: Sequence[str] | None
-) -> pd.DataFrame:
+def _load_table(path: str, kind: str, filters: Any, columns: Sequence[str] | None) -> pd.DataFrame:
     read_metadata(path)
     fs, root = _resolve(path)
     base = f"{root}/{kind}"
@@ -82,7 +81,11 @@ def _load_table(
     # so groupby and comparisons behave as on ordinary data.
     table = plain_table(table)
     frame = table.to_pandas()
-    keys = ("cell", "replicate", "generation") if kind == "trajectories" else ("cell", "replicate", "event", "threshold", "symbol")
+    keys = (
+        ("cell", "replicate", "generation")
+        if kind == "trajectories"
+        else ("cell", "replicate", "event", "threshold", "symbol")
+    )
     sort = [c for c in keys if c in frame]
     return frame.sort_values(sort, kind="stable").reset_index(drop=True)
 

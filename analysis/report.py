@@ -10,6 +10,7 @@ per-symbol loss, and the closed forms of the theory overlays the family names
 cells with every axis that varies, and rates are fitted against n within each combination of
 the other axes (policy, temperature, family fields).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,8 +28,16 @@ from analysis._forgetting import forgetting_rates, forgetting_times
 from analysis._probability import divergence_probability
 from analysis._rates import decay_rates
 from analysis._report_collapse import checked_every, collapse_list, collapse_section
-from analysis._report_context import (DROPPED, FamilyRows, Report, dropped_share, estimator_of, few_cells, safe,
-                                      sorted_cells)
+from analysis._report_context import (
+    DROPPED,
+    FamilyRows,
+    Report,
+    dropped_share,
+    estimator_of,
+    few_cells,
+    safe,
+    sorted_cells,
+)
 from analysis.figures._common import metric_label
 from analysis.io import ResultsError, load, load_events, read_metadata
 
@@ -40,8 +49,9 @@ _MIXTURE_COLUMNS = ("weights", "means", "sigmas")
 def _spec(meta: Any, path) -> dict:
     spec = meta.get("spec") if isinstance(meta, dict) else None
     if not isinstance(spec, dict):
-        raise ResultsError(f"results folder '{path}': sweep.json has no 'spec' object; "
-                           "expected a folder written by 'sweep run'")
+        raise ResultsError(
+            f"results folder '{path}': sweep.json has no 'spec' object; expected a folder written by 'sweep run'"
+        )
     return spec
 
 
@@ -54,8 +64,10 @@ def _read(path) -> tuple[pd.DataFrame, pd.DataFrame]:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ResultsError(f"results folder '{path}': its Parquet parts could not be read ({first})") from exc
     if trajectories.empty or events.empty or "family" not in trajectories or "family" not in events:
-        raise ResultsError(f"results folder '{path}': no trajectories or events rows yet; "
-                           "run 'sweep run' to completion (or check the path)")
+        raise ResultsError(
+            f"results folder '{path}': no trajectories or events rows yet; "
+            "run 'sweep run' to completion (or check the path)"
+        )
     return trajectories, events
 
 
@@ -80,28 +92,42 @@ def _per_cell_columns(fam: FamilyRows) -> tuple[pd.DataFrame, list[str]]:
         for eps in np.sort(events.loc[events["event"] == "distance_above", "threshold"].dropna().unique()):
             prob = divergence_probability(traj, eps, [fam.horizon], metric)
             name = f"P({metric_label(metric)} > {eps:g} at T)"
-            base = base.merge(prob[["cell"]].assign(**{name: [md.probability(*r) for r in
-                              prob[["probability", "lower", "upper"]].itertuples(index=False)]}), on="cell")
+            base = base.merge(
+                prob[["cell"]].assign(
+                    **{
+                        name: [
+                            md.probability(*r) for r in prob[["probability", "lower", "upper"]].itertuples(index=False)
+                        ]
+                    }
+                ),
+                on="cell",
+            )
             headers.append(name)
     try:
         decay = decay_rates(traj, generation=fam.horizon)
     except ValueError:
         return base, headers
     # decay_rates picks its quantity by column; show it only for a metric the family declares.
-    declared = {"log_var": fam.info.spread_metric == "spread_ratio",
-                "log_heterozygosity": "heterozygosity" in fam.info.metrics}
+    declared = {
+        "log_var": fam.info.spread_metric == "spread_ratio",
+        "log_heterozygosity": "heterozygosity" in fam.info.metrics,
+    }
     if fam.info.metrics and not declared.get(decay["quantity"].iloc[0], False):
         return base, headers
     name = "log-variance drift / gen" if decay["quantity"].iloc[0] == "log_var" else "log-heterozygosity rate / gen"
     text = []
     for r in decay.itertuples():
         expected = _theory_rate(fam, r)
-        text.append(md.estimate(r.rate, r.rate_lower, r.rate_upper)
-                    + ("" if np.isnan(expected) else f" (theory {md.number(expected)})"))
+        text.append(
+            md.estimate(r.rate, r.rate_lower, r.rate_upper)
+            + ("" if np.isnan(expected) else f" (theory {md.number(expected)})")
+        )
     # Chains left out of the mean are the most collapsed ones (variance underflowed): say how many.
     left_out = "chains left out of the rate (non-finite at T)"
-    return (base.merge(decay[["cell"]].assign(**{name: text, left_out: decay["missing"].astype(int)}), on="cell"),
-            headers + [name, left_out])
+    return (
+        base.merge(decay[["cell"]].assign(**{name: text, left_out: decay["missing"].astype(int)}), on="cell"),
+        headers + [name, left_out],
+    )
 
 
 def _diverged_line(fam: FamilyRows) -> list[str]:
@@ -109,17 +135,24 @@ def _diverged_line(fam: FamilyRows) -> list[str]:
     if rows.empty:
         return []
     chains = fam.events[fam.events["event"] == "diverged"]
-    return [f"Chains whose fit became non-finite (`diverged`) by T: {len(rows)} of {len(chains)} "
-            f"(cells {', '.join(str(c) for c in sorted(rows['cell'].unique()))}).", ""]
+    return [
+        f"Chains whose fit became non-finite (`diverged`) by T: {len(rows)} of {len(chains)} "
+        f"(cells {', '.join(str(c) for c in sorted(rows['cell'].unique()))}).",
+        "",
+    ]
 
 
 def _declarations_line(info: Declarations) -> list[str]:
     unknown = [o for o in info.theory_overlays if o not in theory.OVERLAYS]
     overlays = ", ".join(f"`{o}`" for o in info.theory_overlays) or "none"
-    return [f"Declarations (from {info.source}): distance `{info.distance_metric or '–'}`, spread "
-            f"`{info.spread_metric or '–'}`, collapse events "
-            f"{', '.join(f'`{e.event}`' for e in info.collapse_events()) or 'none'}, theory overlays {overlays}"
-            + (f" (not known to this analysis, nothing drawn: {', '.join(unknown)})" if unknown else "") + ".", ""]
+    return [
+        f"Declarations (from {info.source}): distance `{info.distance_metric or '–'}`, spread "
+        f"`{info.spread_metric or '–'}`, collapse events "
+        f"{', '.join(f'`{e.event}`' for e in info.collapse_events()) or 'none'}, theory overlays {overlays}"
+        + (f" (not known to this analysis, nothing drawn: {', '.join(unknown)})" if unknown else "")
+        + ".",
+        "",
+    ]
 
 
 def _family_section(rep: Report, fam: FamilyRows) -> None:
@@ -131,28 +164,49 @@ def _family_section(rep: Report, fam: FamilyRows) -> None:
         collapse_section(rep, fam, kind, threshold, shared, shared_headers)
     if not collapse:
         labels = cell_labels(shared)
-        rep.lines += [md.table(["cell", "cell coordinates"] + shared_headers,
-                               [[r["cell"], labels[r["cell"]]] + [r[h] for h in shared_headers]
-                                for r in sorted_cells(shared).to_dict("records")]), ""]
+        rep.lines += [
+            md.table(
+                ["cell", "cell coordinates"] + shared_headers,
+                [
+                    [r["cell"], labels[r["cell"]]] + [r[h] for h in shared_headers]
+                    for r in sorted_cells(shared).to_dict("records")
+                ],
+            ),
+            "",
+        ]
     rep.lines += _diverged_line(fam)
     cells = fam.cells
     few = few_cells(cells, 12)
     spread = info.spread_metric
     if spread and spread in traj and traj[spread].notna().any():
         estimator = fam.estimator_for(few)
-        rep.figure(figures.fan_chart(traj, cells=few, metric=spread, estimator=estimator or "unbiased",
-                                     theory_line=estimator is not None, overlays=info.theory_overlays),
-                   f"fan_{fam.tag}", "Fitted spread over generations: median and 50% / 90% of chains")
+        rep.figure(
+            figures.fan_chart(
+                traj,
+                cells=few,
+                metric=spread,
+                estimator=estimator or "unbiased",
+                theory_line=estimator is not None,
+                overlays=info.theory_overlays,
+            ),
+            f"fan_{fam.tag}",
+            "Fitted spread over generations: median and 50% / 90% of chains",
+        )
     gaussian = "gaussian_density" in fam.draws and fam.one_d
     mixture = "mixture_density" in fam.draws and all(c in traj for c in _MIXTURE_COLUMNS)
     if (gaussian or mixture) and "spread_ratio" in traj:
-        rep.figure(figures.density_figure(traj, cells=few_cells(cells, 3, "first")),
-                   f"density_{fam.tag}", "Fitted densities of five chains versus the truth")
+        rep.figure(
+            figures.density_figure(traj, cells=few_cells(cells, 3, "first")),
+            f"density_{fam.tag}",
+            "Fitted densities of five chains versus the truth",
+        )
     distance = info.distance_metric
     if distance and distance in traj and traj[distance].notna().any():
-        rep.figure(figures.fan_chart(traj, cells=few, metric=distance),
-                   f"fan_{safe(distance)}_{fam.tag}",
-                   f"{metric_label(distance)} distance to the truth over generations: median and 50% / 90% of chains")
+        rep.figure(
+            figures.fan_chart(traj, cells=few, metric=distance),
+            f"fan_{safe(distance)}_{fam.tag}",
+            f"{metric_label(distance)} distance to the truth over generations: median and 50% / 90% of chains",
+        )
     if "symbol_lost" in [e.event for e in info.per_symbol_events()] and (events["event"] == "symbol_lost").any():
         _forgetting_section(rep, fam)
 
@@ -162,33 +216,62 @@ def _forgetting_section(rep: Report, fam: FamilyRows) -> None:
     fits = forgetting_rates(fam.events, n_boot=rep.n_boot, seed=rep.seed)
     labels = cell_labels(fits)
     declared = "forgetting_median" in fam.draws
-    rep.lines += ["### Forgetting: generations until a symbol is lost, versus its initial count", "",
-                  md.table(["cell", "cell coordinates", "bins fitted", "left out (median > T)", "slope [95% CI]",
-                            "theory slope", DROPPED],
-                           [[f.cell, labels[f.cell], f"{f.bins_used} of {f.bins}", f.excluded_counts or "none",
-                             md.estimate(f.slope, f.slope_lower, f.slope_upper),
-                             "1 (2c / ln 2)" if declared and fam.holds[f.cell] else "–",
-                             dropped_share(f.boot_dropped_share)]
-                            for f in sorted_cells(fits).itertuples()]), ""]
+    rep.lines += [
+        "### Forgetting: generations until a symbol is lost, versus its initial count",
+        "",
+        md.table(
+            [
+                "cell",
+                "cell coordinates",
+                "bins fitted",
+                "left out (median > T)",
+                "slope [95% CI]",
+                "theory slope",
+                DROPPED,
+            ],
+            [
+                [
+                    f.cell,
+                    labels[f.cell],
+                    f"{f.bins_used} of {f.bins}",
+                    f.excluded_counts or "none",
+                    md.estimate(f.slope, f.slope_lower, f.slope_upper),
+                    "1 (2c / ln 2)" if declared and fam.holds[f.cell] else "–",
+                    dropped_share(f.boot_dropped_share),
+                ]
+                for f in sorted_cells(fits).itertuples()
+            ],
+        ),
+        "",
+    ]
     traj = fam.traj
     with_surviving = traj if "surviving" in traj and traj["surviving"].notna().any() else None
-    rep.figure(figures.forgetting_figure(table, fits=fits, trajectories=with_surviving,
-                                         theory_line=declared and bool(fam.holds.any())),
-               f"forgetting_{fam.tag}", "Forgetting time versus initial count, and surviving symbols")
+    rep.figure(
+        figures.forgetting_figure(
+            table, fits=fits, trajectories=with_surviving, theory_line=declared and bool(fam.holds.any())
+        ),
+        f"forgetting_{fam.tag}",
+        "Forgetting time versus initial count, and surviving symbols",
+    )
 
 
 def _axes_line(meta: dict, traj: pd.DataFrame) -> str:
     """The grid axes and which of them vary."""
     entry = meta.get("family") if isinstance(meta.get("family"), dict) else {}
     declared = entry.get("axes") if isinstance(entry.get("axes"), dict) else None
-    columns = dict(declared) if declared else {"n": "n", "policy": "policy",
-                                               **{c.replace("family_", "family.", 1): c for c in axis_columns(traj)}}
+    columns = (
+        dict(declared)
+        if declared
+        else {"n": "n", "policy": "policy", **{c.replace("family_", "family.", 1): c for c in axis_columns(traj)}}
+    )
     builtin = [a for a in ("n", "policy", "temperature") if a in columns]
     columns = {a: columns[a] for a in builtin + sorted(set(columns) - set(builtin))}
     cells = cell_table(traj)
     varied = [axis for axis, column in columns.items() if column in cells and cells[column].astype(str).nunique() > 1]
-    return (f"- grid axes: {', '.join(columns)}; varied: {', '.join(varied) or 'none'} "
-            "(rates are fitted against n within each combination of the others)")
+    return (
+        f"- grid axes: {', '.join(columns)}; varied: {', '.join(varied) or 'none'} "
+        "(rates are fitted against n within each combination of the others)"
+    )
 
 
 def write_report(results_path, out_dir=None, *, n_boot: int = 1000, seed: int = 0) -> list[Path]:
@@ -224,8 +307,10 @@ def write_report(results_path, out_dir=None, *, n_boot: int = 1000, seed: int = 
     out.mkdir(parents=True, exist_ok=True)
     horizon = int(spec.get("generations", trajectories["generation"].max()))
     if trajectories["generation"].max() != horizon:
-        raise ResultsError(f"results folder '{results_path}': sweep.json says generations={horizon} but the "
-                           f"trajectories stop at {trajectories['generation'].max()}; is the sweep unfinished?")
+        raise ResultsError(
+            f"results folder '{results_path}': sweep.json says generations={horizon} but the "
+            f"trajectories stop at {trajectories['generation'].max()}; is the sweep unfinished?"
+        )
     estimator, estimator_note = estimator_of(spec)
     rep = Report(out, n_boot, seed)
     names = sorted(trajectories["family"].astype(str).unique())
@@ -233,27 +318,37 @@ def write_report(results_path, out_dir=None, *, n_boot: int = 1000, seed: int = 
     for name in names:
         rows = events[events["family"].astype(str) == name]
         info = for_folder(meta, name, only=len(names) == 1, event_names=rows["event"].dropna().unique())
-        sections.append(FamilyRows(info, trajectories[trajectories["family"].astype(str) == name], rows, horizon,
-                                estimator))
+        sections.append(
+            FamilyRows(info, trajectories[trajectories["family"].astype(str) == name], rows, horizon, estimator)
+        )
     chains = trajectories[trajectories["generation"] == 0].groupby("cell").size()
     checked = checked_every(events)
     rep.lines += [
-        f"# Sweep report: {spec.get('name', Path(str(results_path)).name)}", "",
+        f"# Sweep report: {spec.get('name', Path(str(results_path)).name)}",
+        "",
         f"- results: `{results_path}`",
         f"- families: {', '.join(f.info.name for f in sections)}; horizon T = {horizon} generations",
         f"- cells: {len(chains)}; chains: {int(chains.sum())}; root entropy: {meta.get('root_entropy', '–')}",
         _axes_line(meta, trajectories),
-        *([f"- events checked every {checked} generations: interval-censored, a time t means (t − {checked}, t]"]
-          if checked > 1 else []),
-        *([f"- Gaussian variance fit used for theory: {estimator_note}"]
-          if any("log_variance_rate" in f.draws for f in sections) else []), "",
+        *(
+            [f"- events checked every {checked} generations: interval-censored, a time t means (t − {checked}, t]"]
+            if checked > 1
+            else []
+        ),
+        *(
+            [f"- Gaussian variance fit used for theory: {estimator_note}"]
+            if any("log_variance_rate" in f.draws for f in sections)
+            else []
+        ),
+        "",
         "Median collapse times are Kaplan-Meier medians (lifelines) with 95% CIs from the exponential-Greenwood "
-        "band. Chains that had not collapsed by T are right-censored there; **\"> T\"** means the median (or that "
+        'band. Chains that had not collapsed by T are right-censored there; **"> T"** means the median (or that '
         "bound) is not reached by the horizon — fewer than half the chains collapsed — and it is left out of rate "
         "fits. Probabilities carry 95% Wilson intervals. Rates are least-squares slopes on log-log axes with "
         "percentile bootstrap CIs over chains, fitted against n within each combination of the other axes. "
         "Theory lines and columns are drawn only for the closed forms the family declares (its theory overlays), "
-        "and only for `replace` cells at temperature 1, where they hold.", "",
+        "and only for `replace` cells at temperature 1, where they hold.",
+        "",
     ]
     for section in sections:
         _family_section(rep, section)

@@ -18,6 +18,7 @@ Which closed forms describe a sweep is not decided by the family's name: a famil
 names of :data:`OVERLAYS` that apply to it (``Family.theory_overlays``, written to sweep.json),
 and the report draws what each named overlay lists, and nothing else.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -29,13 +30,25 @@ from scipy.signal import fftconvolve
 from scipy.special import digamma, gammaln, polygamma
 
 __all__ = [
-    "log_var_drift", "log_var_step_variance", "log_var_moments", "median_spread_ratio",
-    "mean_spread_ratio", "mean_var_ratio", "heterozygosity_ratio", "spread_exceedance_bound",
-    "median_collapse_time", "collapse_time_slope", "local_collapse_time_slope", "forgetting_median",
-    "collapse_time_cdf", "exact_median_collapse_time", "symbol_loss_cdf",
-    "Overlay", "OVERLAYS", "overlay_draws",
+    "log_var_drift",
+    "log_var_step_variance",
+    "log_var_moments",
+    "median_spread_ratio",
+    "mean_spread_ratio",
+    "mean_var_ratio",
+    "heterozygosity_ratio",
+    "spread_exceedance_bound",
+    "median_collapse_time",
+    "collapse_time_slope",
+    "local_collapse_time_slope",
+    "forgetting_median",
+    "collapse_time_cdf",
+    "exact_median_collapse_time",
+    "symbol_loss_cdf",
+    "Overlay",
+    "OVERLAYS",
+    "overlay_draws",
 ]
-
 
 
 @dataclass(frozen=True)
@@ -61,16 +74,19 @@ OVERLAYS: dict[str, Overlay] = {
     "gaussian_log_variance": Overlay(
         "1-D Gaussian refitted by its mean and (unbiased or ML) variance: ln var_t is a random walk "
         "with drift log_var_drift(n) (exact under replace)",
-        ("log_variance_rate", "spread_median", "spread_collapse_time", "gaussian_density")),
+        ("log_variance_rate", "spread_median", "spread_collapse_time", "gaussian_density"),
+    ),
     "wright_fisher_heterozygosity": Overlay(
         "categorical ML refit: E[H_t] / H_0 = (1 - 1/n)^t (Wright-Fisher drift, exact under replace)",
-        ("heterozygosity_rate",)),
+        ("heterozygosity_rate",),
+    ),
     "forgetting_time": Overlay(
         "a symbol seen c times is lost after about 2c / ln 2 generations (Feller diffusion, c << n)",
-        ("forgetting_median",)),
+        ("forgetting_median",),
+    ),
     "mixture_density": Overlay(
-        "the fit is a 1-D Gaussian mixture given by the weights, means and sigmas columns",
-        ("mixture_density",)),
+        "the fit is a 1-D Gaussian mixture given by the weights, means and sigmas columns", ("mixture_density",)
+    ),
 }
 
 
@@ -264,12 +280,13 @@ def _first_passage(n: int, ratio: float, estimator: str, step: float):
         moved = fftconvolve(alive, masses)  # moved[s] sits at lattice index bottom + first_j + s
         cut = -first_j  # moved[:cut] lies below the barrier (first_j < 0: ln chi2 has a left tail)
         collapsed += float(np.clip(moved[:cut], 0, None).sum())
-        alive = np.clip(moved[cut: cut + len(alive)], 0, None)  # FFT round-off is ~1e-17
+        alive = np.clip(moved[cut : cut + len(alive)], 0, None)  # FFT round-off is ~1e-17
         yield collapsed
 
 
-def collapse_time_cdf(n: int, ratio: float, generations: int, estimator: str = "unbiased", *,
-                      step: float = 1e-3) -> np.ndarray:
+def collapse_time_cdf(
+    n: int, ratio: float, generations: int, estimator: str = "unbiased", *, step: float = 1e-3
+) -> np.ndarray:
     """Exact law of the collapse time of the 1-D Gaussian under ``replace``: ``P(tau <= t)``.
 
     ``tau`` is the first generation at which ``sigma_t / sigma_0 < ratio``, i.e. the first
@@ -312,6 +329,7 @@ def exact_median_collapse_time(n, ratio: float, estimator: str = "unbiased", *, 
     The first generation t with ``P(tau <= t) >= 1/2``, as a Kaplan-Meier median is the first
     time its survival curve is ``<= 1/2``. Broadcasts over ``n`` (one numerical law per value).
     """
+
     def one(n_value):
         for t, probability in enumerate(_first_passage(n_value, ratio, estimator, step), start=1):
             if probability >= 0.5:

@@ -11,6 +11,7 @@ machine distort the ratio as little as possible. Figures are per core.
 
 Usage: ``PYTHONPATH=. python bench/bench_em1d.py [--k 3] [--repeats 3] [--quick]``
 """
+
 from __future__ import annotations
 
 import os
@@ -28,8 +29,7 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 
 from sweep.families._em1d import em_fit, sample_gmm  # noqa: E402
 
-TRUE = {2: ([0.4, 0.6], [-2.0, 2.0], [1.0, 0.5]),
-        3: ([0.3, 0.4, 0.3], [-3.0, 0.0, 3.0], [0.5, 1.0, 0.5])}
+TRUE = {2: ([0.4, 0.6], [-2.0, 2.0], [1.0, 0.5]), 3: ([0.3, 0.4, 0.3], [-3.0, 0.0, 3.0], [0.5, 1.0, 0.5])}
 # N: (chains B of the batched side, chains run by the sklearn loop); both run GENERATIONS
 # generations from the true mixture, so that both face the same distribution of datasets.
 PLAN = {100: (4000, 12), 1000: (1500, 8), 10000: (600, 3)}
@@ -76,24 +76,27 @@ def main():
     w, m, v = (np.array(a) for a in TRUE[k])
     rng = np.random.default_rng(12345)
     print(f"k={k}: chain-generations per CPU-second, one thread, best of {args.repeats}")
-    print(f"{'N':>6} {'B':>5} {'sklearn':>8} {'kmeans':>8} {'speedup':>8} {'warm':>8} "
-          f"{'speedup':>8}   mean EM iterations (sklearn / kmeans / warm)")
+    print(
+        f"{'N':>6} {'B':>5} {'sklearn':>8} {'kmeans':>8} {'speedup':>8} {'warm':>8} "
+        f"{'speedup':>8}   mean EM iterations (sklearn / kmeans / warm)"
+    )
     with threadpool_limits(1):
         for n, (b, b_sk) in PLAN.items():
             if args.quick:
                 b //= 4
-            xb = sample_gmm(np.tile(w, (b, 1)), np.tile(m, (b, 1)), np.tile(v, (b, 1)), n,
-                            rng=rng)
+            xb = sample_gmm(np.tile(w, (b, 1)), np.tile(m, (b, 1)), np.tile(v, (b, 1)), n, rng=rng)
             sk, ours, warm = [], [], []
             for r in range(args.repeats):
-                sk.append(sklearn_loop(xb[r * b_sk:(r + 1) * b_sk], k, GENERATIONS, seed=r))
+                sk.append(sklearn_loop(xb[r * b_sk : (r + 1) * b_sk], k, GENERATIONS, seed=r))
                 ours.append(batched(xb, k, GENERATIONS, rng, warm=False))
                 warm.append(batched(xb, k, GENERATIONS, rng, warm=True))
             t_sk, t_km, t_warm = (min(t for t, _ in res) for res in (sk, ours, warm))
             it = [np.mean([i for _, i in res]) for res in (sk, ours, warm)]
-            print(f"{n:>6} {b:>5} {1 / t_sk:>8.0f} {1 / t_km:>8.0f} {t_sk / t_km:>7.0f}x "
-                  f"{1 / t_warm:>8.0f} {t_sk / t_warm:>7.0f}x   "
-                  f"{it[0]:.1f} / {it[1]:.1f} / {it[2]:.1f}")
+            print(
+                f"{n:>6} {b:>5} {1 / t_sk:>8.0f} {1 / t_km:>8.0f} {t_sk / t_km:>7.0f}x "
+                f"{1 / t_warm:>8.0f} {t_sk / t_warm:>7.0f}x   "
+                f"{it[0]:.1f} / {it[1]:.1f} / {it[2]:.1f}"
+            )
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ log-spaced generations: ~10% of T = 2000) costs about what "metrics/10" does.
 
 Usage: python bench/bench_gmm.py [--quick]
 """
+
 from __future__ import annotations
 
 import os
@@ -60,11 +61,17 @@ def sklearn_loop(n: int, chains: int, generations: int) -> float:
 
 def batched(n: int, chains: int, generations: int, init: str, out: str, every: int) -> tuple[float, float]:
     """(chain-generations per second, peak task memory MiB) of the family through sweep run."""
-    spec = parse_spec({
-        "name": f"bench-gmm-{n}-{init}", "seed": 1, "generations": generations, "replicates": chains,
-        "family": {"name": "gmm1d", **TRUTH, "init": init},
-        "grid": {"n": [n], "policy": ["replace"]}, "record": {"every": every},
-    })
+    spec = parse_spec(
+        {
+            "name": f"bench-gmm-{n}-{init}",
+            "seed": 1,
+            "generations": generations,
+            "replicates": chains,
+            "family": {"name": "gmm1d", **TRUTH, "init": init},
+            "grid": {"n": [n], "policy": ["replace"]},
+            "record": {"every": every},
+        }
+    )
     report = run_sweep(spec, out, overwrite=True, progress=False)
     return chains * generations / report.seconds, report.peak_task_rss_mib
 
@@ -87,8 +94,10 @@ def main() -> None:
     out = tempfile.mkdtemp(prefix="bench-gmm-")
     batched(100, 64, 4, "kmeans", out, every=1)  # warm-up: the worker imports and first task
     sklearn_loop(100, 2, 5)  # warm-up of the reference too (its first fits run ~30% slower)
-    print(f"{'N':>6} {'sklearn loop':>13} {'kmeans, metrics/10':>19} {'ratio':>6} {'kmeans, metrics 0,T':>20} {'ratio':>6} "
-          f"{'warm, metrics 0,T':>18} {'ratio':>6} {'peak task MiB':>14}")
+    print(
+        f"{'N':>6} {'sklearn loop':>13} {'kmeans, metrics/10':>19} {'ratio':>6} {'kmeans, metrics 0,T':>20} {'ratio':>6} "
+        f"{'warm, metrics 0,T':>18} {'ratio':>6} {'peak task MiB':>14}"
+    )
     for n, (loop_chains, chains) in PLAN.items():
         if args.quick:
             loop_chains, chains = max(1, loop_chains // 4), max(8, chains // 4)
@@ -98,8 +107,10 @@ def main() -> None:
         cold, peak_cold = best_of(args.repeats, lambda: batched(n, chains, g, "kmeans", out, every=g))
         warm, peak_warm = best_of(args.repeats, lambda: batched(n, chains, g, "previous", out, every=g))
         peak = max(peak_metered, peak_cold, peak_warm)
-        print(f"{n:>6} {reference:>13,.0f} {metered:>19,.0f} {metered / reference:>5.0f}x {cold:>20,.0f} "
-              f"{cold / reference:>5.0f}x {warm:>18,.0f} {warm / reference:>5.0f}x {peak:>14,.0f}")
+        print(
+            f"{n:>6} {reference:>13,.0f} {metered:>19,.0f} {metered / reference:>5.0f}x {cold:>20,.0f} "
+            f"{cold / reference:>5.0f}x {warm:>18,.0f} {warm / reference:>5.0f}x {peak:>14,.0f}"
+        )
     print(f"(chain-generations per second on one core, best of {args.repeats}; 'warm' = init: previous)")
     ray.shutdown()
 

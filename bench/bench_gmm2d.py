@@ -19,6 +19,7 @@ other jobs on a shared machine distort the ratio as little as possible. Target (
 
 Usage: ``PYTHONPATH=. python bench/bench_gmm2d.py [--repeats 3] [--quick]``
 """
+
 from __future__ import annotations
 
 import os
@@ -73,8 +74,17 @@ def swept(chains: int, generations: int, every: int, out: str) -> float:
     from sweep.runner import run_sweep
     from sweep.spec import parse_spec
 
-    spec = parse_spec({"name": f"bench-gmm2d-{every}", "seed": 1, "generations": generations, "replicates": chains,
-                       "family": TRUTH, "grid": {"n": [N], "policy": ["replace"]}, "record": {"every": every}})
+    spec = parse_spec(
+        {
+            "name": f"bench-gmm2d-{every}",
+            "seed": 1,
+            "generations": generations,
+            "replicates": chains,
+            "family": TRUTH,
+            "grid": {"n": [N], "policy": ["replace"]},
+            "record": {"every": every},
+        }
+    )
     report = run_sweep(spec, out, overwrite=True, progress=False)
     return report.cpu_seconds / (chains * generations)
 
@@ -94,13 +104,16 @@ def main() -> None:
         sklearn_loop(x0[:1], 2, seed=0)
         sk, ours, warm = [], [], []
         for r in range(args.repeats):
-            sk.append(sklearn_loop(x0[r * loop_chains:(r + 1) * loop_chains], GENERATIONS, seed=r))
+            sk.append(sklearn_loop(x0[r * loop_chains : (r + 1) * loop_chains], GENERATIONS, seed=r))
             ours.append(batched(x0, GENERATIONS, rng, warm=False))
             warm.append(batched(x0, GENERATIONS, rng, warm=True))
     t_sk, t_ours, t_warm = (min(t for t, _ in res) for res in (sk, ours, warm))
     it = [np.mean([i for _, i in res]) for res in (sk, ours, warm)]
-    rows = [("sklearn loop", t_sk, it[0]), (f"batched, kmeans init (B = {chains})", t_ours, it[1]),
-            (f"batched, warm start (B = {chains})", t_warm, it[2])]
+    rows = [
+        ("sklearn loop", t_sk, it[0]),
+        (f"batched, kmeans init (B = {chains})", t_ours, it[1]),
+        (f"batched, warm start (B = {chains})", t_warm, it[2]),
+    ]
     if not args.no_sweep:
         import ray
 
@@ -111,7 +124,9 @@ def main() -> None:
             best = min(swept(sweep_chains, sweep_generations, every, out) for _ in range(args.repeats))
             rows.append((f"sweep run, {label}", best, float("nan")))
         ray.shutdown()
-    print(f"n = {N}, d = 2, k = 2, full covariances; chain-generations per CPU-second, one thread, best of {args.repeats}")
+    print(
+        f"n = {N}, d = 2, k = 2, full covariances; chain-generations per CPU-second, one thread, best of {args.repeats}"
+    )
     print(f"| {'side':<42} | {'chain-gen / CPU-s':>17} | {'vs sklearn':>10} | {'EM iterations':>13} |")
     print(f"|{'-' * 44}|{'-' * 19}|{'-' * 12}|{'-' * 15}|")
     for label, seconds, iterations in rows:

@@ -10,6 +10,7 @@ n = 10000) >= 1e4 chain-generations/s.
 
 Usage: python bench/bench_kernels.py [--quick]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,8 +41,14 @@ def naive_loop(n: int, generations: int, chains: int) -> float:
 
 
 def spec_for(family: dict, n: int, generations: int, replicates: int, block_size: int | None = None):
-    raw = {"name": "bench", "seed": 1, "generations": generations, "replicates": replicates, "family": family,
-           "grid": {"n": [n], "policy": ["replace"]}}
+    raw = {
+        "name": "bench",
+        "seed": 1,
+        "generations": generations,
+        "replicates": replicates,
+        "family": family,
+        "grid": {"n": [n], "policy": ["replace"]},
+    }
     if block_size:
         raw["block_size"] = block_size
     return parse_spec(raw)
@@ -51,8 +58,15 @@ def kernel(spec) -> float:
     cell = cells(spec)[0]
     recorded = spec.record.generations(spec.generations)
     start = time.perf_counter()
-    simulate_block(spec.family, cell, 0, generations=spec.generations, recorded=recorded,
-                   events_spec=spec.events, rng=block_rng(1, cell, 0))
+    simulate_block(
+        spec.family,
+        cell,
+        0,
+        generations=spec.generations,
+        recorded=recorded,
+        events_spec=spec.events,
+        rng=block_rng(1, cell, 0),
+    )
     chains = min(cell.block_size, spec.replicates)
     return chains * spec.generations / (time.perf_counter() - start)
 

@@ -9,6 +9,7 @@ of the sweep's work.
 
 Usage: python bench/bench_load.py [--out DIR]    (about 2-3 minutes on 2 cores)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,7 +32,11 @@ sys.path.insert(0, str(ROOT))
 #: 4 cells x 25,000 chains in blocks of 4: with tasks of the smallest size the planner allows
 #: (sweep.plan.MIN_TASK_SECONDS), 12 blocks each, that is 2,084 tasks.
 LOAD = {
-    "name": "load", "seed": 2026, "generations": 240, "replicates": 25_000, "block_size": 4,
+    "name": "load",
+    "seed": 2026,
+    "generations": 240,
+    "replicates": 25_000,
+    "block_size": 4,
     "family": {"name": "gaussian", "dim": 1, "path": "exact"},
     "grid": {"n": [10, 100], "policy": ["replace", {"fresh_real": 0.1}]},
     "events": {"spread_below": [0.5, 0.1], "distance_above": [1.0]},
@@ -44,8 +49,15 @@ def run_driver(args: list[str], cpus: int = 2) -> dict:
     """Run ``python -m sweep run ARGS``; return its output, wall time and RSS samples (bytes)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     started = time.monotonic()
-    process = subprocess.Popen([sys.executable, "-m", "sweep", "run", *args, "--num-cpus", str(cpus)], env=env,
-                               cwd=ROOT, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sweep", "run", *args, "--num-cpus", str(cpus)],
+        env=env,
+        cwd=ROOT,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     samples: list[tuple[float, int]] = []
 
     def sample() -> None:
@@ -64,8 +76,13 @@ def run_driver(args: list[str], cpus: int = 2) -> dict:
     finally:
         _kill_group(process.pid)
     sampler.join()
-    return {"returncode": process.returncode, "stdout": out, "stderr": err, "wall": time.monotonic() - started,
-            "rss": samples}
+    return {
+        "returncode": process.returncode,
+        "stdout": out,
+        "stderr": err,
+        "wall": time.monotonic() - started,
+        "rss": samples,
+    }
 
 
 def _kill_group(pgid: int) -> None:
@@ -149,8 +166,11 @@ def report(figures: dict, noop: float) -> list[str]:
         f"all overhead while executing (scheduling, start-up, idle tail): {overhead / f['tasks'] * 1e3:.1f} ms per task "
         f"= {overhead / f['work_seconds']:.1%} of the work",
         f"driver RSS: peak {f['peak_rss'] / mib:.0f} MiB; at 25/50/75% of the run "
-        + "/".join(f"{r / mib:.0f}" for r in f["quarter_rss"]) + " MiB",
-        f"progress lines: {len(f['progress'])}, last {f['progress'][-1][0]:,}/{f['progress'][-1][1]:,}" if f["progress"] else "progress lines: none",
+        + "/".join(f"{r / mib:.0f}" for r in f["quarter_rss"])
+        + " MiB",
+        f"progress lines: {len(f['progress'])}, last {f['progress'][-1][0]:,}/{f['progress'][-1][1]:,}"
+        if f["progress"]
+        else "progress lines: none",
         f["summary"],
     ]
 

@@ -7,6 +7,7 @@ CPU time, which is lower when other processes share the cores. Target: at least 
 
 Usage: python bench/bench_scaling.py [--generations G]    (about 3 minutes on 2 quiet cores)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,7 +26,11 @@ from bench_load import run_driver  # noqa: E402
 
 #: About 50 core-seconds of work: 4 cells x 2048 chains, sampling path, n up to 800.
 SCALING = {
-    "name": "scaling", "seed": 7, "generations": 600, "replicates": 2048, "block_size": 32,
+    "name": "scaling",
+    "seed": 7,
+    "generations": 600,
+    "replicates": 2048,
+    "block_size": 32,
     "family": {"name": "gaussian", "dim": 1, "path": "sample"},
     "grid": {"n": [200, 800], "policy": ["replace", {"fresh_real": 0.2}]},
     "events": {"spread_below": [0.5], "distance_above": [1.0]},
@@ -42,10 +47,12 @@ def measure(label: str, spec: Path, out: Path, *, cpus: int = 2, address: str | 
         raise RuntimeError(f"{label}: sweep run failed:\n{run['stderr'][-3000:]}")
     last = json.loads((out / "scaling" / "sweep.json").read_text())["last_run"]
     run_wall = last["execute_seconds"]
-    return (f"{label}: {last['tasks']} tasks, wall {run['wall']:.1f} s (running tasks {run_wall:.1f} s), "
-            f"work {last['work_seconds']:.1f} s ({last['cpu_seconds']:.1f} s CPU) -> effective cores "
-            f"{last['work_seconds'] / run_wall:.2f} ({last['cpu_seconds'] / run_wall:.2f} by CPU time; "
-            f"{last['work_seconds'] / run['wall']:.2f} over the whole command)")
+    return (
+        f"{label}: {last['tasks']} tasks, wall {run['wall']:.1f} s (running tasks {run_wall:.1f} s), "
+        f"work {last['work_seconds']:.1f} s ({last['cpu_seconds']:.1f} s CPU) -> effective cores "
+        f"{last['work_seconds'] / run_wall:.2f} ({last['cpu_seconds'] / run_wall:.2f} by CPU time; "
+        f"{last['work_seconds'] / run['wall']:.2f} over the whole command)"
+    )
 
 
 def cluster_run(spec: Path, out: Path) -> str:
@@ -70,7 +77,9 @@ def main() -> None:
         spec = Path(tmp) / "scaling.yaml"
         spec.write_text(yaml.safe_dump(dict(SCALING, generations=args.generations), sort_keys=False))
         for cpus in (1, 2):
-            print(measure(f"{cpus} worker{'s' if cpus > 1 else ''}", spec, Path(tmp) / f"w{cpus}", cpus=cpus), flush=True)
+            print(
+                measure(f"{cpus} worker{'s' if cpus > 1 else ''}", spec, Path(tmp) / f"w{cpus}", cpus=cpus), flush=True
+            )
         print(cluster_run(spec, Path(tmp) / "cluster"), flush=True)
 
 

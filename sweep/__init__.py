@@ -1,4 +1,5 @@
 """collapse-sweep: batched, reproducible model-collapse sweeps on Ray."""
+
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version

@@ -9,6 +9,7 @@ with that value in place; its error names the grid path (``grid.family.k[1]``).
 Columns: each axis is a Parquet column named with dots replaced by underscores (``family_k``);
 ``policy`` expands to ``policy``, ``policy_kind``, ``keep``, ``synthetic`` and ``real``.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -64,7 +65,7 @@ class Point:
 
 
 def _family_field(raw: Any) -> str | None:
-    return raw[len(FAMILY_PREFIX):] if isinstance(raw, str) and raw.startswith(FAMILY_PREFIX) else None
+    return raw[len(FAMILY_PREFIX) :] if isinstance(raw, str) and raw.startswith(FAMILY_PREFIX) else None
 
 
 def normalise_part(value: Any, path: str) -> dict[str, Any]:
@@ -98,8 +99,13 @@ class GridPart:
         return raw
 
 
-def parse_part(value: Any, path: str, family_fields: tuple[str, ...], family_name: str,
-               check_family_value: Callable[[str, Any, str], Any]) -> GridPart:
+def parse_part(
+    value: Any,
+    path: str,
+    family_fields: tuple[str, ...],
+    family_name: str,
+    check_family_value: Callable[[str, Any, str], Any],
+) -> GridPart:
     """Read one grid part; family values are checked by ``check_family_value(field, value, path)``
     which returns the value's canonical form."""
     raw = normalise_part(value, path)
@@ -107,11 +113,16 @@ def parse_part(value: Any, path: str, family_fields: tuple[str, ...], family_nam
     for key in raw:
         field = _family_field(key)
         if field is not None and field not in family_fields:
-            raise SpecError(f"{path}.{key}", f"a field of the {family_name} family ({', '.join(family_fields)})",
-                            f"'{field}', which it lacks", raw=True)
+            raise SpecError(
+                f"{path}.{key}",
+                f"a field of the {family_name} family ({', '.join(family_fields)})",
+                f"'{field}', which it lacks",
+                raw=True,
+            )
         if key not in known:
-            raise SpecError(f"{path}.{key}", "an axis: n, policy, temperature or family.<field>",
-                            f"unknown axis '{key}'", raw=True)
+            raise SpecError(
+                f"{path}.{key}", "an axis: n, policy, temperature or family.<field>", f"unknown axis '{key}'", raw=True
+            )
     if "n" not in raw:
         raise SpecError(f"{path}.n", "a value (the field is required)", "nothing", raw=True)
     axes: list[tuple[str, tuple[Any, ...]]] = []

@@ -4,6 +4,7 @@
 Exit status: 0 on success, 1 when some tasks failed (the rest is kept; rerun to retry them),
 2 for bad input (spec, options, results folder), with one line on stderr saying what and why.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,7 +37,11 @@ class _Parser(argparse.ArgumentParser):
 def _spec_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", help="sweep spec (YAML file)")
     parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override a spec field, dotted key and YAML value, e.g. --set grid.n=[10,100] (repeatable)",
     )
 
@@ -51,47 +56,90 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
 
-    run = commands.add_parser("run", help="run or resume a sweep", description=(
-        "Validate the spec, then run every chain of the grid on Ray and write Parquet parts to OUT/NAME. "
-        "Rerunning the same command resumes: complete parts are kept, missing or damaged ones recomputed."))
+    run = commands.add_parser(
+        "run",
+        help="run or resume a sweep",
+        description=(
+            "Validate the spec, then run every chain of the grid on Ray and write Parquet parts to OUT/NAME. "
+            "Rerunning the same command resumes: complete parts are kept, missing or damaged ones recomputed."
+        ),
+    )
     _spec_arguments(run)
-    run.add_argument("--out", default="results", help="parent folder or filesystem URI of the results (default: results)")
-    run.add_argument("--address", default=None, help="Ray cluster address (auto, HOST:PORT, ray://HOST:PORT); "
-                     "default: $RAY_ADDRESS if set, else an embedded local Ray")
+    run.add_argument(
+        "--out", default="results", help="parent folder or filesystem URI of the results (default: results)"
+    )
+    run.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster address (auto, HOST:PORT, ray://HOST:PORT); "
+        "default: $RAY_ADDRESS if set, else an embedded local Ray",
+    )
     run.add_argument("--num-cpus", type=int, default=None, help="CPUs for the embedded local Ray (default: all cores)")
     run.add_argument("--overwrite", action="store_true", help="replace a results folder that holds a different sweep")
-    run.add_argument("--blocks-per-task", type=int, default=None, help="force the task size in blocks (results do not depend on it)")
-    run.add_argument("--task-seconds", type=float, default=None,
-                     help="target seconds of work per task (default 2; at least 0.15, so that Ray's overhead stays under 2%%)")
+    run.add_argument(
+        "--blocks-per-task", type=int, default=None, help="force the task size in blocks (results do not depend on it)"
+    )
+    run.add_argument(
+        "--task-seconds",
+        type=float,
+        default=None,
+        help="target seconds of work per task (default 2; at least 0.15, so that Ray's overhead stays under 2%%)",
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    validate = commands.add_parser("validate", help="check a spec and print its resolved grid", description=(
-        "Validate a spec (with overrides) and print the resolved cells, without running or writing anything."))
+    validate = commands.add_parser(
+        "validate",
+        help="check a spec and print its resolved grid",
+        description=(
+            "Validate a spec (with overrides) and print the resolved cells, without running or writing anything."
+        ),
+    )
     _spec_arguments(validate)
 
-    show = commands.add_parser("show", help="summarise a results folder", description=(
-        "Print a results folder's sweep, its cells, chains done, rows and run time."))
+    show = commands.add_parser(
+        "show",
+        help="summarise a results folder",
+        description=("Print a results folder's sweep, its cells, chains done, rows and run time."),
+    )
     show.add_argument("results", help="results folder (OUT/NAME)")
 
-    report = commands.add_parser("report", help="write figures and a markdown summary of a results folder", description=(
-        "Read a results folder (never re-running the simulation) and write the figures that apply to its "
-        "families plus report.md: per cell, chains, censored share, Kaplan-Meier median collapse time with CI, "
-        "divergence probability at the horizon with CI, and fitted rates."))
+    report = commands.add_parser(
+        "report",
+        help="write figures and a markdown summary of a results folder",
+        description=(
+            "Read a results folder (never re-running the simulation) and write the figures that apply to its "
+            "families plus report.md: per cell, chains, censored share, Kaplan-Meier median collapse time with CI, "
+            "divergence probability at the horizon with CI, and fitted rates."
+        ),
+    )
     report.add_argument("results", help="results folder (OUT/NAME)")
-    report.add_argument("--out", default=None, help="local folder to write in (default: RESULTS/report; required "
-                        "when RESULTS is a URI such as s3://...)")
+    report.add_argument(
+        "--out",
+        default=None,
+        help="local folder to write in (default: RESULTS/report; required when RESULTS is a URI such as s3://...)",
+    )
     report.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for rate CIs (default: 1000)")
 
-    replay = commands.add_parser("replay", help="recompute one chain of a results folder and print it", description=(
-        "Rerun one chain from the results folder's spec and root seed, alone (it has its own random stream, so "
-        "its rows are the stored ones, bit for bit), and print its events and first and last recorded "
-        "generations. Nothing in the folder is written; 'sweep show' lists the cells."))
+    replay = commands.add_parser(
+        "replay",
+        help="recompute one chain of a results folder and print it",
+        description=(
+            "Rerun one chain from the results folder's spec and root seed, alone (it has its own random stream, so "
+            "its rows are the stored ones, bit for bit), and print its events and first and last recorded "
+            "generations. Nothing in the folder is written; 'sweep show' lists the cells."
+        ),
+    )
     replay.add_argument("results", help="results folder (OUT/NAME)")
     replay.add_argument("--cell", type=int, required=True, help="the chain's cell (see 'sweep show')")
     replay.add_argument("--replicate", type=int, required=True, help="the chain's replicate, 0 .. replicates-1")
     replay.add_argument("--check", action="store_true", help="compare with the stored rows; exit 1 if they differ")
-    replay.add_argument("--out", default=None, metavar="FILE", help="also write every trajectory row to FILE (.csv or "
-                        ".parquet; a path or a URI such as s3://bucket/chain.csv)")
+    replay.add_argument(
+        "--out",
+        default=None,
+        metavar="FILE",
+        help="also write every trajectory row to FILE (.csv or "
+        ".parquet; a path or a URI such as s3://bucket/chain.csv)",
+    )
 
     from sweep.jobs import add_commands
 
@@ -109,29 +157,47 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(f"--num-cpus: expected an integer >= 1, got {args.num_cpus}")
     _check_task_options(args)
     report = run_sweep(
-        spec, args.out, address=args.address, num_cpus=args.num_cpus, overwrite=args.overwrite,
-        blocks_per_task=args.blocks_per_task, task_seconds=args.task_seconds, progress=not args.no_progress,
+        spec,
+        args.out,
+        address=args.address,
+        num_cpus=args.num_cpus,
+        overwrite=args.overwrite,
+        blocks_per_task=args.blocks_per_task,
+        task_seconds=args.task_seconds,
+        progress=not args.no_progress,
     )
     resumed = f", kept {report.parts_kept} complete parts" if report.parts_kept else ""
     redone = f", removed {report.parts_removed} damaged or partial files" if report.parts_removed else ""
     running = report.execute_seconds
     speed = ""
     if running > 0:
-        speed = (f", {running:.1f} s running tasks, {report.chains_run / running:,.0f} chains/s, "
-                 f"{report.work_seconds / running:.2f} cores busy")
-    print(f"{spec.name}: {report.cells} cells x {spec.replicates} replicates = {report.chains} chains; "
-          f"computed {report.chains_run} chains in {report.tasks_run} tasks{resumed}{redone} "
-          f"({report.seconds:.1f} s in all{speed})")
+        speed = (
+            f", {running:.1f} s running tasks, {report.chains_run / running:,.0f} chains/s, "
+            f"{report.work_seconds / running:.2f} cores busy"
+        )
+    print(
+        f"{spec.name}: {report.cells} cells x {spec.replicates} replicates = {report.chains} chains; "
+        f"computed {report.chains_run} chains in {report.tasks_run} tasks{resumed}{redone} "
+        f"({report.seconds:.1f} s in all{speed})"
+    )
     if report.failures:
         for failure in report.failures[:SHOWN_FAILURES]:
-            print(f"failed: cell {failure['cell']} (n={failure['n']}, {failure['policy']}) replicates "
-                  f"{failure['replicates'][0]}-{failure['replicates'][1] - 1}: {failure['error']}", file=sys.stderr)
+            print(
+                f"failed: cell {failure['cell']} (n={failure['n']}, {failure['policy']}) replicates "
+                f"{failure['replicates'][0]}-{failure['replicates'][1] - 1}: {failure['error']}",
+                file=sys.stderr,
+            )
         if len(report.failures) > SHOWN_FAILURES:
-            print(f"... and {len(report.failures) - SHOWN_FAILURES} more, all listed in {join_location(report.location, 'sweep.json')}",
-                  file=sys.stderr)
+            print(
+                f"... and {len(report.failures) - SHOWN_FAILURES} more, all listed in {join_location(report.location, 'sweep.json')}",
+                file=sys.stderr,
+            )
         if report.stopped:
-            print(f"stopped: the output location says '{report.stopped}', so {report.not_started} more tasks were not "
-                  "started; make room (or make it writable) and rerun the same command to resume", file=sys.stderr)
+            print(
+                f"stopped: the output location says '{report.stopped}', so {report.not_started} more tasks were not "
+                "started; make room (or make it writable) and rerun the same command to resume",
+                file=sys.stderr,
+            )
         print(f"{len(report.failures)} tasks failed; rerun the same command to retry only them", file=sys.stderr)
         return 1
     print(f"results: {report.location}")
@@ -153,8 +219,10 @@ def _validate(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec, args.overrides)
     grid = cells(spec)
     recorded = spec.record.generations(spec.generations)
-    print(f"{spec.name}: valid. family {spec.family_name}, {spec.generations} generations "
-          f"({recorded.size} recorded), {len(grid)} cells x {spec.replicates} replicates = {len(grid) * spec.replicates} chains")
+    print(
+        f"{spec.name}: valid. family {spec.family_name}, {spec.generations} generations "
+        f"({recorded.size} recorded), {len(grid)} cells x {spec.replicates} replicates = {len(grid) * spec.replicates} chains"
+    )
     for cell in grid:
         print(f"  cell {cell.index}: {cell.label}; blocks={cell.blocks} x {cell.block_size}")
     return 0

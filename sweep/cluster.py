@@ -8,6 +8,7 @@ authentication and this process has none. Ray's version check (the cluster store
 Python versions it was started with; ``ray.init`` compares them with this process's) is turned
 into one line as well.
 """
+
 from __future__ import annotations
 
 import os
@@ -49,8 +50,11 @@ def probe(address: str, timeout: float = 5.0) -> None:
     target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     with grpc.insecure_channel(target) as channel:
         # Any GCS method will do: the call is refused before the server looks at the request.
-        call = channel.unary_unary("/ray.rpc.NodeInfoGcsService/GetClusterId",
-                                   request_serializer=lambda m: m, response_deserializer=lambda m: m)
+        call = channel.unary_unary(
+            "/ray.rpc.NodeInfoGcsService/GetClusterId",
+            request_serializer=lambda m: m,
+            response_deserializer=lambda m: m,
+        )
         try:
             call(b"", timeout=timeout)
         except grpc.RpcError as error:
@@ -62,19 +66,23 @@ def probe(address: str, timeout: float = 5.0) -> None:
                     "or 'ray up cluster.yaml', or check the host and port"
                 ) from None
             if code == grpc.StatusCode.UNAUTHENTICATED and os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
-                raise UsageError(f"--address '{address}': the cluster requires token authentication; {AUTH_HINT}") from None
+                raise UsageError(
+                    f"--address '{address}': the cluster requires token authentication; {AUTH_HINT}"
+                ) from None
 
 
 def _probe_client(address: str, timeout: float = 5.0) -> None:
     """A Ray Client address: fail at once if nothing listens there (ray.init would retry for long)."""
     import socket
 
-    host, port = split_host_port(address[len("ray://"):])
+    host, port = split_host_port(address[len("ray://") :])
     try:
         socket.create_connection((host, port), timeout=timeout).close()
     except OSError as error:
-        raise UsageError(f"--address '{address}': expected a Ray Client server there (the head's port 10001 by "
-                         f"default), got no answer ({error.strerror or error})") from None
+        raise UsageError(
+            f"--address '{address}': expected a Ray Client server there (the head's port 10001 by "
+            f"default), got no answer ({error.strerror or error})"
+        ) from None
 
 
 def _version_error(address: str, error: BaseException) -> UsageError | None:
@@ -107,10 +115,12 @@ def connect(address: str | None, num_cpus: int | None, worker_env: dict[str, str
     import ray
 
     if address and address.startswith(("http://", "https://")):
-        raise UsageError(f"--address '{address}': expected a Ray address (auto, HOST:PORT, ray://HOST:PORT), got the "
-                         "dashboard's http address; use it with 'sweep submit', or give the head's GCS port (6379 by default)")
+        raise UsageError(
+            f"--address '{address}': expected a Ray address (auto, HOST:PORT, ray://HOST:PORT), got the "
+            "dashboard's http address; use it with 'sweep submit', or give the head's GCS port (6379 by default)"
+        )
     if address and address != "auto":
-        split_host_port(address[len("ray://"):] if address.startswith("ray://") else address)
+        split_host_port(address[len("ray://") :] if address.startswith("ray://") else address)
     if ray.is_initialized():  # a caller (a notebook, the tests) already chose the cluster
         return False
     address = address or os.environ.get("RAY_ADDRESS") or None
@@ -154,8 +164,9 @@ def largest_gpu_count() -> float:
     """The most GPUs one live node of the connected cluster has (0.0 on a cluster without any)."""
     import ray
 
-    return max((float(node.get("Resources", {}).get("GPU", 0.0)) for node in ray.nodes() if node.get("Alive")),
-               default=0.0)
+    return max(
+        (float(node.get("Resources", {}).get("GPU", 0.0)) for node in ray.nodes() if node.get("Alive")), default=0.0
+    )
 
 
 def check_gpus(num_gpus: float, owner: str) -> None:
@@ -184,9 +195,17 @@ def check_gpus(num_gpus: float, owner: str) -> None:
     if num_gpus > largest:
         from sweep.errors import SpecError
 
-        where = "no node of this Ray cluster has a GPU" if largest == 0 else f"the largest node of this Ray cluster has {largest:g}"
-        raise SpecError("resources.num_gpus", f"at most {largest:g} GPUs per task ({where})",
-                        f"{num_gpus:g} (asked by {owner})", raw=True)
+        where = (
+            "no node of this Ray cluster has a GPU"
+            if largest == 0
+            else f"the largest node of this Ray cluster has {largest:g}"
+        )
+        raise SpecError(
+            "resources.num_gpus",
+            f"at most {largest:g} GPUs per task ({where})",
+            f"{num_gpus:g} (asked by {owner})",
+            raw=True,
+        )
 
 
 def nodes_alive() -> int:
@@ -204,5 +223,8 @@ def warn_if_not_shared(location: str, is_local: bool, address: str | None) -> No
     nodes = nodes_alive()
     if nodes > 1 or remote_client:
         where = f"on {nodes} nodes" if nodes > 1 else "on a remote cluster through Ray Client"
-        print(f"warning: results '{location}' are a local path but tasks run {where}: every node must see it "
-              "(a shared filesystem), or use an object-store URI such as s3://bucket/results", file=sys.stderr)
+        print(
+            f"warning: results '{location}' are a local path but tasks run {where}: every node must see it "
+            "(a shared filesystem), or use an object-store URI such as s3://bucket/results",
+            file=sys.stderr,
+        )

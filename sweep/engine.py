@@ -4,6 +4,7 @@ The block is vectorised across its chains: every generation is a handful of arra
 arrays whose leading dimension is the chain. Events are checked at every generation; metrics only
 at recorded generations.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -131,8 +132,15 @@ def ops_for(family: Family, policy: Policy, *, n: int, generations: int) -> Ops:
 
 
 def next_training(
-    ops: Ops, policy: Policy, n: int, training: Any, pool: Any, params: Any, truth: Any,
-    rng: np.random.Generator, temperature: float = 1.0,
+    ops: Ops,
+    policy: Policy,
+    n: int,
+    training: Any,
+    pool: Any,
+    params: Any,
+    truth: Any,
+    rng: np.random.Generator,
+    temperature: float = 1.0,
 ) -> tuple[Any, Any]:
     """Build the next training set from the three sources: the previous training set, samples of
     the fitted model ``params`` (tempered) and samples of the truth (never tempered).
@@ -140,6 +148,7 @@ def next_training(
     ``pool`` is everything generated so far, kept only by accumulate_subsample (which fits on a
     subsample of it); returns (training set, pool).
     """
+
     def model(m: int) -> Any:
         return ops.draw(params, m, rng=rng, temperature=temperature)
 
@@ -241,8 +250,9 @@ class BlockRun:
         ops = ops_for(family, cell.policy, n=cell.n, generations=horizon)
         with np.errstate(all="ignore"):  # a degenerate chain becomes a 'diverged' event, not a crash
             for generation in range(st.generation + 1, stop + 1):
-                st.training, st.pool = next_training(ops, cell.policy, cell.n, st.training, st.pool, st.params,
-                                                     self.truth, self.rng, cell.temperature)
+                st.training, st.pool = next_training(
+                    ops, cell.policy, cell.n, st.training, st.pool, st.params, self.truth, self.rng, cell.temperature
+                )
                 st.params = ops.fit(st.training, st.params, self.rng)
                 if checked(generation, self.every):
                     st.tracker.update(generation, st.params, st.training)

@@ -1,4 +1,5 @@
 """Errors a user can act on, each rendered as one line."""
+
 from __future__ import annotations
 
 from typing import Any

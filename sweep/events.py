@@ -4,6 +4,7 @@ Events are checked inside the task at every generation, whatever the trajectorie
 collapse time is exact even when trajectories are thinned. A chain that never meets a condition
 by the horizon T is right-censored: ``observed = False`` and ``generation = T``.
 """
+
 from __future__ import annotations
 
 import math

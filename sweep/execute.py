@@ -4,6 +4,7 @@
 The driver holds a few object references per worker at any time, never the plan's results: each
 task writes its own parts and returns a small :class:`~sweep.task.TaskResult`.
 """
+
 from __future__ import annotations
 
 import errno
@@ -18,9 +19,16 @@ from sweep.spec import SweepSpec
 from sweep.task import FAIL_CELLS_ENV, Task, TaskResult, run_task
 
 #: Numeric libraries run one thread per task: a task is one core's worth of work.
-WORKER_ENV = {var: "1" for var in (
-    "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS",
-)}
+WORKER_ENV = {
+    var: "1"
+    for var in (
+        "OMP_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "VECLIB_MAXIMUM_THREADS",
+        "NUMEXPR_NUM_THREADS",
+    )
+}
 #: Tasks that ask for no GPU see none. Recent Ray (2.60 here; ray-project/ray#54868) leaves
 #: ``CUDA_VISIBLE_DEVICES`` and its kin untouched for a task granted zero accelerators, so on a GPU
 #: node a CPU task would see, and a torch family would initialise, every GPU; "1" makes Ray set
@@ -92,12 +100,26 @@ def _failure(cells: list[Cell], task: Task, error: BaseException) -> dict[str, A
     else:  # a lost worker or node after all retries
         lines = str(error).strip().splitlines()
         message = f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
-    return {"cell": task.cell, "n": cell.n, "policy": cell.policy.label,
-            "replicates": [first, first + cell.chains(task.first, task.stop)], "error": message}
+    return {
+        "cell": task.cell,
+        "n": cell.n,
+        "policy": cell.policy.label,
+        "replicates": [first, first + cell.chains(task.first, task.stop)],
+        "error": message,
+    }
 
 
-def execute(spec: SweepSpec, cells: list[Cell], entropy: int, location: str, tasks: list[Task],
-            report: RunReport, progress: bool, chains_done: int, options: dict[str, Any]) -> list[Task]:
+def execute(
+    spec: SweepSpec,
+    cells: list[Cell],
+    entropy: int,
+    location: str,
+    tasks: list[Task],
+    report: RunReport,
+    progress: bool,
+    chains_done: int,
+    options: dict[str, Any],
+) -> list[Task]:
     """Run ``tasks`` with at most ``2 * workers + 2`` in flight, counting into ``report``.
 
     Parameters

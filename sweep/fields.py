@@ -3,6 +3,7 @@
 Every reader takes the dotted path of the field it reads, so an error names exactly the field,
 the expectation and the value given (see :class:`sweep.errors.SpecError`).
 """
+
 from __future__ import annotations
 
 import math
@@ -113,7 +114,9 @@ def text(pattern_description: str, allowed: Callable[[str], bool]) -> Callable[[
     return read
 
 
-def listed(item: Callable[[Any, str], Any], *, nonempty: bool = True, scalar_ok: bool = True) -> Callable[[Any, str], tuple]:
+def listed(
+    item: Callable[[Any, str], Any], *, nonempty: bool = True, scalar_ok: bool = True
+) -> Callable[[Any, str], tuple]:
     """Reader of a list of items (a single scalar is taken as a one-item list)."""
 
     def read(value: Any, path: str) -> tuple:

@@ -12,6 +12,7 @@ The block size is the family's default for the cell's n (or the spec's ``block_s
 folder is new; it is recorded per cell in sweep.json, and resume and replay read it from there,
 so a later change of the default never changes an existing folder's streams.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -118,8 +119,14 @@ def cells(spec: SweepSpec, block_sizes: list[int] | None = None) -> list[Cell]:
     """
     out = []
     for index, point in enumerate(spec.grid.points):
-        cell = Cell(index=index, point=point, block_size=1, replicates=spec.replicates,
-                    key=cell_key(point.coordinates(spec.defaults)), family_name=spec.family_name)
+        cell = Cell(
+            index=index,
+            point=point,
+            block_size=1,
+            replicates=spec.replicates,
+            key=cell_key(point.coordinates(spec.defaults)),
+            family_name=spec.family_name,
+        )
         if block_sizes is not None and index < len(block_sizes):
             size = block_sizes[index]
         else:

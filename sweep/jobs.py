@@ -7,6 +7,7 @@ directory to the cluster as the job's ``runtime_env`` ``working_dir``, and runs
 the researcher reads: an absolute path on shared storage or a filesystem URI (``s3://...``); a
 relative path would land in the job's temporary copy of the working directory and vanish.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,16 +28,30 @@ EXCLUDES = [".git", ".venv", "venv", "results", "__pycache__", "*.pyc", ".pytest
 
 def add_commands(commands: Any, spec_arguments: Any) -> None:
     """Add ``submit``, ``status`` and ``logs`` to the CLI's subcommands."""
-    address = dict(default=None, help="the head's job server, http://HEAD:8265 (default: $RAY_API_SERVER_ADDRESS, "
-                                      f"else $RAY_ADDRESS if it is http, else {DEFAULT_ADDRESS})")
-    submit = commands.add_parser("submit", help="run a sweep as a Ray Job on a cluster", description=(
-        "Validate the spec here, then submit 'python -m sweep run SPEC ...' as a Ray Job, shipping the working "
-        "directory. Follows the job's logs and exits with its status, unless --no-wait."))
+    address = dict(
+        default=None,
+        help="the head's job server, http://HEAD:8265 (default: $RAY_API_SERVER_ADDRESS, "
+        f"else $RAY_ADDRESS if it is http, else {DEFAULT_ADDRESS})",
+    )
+    submit = commands.add_parser(
+        "submit",
+        help="run a sweep as a Ray Job on a cluster",
+        description=(
+            "Validate the spec here, then submit 'python -m sweep run SPEC ...' as a Ray Job, shipping the working "
+            "directory. Follows the job's logs and exits with its status, unless --no-wait."
+        ),
+    )
     spec_arguments(submit)
     submit.add_argument("--address", **address)
-    submit.add_argument("--out", required=True, help="absolute path every node sees, or a filesystem URI (s3://bucket/prefix)")
-    submit.add_argument("--working-dir", default=".", help="folder shipped to the cluster; the spec must be inside (default: .)")
-    submit.add_argument("--overwrite", action="store_true", help="replace a results folder that holds a different sweep")
+    submit.add_argument(
+        "--out", required=True, help="absolute path every node sees, or a filesystem URI (s3://bucket/prefix)"
+    )
+    submit.add_argument(
+        "--working-dir", default=".", help="folder shipped to the cluster; the spec must be inside (default: .)"
+    )
+    submit.add_argument(
+        "--overwrite", action="store_true", help="replace a results folder that holds a different sweep"
+    )
     submit.add_argument("--blocks-per-task", type=int, default=None, help="force the task size in blocks")
     submit.add_argument("--task-seconds", type=float, default=None, help="target seconds of work per task")
     submit.add_argument("--no-wait", action="store_true", help="print the job id and return at once")
@@ -54,8 +69,10 @@ def _address(given: str | None) -> str:
         address = os.environ["RAY_ADDRESS"]
     address = address or DEFAULT_ADDRESS
     if address.startswith("ray://") or address == "auto":
-        raise UsageError(f"--address: expected the head's job server http://HEAD:8265, got '{address}' "
-                         "(that address is for 'sweep run --address')")
+        raise UsageError(
+            f"--address: expected the head's job server http://HEAD:8265, got '{address}' "
+            "(that address is for 'sweep run --address')"
+        )
     return address if "://" in address else f"http://{address}"
 
 
@@ -70,8 +87,10 @@ def client(given: str | None) -> Any:
     except AuthenticationError:
         raise UsageError(f"--address '{address}': the cluster requires token authentication; {AUTH_HINT}") from None
     except (ConnectionError, RuntimeError, ValueError) as error:
-        raise UsageError(f"--address '{address}': expected a Ray job server (the head's dashboard, started with "
-                         f"--include-dashboard=true), got {' '.join(str(error).split())[:200]}") from None
+        raise UsageError(
+            f"--address '{address}': expected a Ray job server (the head's dashboard, started with "
+            f"--include-dashboard=true), got {' '.join(str(error).split())[:200]}"
+        ) from None
 
 
 def _job_call(job: str, address: str, call: Any) -> Any:
@@ -79,8 +98,9 @@ def _job_call(job: str, address: str, call: Any) -> Any:
         return call()
     except RuntimeError as error:
         if "404" in str(error) or "does not exist" in str(error):
-            raise UsageError(f"job '{job}': expected a job id of the cluster at {address} (see 'ray job list'), "
-                             "got none such") from None
+            raise UsageError(
+                f"job '{job}': expected a job id of the cluster at {address} (see 'ray job list'), got none such"
+            ) from None
         raise
 
 
@@ -109,11 +129,15 @@ def submit(args: argparse.Namespace) -> int:
     try:
         spec_path = Path(args.spec).resolve().relative_to(working_dir).as_posix()
     except ValueError:
-        raise UsageError(f"spec file '{args.spec}': expected a file inside --working-dir '{working_dir}', which is "
-                         "what the cluster receives; move it there or pass --working-dir") from None
+        raise UsageError(
+            f"spec file '{args.spec}': expected a file inside --working-dir '{working_dir}', which is "
+            "what the cluster receives; move it there or pass --working-dir"
+        ) from None
     if "://" not in args.out and not os.path.isabs(args.out):
-        raise UsageError(f"--out: expected an absolute path every node sees or a URI such as s3://bucket/results, got "
-                         f"'{args.out}' (relative to the job's temporary copy of the working directory, it would vanish)")
+        raise UsageError(
+            f"--out: expected an absolute path every node sees or a URI such as s3://bucket/results, got "
+            f"'{args.out}' (relative to the job's temporary copy of the working directory, it would vanish)"
+        )
     jobs = client(args.address)
     job = jobs.submit_job(
         entrypoint=_entrypoint(args, spec_path),

@@ -5,6 +5,7 @@ free to size tasks for the scheduler: big enough that Ray's per-task overhead (a
 millisecond) is noise, small enough that the progress bar moves, the cores stay busy and a
 retried task loses little.
 """
+
 from __future__ import annotations
 
 import math

@@ -15,6 +15,7 @@ distribution. The named policies are presets of that mix:
 At generation 1 every source is the truth (the model at generation 0 is the true distribution
 and there is no earlier training set), so every policy starts from n true samples.
 """
+
 from __future__ import annotations
 
 import math
@@ -98,7 +99,7 @@ def parse_policy(raw: Any, path: str) -> Policy:
         raise SpecError(path, expected, raw)
     if not isinstance(raw, dict) or len(raw) != 1:
         raise SpecError(path, expected, raw)
-    (kind, value), = raw.items()
+    ((kind, value),) = raw.items()
     if kind == "fresh_real":
         f = fields.number(0.0, 1.0)(value, f"{path}.fresh_real")
         return Policy(kind="fresh_real", keep=0.0, synthetic=1.0 - f, real=f)
@@ -111,8 +112,10 @@ def parse_policy(raw: Any, path: str) -> Policy:
         total = keep + synthetic + real
         if abs(total - 1.0) > 1e-9:
             raise SpecError(
-                f"{path}.mix", "ratios keep + synthetic + real summing to 1",
-                f"{keep:g} + {synthetic:g} + {real:g} = {total:g}", raw=True,
+                f"{path}.mix",
+                "ratios keep + synthetic + real summing to 1",
+                f"{keep:g} + {synthetic:g} + {real:g} = {total:g}",
+                raw=True,
             )
         return Policy(kind="mix", keep=keep, synthetic=synthetic, real=real)
     raise SpecError(path, expected, raw)

@@ -5,6 +5,7 @@ one unreadable line; there the progress is a dated line every ``interval`` secon
 Both count chains of the whole sweep, those kept from earlier runs included, so the figure a
 resumed sweep shows is the share of the sweep that is done.
 """
+
 from __future__ import annotations
 
 import sys
@@ -27,8 +28,16 @@ class Progress:
         Seconds between lines when ``stream`` is not a terminal.
     """
 
-    def __init__(self, name: str, total: int, done: int = 0, *, enabled: bool = True,
-                 stream: TextIO | None = None, interval: float = 30.0):
+    def __init__(
+        self,
+        name: str,
+        total: int,
+        done: int = 0,
+        *,
+        enabled: bool = True,
+        stream: TextIO | None = None,
+        interval: float = 30.0,
+    ):
         self.name, self.total, self.done = name, total, done
         self.stream = stream or sys.stderr
         self.interval = interval
@@ -38,8 +47,16 @@ class Progress:
         if self._enabled and self.stream.isatty():
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, initial=done, unit="chain", unit_scale=True, file=self.stream,
-                             desc=name, dynamic_ncols=True, smoothing=0.05)
+            self._bar = tqdm(
+                total=total,
+                initial=done,
+                unit="chain",
+                unit_scale=True,
+                file=self.stream,
+                desc=name,
+                dynamic_ncols=True,
+                smoothing=0.05,
+            )
 
     def update(self, chains: int) -> None:
         """Count ``chains`` more as done."""
@@ -52,8 +69,11 @@ class Progress:
     def _line(self) -> None:
         self._last = time.monotonic()
         share = 100.0 * self.done / self.total if self.total else 100.0
-        print(f"{self.name}: {self.done}/{self.total} chains ({share:.0f}%), {self._last - self._started:.0f} s",
-              file=self.stream, flush=True)
+        print(
+            f"{self.name}: {self.done}/{self.total} chains ({share:.0f}%), {self._last - self._started:.0f} s",
+            file=self.stream,
+            flush=True,
+        )
 
     def close(self) -> None:
         """Finish the bar, or write the last line."""

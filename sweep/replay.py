@@ -1,4 +1,5 @@
 """Replay one chain of a finished sweep, bit for bit, without touching the results folder."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -34,7 +35,9 @@ def replay_chain(location: str, cell: int, replicate: int) -> tuple[pd.DataFrame
     sizes = [c.get("block_size") for c in stored] if isinstance(stored, list) else []
     grid = grid_cells(spec, block_sizes=sizes if len(sizes) == len(spec.grid.points) else None)
     if not 0 <= cell < len(grid) or not 0 <= replicate < spec.replicates:
-        raise UsageError(f"replay: expected cell in [0, {len(grid) - 1}] and replicate in [0, {spec.replicates - 1}], got cell {cell}, replicate {replicate}")
+        raise UsageError(
+            f"replay: expected cell in [0, {len(grid) - 1}] and replicate in [0, {spec.replicates - 1}], got cell {cell}, replicate {replicate}"
+        )
     target = grid[cell]
     block = replicate // target.block_size
     entropy = int(meta["root_entropy"])
@@ -44,8 +47,12 @@ def replay_chain(location: str, cell: int, replicate: int) -> tuple[pd.DataFrame
 
     with threadpool_limits(1):
         traj, events = simulate_block(
-            target.family, target, block, generations=spec.generations,
-            recorded=spec.record.generations(spec.generations), events_spec=spec.events,
+            target.family,
+            target,
+            block,
+            generations=spec.generations,
+            recorded=spec.record.generations(spec.generations),
+            events_spec=spec.events,
             rng=block_rng(entropy, target, block),
         )
     tables = build_tables(spec, target, entropy, traj, events)
@@ -56,7 +63,9 @@ def replay_chain(location: str, cell: int, replicate: int) -> tuple[pd.DataFrame
 _EVENT_ORDER = ["event", "threshold", "symbol"]
 
 
-def compare_with_stored(location: str, cell: int, replicate: int, replayed: tuple[pd.DataFrame, pd.DataFrame]) -> list[str]:
+def compare_with_stored(
+    location: str, cell: int, replicate: int, replayed: tuple[pd.DataFrame, pd.DataFrame]
+) -> list[str]:
     """Differences (one line each; empty if none) between a replayed chain and its stored rows."""
     import analysis
 
@@ -79,24 +88,35 @@ def compare_with_stored(location: str, cell: int, replicate: int, replayed: tupl
     return problems
 
 
-def describe(cell_label: str, replicate: int, trajectories: pd.DataFrame, events: pd.DataFrame, *, rows: int = 5) -> str:
+def describe(
+    cell_label: str, replicate: int, trajectories: pd.DataFrame, events: pd.DataFrame, *, rows: int = 5
+) -> str:
     """A printable account of one chain: its events, then its first and last recorded generations."""
     lines = [f"{cell_label}, replicate {replicate}: {len(trajectories)} recorded generations, {len(events)} events"]
     shown = events[[c for c in ("event", "threshold", "symbol", "generation", "observed") if c in events]]
     shown = shown.dropna(axis=1, how="all")
-    lines += ["", "events (generation = first generation it held, or T when not observed):",
-              shown.to_string(index=False) if len(shown) else "  (none)"]
+    lines += [
+        "",
+        "events (generation = first generation it held, or T when not observed):",
+        shown.to_string(index=False) if len(shown) else "  (none)",
+    ]
     from analysis._cells import coordinate_columns
 
     # the cell's coordinates (every axis included) are the same on every row: left out of the printout
-    traj = trajectories.drop(columns=coordinate_columns(trajectories) + [c for c in ("seed", "replicate") if c in trajectories])
+    traj = trajectories.drop(
+        columns=coordinate_columns(trajectories) + [c for c in ("seed", "replicate") if c in trajectories]
+    )
     part = (traj if len(traj) <= 2 * rows else pd.concat([traj.head(rows), traj.tail(rows)])).copy()
     for name in part.columns:  # several values per row (weights, means, ...): short and aligned
         if len(part) and not pd.api.types.is_scalar(part[name].iloc[0]):
             part[name] = part[name].map(lambda values: "[" + ", ".join(f"{v:.5g}" for v in values) + "]")
     with pd.option_context("display.width", 160, "display.max_columns", 30, "display.precision", 5):
         table = part.to_string(index=False)
-    lines += ["", f"trajectory ({'all' if len(traj) <= 2 * rows else f'first and last {rows}'} recorded generations):", table]
+    lines += [
+        "",
+        f"trajectory ({'all' if len(traj) <= 2 * rows else f'first and last {rows}'} recorded generations):",
+        table,
+    ]
     return "\n".join(lines)
 
 

@@ -4,6 +4,7 @@ It never holds results in memory: each task writes its own parts, and the driver
 summaries with ``ray.wait`` as tasks finish, so one failed task never loses the others. At the end
 it checks the folder itself, not the tasks' word, before it calls a sweep complete.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -24,6 +25,7 @@ from sweep.spec import SweepSpec
 from sweep.store import Store, join_location
 from sweep.task import Task
 
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -38,8 +40,15 @@ def _first_difference(a: Any, b: Any, path: str = "") -> str:
 
 def _cell_table(cells: list[Cell]) -> list[dict[str, Any]]:
     return [
-        {"cell": c.index, "n": c.n, "policy": c.policy.label, "cell_key": c.key, "block_size": c.block_size,
-         "blocks": c.blocks, **({"label": c.label} if c.label != f"n={c.n}, {c.policy.label}" else {})}
+        {
+            "cell": c.index,
+            "n": c.n,
+            "policy": c.policy.label,
+            "cell_key": c.key,
+            "block_size": c.block_size,
+            "blocks": c.blocks,
+            **({"label": c.label} if c.label != f"n={c.n}, {c.policy.label}" else {}),
+        }
         for c in cells
     ]
 
@@ -66,9 +75,18 @@ def family_info(spec: SweepSpec) -> dict[str, Any]:
     cls = spec.family_class
     return {
         "name": spec.family_name,
-        "events": [{"name": k.name, "event": k.event, "description": k.description, "thresholds": k.thresholds,
-                    "per_symbol": k.per_symbol, "collapse": k.collapse, "descending": k.descending}
-                   for k in cls.declared_events()],
+        "events": [
+            {
+                "name": k.name,
+                "event": k.event,
+                "description": k.description,
+                "thresholds": k.thresholds,
+                "per_symbol": k.per_symbol,
+                "collapse": k.collapse,
+                "descending": k.descending,
+            }
+            for k in cls.declared_events()
+        ],
         "metrics": dict(cls.metric_columns),
         "distance_metric": cls.distance_metric,
         "spread_metric": cls.spread_metric,
@@ -86,11 +104,15 @@ def library_versions() -> dict[str, str]:
 
 
 def _writable(location: str, error: OSError) -> UsageError:
-    return UsageError(f"output folder '{location}': expected a writable location, got "
-                      f"{error.__class__.__name__}: {' '.join(str(error).split())}")
+    return UsageError(
+        f"output folder '{location}': expected a writable location, got "
+        f"{error.__class__.__name__}: {' '.join(str(error).split())}"
+    )
 
 
-def check_folder(spec: SweepSpec, location: str, *, overwrite: bool = False) -> tuple[Store, dict[str, Any] | None, list[Cell]]:
+def check_folder(
+    spec: SweepSpec, location: str, *, overwrite: bool = False
+) -> tuple[Store, dict[str, Any] | None, list[Cell]]:
     """Check, without writing, that the results folder may take ``spec``; return its sweep.json
     (None for a new folder, or one that ``overwrite`` replaces)."""
     store = Store(location)
@@ -98,7 +120,9 @@ def check_folder(spec: SweepSpec, location: str, *, overwrite: bool = False) -> 
     try:
         meta = store.read_meta()
         if meta is None and store.exists() and not store.is_empty() and not overwrite:
-            raise UsageError(f"results folder '{location}': expected an empty folder or one written by 'sweep run', got other files; pass --overwrite to replace them or choose another --out")
+            raise UsageError(
+                f"results folder '{location}': expected an empty folder or one written by 'sweep run', got other files; pass --overwrite to replace them or choose another --out"
+            )
         if meta is not None and not overwrite:
             why = _compatible(spec.to_raw(), meta.get("spec"))
             if why is not None:
@@ -109,27 +133,36 @@ def check_folder(spec: SweepSpec, location: str, *, overwrite: bool = False) -> 
             stored = meta.get("cells") or []
             sizes = [c.get("block_size") for c in stored] if isinstance(stored, list) else []
             if len(sizes) != len(cells) or not all(isinstance(v, int) and v > 0 for v in sizes):
-                raise UsageError(f"results folder '{location}': its sweep.json has no block size for every cell "
-                                 "(written by another collapse-sweep version?); pass --overwrite to recompute it")
+                raise UsageError(
+                    f"results folder '{location}': its sweep.json has no block size for every cell "
+                    "(written by another collapse-sweep version?); pass --overwrite to recompute it"
+                )
             # streams follow the block sizes the folder was started with, whatever the defaults now
             cells = grid_cells(spec, block_sizes=sizes)
             if [c.get("cell_key") for c in stored] != [c.key for c in cells]:
-                raise UsageError(f"results folder '{location}': its cells were keyed differently (another "
-                                 "collapse-sweep version?); pass --overwrite to recompute it")
+                raise UsageError(
+                    f"results folder '{location}': its cells were keyed differently (another "
+                    "collapse-sweep version?); pass --overwrite to recompute it"
+                )
     except OSError as error:
         raise _writable(location, error) from None
     return store, (None if overwrite else meta), cells
 
 
-def _warn_if_other_libraries(earlier: dict[str, str] | None, location: str, kept_parts: int, missing_chains: int) -> None:
+def _warn_if_other_libraries(
+    earlier: dict[str, str] | None, location: str, kept_parts: int, missing_chains: int
+) -> None:
     """One line on stderr when chains are added under other numpy/scipy versions than the kept
     ones were computed with (numpy does not promise the same random streams across versions)."""
     now = library_versions()
     if earlier and kept_parts and missing_chains and earlier != now:
         changed = ", ".join(f"{k} {earlier.get(k)} -> {v}" for k, v in now.items() if earlier.get(k) != v)
-        print(f"warning: results folder '{location}' was computed with other library versions ({changed}): the "
-              "random streams of chains computed now may differ from the kept ones; pass --overwrite for a folder "
-              "computed with one set of versions", file=sys.stderr)
+        print(
+            f"warning: results folder '{location}' was computed with other library versions ({changed}): the "
+            "random streams of chains computed now may differ from the kept ones; pass --overwrite for a folder "
+            "computed with one set of versions",
+            file=sys.stderr,
+        )
 
 
 def _warn_if_other_version(earlier: list[str], location: str, kept_parts: int, missing_chains: int) -> None:
@@ -137,9 +170,12 @@ def _warn_if_other_version(earlier: list[str], location: str, kept_parts: int, m
     (``earlier``: the folder's versions before this run): the random streams and fits are the
     same across versions, but metric code may not be."""
     if earlier and __version__ not in earlier and kept_parts and missing_chains:
-        print(f"warning: results folder '{location}' was started by collapse-sweep {earlier[0]}, this is "
-              f"{__version__}: metrics of the chains computed now may differ slightly from the kept ones where "
-              "the versions' code differs; pass --overwrite for a folder written by one version", file=sys.stderr)
+        print(
+            f"warning: results folder '{location}' was started by collapse-sweep {earlier[0]}, this is "
+            f"{__version__}: metrics of the chains computed now may differ slightly from the kept ones where "
+            "the versions' code differs; pass --overwrite for a folder written by one version",
+            file=sys.stderr,
+        )
 
 
 def _versions(meta: dict[str, Any] | None) -> list[str]:
@@ -149,7 +185,9 @@ def _versions(meta: dict[str, Any] | None) -> list[str]:
     return list(meta.get("package_versions", [meta.get("package_version", __version__)]))
 
 
-def begin(spec: SweepSpec, store: Store, meta: dict[str, Any] | None, cells: list[Cell], *, overwrite: bool = False) -> dict[str, Any]:
+def begin(
+    spec: SweepSpec, store: Store, meta: dict[str, Any] | None, cells: list[Cell], *, overwrite: bool = False
+) -> dict[str, Any]:
     """Mark the folder as running (creating or, with ``overwrite``, emptying it); return sweep.json."""
     try:
         if overwrite:
@@ -163,12 +201,17 @@ def begin(spec: SweepSpec, store: Store, meta: dict[str, Any] | None, cells: lis
                 "library_versions": library_versions(),
             }
         # a grown spec (longer horizon, more replicates) is recorded as the folder's spec now
-        meta.update(spec=spec.to_raw(), cells=_cell_table(cells), chains=spec.replicates * len(cells),
-                    family=family_info(spec))
+        meta.update(
+            spec=spec.to_raw(), cells=_cell_table(cells), chains=spec.replicates * len(cells), family=family_info(spec)
+        )
         meta.setdefault("library_versions", library_versions())
         versions = _versions(meta)
-        meta.update(status="running", started=_now(), finished=None,
-                    package_versions=versions + [__version__] * (__version__ not in versions))
+        meta.update(
+            status="running",
+            started=_now(),
+            finished=None,
+            package_versions=versions + [__version__] * (__version__ not in versions),
+        )
         store.write_meta(meta)
     except OSError as error:
         raise _writable(store.location, error) from None
@@ -231,33 +274,60 @@ def run_sweep(
     owns_ray = connect(address, num_cpus, worker_env())
     try:
         # before anything is written: Ray would leave unschedulable GPU tasks pending for ever
-        check_gpus(spec.task_resources().num_gpus,
-                   "the spec" if spec.resources is not None else f"the {spec.family_class.name} family")
+        check_gpus(
+            spec.task_resources().num_gpus,
+            "the spec" if spec.resources is not None else f"the {spec.family_class.name} family",
+        )
         earlier = _versions(meta)
         earlier_libraries = None if meta is None else meta.get("library_versions")
         meta = begin(spec, store, meta, cells, overwrite=overwrite)
         rows = expected_rows(spec, cells)
         scan = _scan(store, rows, spec.generations)
-        report = RunReport(location, len(cells), spec.replicates * len(cells), parts_kept=scan.kept_parts, parts_removed=len(scan.removed))
+        report = RunReport(
+            location,
+            len(cells),
+            spec.replicates * len(cells),
+            parts_kept=scan.kept_parts,
+            parts_removed=len(scan.removed),
+        )
         warn_if_not_shared(location, store.is_local, address)
         _warn_if_other_version(earlier, location, scan.kept_parts, report.chains - _chains(cells, scan.done))
-        _warn_if_other_libraries(earlier_libraries, location, scan.kept_parts,
-                                 report.chains - _chains(cells, scan.done) + len(scan.shorter))
+        _warn_if_other_libraries(
+            earlier_libraries, location, scan.kept_parts, report.chains - _chains(cells, scan.done) + len(scan.shorter)
+        )
         report.workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
         done, failed, shorter = scan.done, [], scan.shorter
         for _ in range(2):  # run, then repair once whatever the check below finds missing
-            tasks = plan_tasks(spec, cells, _union(done, failed), workers=report.workers, shorter=shorter,
-                               blocks_per_task=blocks_per_task, target_seconds=task_seconds)
+            tasks = plan_tasks(
+                spec,
+                cells,
+                _union(done, failed),
+                workers=report.workers,
+                shorter=shorter,
+                blocks_per_task=blocks_per_task,
+                target_seconds=task_seconds,
+            )
             extending = sum(cells[c].chains(first, stop) for c, first, stop in shorter)
             options = {**task_options(runtime_env=not owns_ray), **spec.task_resources().options()}
-            failed += execute(spec, cells, int(meta["root_entropy"]), location, tasks, report, progress,
-                              _chains(cells, done) - extending, options)
+            failed += execute(
+                spec,
+                cells,
+                int(meta["root_entropy"]),
+                location,
+                tasks,
+                report,
+                progress,
+                _chains(cells, done) - extending,
+                options,
+            )
             # Trust the folder, not the tasks' word: a part may be missing (a task of a killed
             # earlier driver overwrote or clashed with it) or invisible here (storage not shared).
             check = _scan(store, rows, spec.generations)
             report.parts_removed += len(check.removed)
-            done, shorter = check.done, {k: v for k, v in check.shorter.items()
-                                         if not any((t.cell, t.first, t.stop) == k for t in failed)}
+            done, shorter = (
+                check.done,
+                {k: v for k, v in check.shorter.items() if not any((t.cell, t.first, t.stop) == k for t in failed)},
+            )
             if (_chains(cells, _union(done, failed)) == report.chains and not shorter) or report.stopped:
                 break
         else:
@@ -272,16 +342,28 @@ def run_sweep(
     report.seconds = time.perf_counter() - started
     # tasks finish in any order; list their failures in grid order, the same on every run
     report.failures.sort(key=lambda failure: (failure["cell"], failure["replicates"][0]))
-    meta.update(status="failed" if report.failures else "complete", finished=_now(), failures=report.failures,
-                stopped=report.stopped,
-                last_run={"tasks": report.tasks_run, "chains": report.chains_run, "workers": report.workers,
-                          "seconds": round(report.seconds, 3), "work_seconds": round(report.work_seconds, 3),
-                          "cpu_seconds": round(report.cpu_seconds, 3), "execute_seconds": round(report.execute_seconds, 3)})
+    meta.update(
+        status="failed" if report.failures else "complete",
+        finished=_now(),
+        failures=report.failures,
+        stopped=report.stopped,
+        last_run={
+            "tasks": report.tasks_run,
+            "chains": report.chains_run,
+            "workers": report.workers,
+            "seconds": round(report.seconds, 3),
+            "work_seconds": round(report.work_seconds, 3),
+            "cpu_seconds": round(report.cpu_seconds, 3),
+            "execute_seconds": round(report.execute_seconds, 3),
+        },
+    )
     try:
         store.write_meta(meta)
     except OSError as error:
-        raise UsageError(f"output folder '{location}': expected a writable location to record the sweep's status, got "
-                         f"{error.__class__.__name__}: {' '.join(str(error).split())}; complete parts are kept, rerun to resume") from None
+        raise UsageError(
+            f"output folder '{location}': expected a writable location to record the sweep's status, got "
+            f"{error.__class__.__name__}: {' '.join(str(error).split())}; complete parts are kept, rerun to resume"
+        ) from None
     return report
 
 
@@ -306,8 +388,6 @@ def _chains(cells: list[Cell], done: dict[int, list[tuple[int, int]]]) -> int:
         blocks = {b for first, stop in done.get(cell.index, []) for b in range(first, stop)}
         total += sum(cell.chains(b, b + 1) for b in blocks)
     return total
-
-
 
 
 __all__ = ["RunReport", "WORKER_ENV", "begin", "check_folder", "run_sweep", "task_options", "worker_env"]

@@ -1,4 +1,5 @@
 """``sweep show``: a read-only summary of a results folder."""
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -8,7 +9,6 @@ import pyarrow.parquet as pq
 
 from sweep.errors import UsageError
 from sweep.store import Store, parse_part_name
-
 
 
 def _duration(meta: dict) -> str:
@@ -25,7 +25,9 @@ def summarize(location: str) -> str:
     store = Store(location)
     meta = store.read_meta()
     if meta is None:
-        raise UsageError(f"results folder '{location}': expected a folder written by 'sweep run' (with sweep.json), got none")
+        raise UsageError(
+            f"results folder '{location}': expected a folder written by 'sweep run' (with sweep.json), got none"
+        )
     spec = meta["spec"]
     chains_done: dict[int, int] = {}
     rows: dict[int, int] = {}

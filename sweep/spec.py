@@ -3,6 +3,7 @@
 The whole spec is validated here, in the driver, before any task starts or anything is written.
 Every problem is a :class:`~sweep.errors.SpecError` naming the field, the expectation and the value.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,19 @@ from sweep.errors import SpecError, UsageError, describe
 from sweep.axes import BUILTIN_AXES, FAMILY_PREFIX, GridPart, Point, parse_part, part_points
 from sweep.families import REGISTRY, Family, FamilyLoadError, Resources, resolve_family
 
-TOP_FIELDS = ("name", "seed", "generations", "replicates", "block_size", "temperature", "family", "grid",
-              "record", "events", "resources")
+TOP_FIELDS = (
+    "name",
+    "seed",
+    "generations",
+    "replicates",
+    "block_size",
+    "temperature",
+    "family",
+    "grid",
+    "record",
+    "events",
+    "resources",
+)
 
 
 @dataclass(frozen=True)
@@ -168,8 +180,11 @@ class SweepSpec:
 
     def to_raw(self) -> dict[str, Any]:
         """The resolved spec (defaults filled in) as plain data, for sweep.json and comparison."""
-        record = {"every": self.record.every} if self.record.every else {
-            "dense_until": self.record.dense_until, "log_points": self.record.log_points}
+        record = (
+            {"every": self.record.every}
+            if self.record.every
+            else {"dense_until": self.record.dense_until, "log_points": self.record.log_points}
+        )
         raw = {
             "name": self.name,
             "seed": self.seed,
@@ -227,9 +242,13 @@ class _FamilyParser:
         except SpecError as error:
             own = f"{self.path}.{field}"
             if error.field == own or error.field.startswith(own + ".") or error.field.startswith(own + "["):
-                raise SpecError(grid_path + error.field[len(own):], error.expected, error.got, raw=True) from None
-            raise SpecError(grid_path, f"a value the {self.cls.name} family accepts ({error.field}: expected "
-                            f"{error.expected}, got {error.got})", value) from None
+                raise SpecError(grid_path + error.field[len(own) :], error.expected, error.got, raw=True) from None
+            raise SpecError(
+                grid_path,
+                f"a value the {self.cls.name} family accepts ({error.field}: expected "
+                f"{error.expected}, got {error.got})",
+                value,
+            ) from None
         return _canonical(spec.to_raw().get(field, value))
 
 
@@ -249,14 +268,14 @@ def _grid(value: Any, path: str, family: _FamilyParser, temperature: float) -> G
     family_axes: list[str] = []
     for part in parts:
         for axis, _ in part.axes:
-            if axis.startswith(FAMILY_PREFIX) and axis[len(FAMILY_PREFIX):] not in family_axes:
-                family_axes.append(axis[len(FAMILY_PREFIX):])
+            if axis.startswith(FAMILY_PREFIX) and axis[len(FAMILY_PREFIX) :] not in family_axes:
+                family_axes.append(axis[len(FAMILY_PREFIX) :])
     base_raw = _canonical(family.parse().to_raw())
     points: list[Point] = []
     seen: dict[str, str] = {}
     for part in parts:
         for combo in part_points(part):
-            overrides = {a[len(FAMILY_PREFIX):]: v for a, (v, _) in combo.items() if a.startswith(FAMILY_PREFIX)}
+            overrides = {a[len(FAMILY_PREFIX) :]: v for a, (v, _) in combo.items() if a.startswith(FAMILY_PREFIX)}
             # the user's raw value goes to the parser (a dim may change how mean is read); the
             # canonical value is what columns and keys use
             raw_overrides = {f: _raw_value(part, FAMILY_PREFIX + f, combo) for f in overrides}
@@ -264,13 +283,22 @@ def _grid(value: Any, path: str, family: _FamilyParser, temperature: float) -> G
             spec_raw = _canonical(spec.to_raw())
             family_values = tuple((f, spec_raw.get(f, base_raw.get(f))) for f in family_axes)
             point = Point(
-                n=combo["n"][0], policy=combo["policy"][0],
+                n=combo["n"][0],
+                policy=combo["policy"][0],
                 temperature=combo["temperature"][0] if "temperature" in combo else temperature,
-                family=family_values, family_spec=spec,
+                family=family_values,
+                family_spec=spec,
                 paths=tuple((a, p) for a, (_, p) in combo.items()),
             )
-            label = json.dumps({"n": point.n, "policy": point.policy.to_raw(), "temperature": point.temperature,
-                                "family": family_values}, sort_keys=True)
+            label = json.dumps(
+                {
+                    "n": point.n,
+                    "policy": point.policy.to_raw(),
+                    "temperature": point.temperature,
+                    "family": family_values,
+                },
+                sort_keys=True,
+            )
             if label in seen:
                 where = ", ".join(f"{a}={getattr(v, 'label', v)}" for a, (v, _) in combo.items())
                 raise SpecError(path, "each cell at most once", f"{where} twice", raw=True)
@@ -302,8 +330,12 @@ def _events(value: Any, path: str, cls: type[Family]) -> Events:
         raise SpecError(path, "a mapping of events to thresholds", raw)
     for key in raw:
         if key != "every" and key not in kinds:
-            raise SpecError(f"{path}.{key}", f"an event the {cls.name} family declares ({', '.join(kinds)})",
-                            f"'{key}', which it does not declare", raw=True)
+            raise SpecError(
+                f"{path}.{key}",
+                f"an event the {cls.name} family declares ({', '.join(kinds)})",
+                f"'{key}', which it does not declare",
+                raw=True,
+            )
     section = fields.Section(raw, path, tuple(kinds) + ("every",))
     positive = fields.number(0.0, None, low_open=True)
     values: dict[str, Any] = {}
@@ -362,11 +394,15 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, 
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key or any(not part for part in key.split(".")):
-            raise UsageError(f"--set {item!r}: expected KEY=VALUE with a dotted key, e.g. grid.n=[10,100], got {describe(item)}")
+            raise UsageError(
+                f"--set {item!r}: expected KEY=VALUE with a dotted key, e.g. grid.n=[10,100], got {describe(item)}"
+            )
         try:
             value = yaml.safe_load(text)
         except yaml.YAMLError as error:
-            raise UsageError(f"--set {key}: expected a YAML value, got {describe(text)} ({_first_line(error)})") from None
+            raise UsageError(
+                f"--set {key}: expected a YAML value, got {describe(text)} ({_first_line(error)})"
+            ) from None
         node = result
         parts = key.split(".")
         for part in parts[:-1]:
@@ -381,7 +417,9 @@ def read_raw(path: str | Path) -> dict[str, Any]:
     """Read a YAML spec file with the safe loader (no object construction from tags)."""
     path = Path(path)
     if not path.is_file():
-        raise UsageError(f"spec file '{path}': expected an existing YAML file, got {'a folder' if path.is_dir() else 'no such file'}")
+        raise UsageError(
+            f"spec file '{path}': expected an existing YAML file, got {'a folder' if path.is_dir() else 'no such file'}"
+        )
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
@@ -389,7 +427,9 @@ def read_raw(path: str | Path) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise UsageError(f"spec file '{path}': expected a YAML text file, got binary content") from None
     if not isinstance(raw, dict):
-        raise UsageError(f"spec file '{path}': expected a YAML mapping of fields (name, family, grid, ...), got {describe(raw)}")
+        raise UsageError(
+            f"spec file '{path}': expected a YAML mapping of fields (name, family, grid, ...), got {describe(raw)}"
+        )
     return raw
 
 

@@ -10,6 +10,7 @@ A part is written under a dot-prefixed temporary name in its final folder and re
 whole, so readers never see half a file. Part names are a function of the task alone, so a rerun
 writes the same names and resume can tell which block ranges are complete.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,9 +41,11 @@ def parse_part_name(name: str) -> tuple[int, int, int] | None:
 
 def plain_table(table: pa.Table) -> pa.Table:
     """Decode dictionary-encoded columns (how coordinates are stored) into plain ones."""
-    return table.cast(pa.schema([
-        pa.field(f.name, f.type.value_type if pa.types.is_dictionary(f.type) else f.type) for f in table.schema
-    ]))
+    return table.cast(
+        pa.schema(
+            [pa.field(f.name, f.type.value_type if pa.types.is_dictionary(f.type) else f.type) for f in table.schema]
+        )
+    )
 
 
 def join_location(base: str, name: str) -> str:
@@ -83,9 +86,11 @@ class Store:
             self.fs, root = pafs.FileSystem.from_uri(self.location)
         except (pa.ArrowException, ValueError, OSError) as error:
             if "://" in self.location:  # meant as a URI: falling back to a local path would hide the mistake
-                raise UsageError(f"results location '{self.location}': expected a local path or a filesystem URI "
-                                 f"pyarrow can open (s3://bucket/path, gs://bucket/path), got "
-                                 f"{' '.join(str(error).split())}") from None
+                raise UsageError(
+                    f"results location '{self.location}': expected a local path or a filesystem URI "
+                    f"pyarrow can open (s3://bucket/path, gs://bucket/path), got "
+                    f"{' '.join(str(error).split())}"
+                ) from None
             self.fs, root = pafs.LocalFileSystem(), self.location
         self.root = root.rstrip("/") or "/"
 
@@ -225,7 +230,9 @@ class Store:
             try:
                 return json.loads(stream.read().decode())
             except (ValueError, UnicodeDecodeError):
-                raise UsageError(f"results folder '{self.location}': expected a readable sweep.json, got a corrupt file; pass --overwrite to start again") from None
+                raise UsageError(
+                    f"results folder '{self.location}': expected a readable sweep.json, got a corrupt file; pass --overwrite to start again"
+                ) from None
 
     def write_meta(self, meta: dict[str, Any]) -> None:
         """Replace sweep.json atomically (a full disk leaves the previous one)."""

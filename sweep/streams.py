@@ -14,6 +14,7 @@ make the *number* of draws per generation independent of the data (a loop that r
 condition holds uses :meth:`BlockGenerator.substream` for its rounds). Repositioning costs about
 2 us per draw.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -27,10 +28,28 @@ _DRAW_STRIDE = 0x9E3779B97F4A7C15F39CC0605CEDC835
 _ROUND_STRIDE = 0xD1B54A32D192ED03AEF2C3D8A37C5D87
 
 _METHODS = (
-    "random", "standard_normal", "normal", "integers", "standard_gamma", "gamma", "chisquare",
-    "multinomial", "hypergeometric", "binomial", "poisson", "uniform", "exponential",
-    "standard_exponential", "choice", "permutation", "permuted", "beta", "dirichlet",
-    "multivariate_hypergeometric", "bytes", "shuffle",
+    "random",
+    "standard_normal",
+    "normal",
+    "integers",
+    "standard_gamma",
+    "gamma",
+    "chisquare",
+    "multinomial",
+    "hypergeometric",
+    "binomial",
+    "poisson",
+    "uniform",
+    "exponential",
+    "standard_exponential",
+    "choice",
+    "permutation",
+    "permuted",
+    "beta",
+    "dirichlet",
+    "multivariate_hypergeometric",
+    "bytes",
+    "shuffle",
 )
 
 

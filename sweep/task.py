@@ -6,6 +6,7 @@ cells raises ``FloatingPointError`` after simulating its first block, as a numer
 chain would. The driver forwards the variable from its own environment to the tasks, so it works
 on any cluster; unset, it costs one dictionary lookup per task.
 """
+
 from __future__ import annotations
 
 import json
@@ -131,7 +132,9 @@ def _column(values: np.ndarray | list[np.ndarray]) -> pa.Array:
     return pa.array(values)
 
 
-def build_tables(spec: SweepSpec, cell: Cell, root_entropy: int, trajectories: dict, events: dict) -> tuple[pa.Table, pa.Table]:
+def build_tables(
+    spec: SweepSpec, cell: Cell, root_entropy: int, trajectories: dict, events: dict
+) -> tuple[pa.Table, pa.Table]:
     """Arrow tables of one task from the engine's columns."""
     traj = coordinate_columns(spec, cell, root_entropy, len(trajectories["replicate"]))
     traj.update({name: _column(values) for name, values in trajectories.items()})
@@ -166,13 +169,16 @@ def _old_rows(store: Store, task: Task, block: int, cell: Cell, keep: np.ndarray
         table = pq.read_table(handle)
     span = cell.block_range(block)
     replicate, generation = table["replicate"], table["generation"]
-    mask = pc.and_(pc.and_(pc.greater_equal(replicate, span.start), pc.less(replicate, span.stop)),
-                   pc.is_in(generation, pa.array(keep.astype(np.int32))))
+    mask = pc.and_(
+        pc.and_(pc.greater_equal(replicate, span.start), pc.less(replicate, span.stop)),
+        pc.is_in(generation, pa.array(keep.astype(np.int32))),
+    )
     return table.filter(mask)
 
 
-def simulate_task_block(spec: SweepSpec, cell: Cell, block: int, root_entropy: int, store: Store | None,
-                        task: Task) -> tuple[pa.Table, pa.Table, BlockState]:
+def simulate_task_block(
+    spec: SweepSpec, cell: Cell, block: int, root_entropy: int, store: Store | None, task: Task
+) -> tuple[pa.Table, pa.Table, BlockState]:
     """One block of a task as Arrow tables: from generation 0, from a checkpoint, or extended from
     its final state at ``task.extend_from`` (old rows kept, new generations appended)."""
     horizon = spec.generations
@@ -212,8 +218,10 @@ def simulate_task_block(spec: SweepSpec, cell: Cell, block: int, root_entropy: i
     if old is not None:
         # coordinates are rebuilt (constants per cell); measured columns are taken as stored
         coordinates = coordinate_columns(spec, cell, root_entropy, old.num_rows)
-        columns = [coordinates[name] if name in coordinates else old[name].cast(field.type)
-                   for name, field in zip(traj_table.schema.names, traj_table.schema)]
+        columns = [
+            coordinates[name] if name in coordinates else old[name].cast(field.type)
+            for name, field in zip(traj_table.schema.names, traj_table.schema)
+        ]
         traj_table = pa.concat_tables([pa.table(columns, schema=traj_table.schema), traj_table])
     return traj_table, events_table, run.state
 
@@ -264,5 +272,11 @@ def run_task(spec: SweepSpec, cells: list[Cell], root_entropy: int, location: st
         _save_final_state(store, cell, block, state)
         store.delete_state("checkpoint", cell.index, block)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
-    return TaskResult(task, cell.chains(task.first, task.stop), traj_table.num_rows, time.perf_counter() - started,
-                      time.process_time() - cpu_started, peak)
+    return TaskResult(
+        task,
+        cell.chains(task.first, task.stop),
+        traj_table.num_rows,
+        time.perf_counter() - started,
+        time.process_time() - cpu_started,
+        peak,
+    )

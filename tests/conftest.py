@@ -1,4 +1,5 @@
 """Shared fixtures: one real local Ray for the session, and helpers to run sweeps through the CLI."""
+
 from __future__ import annotations
 
 import os

@@ -3,6 +3,7 @@
 Tasks import this module in Ray's workers, whose ``sys.path`` holds the driver's working directory
 (the repository root when the tests run).
 """
+
 from __future__ import annotations
 
 import os

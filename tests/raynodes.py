@@ -4,6 +4,7 @@ Every process is started in a session of its own, and stopped by killing exactly
 group (plus any descendant that left it), never with ``ray stop``, which would also stop the Ray
 instances of anyone else on the machine.
 """
+
 from __future__ import annotations
 
 import os
@@ -117,14 +118,29 @@ def start_head(*, dashboard: bool = False, num_cpus: int = 1) -> Head:
     client_port = free_port()
     # Ports that default to fixed numbers are drawn free too: another Ray on this machine (or the
     # tests' embedded one) may hold 10001 (Ray Client) or 52365 (the agent the job server needs).
-    args = ["start", "--head", "--port", str(port), "--temp-dir", temp_dir, "--num-cpus", str(num_cpus),
-            "--disable-usage-stats", "--include-dashboard", "true" if dashboard else "false",
-            "--ray-client-server-port", str(client_port), "--dashboard-agent-listen-port", str(free_port())]
+    args = [
+        "start",
+        "--head",
+        "--port",
+        str(port),
+        "--temp-dir",
+        temp_dir,
+        "--num-cpus",
+        str(num_cpus),
+        "--disable-usage-stats",
+        "--include-dashboard",
+        "true" if dashboard else "false",
+        "--ray-client-server-port",
+        str(client_port),
+        "--dashboard-agent-listen-port",
+        str(free_port()),
+    ]
     if dashboard:
         args += ["--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard_port)]
     command = [sys.executable, "-m", "ray.scripts.scripts", *args]
-    process = subprocess.Popen(command, env=env(), start_new_session=True, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        command, env=env(), start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     head = Head(process.pid, port, dashboard_port, client_port, temp_dir)
     try:
         output, _ = process.communicate(timeout=120)
@@ -141,12 +157,22 @@ def start_worker(head: Head, *, num_cpus: int = 1, private_dir: Path | None = No
     """Add a worker node to ``head``; return its process group. With ``private_dir``, the node runs
     in a user and mount namespace of its own where a tmpfs hides that folder: storage this node
     writes and nobody else sees, as a node's local disk on a real cluster."""
-    command = [sys.executable, "-m", "ray.scripts.scripts", "start", "--address", head.address,
-               "--num-cpus", str(num_cpus), "--disable-usage-stats"]
+    command = [
+        sys.executable,
+        "-m",
+        "ray.scripts.scripts",
+        "start",
+        "--address",
+        head.address,
+        "--num-cpus",
+        str(num_cpus),
+        "--disable-usage-stats",
+    ]
     if private_dir is not None:
         command = ["unshare", "-rm", "sh", "-c", 'mount -t tmpfs tmpfs "$0" && exec "$@"', str(private_dir), *command]
-    process = subprocess.Popen(command, env=env(), start_new_session=True, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        command, env=env(), start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
         output, _ = process.communicate(timeout=120)
     except subprocess.TimeoutExpired:
@@ -167,10 +193,19 @@ def sweep_command(*args: str, ray_version: str | None = None) -> list[str]:
     return [sys.executable, "-c", code, *map(str, args)]
 
 
-def sweep(*args: str, timeout: float = 240, ray_version: str | None = None, **extra_env: str) -> subprocess.CompletedProcess:
+def sweep(
+    *args: str, timeout: float = 240, ray_version: str | None = None, **extra_env: str
+) -> subprocess.CompletedProcess:
     """Run ``python -m sweep ARGS`` in its own process group; kill what it leaves behind."""
-    process = subprocess.Popen(sweep_command(*args, ray_version=ray_version), env=env(**extra_env), cwd=ROOT,
-                               start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        sweep_command(*args, ray_version=ray_version),
+        env=env(**extra_env),
+        cwd=ROOT,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         out, err = process.communicate(timeout=timeout)
     finally:

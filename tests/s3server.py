@@ -2,6 +2,7 @@
 127.0.0.1 only. It checks every request's signature against the one access key it issues, so a process
 that reaches it without that key (a Ray worker that did not inherit the driver's environment) is refused
 rather than served anonymously."""
+
 from __future__ import annotations
 
 import json
@@ -49,14 +50,18 @@ class S3Server:
 
     @property
     def fs(self) -> pafs.S3FileSystem:
-        return pafs.S3FileSystem(access_key=self.access_key, secret_key=self.secret_key,
-                                 endpoint_override=f"{self.host}:{self.port}", scheme="http")
+        return pafs.S3FileSystem(
+            access_key=self.access_key,
+            secret_key=self.secret_key,
+            endpoint_override=f"{self.host}:{self.port}",
+            scheme="http",
+        )
 
     def files(self, path: str) -> list[str]:
         """Every object under ``BUCKET/PATH`` (recursive), as paths relative to it."""
         base = f"{self.bucket}/{path.strip('/')}".rstrip("/")
         infos = self.fs.get_file_info(pafs.FileSelector(base, allow_not_found=True, recursive=True))
-        return sorted(i.path[len(base) + 1:] for i in infos if i.type == pafs.FileType.File)
+        return sorted(i.path[len(base) + 1 :] for i in infos if i.type == pafs.FileType.File)
 
 
 @contextmanager
@@ -75,8 +80,12 @@ def s3_server(bucket: str = "collapse") -> Iterator[S3Server]:
     try:
         host, port = server.get_host_and_port()
         # The set-up requests go before authentication is on, so any key signs them.
-        setup = dict(endpoint_url=f"http://{host}:{port}", region_name=BASE_ENV["AWS_DEFAULT_REGION"],
-                     aws_access_key_id="setup", aws_secret_access_key="setup")
+        setup = dict(
+            endpoint_url=f"http://{host}:{port}",
+            region_name=BASE_ENV["AWS_DEFAULT_REGION"],
+            aws_access_key_id="setup",
+            aws_secret_access_key="setup",
+        )
         iam = boto3.client("iam", **setup)
         iam.create_user(UserName="sweep")
         iam.put_user_policy(UserName="sweep", PolicyName="s3", PolicyDocument=json.dumps(_POLICY))

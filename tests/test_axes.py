@@ -1,4 +1,5 @@
 """Grid axes: any family field, and the sampling temperature, swept like n and policy."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,14 @@ from sweep.grid import cells
 from sweep.runner import run_sweep
 from sweep.spec import parse_spec
 
-BASE = {"name": "axes", "seed": 3, "generations": 20, "replicates": 16, "family": {"name": "gmm1d", "means": [-2.0, 2.0]},
-        "grid": {"n": [40], "family.k": [1, 2, 3]}}
+BASE = {
+    "name": "axes",
+    "seed": 3,
+    "generations": 20,
+    "replicates": 16,
+    "family": {"name": "gmm1d", "means": [-2.0, 2.0]},
+    "grid": {"n": [40], "family.k": [1, 2, 3]},
+}
 
 
 def test_family_field_axis_cells_and_keys():
@@ -35,7 +42,10 @@ BAD = [
     ({"n": [40], "family.kk": [1]}, "spec field 'grid.family.kk': expected a field of the gmm1d family"),
     ({"n": [40], "family.k": [0]}, "spec field 'grid.family.k[0]': expected an integer in [1, 100], got 0"),
     ({"n": [40], "family.init": ["kmeans", "magic"]}, "spec field 'grid.family.init[1]': expected one of kmeans"),
-    ({"n": [40], "temperature": [1.0, 0.0]}, "spec field 'grid.temperature[1]': expected a number in (0.0, inf], got 0.0"),
+    (
+        {"n": [40], "temperature": [1.0, 0.0]},
+        "spec field 'grid.temperature[1]': expected a number in (0.0, inf], got 0.0",
+    ),
     ({"n": [40], "temperature": [-1]}, "spec field 'grid.temperature[0]': expected a number in (0.0, inf], got -1"),
     ({"n": [40], "family.k": [1, 1]}, "spec field 'grid.family.k': expected distinct values"),
     ({"n": [40], "speed": [1]}, "spec field 'grid.speed': expected an axis: n, policy, temperature or family.<field>"),
@@ -62,9 +72,16 @@ def test_bad_top_level_temperature(tmp_path, cli, write_spec):
 def test_axes_are_columns_and_analysis_groups_by_them(ray_session, tmp_path):
     """Each axis is a column of both tables (family_k, temperature, family_bandwidth with mixed
     values as text), and every cell's chains are there."""
-    spec = parse_spec({"name": "kdeaxes", "seed": 1, "generations": 5, "replicates": 6,
-                       "family": {"name": "kde", "means": [0.0]},
-                       "grid": [{"n": [20], "family.bandwidth": ["scott", 0.2], "temperature": [1.0, 0.5]}]})
+    spec = parse_spec(
+        {
+            "name": "kdeaxes",
+            "seed": 1,
+            "generations": 5,
+            "replicates": 6,
+            "family": {"name": "kde", "means": [0.0]},
+            "grid": [{"n": [20], "family.bandwidth": ["scott", 0.2], "temperature": [1.0, 0.5]}],
+        }
+    )
     report = run_sweep(spec, str(tmp_path), progress=False)
     traj, events = analysis.load(report.location), analysis.load_events(report.location)
     for frame in (traj, events):
@@ -85,9 +102,17 @@ def test_gaussian_temperature_scales_the_variance_drift(ray_session, tmp_path):
     real data, which is never tempered. Checked at 5 standard errors for T = 0.8, where tempering
     every generation (t ln T) and not tempering (T = 1) are both far outside."""
     n, t, temperature = 20, 10, 0.8
-    spec = parse_spec({"name": "temp", "seed": 9, "generations": t, "replicates": 4000,
-                       "family": {"name": "gaussian"}, "grid": {"n": [n], "temperature": [temperature]},
-                       "record": {"every": t}})
+    spec = parse_spec(
+        {
+            "name": "temp",
+            "seed": 9,
+            "generations": t,
+            "replicates": 4000,
+            "family": {"name": "gaussian"},
+            "grid": {"n": [n], "temperature": [temperature]},
+            "record": {"every": t},
+        }
+    )
     report = run_sweep(spec, str(tmp_path), progress=False)
     final = analysis.load(report.location, filters=[("generation", "=", t)])
     logs = np.log(final["var"].to_numpy())
@@ -121,5 +146,11 @@ def test_gmm_k_axis_runs_with_a_truth_of_other_k(ray_session, tmp_path):
     report = run_sweep(spec, str(tmp_path), progress=False)
     traj = analysis.load(report.location)
     widths = traj.assign(width=traj["weights"].map(len)).groupby(["family_k", traj["generation"] > 0])["width"].unique()
-    assert {k: list(v) for k, v in widths.items()} == {(1, False): [2], (1, True): [1], (2, False): [2], (2, True): [2],
-                                                       (3, False): [2], (3, True): [3]}
+    assert {k: list(v) for k, v in widths.items()} == {
+        (1, False): [2],
+        (1, True): [1],
+        (2, False): [2],
+        (2, True): [2],
+        (3, False): [2],
+        (3, True): [3],
+    }

@@ -1,5 +1,6 @@
 """Checkpoints inside a task: a task killed mid-horizon resumes from its blocks' last checkpoints and
 ends with the rows of an uninterrupted run."""
+
 from __future__ import annotations
 
 import pickle
@@ -25,10 +26,17 @@ from tests.raynodes import env, kill_group, sweep, sweep_command
 GENERATIONS = 40
 #: One task of two blocks of two chains; accumulate_subsample keeps a pool of samples (the data
 #: representation) and draws its subsamples from substreams: the most state a checkpoint carries.
-RAW = {"name": "ckpt", "seed": 11, "generations": GENERATIONS, "replicates": 4, "block_size": 2,
-       "family": {"name": "tests.contract_families:SlowExponential", "rate": 2.0},
-       "grid": {"n": [20], "policy": ["accumulate_subsample"]},
-       "events": {"rate_above": [1.5, 3.0]}, "record": {"every": 3}}
+RAW = {
+    "name": "ckpt",
+    "seed": 11,
+    "generations": GENERATIONS,
+    "replicates": 4,
+    "block_size": 2,
+    "family": {"name": "tests.contract_families:SlowExponential", "rate": 2.0},
+    "grid": {"n": [20], "policy": ["accumulate_subsample"]},
+    "events": {"rate_above": [1.5, 3.0]},
+    "record": {"every": 3},
+}
 
 
 def with_log(log: Path | None, **changes) -> dict:
@@ -44,8 +52,9 @@ def same_rows(location, reference) -> None:
 @pytest.fixture(scope="module")
 def reference(ray_session, tmp_path_factory):
     """The uninterrupted run (checkpoints written, none read)."""
-    report = run_sweep(parse_spec(with_log(None)), str(tmp_path_factory.mktemp("reference")), blocks_per_task=2,
-                       progress=False)
+    report = run_sweep(
+        parse_spec(with_log(None)), str(tmp_path_factory.mktemp("reference")), blocks_per_task=2, progress=False
+    )
     assert report.tasks_run == 1 and not report.failures
     return report.location
 

@@ -1,4 +1,5 @@
 """The sweep command: --help everywhere, bad input as one line with exit 2 and nothing written."""
+
 from __future__ import annotations
 
 import subprocess
@@ -9,7 +10,9 @@ import pytest
 from tests.test_spec import BASE
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["validate"], ["show"], ["report"], ["replay"], ["submit"], ["status"], ["logs"]])
+@pytest.mark.parametrize(
+    "command", [[], ["run"], ["validate"], ["show"], ["report"], ["replay"], ["submit"], ["status"], ["logs"]]
+)
 def test_help(command, capsys):
     """Every command answers --help with a usage text and exit status 0."""
     from sweep.cli import main
@@ -31,7 +34,11 @@ BAD_FILES = [
     ("missing", None, "error: spec file '{path}': expected an existing YAML file, got no such file"),
     ("not yaml", "name: [unclosed\n  x: {", "error: spec file '{path}': expected valid YAML, got "),
     ("a list", "- 1\n- 2\n", "error: spec file '{path}': expected a YAML mapping of fields"),
-    ("python tag", "name: !!python/object/apply:os.system ['echo hacked']\n", "error: spec file '{path}': expected valid YAML, got could not determine a constructor"),
+    (
+        "python tag",
+        "name: !!python/object/apply:os.system ['echo hacked']\n",
+        "error: spec file '{path}': expected valid YAML, got could not determine a constructor",
+    ),
 ]
 
 
@@ -53,7 +60,10 @@ def test_bad_spec_writes_nothing(cli, write_spec, tmp_path):
     raw = dict(BASE, grid={"n": [10], "policy": [{"mix": {"keep": 0.3, "synthetic": 0.3, "real": 0.3}}]})
     status, _, err = cli("run", write_spec(raw), "--out", tmp_path / "results")
     assert status == 2
-    assert err == "error: spec field 'grid.policy[0].mix': expected ratios keep + synthetic + real summing to 1, got 0.3 + 0.3 + 0.3 = 0.9\n"
+    assert (
+        err
+        == "error: spec field 'grid.policy[0].mix': expected ratios keep + synthetic + real summing to 1, got 0.3 + 0.3 + 0.3 = 0.9\n"
+    )
     assert not (tmp_path / "results").exists()
 
 

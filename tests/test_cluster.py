@@ -1,5 +1,6 @@
 """A sweep against a real external Ray head: `run --address`, `submit`/`status`/`logs` as Ray Jobs,
 one thread per task, and bad addresses, job ids and versions as one line with exit 2."""
+
 from __future__ import annotations
 
 import json
@@ -17,7 +18,11 @@ from sweep.spec import parse_spec
 from tests.raynodes import ROOT, env, free_port, kill_group, start_head, start_worker, sweep
 
 RAW = {
-    "name": "remote", "seed": 5, "generations": 30, "replicates": 32, "block_size": 8,
+    "name": "remote",
+    "seed": 5,
+    "generations": 30,
+    "replicates": 32,
+    "block_size": 8,
     "family": {"name": "categorical", "k": 6, "probs": "uniform"},
     "grid": {"n": [10, 20], "policy": ["replace"]},
 }
@@ -55,9 +60,11 @@ def test_run_with_address(head, reference, tmp_path, write_spec):
     assert again.returncode == 0 and "computed 0 chains in 0 tasks, kept 2 complete parts" in again.stdout
     other = sweep("run", spec, "--address", head.address, "--out", tmp_path, "--set", "generations=29")
     assert other.returncode == 2
-    assert other.stderr == (f"error: results folder '{tmp_path}/remote' holds a different sweep (generations: 30 in the "
-                            "folder, 29 now (only a larger value continues it)); pass --overwrite to replace it, or "
-                            "choose another --out\n")
+    assert other.stderr == (
+        f"error: results folder '{tmp_path}/remote' holds a different sweep (generations: 30 in the "
+        "folder, 29 now (only a larger value continues it)); pass --overwrite to replace it, or "
+        "choose another --out\n"
+    )
 
 
 def test_run_through_ray_client(head, reference, tmp_path, write_spec):
@@ -69,8 +76,10 @@ def test_run_through_ray_client(head, reference, tmp_path, write_spec):
         # that start can fail (seen once in three full runs). It is Ray's, not ours: retry once.
         result = sweep("run", write_spec(RAW), "--address", head.client, "--out", tmp_path, "--no-progress")
     assert result.returncode == 0, result.stderr
-    assert f"warning: results '{tmp_path}/remote' are a local path but tasks run on a remote cluster through Ray " \
-           "Client: every node must see it" in result.stderr
+    assert (
+        f"warning: results '{tmp_path}/remote' are a local path but tasks run on a remote cluster through Ray "
+        "Client: every node must see it" in result.stderr
+    )
     same_data(str(tmp_path / "remote"), reference)
 
 
@@ -96,7 +105,9 @@ def test_tasks_run_one_thread(ray_session):
 def test_embedded_workers_run_one_thread():
     """An embedded Ray's workers start with one thread each (no runtime_env needed), and the
     driver's own environment is left as it was."""
-    code = PROBE + """
+    code = (
+        PROBE
+        + """
 import json, ray
 from sweep.cluster import connect
 from sweep.runner import WORKER_ENV, task_options, worker_env
@@ -106,8 +117,15 @@ print(json.dumps([ray.get(ray.remote(**task_options(runtime_env=False))(probe).r
                   before == {k: os.environ.get(k) for k in WORKER_ENV}]))
 ray.shutdown()
 """
-    result = subprocess.run([sys.executable, "-c", code], env=env(OPENBLAS_NUM_THREADS=""), capture_output=True,
-                            text=True, timeout=120, start_new_session=True)
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env(OPENBLAS_NUM_THREADS=""),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        start_new_session=True,
+    )
     assert result.returncode == 0, result.stderr
     (task_env, threads), restored = json.loads(result.stdout.splitlines()[-1])
     assert set(task_env.values()) == {"1"} and threads == [1] and restored
@@ -127,8 +145,9 @@ def project(tmp_path, raw: dict):
 def test_submit_follows_the_job(head, reference, tmp_path, cli):
     """submit ships the folder, follows the logs to the end, exits 0 with the results in --out."""
     folder, out = project(tmp_path, RAW), tmp_path / "out"
-    status, stdout, err = cli("submit", folder / "spec.yaml", "--address", head.dashboard, "--out", out,
-                              "--working-dir", folder)
+    status, stdout, err = cli(
+        "submit", folder / "spec.yaml", "--address", head.dashboard, "--out", out, "--working-dir", folder
+    )
     assert status == 0, stdout + err
     assert "remote: 2 cells x 32 replicates = 64 chains; computed 64 chains in" in stdout
     assert err.startswith("submitted raysubmit_")
@@ -141,8 +160,9 @@ def test_failed_job_no_wait_status_logs(head, tmp_path, cli):
     folder, out = project(tmp_path, RAW), tmp_path / "out"
     (out / "remote").mkdir(parents=True)
     (out / "remote" / "notes.txt").write_text("not a sweep")
-    status, stdout, _ = cli("submit", folder / "spec.yaml", "--address", head.dashboard, "--out", out,
-                            "--working-dir", folder, "--no-wait")
+    status, stdout, _ = cli(
+        "submit", folder / "spec.yaml", "--address", head.dashboard, "--out", out, "--working-dir", folder, "--no-wait"
+    )
     job = stdout.strip()
     assert status == 0 and job.startswith("raysubmit_")
     status, stdout, err = cli("logs", job, "--address", head.dashboard, "--follow")
@@ -158,13 +178,19 @@ def test_failed_job_no_wait_status_logs(head, tmp_path, cli):
 def test_job_errors(head, tmp_path, cli, write_spec):
     """A job id that does not exist, a silent job server, a relative --out, a spec outside the shipped folder."""
     status, _, err = cli("status", "raysubmit_nosuchjob", "--address", head.dashboard)
-    assert status == 2 and err == (f"error: job 'raysubmit_nosuchjob': expected a job id of the cluster at "
-                                   f"{head.dashboard} (see 'ray job list'), got none such\n")
+    assert status == 2 and err == (
+        f"error: job 'raysubmit_nosuchjob': expected a job id of the cluster at "
+        f"{head.dashboard} (see 'ray job list'), got none such\n"
+    )
     status, _, err = cli("logs", "raysubmit_nosuchjob", "--address", head.dashboard)
     assert status == 2 and "expected a job id of the cluster" in err
     silent = f"http://127.0.0.1:{free_port()}"
     status, _, err = cli("status", "raysubmit_x", "--address", silent)
-    assert status == 2 and err.startswith(f"error: --address '{silent}': expected a Ray job server") and err.count("\n") == 1
+    assert (
+        status == 2
+        and err.startswith(f"error: --address '{silent}': expected a Ray job server")
+        and err.count("\n") == 1
+    )
     spec = write_spec(RAW)
     status, _, err = cli("submit", spec, "--address", head.dashboard, "--out", "results", "--working-dir", tmp_path)
     assert status == 2 and err.startswith("error: --out: expected an absolute path every node sees")
@@ -178,8 +204,9 @@ def test_missing_token(head, write_spec, tmp_path):
     """Without the cluster's token, run and status say how to provide it (instead of retrying for long)."""
     run = sweep("run", write_spec(RAW), "--address", head.address, "--out", tmp_path, **NO_TOKEN)
     assert run.returncode == 2
-    assert run.stderr.startswith(f"error: --address '{head.address}': the cluster requires token authentication; "
-                                 "set RAY_AUTH_MODE=token")
+    assert run.stderr.startswith(
+        f"error: --address '{head.address}': the cluster requires token authentication; set RAY_AUTH_MODE=token"
+    )
     assert not (tmp_path / "remote").exists()
     status = sweep("status", "raysubmit_x", "--address", head.dashboard, **NO_TOKEN)
     assert status.returncode == 2
@@ -194,12 +221,15 @@ def test_bad_run_addresses(ray_session, write_spec, tmp_path, cli):
     started = time.monotonic()
     silent = sweep("run", spec, "--address", f"127.0.0.1:{port}", "--out", tmp_path)
     assert silent.returncode == 2 and time.monotonic() - started < 30
-    assert silent.stderr.startswith(f"error: --address '127.0.0.1:{port}': expected a running Ray head there, got no answer")
+    assert silent.stderr.startswith(
+        f"error: --address '127.0.0.1:{port}': expected a running Ray head there, got no answer"
+    )
     assert silent.stderr.count("\n") == 1
     client = sweep("run", spec, "--address", f"ray://127.0.0.1:{port}", "--out", tmp_path)
     assert client.returncode == 2 and client.stderr.startswith(
         f"error: --address 'ray://127.0.0.1:{port}': expected a Ray Client server there (the head's port 10001 by "
-        "default), got no answer (Connection refused)")
+        "default), got no answer (Connection refused)"
+    )
     status, _, err = cli("run", spec, "--address", "http://127.0.0.1:8265", "--out", tmp_path)
     assert status == 2 and "got the dashboard's http address; use it with 'sweep submit'" in err
     status, _, err = cli("run", spec, "--address", "nohost", "--out", tmp_path)
@@ -216,7 +246,9 @@ def test_ray_version_mismatch(head, write_spec, tmp_path):
 
     result = sweep("run", write_spec(RAW), "--address", head.address, "--out", tmp_path, ray_version="2.0.0")
     assert result.returncode == 2
-    assert result.stderr.startswith(f"error: --address '{head.address}': expected a cluster running Ray 2.0.0 with Python ")
+    assert result.stderr.startswith(
+        f"error: --address '{head.address}': expected a cluster running Ray 2.0.0 with Python "
+    )
     assert f"got Ray {ray.__version__} with Python" in result.stderr and result.stderr.count("\n") == 1
     assert not (tmp_path / "remote").exists()
 
@@ -240,8 +272,12 @@ def test_output_not_shared_between_nodes(write_spec, tmp_path):
         head.stop()
     assert result.returncode == 2
     lines = result.stderr.splitlines()
-    assert lines[0] == (f"warning: results '{out}/remote' are a local path but tasks run on 2 nodes: every node must "
-                        "see it (a shared filesystem), or use an object-store URI such as s3://bucket/results")
-    assert lines[-1] == (f"error: results '{out}/remote': 64 chains that tasks reported written are not there; the "
-                         "output location must be storage every node and this driver see (a shared filesystem, or s3://...)")
+    assert lines[0] == (
+        f"warning: results '{out}/remote' are a local path but tasks run on 2 nodes: every node must "
+        "see it (a shared filesystem), or use an object-store URI such as s3://bucket/results"
+    )
+    assert lines[-1] == (
+        f"error: results '{out}/remote': 64 chains that tasks reported written are not there; the "
+        "output location must be storage every node and this driver see (a shared filesystem, or s3://...)"
+    )
     assert not (out / "remote" / "trajectories").exists()

@@ -1,4 +1,5 @@
 """cluster.yaml passes Ray's own cluster-launcher validation, as `ray up` runs it (no cluster started)."""
+
 from __future__ import annotations
 
 import copy
@@ -48,9 +49,11 @@ def test_cloud_variant_in_comments_is_valid():
     from ray.autoscaler._private.util import prepare_config, validate_config
 
     text = (ROOT / "cluster.yaml").read_text()
-    comment = text[text.index("# Cloud variant"):].splitlines()
+    comment = text[text.index("# Cloud variant") :].splitlines()
     cloud = yaml.safe_load("\n".join(line[4:] for line in comment if line.startswith("#   ")))
-    config = {k: v for k, v in yaml.safe_load(text).items() if k not in ("provider", "auth", "min_workers", "max_workers")}
+    config = {
+        k: v for k, v in yaml.safe_load(text).items() if k not in ("provider", "auth", "min_workers", "max_workers")
+    }
     config.update(cloud)
     config = prepare_config(config)
     validate_config(config)

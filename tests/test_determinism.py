@@ -1,4 +1,5 @@
 """Results do not depend on how chains are split into tasks, and any chain replays alone."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -13,7 +14,10 @@ from sweep.spec import parse_spec
 SPECS = {
     "gaussian": {
         "family": {"name": "gaussian", "path": "sample", "dim": 2},
-        "grid": {"n": [6, 9], "policy": ["replace", "accumulate_subsample", {"mix": {"keep": 0.5, "synthetic": 0.3, "real": 0.2}}]},
+        "grid": {
+            "n": [6, 9],
+            "policy": ["replace", "accumulate_subsample", {"mix": {"keep": 0.5, "synthetic": 0.3, "real": 0.2}}],
+        },
         "events": {"distance_above": [0.5]},
     },
     "gmm1d": {
@@ -22,14 +26,25 @@ SPECS = {
     },
     "categorical": {
         "family": {"name": "categorical", "k": 12, "probs": {"zipf": 1.0}},
-        "grid": {"n": [15], "policy": ["replace", "accumulate", "accumulate_subsample", {"fresh_real": 0.2}, {"mix": {"keep": 0.4, "synthetic": 0.4, "real": 0.2}}]},
+        "grid": {
+            "n": [15],
+            "policy": [
+                "replace",
+                "accumulate",
+                "accumulate_subsample",
+                {"fresh_real": 0.2},
+                {"mix": {"keep": 0.4, "synthetic": 0.4, "real": 0.2}},
+            ],
+        },
         "events": {"distance_above": [0.3]},
     },
 }
 
 
 def make_spec(family: str):
-    return parse_spec({"name": f"det-{family}", "seed": 123, "generations": 30, "replicates": 37, "block_size": 8, **SPECS[family]})
+    return parse_spec(
+        {"name": f"det-{family}", "seed": 123, "generations": 30, "replicates": 37, "block_size": 8, **SPECS[family]}
+    )
 
 
 @pytest.mark.parametrize("family", sorted(SPECS))
@@ -56,7 +71,8 @@ def test_replay_one_chain(family, ray_session, tmp_path):
     pd.testing.assert_frame_equal(trajectories.drop(columns="cell"), stored.drop(columns="cell"), check_like=True)
     pd.testing.assert_frame_equal(
         events.sort_values(["event", "threshold", "symbol"]).reset_index(drop=True).drop(columns="cell"),
-        stored_events.drop(columns="cell"), check_like=True,
+        stored_events.drop(columns="cell"),
+        check_like=True,
     )
 
 
@@ -71,11 +87,18 @@ def test_replay_command_checks_and_saves(ray_session, tmp_path, cli):
     assert status == 0, err
     assert "replicate 19: 31 recorded generations" in out and "identical to the stored rows" in out
     stored = analysis.load(report.location, filters=[("cell", "=", 1), ("replicate", "=", 19)])
-    pd.testing.assert_frame_equal(pd.read_parquet(saved).drop(columns="cell"), stored.drop(columns="cell"), check_like=True)
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(saved).drop(columns="cell"), stored.drop(columns="cell"), check_like=True
+    )
 
     # alter one stored value of that chain: the check must notice
-    part = next(p for p in (tmp_path / report.location).rglob("*.parquet") if "trajectories" in str(p) and "cell=1" in str(p)
-                and 19 in pq.read_table(p, columns=["replicate"]).column("replicate").to_pylist())
+    part = next(
+        p
+        for p in (tmp_path / report.location).rglob("*.parquet")
+        if "trajectories" in str(p)
+        and "cell=1" in str(p)
+        and 19 in pq.read_table(p, columns=["replicate"]).column("replicate").to_pylist()
+    )
     table = pq.read_table(part)
     w2 = table.column("w2").to_numpy().copy()
     w2[table.column("replicate").to_numpy() == 19] += 1e-9

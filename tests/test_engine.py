@@ -1,4 +1,5 @@
 """Engine pieces: uniform subsampling without replacement and the growing pool."""
+
 from __future__ import annotations
 
 from itertools import combinations

@@ -1,5 +1,6 @@
 """events.every: k checks events every k-th generation on the same streams, so each observed time is
 the first multiple of k at which the event's condition holds (interval-censored)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -33,8 +34,14 @@ def test_absorbing_events_are_the_next_multiple_of_k(ray_session, tmp_path):
     """A lost symbol stays lost under replace: with every 5, each loss is recorded at the first
     multiple of 5 at or after its exact time, censored at 40 when that is beyond it; a time t
     means the loss happened in (t - 5, t]."""
-    raw = {"name": "every", "seed": 21, "generations": HORIZON, "replicates": 300,
-           "family": {"name": "categorical", "k": 12, "probs": {"zipf": 1.2}}, "grid": {"n": [15], "policy": ["replace"]}}
+    raw = {
+        "name": "every",
+        "seed": 21,
+        "generations": HORIZON,
+        "replicates": 300,
+        "family": {"name": "categorical", "k": 12, "probs": {"zipf": 1.2}},
+        "grid": {"n": [15], "policy": ["replace"]},
+    }
     both = _pair(tmp_path, raw)
     assert both["observed_1"].sum() > 1000  # plenty of losses, most not on a multiple of 5
     assert (both.loc[both["observed_1"], "generation_1"] % EVERY != 0).mean() > 0.5
@@ -44,8 +51,10 @@ def test_absorbing_events_are_the_next_multiple_of_k(ray_session, tmp_path):
     assert (both.loc[observed, "generation_5"] == next_check[observed]).all()
     assert (both.loc[~observed, "generation_5"] == HORIZON - HORIZON % EVERY).all()
     happened = both.loc[observed]
-    assert ((happened["generation_5"] - EVERY < happened["generation_1"])
-            & (happened["generation_1"] <= happened["generation_5"])).all()
+    assert (
+        (happened["generation_5"] - EVERY < happened["generation_1"])
+        & (happened["generation_1"] <= happened["generation_5"])
+    ).all()
 
 
 def test_other_events_are_the_first_multiple_of_k_where_they_hold(ray_session, tmp_path):
@@ -53,10 +62,16 @@ def test_other_events_are_the_first_multiple_of_k_where_they_hold(ray_session, t
     is the first multiple of 5 at which rate_t / rate_0 exceeds the threshold in the chain's own
     trajectory (recorded at every generation), and never before the first generation at which it
     does (the interval (t - 5, t] is a bound only for events that stay)."""
-    raw = {"name": "every", "seed": 22, "generations": HORIZON, "replicates": 300,
-           "family": {"name": "examples.custom_family.exponential:ExponentialFamily"},
-           "grid": {"n": [10], "policy": ["replace"]}, "events": {"rate_above": [1.5], "distance_above": []},
-           "record": {"every": 1}}
+    raw = {
+        "name": "every",
+        "seed": 22,
+        "generations": HORIZON,
+        "replicates": 300,
+        "family": {"name": "examples.custom_family.exponential:ExponentialFamily"},
+        "grid": {"n": [10], "policy": ["replace"]},
+        "events": {"rate_above": [1.5], "distance_above": []},
+        "record": {"every": 1},
+    }
     events = _events(tmp_path, raw, EVERY)
     events = events[events["event"] == "rate_above"].set_index("replicate").sort_index()
     traj = analysis.load(str(tmp_path / f"every{EVERY}" / "every"))

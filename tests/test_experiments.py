@@ -1,4 +1,5 @@
 """The specs that ship are valid, and the quickstart runs exactly as the README says."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,11 +31,17 @@ def test_quickstart_runs(ray_session, tmp_path, cli):
 
 def test_report_command(ray_session, tmp_path, cli, write_spec):
     """sweep report writes report.md and PNG figures for a small sweep, and says where."""
-    spec = write_spec({
-        "name": "small", "seed": 3, "generations": 60, "replicates": 60,
-        "family": {"name": "gaussian"}, "grid": {"n": [5, 10], "policy": ["replace", {"fresh_real": 0.2}]},
-        "events": {"spread_below": [0.5]},
-    })
+    spec = write_spec(
+        {
+            "name": "small",
+            "seed": 3,
+            "generations": 60,
+            "replicates": 60,
+            "family": {"name": "gaussian"},
+            "grid": {"n": [5, 10], "policy": ["replace", {"fresh_real": 0.2}]},
+            "events": {"spread_below": [0.5]},
+        }
+    )
     assert cli("run", spec, "--out", tmp_path, "--no-progress")[0] == 0
     status, out, _ = cli("report", tmp_path / "small", "--bootstrap", "50")
     assert status == 0 and f"wrote {tmp_path}/small/report/report.md" in out

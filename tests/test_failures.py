@@ -1,5 +1,6 @@
 """Failures inside tasks: an exception is recorded and retried alone on the next run, a non-finite fit
 is an event, and storage that refuses writes (read-only folder, full disk) leaves only whole parts."""
+
 from __future__ import annotations
 
 import json
@@ -20,7 +21,11 @@ from sweep.spec import parse_spec
 from tests.raynodes import ROOT, env, kill_group
 
 RAW = {
-    "name": "failures", "seed": 11, "generations": 20, "replicates": 40, "block_size": 10,
+    "name": "failures",
+    "seed": 11,
+    "generations": 20,
+    "replicates": 40,
+    "block_size": 10,
     "family": {"name": "categorical", "k": 8, "probs": "uniform"},
     "grid": {"n": [10, 30], "policy": ["replace", {"fresh_real": 0.1}]},
 }
@@ -55,8 +60,13 @@ def test_failing_task_is_recorded_and_retried_alone(reference, tmp_path, cli, wr
     ]
     meta = json.loads((tmp_path / "failures" / "sweep.json").read_text())
     assert meta["status"] == "failed"
-    assert [(f["cell"], f["replicates"], f["error"]) for f in meta["failures"]] == [(2, [0, 20], message), (2, [20, 40], message)]
-    assert not (tmp_path / "failures" / "trajectories" / "cell=2").exists() or not any((tmp_path / "failures" / "trajectories" / "cell=2").iterdir())
+    assert [(f["cell"], f["replicates"], f["error"]) for f in meta["failures"]] == [
+        (2, [0, 20], message),
+        (2, [20, 40], message),
+    ]
+    assert not (tmp_path / "failures" / "trajectories" / "cell=2").exists() or not any(
+        (tmp_path / "failures" / "trajectories" / "cell=2").iterdir()
+    )
     monkeypatch.delenv("COLLAPSE_SWEEP_FAIL_CELLS")
     status, out, _ = cli("run", spec, "--out", tmp_path, "--no-progress", "--blocks-per-task", "2")
     assert status == 0 and "computed 40 chains in 2 tasks, kept 6 complete parts" in out
@@ -66,11 +76,18 @@ def test_failing_task_is_recorded_and_retried_alone(reference, tmp_path, cli, wr
 
 def test_non_finite_fit_is_a_diverged_event(ray_session, tmp_path):
     """A Gaussian whose scatter overflows: those chains end as 'diverged' events, the task succeeds."""
-    spec = parse_spec({
-        "name": "overflow", "seed": 3, "generations": 30, "replicates": 64, "block_size": 32,
-        "family": {"name": "gaussian", "dim": 1, "cov": 2e307}, "grid": {"n": [10], "policy": ["replace"]},
-        "events": {"spread_below": [0.5]},
-    })
+    spec = parse_spec(
+        {
+            "name": "overflow",
+            "seed": 3,
+            "generations": 30,
+            "replicates": 64,
+            "block_size": 32,
+            "family": {"name": "gaussian", "dim": 1, "cov": 2e307},
+            "grid": {"n": [10], "policy": ["replace"]},
+            "events": {"spread_below": [0.5]},
+        }
+    )
     report = run_sweep(spec, str(tmp_path), progress=False)
     assert report.failures == [] and report.chains_run == 64
     events = analysis.load_events(report.location, filters=[("event", "=", "diverged")]).set_index("replicate")
@@ -114,8 +131,10 @@ def test_folder_becomes_unwritable(reference, tmp_path, cli, write_spec):
         status, _, err = cli("run", spec, "--out", tmp_path, "--no-progress")
         assert status == 1
         first = err.splitlines()[0]
-        assert first.startswith(f"failed: cell 1 (n=10, fresh_real(0.1)) replicates 0-39: OSError: cannot write part "
-                                f"'{location}/trajectories/cell=1/part-c00001-b0000000-0000004.parquet': ")
+        assert first.startswith(
+            f"failed: cell 1 (n=10, fresh_real(0.1)) replicates 0-39: OSError: cannot write part "
+            f"'{location}/trajectories/cell=1/part-c00001-b0000000-0000004.parquet': "
+        )
         assert "Permission denied" in first or "Operation not permitted" in first
         assert leftovers(location) == [] and list((location / "events" / "cell=1").iterdir()) == []
         assert json.loads((location / "sweep.json").read_text())["status"] == "failed"
@@ -134,19 +153,42 @@ def test_disk_full(reference, tmp_path, write_spec, cli):
     small.mkdir()
     kept.mkdir()
     # The tmpfs lives as long as the namespace: copy what the run left before leaving it.
-    script = ('mount -t tmpfs -o size=96k tmpfs "$0" || exit 99; "$@"; status=$?; '
-              'cp -a "$0/." "' + str(kept) + '/"; exit $status')
-    command = ["unshare", "-rm", "sh", "-c", script, str(small), sys.executable, "-m", "sweep", "run",
-               str(write_spec(RAW)), "--out", str(small), "--num-cpus", "1", "--blocks-per-task", "1", "--no-progress"]
-    process = subprocess.Popen(command, env=env(), cwd=ROOT, start_new_session=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    script = (
+        'mount -t tmpfs -o size=96k tmpfs "$0" || exit 99; "$@"; status=$?; '
+        'cp -a "$0/." "' + str(kept) + '/"; exit $status'
+    )
+    command = [
+        "unshare",
+        "-rm",
+        "sh",
+        "-c",
+        script,
+        str(small),
+        sys.executable,
+        "-m",
+        "sweep",
+        "run",
+        str(write_spec(RAW)),
+        "--out",
+        str(small),
+        "--num-cpus",
+        "1",
+        "--blocks-per-task",
+        "1",
+        "--no-progress",
+    ]
+    process = subprocess.Popen(
+        command, env=env(), cwd=ROOT, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         out, err = process.communicate(timeout=240)
     finally:
         kill_group(process.pid)
     assert process.returncode in (1, 2), out + err  # 2 when even sweep.json could not be updated
     failed = [line for line in err.splitlines() if line.startswith("failed: ")]
-    assert failed and all("OSError: cannot write part '" in line and "No space left on device" in line for line in failed)
+    assert failed and all(
+        "OSError: cannot write part '" in line and "No space left on device" in line for line in failed
+    )
     stopped = [line for line in err.splitlines() if line.startswith("stopped: ")]
     assert stopped and stopped[0].startswith("stopped: the output location says 'No space left on device', so ")
     location = kept / "failures"

@@ -2,6 +2,7 @@
 examples/custom_family) declares consistently, keeps the stream rules and checkpoints exactly; the
 example exponential family matches its theory; families load by entry point; bad families and
 bad requests are one-line errors."""
+
 from __future__ import annotations
 
 import pickle
@@ -43,8 +44,15 @@ def test_every_registered_family_is_covered():
 
 
 def _spec(family: dict, **changes):
-    raw = {"name": "contract", "seed": 4, "generations": 6, "replicates": 5, "block_size": 8, "family": family,
-           "grid": {"n": [12], "policy": ["replace", "accumulate_subsample"]}}
+    raw = {
+        "name": "contract",
+        "seed": 4,
+        "generations": 6,
+        "replicates": 5,
+        "block_size": 8,
+        "family": family,
+        "grid": {"n": [12], "policy": ["replace", "accumulate_subsample"]},
+    }
     return parse_spec({**raw, **changes})
 
 
@@ -160,9 +168,17 @@ def test_exponential_log_rate_level_matches_theory(ray_session, tmp_path):
     - (t - 1) ln T and variance t trigamma(n), at generations 1, 10 and 30, for T = 1 and 0.8, at 5
     standard errors. Rejected: the unbiased fit ((n - 1) / sum), tempering the real data."""
     n, chains = 10, 4000
-    spec = parse_spec({"name": "theory", "seed": 8, "generations": 30, "replicates": chains,
-                       "family": {"name": EXAMPLE, "rate": 3.0}, "grid": {"n": [n], "temperature": [1.0, 0.8]},
-                       "record": {"dense_until": 10, "log_points": 10}})
+    spec = parse_spec(
+        {
+            "name": "theory",
+            "seed": 8,
+            "generations": 30,
+            "replicates": chains,
+            "family": {"name": EXAMPLE, "rate": 3.0},
+            "grid": {"n": [n], "temperature": [1.0, 0.8]},
+            "record": {"dense_until": 10, "log_points": 10},
+        }
+    )
     report = run_sweep(spec, str(tmp_path), progress=False)
     traj = analysis.load(report.location, filters=[("generation", "in", [1, 10, 30])])
     for (temperature, t), group in traj.groupby(["temperature", "generation"]):
@@ -184,9 +200,24 @@ def test_example_spec_runs_and_reports_through_the_cli(tmp_path):
     """Exactly the README's commands, in processes of their own: PYTHONPATH=examples/custom_family
     sweep run examples/custom_family/spec.yaml, then sweep report. The n = 10 and n = 100 replace
     cells match the theory's level of ln(rate_T / rate_0) at 5 standard errors."""
-    run = subprocess.run([sys.executable, "-m", "sweep", "run", str(SPEC_YAML.relative_to(ROOT)), "--out",
-                          str(tmp_path), "--no-progress"], cwd=ROOT, capture_output=True, text=True, timeout=600,
-                         env=env(PYTHONPATH=f"{ROOT}{':'}examples/custom_family"), start_new_session=True)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sweep",
+            "run",
+            str(SPEC_YAML.relative_to(ROOT)),
+            "--out",
+            str(tmp_path),
+            "--no-progress",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env(PYTHONPATH=f"{ROOT}{':'}examples/custom_family"),
+        start_new_session=True,
+    )
     assert run.returncode == 0, run.stderr
     location = tmp_path / "exponential"
     report = sweep("report", location, "--bootstrap", "50")
@@ -230,41 +261,78 @@ def test_entry_point_family_resolves_by_name(tmp_path, monkeypatch, fresh_resolu
     resolve_family.cache_clear()
     monkeypatch.syspath_prepend(str(folder))
     assert resolve_family("exp-plugin") is ExponentialFamily
-    assert parse_spec({"name": "ep", "generations": 2, "replicates": 2, "family": {"name": "exp-plugin", "rate": 2.0},
-                       "grid": {"n": [5]}}).family.rate0 == 2.0
+    assert (
+        parse_spec(
+            {
+                "name": "ep",
+                "generations": 2,
+                "replicates": 2,
+                "family": {"name": "exp-plugin", "rate": 2.0},
+                "grid": {"n": [5]},
+            }
+        ).family.rate0
+        == 2.0
+    )
     with pytest.raises(FamilyLoadError, match=r"got 'broken', whose entry point failed to load \(ModuleNotFoundError"):
         resolve_family("broken")
     spec = tmp_path / "spec.yaml"
-    spec.write_text(yaml.safe_dump({"name": "ep", "generations": 2, "replicates": 2,
-                                    "family": {"name": "exp-plugin"}, "grid": {"n": [5]}}))
-    result = subprocess.run([sys.executable, "-m", "sweep", "validate", str(spec)], capture_output=True, text=True,
-                            cwd=ROOT, env=env(PYTHONPATH=f"{ROOT}:{folder}"), timeout=120)
+    spec.write_text(
+        yaml.safe_dump(
+            {"name": "ep", "generations": 2, "replicates": 2, "family": {"name": "exp-plugin"}, "grid": {"n": [5]}}
+        )
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "sweep", "validate", str(spec)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env(PYTHONPATH=f"{ROOT}:{folder}"),
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert "family exp-plugin" in result.stdout
 
 
-BASE = {"name": "bad", "seed": 1, "generations": 3, "replicates": 2, "family": {"name": "gaussian"}, "grid": {"n": [10]}}
+BASE = {
+    "name": "bad",
+    "seed": 1,
+    "generations": 3,
+    "replicates": 2,
+    "family": {"name": "gaussian"},
+    "grid": {"n": [10]},
+}
 BAD = [
-    ({"events": {"weight_below": [0.1]}},
-     "spec field 'events.weight_below': expected an event the gaussian family declares (spread_below, "
-     "distance_above, diverged), got 'weight_below', which it does not declare"),
-    ({"family": {"name": "nosuch.mod:X"}},
-     "spec field 'family.name': expected an importable 'package.module:ClassName' (is the module on PYTHONPATH?), "
-     "got 'nosuch.mod:X' (ModuleNotFoundError: No module named 'nosuch')"),
-    ({"family": {"name": "tests.contract_families:NotAFamily"}},
-     "spec field 'family.name': expected a subclass of sweep.families.Family (see docs/families.md), "
-     "got 'tests.contract_families:NotAFamily'"),
-    ({"family": {"name": "tests.contract_families:NoSample"}},
-     "spec field 'family.name': expected a family class that implements the contract (docs/families.md), "
-     "got 'tests.contract_families:NoSample', which lacks sample"),
-    ({"family": {"name": "tests.contract_families:Nothing"}},
-     "spec field 'family.name': expected an importable 'package.module:ClassName', got "
-     "'tests.contract_families:Nothing' (module 'tests.contract_families' has no 'Nothing')"),
+    (
+        {"events": {"weight_below": [0.1]}},
+        "spec field 'events.weight_below': expected an event the gaussian family declares (spread_below, "
+        "distance_above, diverged), got 'weight_below', which it does not declare",
+    ),
+    (
+        {"family": {"name": "nosuch.mod:X"}},
+        "spec field 'family.name': expected an importable 'package.module:ClassName' (is the module on PYTHONPATH?), "
+        "got 'nosuch.mod:X' (ModuleNotFoundError: No module named 'nosuch')",
+    ),
+    (
+        {"family": {"name": "tests.contract_families:NotAFamily"}},
+        "spec field 'family.name': expected a subclass of sweep.families.Family (see docs/families.md), "
+        "got 'tests.contract_families:NotAFamily'",
+    ),
+    (
+        {"family": {"name": "tests.contract_families:NoSample"}},
+        "spec field 'family.name': expected a family class that implements the contract (docs/families.md), "
+        "got 'tests.contract_families:NoSample', which lacks sample",
+    ),
+    (
+        {"family": {"name": "tests.contract_families:Nothing"}},
+        "spec field 'family.name': expected an importable 'package.module:ClassName', got "
+        "'tests.contract_families:Nothing' (module 'tests.contract_families' has no 'Nothing')",
+    ),
 ]
 
 
-@pytest.mark.parametrize("change, message", BAD, ids=["undeclared-event", "unimportable", "not-a-family",
-                                                      "no-sample", "no-such-class"])
+@pytest.mark.parametrize(
+    "change, message", BAD, ids=["undeclared-event", "unimportable", "not-a-family", "no-sample", "no-such-class"]
+)
 def test_bad_family_is_one_line_exit_2_nothing_written(tmp_path, cli, write_spec, change, message):
     """An undeclared event, a module that does not import, a class that is not a Family or lacks a
     method of the contract: one line naming the field, exit 2, no results folder."""

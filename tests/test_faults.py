@@ -1,5 +1,6 @@
 """Faults a sweep survives, with real Ray processes: a worker killed mid-task, a node removed, the
 driver killed again and again. Each ends in the same rows as an uninterrupted run of the spec."""
+
 from __future__ import annotations
 
 import random
@@ -19,7 +20,11 @@ from tests.raynodes import env, kill_group, names, sweep, sweep_command
 
 #: 4 cells x 6 blocks of 8 chains; with 2 blocks per task, 12 tasks of about 0.3 s each.
 RAW = {
-    "name": "faults", "seed": 7, "generations": 600, "replicates": 48, "block_size": 8,
+    "name": "faults",
+    "seed": 7,
+    "generations": 600,
+    "replicates": 48,
+    "block_size": 8,
     "family": {"name": "gaussian", "dim": 1, "path": "sample"},
     "grid": {"n": [200, 800], "policy": ["replace", {"fresh_real": 0.2}]},
     "events": {"spread_below": [0.5], "distance_above": [1.0]},
@@ -85,19 +90,38 @@ def test_node_removed_mid_sweep(reference, tmp_path, write_spec):
     on the other, the result is complete and identical, and the local-path warning is one line."""
     from ray.cluster_utils import Cluster
 
-    cluster = Cluster(initialize_head=True, connect=False, head_node_args={
-        "num_cpus": 0, "include_dashboard": False,
-        # Notice a dead node within seconds rather than the default half minute.
-        "_system_config": {"health_check_period_ms": 500, "health_check_failure_threshold": 3},
-    })
+    cluster = Cluster(
+        initialize_head=True,
+        connect=False,
+        head_node_args={
+            "num_cpus": 0,
+            "include_dashboard": False,
+            # Notice a dead node within seconds rather than the default half minute.
+            "_system_config": {"health_check_period_ms": 500, "health_check_failure_threshold": 3},
+        },
+    )
     workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
     driver = None
     try:
         cluster.wait_for_nodes()
         driver = subprocess.Popen(
-            sweep_command("run", write_spec(RAW), "--address", cluster.address, "--out", tmp_path,
-                          "--blocks-per-task", "2", "--no-progress"),
-            env=env(), start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            sweep_command(
+                "run",
+                write_spec(RAW),
+                "--address",
+                cluster.address,
+                "--out",
+                tmp_path,
+                "--blocks-per-task",
+                "2",
+                "--no-progress",
+            ),
+            env=env(),
+            start_new_session=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         deadline = time.monotonic() + 90
         while len(parts(tmp_path / "faults")) < 2 and time.monotonic() < deadline and driver.poll() is None:
             time.sleep(0.05)
@@ -111,8 +135,10 @@ def test_node_removed_mid_sweep(reference, tmp_path, write_spec):
     assert driver.returncode == 0, err
     assert f"computed {4 * 48} chains in {TASKS} tasks" in out
     warnings = [line for line in err.splitlines() if line.startswith("warning:")]
-    assert warnings == [f"warning: results '{tmp_path}/faults' are a local path but tasks run on 3 nodes: every node "
-                        "must see it (a shared filesystem), or use an object-store URI such as s3://bucket/results"]
+    assert warnings == [
+        f"warning: results '{tmp_path}/faults' are a local path but tasks run on 3 nodes: every node "
+        "must see it (a shared filesystem), or use an object-store URI such as s3://bucket/results"
+    ]
     same_data(tmp_path / "faults", reference)
 
 
@@ -127,8 +153,13 @@ def test_driver_killed_repeatedly(kills, reference, tmp_path, write_spec):
     args = ("run", spec, "--out", tmp_path, "--num-cpus", "1", "--blocks-per-task", "2", "--no-progress")
     for _ in range(kills):
         target = len(parts(location)) + rng.randint(1, 2)
-        driver = subprocess.Popen(sweep_command(*args), env=env(), start_new_session=True,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        driver = subprocess.Popen(
+            sweep_command(*args),
+            env=env(),
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 120
         while len(parts(location)) < target and driver.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)

@@ -1,5 +1,6 @@
 """Load (slow): 100,000 chains in over 2,000 tasks on this machine, driver memory bounded, no chain
 lost or doubled, progress honest, Ray's per-task overhead a small share of the work."""
+
 from __future__ import annotations
 
 import importlib.util

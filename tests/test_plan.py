@@ -1,4 +1,5 @@
 """The planner: tasks big enough that Ray's per-task overhead is noise, small enough to spread."""
+
 from __future__ import annotations
 
 from sweep.grid import cells as grid_cells
@@ -6,7 +7,11 @@ from sweep.plan import MIN_TASK_SECONDS, TASK_FIXED_SECONDS, block_seconds, plan
 from sweep.spec import parse_spec
 
 CHEAP = {
-    "name": "plan", "seed": 1, "generations": 50, "replicates": 4000, "block_size": 8,
+    "name": "plan",
+    "seed": 1,
+    "generations": 50,
+    "replicates": 4000,
+    "block_size": 8,
     "family": {"name": "gaussian", "dim": 1, "path": "exact"},
     "grid": {"n": [10, 100], "policy": ["replace"]},
 }

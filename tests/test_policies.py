@@ -1,4 +1,5 @@
 """Mixing policies: labels, counts per source and which ones subsample stored data."""
+
 from __future__ import annotations
 
 import pytest

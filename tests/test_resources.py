@@ -1,4 +1,5 @@
 """GPUs: tasks that ask for none see none, and a request no node can meet is refused before anything runs."""
+
 from __future__ import annotations
 
 import os
@@ -10,8 +11,14 @@ from sweep.errors import SpecError
 from sweep.runner import run_sweep, task_options, worker_env
 from sweep.spec import parse_spec
 
-BASE = {"name": "gpus", "seed": 1, "generations": 3, "replicates": 4, "family": {"name": "gaussian"},
-        "grid": {"n": [10]}}
+BASE = {
+    "name": "gpus",
+    "seed": 1,
+    "generations": 3,
+    "replicates": 4,
+    "family": {"name": "gaussian"},
+    "grid": {"n": [10]},
+}
 
 
 def _visible() -> str | None:
@@ -40,11 +47,14 @@ def test_gpu_request_on_a_cluster_without_gpus_is_refused(ray_session, tmp_path,
     """resources: {num_gpus: 1} on a Ray without GPUs: one line naming the field, exit 2, no folder
     (Ray would otherwise keep the tasks pending for ever)."""
     assert largest_gpu_count() == 0.0
-    status, _, err = cli("run", write_spec({**BASE, "resources": {"num_gpus": 1}}), "--out", tmp_path / "out",
-                         "--no-progress")
+    status, _, err = cli(
+        "run", write_spec({**BASE, "resources": {"num_gpus": 1}}), "--out", tmp_path / "out", "--no-progress"
+    )
     assert status == 2, err
-    assert err == ("error: spec field 'resources.num_gpus': expected at most 0 GPUs per task (no node of this Ray "
-                   "cluster has a GPU), got 1 (asked by the spec)\n")
+    assert err == (
+        "error: spec field 'resources.num_gpus': expected at most 0 GPUs per task (no node of this Ray "
+        "cluster has a GPU), got 1 (asked by the spec)\n"
+    )
     assert not (tmp_path / "out").exists()
 
 

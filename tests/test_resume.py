@@ -1,4 +1,5 @@
 """Resume: complete parts are kept, missing or damaged ones recomputed, other sweeps refused."""
+
 from __future__ import annotations
 
 import json
@@ -11,7 +12,11 @@ from sweep.runner import run_sweep
 from sweep.spec import parse_spec
 
 RAW = {
-    "name": "resume", "seed": 99, "generations": 20, "replicates": 40, "block_size": 10,
+    "name": "resume",
+    "seed": 99,
+    "generations": 20,
+    "replicates": 40,
+    "block_size": 10,
     "family": {"name": "categorical", "k": 8, "probs": "uniform"},
     "grid": {"n": [10, 30], "policy": ["replace", {"fresh_real": 0.1}]},
 }
@@ -91,10 +96,14 @@ def test_other_spec_refused_unless_overwrite(ray_session, tmp_path, cli, write_s
     before = (tmp_path / "resume" / "sweep.json").read_text()
     status, _, err = cli("run", write_spec(RAW), "--out", tmp_path, "--set", "generations=15", "--no-progress")
     assert status == 2
-    assert err == (f"error: results folder '{tmp_path}/resume' holds a different sweep (generations: 20 in the folder, "
-                   "15 now (only a larger value continues it)); pass --overwrite to replace it, or choose another --out\n")
+    assert err == (
+        f"error: results folder '{tmp_path}/resume' holds a different sweep (generations: 20 in the folder, "
+        "15 now (only a larger value continues it)); pass --overwrite to replace it, or choose another --out\n"
+    )
     assert (tmp_path / "resume" / "sweep.json").read_text() == before
-    status, out, _ = cli("run", write_spec(RAW), "--out", tmp_path, "--set", "generations=25", "--overwrite", "--no-progress")
+    status, out, _ = cli(
+        "run", write_spec(RAW), "--out", tmp_path, "--set", "generations=25", "--overwrite", "--no-progress"
+    )
     assert status == 0
     assert analysis.load(tmp_path / "resume")["generation"].max() == 25
 

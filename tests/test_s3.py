@@ -8,6 +8,7 @@ The drivers run as subprocesses with an embedded Ray, whose workers inherit the 
 the parts are written by the workers, so the access key travels that way (the server refuses requests
 without it); the endpoint travels in the URI itself. All S3 traffic stays on 127.0.0.1.
 """
+
 from __future__ import annotations
 
 import random
@@ -28,7 +29,11 @@ from tests.s3server import S3Server, s3_server
 
 #: 2 cells x 6 blocks of 8 chains; with 2 blocks per task, 6 tasks of about 0.3 s each on one core.
 RAW = {
-    "name": "s3sweep", "seed": 11, "generations": 600, "replicates": 48, "block_size": 8,
+    "name": "s3sweep",
+    "seed": 11,
+    "generations": 600,
+    "replicates": 48,
+    "block_size": 8,
     "family": {"name": "gaussian", "dim": 1, "path": "sample"},
     "grid": {"n": [200, 800], "policy": ["replace"]},
     "events": {"spread_below": [0.5], "distance_above": [1.0]},
@@ -92,8 +97,10 @@ def test_run_into_the_bucket_equals_a_clean_local_run(swept, reference, s3):
     """The bucket holds every part, each block's final state (to extend the horizon later) and nothing
     else, sweep.json says complete, and the rows are those of the same spec run on a local folder, exactly."""
     files = [f for f in s3.files("results/s3sweep") if not f.startswith("state/final/")]
-    assert files == sorted(["sweep.json"] + [f"{kind}/{part}" for kind in ("events", "trajectories")
-                                             for part in parts(s3, "results/s3sweep")])
+    assert files == sorted(
+        ["sweep.json"]
+        + [f"{kind}/{part}" for kind in ("events", "trajectories") for part in parts(s3, "results/s3sweep")]
+    )
     assert any(f.startswith("state/final/cell=0/block-") for f in s3.files("results/s3sweep"))
     assert len(parts(s3, "results/s3sweep")) == TASKS
     assert analysis.read_metadata(swept)["status"] == "complete"
@@ -105,8 +112,10 @@ def test_resume_cleans_the_bucket(swept, reference, s3, spec_file, cli, ray_sess
     temporary object and a part of no planned range; the rows stay the same. (The driver alone touches
     the bucket here, so this runs in-process; the slow test below kills a real driver.)"""
     folder = f"{s3.bucket}/results/s3sweep"
-    stray = [f"{folder}/trajectories/cell=0/.part-c00000-b0000000-0000002.parquet.tmp-0123abcd",
-             f"{folder}/events/cell=1/part-c00001-b0000006-0000008.parquet"]
+    stray = [
+        f"{folder}/trajectories/cell=0/.part-c00000-b0000000-0000002.parquet.tmp-0123abcd",
+        f"{folder}/events/cell=1/part-c00001-b0000006-0000008.parquet",
+    ]
     for path in stray:
         with s3.fs.open_output_stream(path) as stream:
             stream.write(b"half a part")
@@ -124,8 +133,13 @@ def test_driver_killed_then_rerun_on_the_bucket(s3, spec_file, reference):
     only the missing chains are computed, nothing temporary or orphaned is left, and the rows are the
     clean run's."""
     args = run_args(spec_file, s3, "killed")
-    driver = subprocess.Popen(sweep_command(*args), env=env(**s3.env), start_new_session=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    driver = subprocess.Popen(
+        sweep_command(*args),
+        env=env(**s3.env),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 120
         while not parts(s3, "killed/s3sweep") and driver.poll() is None and time.monotonic() < deadline:
@@ -146,8 +160,10 @@ def test_driver_killed_then_rerun_on_the_bucket(s3, spec_file, reference):
     assert 1 <= kept < TASKS
     final = sweep(*args, **s3.env)
     assert final.returncode == 0, final.stderr
-    assert (f"computed {CHAINS_PER_TASK * (TASKS - kept)} chains in {TASKS - kept} tasks, kept {kept} complete parts"
-            in final.stdout), final.stdout
+    assert (
+        f"computed {CHAINS_PER_TASK * (TASKS - kept)} chains in {TASKS - kept} tasks, kept {kept} complete parts"
+        in final.stdout
+    ), final.stdout
     kept = [f for f in s3.files("killed/s3sweep") if not f.startswith("state/")]
     assert len(kept) == 1 + 2 * TASKS  # sweep.json and the parts: nothing left over
     assert analysis.read_metadata(location)["status"] == "complete"
@@ -178,7 +194,9 @@ def test_load_filters_prune_on_the_bucket(swept, reference):
 def test_endpoint_from_the_environment(swept, reference, s3, monkeypatch):
     """A plain s3://bucket/path URI with the endpoint in AWS_ENDPOINT_URL reads the same folder."""
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3.endpoint)
-    pd.testing.assert_frame_equal(analysis.load_events(f"s3://{s3.bucket}/results/s3sweep"), analysis.load_events(reference))
+    pd.testing.assert_frame_equal(
+        analysis.load_events(f"s3://{s3.bucket}/results/s3sweep"), analysis.load_events(reference)
+    )
 
 
 def test_show_and_report_on_the_bucket(swept, cli, tmp_path):
@@ -202,13 +220,17 @@ def test_report_needs_a_local_out(swept, s3, cli, tmp_path, monkeypatch):
     before = s3.files("")
     status, out, err = cli("report", swept)
     assert (status, out) == (2, "")
-    assert err == (f"error: results folder '{swept}' is remote: expected a local folder to write the report in "
-                   "(--out DIR, or out_dir=), got none\n")
+    assert err == (
+        f"error: results folder '{swept}' is remote: expected a local folder to write the report in "
+        "(--out DIR, or out_dir=), got none\n"
+    )
     target = s3.uri("reports")
     status, out, err = cli("report", swept, "--out", target)
     assert (status, out) == (2, "")
-    assert err == (f"error: report folder '{target}': expected a local folder, got a URI; write the report locally "
-                   "and copy it to object storage if needed\n")
+    assert err == (
+        f"error: report folder '{target}': expected a local folder, got a URI; write the report locally "
+        "and copy it to object storage if needed\n"
+    )
     assert s3.files("") == before and list(tmp_path.iterdir()) == []
 
 
@@ -237,9 +259,11 @@ def test_unusable_uri_is_one_line(s3, cli, write_spec, tmp_path, monkeypatch):
     out = f"s3://{s3.bucket}/results?endpoint_override={s3.host}:{s3.port}&scheme=http&bogus=1"
     status, printed, err = cli("run", spec, "--out", out, "--no-progress")
     assert (status, printed) == (2, "")
-    assert err == (f"error: results location '{join_location(out, 's3sweep')}': expected a local path or a filesystem "
-                   "URI pyarrow can open (s3://bucket/path, gs://bucket/path), got Unexpected query parameter in S3 "
-                   "URI: 'bogus'\n")
+    assert err == (
+        f"error: results location '{join_location(out, 's3sweep')}': expected a local path or a filesystem "
+        "URI pyarrow can open (s3://bucket/path, gs://bucket/path), got Unexpected query parameter in S3 "
+        "URI: 'bogus'\n"
+    )
     assert s3.files("") == before and sorted(p.name for p in tmp_path.iterdir()) == ["spec.yaml"]
     with pytest.raises(analysis.ResultsError, match="^results location 'foo://x/y': expected a local path"):
         analysis.load("foo://x/y")
@@ -250,18 +274,26 @@ def test_missing_bucket_is_one_line(ray_session, s3, cli, write_spec):
     out = f"s3://nobucket/results?endpoint_override={s3.host}:{s3.port}&scheme=http"
     status, printed, err = cli("run", write_spec(RAW), "--out", out, "--no-progress")
     assert (status, printed) == (2, "")
-    assert err.startswith(f"error: output folder '{join_location(out, 's3sweep')}': expected a writable location, "
-                          "got OSError: Bucket 'nobucket' not found") and err.count("\n") == 1
+    assert (
+        err.startswith(
+            f"error: output folder '{join_location(out, 's3sweep')}': expected a writable location, "
+            "got OSError: Bucket 'nobucket' not found"
+        )
+        and err.count("\n") == 1
+    )
     assert s3.fs.get_file_info("nobucket").type == pafs.FileType.NotFound  # still no such bucket
 
 
-@pytest.mark.parametrize("base, joined", [
-    ("results", "results/s"),
-    ("/tmp/results/", "/tmp/results/s"),
-    ("s3://b/results", "s3://b/results/s"),
-    ("s3://b/results/?endpoint_override=h:1&scheme=http", "s3://b/results/s?endpoint_override=h:1&scheme=http"),
-    ("odd?name", "odd?name/s"),  # a '?' in a local path is part of the name
-])
+@pytest.mark.parametrize(
+    "base, joined",
+    [
+        ("results", "results/s"),
+        ("/tmp/results/", "/tmp/results/s"),
+        ("s3://b/results", "s3://b/results/s"),
+        ("s3://b/results/?endpoint_override=h:1&scheme=http", "s3://b/results/s?endpoint_override=h:1&scheme=http"),
+        ("odd?name", "odd?name/s"),  # a '?' in a local path is part of the name
+    ],
+)
 def test_join_location_keeps_the_query_last(base, joined):
     """A name goes into a URI's path, before its query string, where pyarrow still reads the options."""
     assert join_location(base, "s") == joined

@@ -1,4 +1,5 @@
 """Spec validation: every malformed spec gets one line naming the field, exit 2, nothing written."""
+
 from __future__ import annotations
 
 import pytest
@@ -33,25 +34,53 @@ def with_(path: str, value):
 DELETE = object()
 
 BAD = [
-    ("family.name", "weibull", "spec field 'family.name': expected one of gaussian, categorical, gmm1d, kde, an installed family or 'package.module:ClassName', got 'weibull'"),
+    (
+        "family.name",
+        "weibull",
+        "spec field 'family.name': expected one of gaussian, categorical, gmm1d, kde, an installed family or 'package.module:ClassName', got 'weibull'",
+    ),
     ("grid.policy", ["replace", "shuffle"], "spec field 'grid.policy[1]': expected a policy"),
     ("grid.n", [1], "spec field 'grid.n[0]': expected an integer >= 2 (the unbiased estimator"),
     ("grid.n", [10, 2.5], "spec field 'grid.n[1]': expected an integer in [1, 1000000000], got 2.5"),
     ("grid.n", [-3], "spec field 'grid.n[0]': expected an integer in [1, 1000000000], got -3"),
     ("grid.n", [], "spec field 'grid.n': expected a non-empty list, got []"),
-    ("grid.policy", [{"mix": {"keep": 0.5, "synthetic": 0.4, "real": 0.2}}], "spec field 'grid.policy[0].mix': expected ratios keep + synthetic + real summing to 1, got 0.5 + 0.4 + 0.2 = 1.1"),
-    ("grid.policy", [{"fresh_real": 1.5}], "spec field 'grid.policy[0].fresh_real': expected a number in [0.0, 1.0], got 1.5"),
-    ("grid.policy", [{"fresh_real": -0.1}], "spec field 'grid.policy[0].fresh_real': expected a number in [0.0, 1.0], got -0.1"),
-    ("family.cov", [[1.0, 2.0], [2.0, 1.0]], "spec field 'family.cov': expected a symmetric positive definite 1x1 matrix"),
+    (
+        "grid.policy",
+        [{"mix": {"keep": 0.5, "synthetic": 0.4, "real": 0.2}}],
+        "spec field 'grid.policy[0].mix': expected ratios keep + synthetic + real summing to 1, got 0.5 + 0.4 + 0.2 = 1.1",
+    ),
+    (
+        "grid.policy",
+        [{"fresh_real": 1.5}],
+        "spec field 'grid.policy[0].fresh_real': expected a number in [0.0, 1.0], got 1.5",
+    ),
+    (
+        "grid.policy",
+        [{"fresh_real": -0.1}],
+        "spec field 'grid.policy[0].fresh_real': expected a number in [0.0, 1.0], got -0.1",
+    ),
+    (
+        "family.cov",
+        [[1.0, 2.0], [2.0, 1.0]],
+        "spec field 'family.cov': expected a symmetric positive definite 1x1 matrix",
+    ),
     ("replicates", -2, "spec field 'replicates': expected an integer in [1, 1000000000], got -2"),
     ("replicates", 2.5, "spec field 'replicates': expected an integer in [1, 1000000000], got 2.5"),
     ("generations", DELETE, "spec field 'generations': expected a value (the field is required), got nothing"),
     ("generatoins", 5, "spec field 'generatoins': expected one of the known fields (name, seed, generations"),
-    ("family.estimater", "ml", "spec field 'family.estimater': expected one of the known fields (name, dim, mean, cov, estimator, path), got unknown field 'estimater'"),
+    (
+        "family.estimater",
+        "ml",
+        "spec field 'family.estimater': expected one of the known fields (name, dim, mean, cov, estimator, path), got unknown field 'estimater'",
+    ),
     ("grid", {"n": [10], "policy": []}, "spec field 'grid.policy': expected a non-empty list, got []"),
     ("grid", {}, "spec field 'grid.n': expected a value (the field is required), got nothing"),
     ("family.path", "fast", "spec field 'family.path': expected one of exact, sample, auto, got 'fast'"),
-    ("grid.policy", ["accumulate_subsample"], "spec field 'grid.policy[0]': expected a policy the exact path can simulate"),
+    (
+        "grid.policy",
+        ["accumulate_subsample"],
+        "spec field 'grid.policy[0]': expected a policy the exact path can simulate",
+    ),
     ("name", "../escape", "spec field 'name': expected a name of letters, digits"),
 ]
 
@@ -73,16 +102,34 @@ def test_bad_cov_3d():
     from sweep.errors import SpecError
 
     raw = with_("family", {"name": "gaussian", "dim": 3, "cov": [[1, 0, 0], [0.5, 1, 0], [0, 0, 1]]})
-    with pytest.raises(SpecError, match=r"spec field 'family.cov': expected a symmetric positive definite 3x3 matrix .*\(it is not symmetric\)"):
+    with pytest.raises(
+        SpecError,
+        match=r"spec field 'family.cov': expected a symmetric positive definite 3x3 matrix .*\(it is not symmetric\)",
+    ):
         parse_spec(raw)
 
 
 CATEGORICAL_BAD = [
-    ({"name": "categorical", "probs": [0.5, -0.1, 0.6]}, "spec field 'family.probs[1]': expected a number in [0.0, 1.0], got -0.1"),
-    ({"name": "categorical", "probs": [0.5, 0.4]}, "spec field 'family.probs': expected probabilities summing to 1, got a sum of 0.9"),
-    ({"name": "categorical", "k": 3, "probs": [0.5, 0.5]}, "spec field 'family.probs': expected a list of k = 3 probabilities, got 2 values"),
-    ({"name": "categorical", "probs": "uniform"}, "spec field 'family.k': expected an integer >= 2 (needed with probs: uniform), got nothing"),
-    ({"name": "categorical", "k": 10, "probs": {"zipf": -1}}, "spec field 'family.probs.zipf': expected a number in (0.0, inf], got -1"),
+    (
+        {"name": "categorical", "probs": [0.5, -0.1, 0.6]},
+        "spec field 'family.probs[1]': expected a number in [0.0, 1.0], got -0.1",
+    ),
+    (
+        {"name": "categorical", "probs": [0.5, 0.4]},
+        "spec field 'family.probs': expected probabilities summing to 1, got a sum of 0.9",
+    ),
+    (
+        {"name": "categorical", "k": 3, "probs": [0.5, 0.5]},
+        "spec field 'family.probs': expected a list of k = 3 probabilities, got 2 values",
+    ),
+    (
+        {"name": "categorical", "probs": "uniform"},
+        "spec field 'family.k': expected an integer >= 2 (needed with probs: uniform), got nothing",
+    ),
+    (
+        {"name": "categorical", "k": 10, "probs": {"zipf": -1}},
+        "spec field 'family.probs.zipf': expected a number in (0.0, inf], got -1",
+    ),
     ({"name": "categorical", "k": 1.5}, "spec field 'family.k': expected an integer in [2, 10000000], got 1.5"),
 ]
 
@@ -139,11 +186,16 @@ def test_grid_union():
     assert parse_spec(spec.to_raw()) == spec
     with pytest.raises(SpecError, match=r"spec field 'grid\[1\].n\[0\]': expected an integer >= 2"):
         parse_spec(with_("grid", [{"n": [10]}, {"n": [1]}]))
-    with pytest.raises(SpecError, match=r"spec field 'grid': expected each cell at most once, got n=10, policy=replace twice"):
+    with pytest.raises(
+        SpecError, match=r"spec field 'grid': expected each cell at most once, got n=10, policy=replace twice"
+    ):
         parse_spec(with_("grid", [{"n": [10]}, {"n": [10, 20]}]))
 
 
 def test_auto_path_accepts_subsampling():
     """path: auto accepts subsampling policies (sampled there) where path: exact refuses them."""
-    spec = parse_spec(with_("family", {"name": "gaussian", "path": "auto"}) | {"grid": {"n": [10], "policy": ["replace", "accumulate_subsample"]}})
+    spec = parse_spec(
+        with_("family", {"name": "gaussian", "path": "auto"})
+        | {"grid": {"n": [10], "policy": ["replace", "accumulate_subsample"]}}
+    )
     assert spec.family.exact_draw

@@ -1,6 +1,7 @@
 """Reproducible streams: a chain's values depend only on the root seed, its cell's coordinates and
 its replicate, never on the replicate count, the horizon or the block size a later version picks;
 a finished sweep extends to a longer horizon by continuing from stored state."""
+
 from __future__ import annotations
 
 import json
@@ -20,9 +21,16 @@ COLUMNS = ["cell_key", "replicate", "generation"]
 
 
 def _spec(family: dict, **changes) -> object:
-    raw = {"name": "streams", "seed": 11, "generations": 30, "replicates": 37, "family": family,
-           "grid": {"n": [12], "policy": ["replace", {"fresh_real": 0.2}]}, "record": {"dense_until": 10, "log_points": 5},
-           "block_size": 8}
+    raw = {
+        "name": "streams",
+        "seed": 11,
+        "generations": 30,
+        "replicates": 37,
+        "family": family,
+        "grid": {"n": [12], "policy": ["replace", {"fresh_real": 0.2}]},
+        "record": {"dense_until": 10, "log_points": 5},
+        "block_size": 8,
+    }
     raw.update(changes)
     return parse_spec(raw)
 
@@ -40,9 +48,13 @@ def test_positioned_draws_do_not_depend_on_block_width():
     sequence = np.random.SeedSequence(3, spawn_key=(1, 2))
     wide, narrow = BlockGenerator(sequence), BlockGenerator(sequence)
     for width, rng in ((8, wide), (3, narrow)):
-        rng.values = [rng.standard_normal((width, 50)), rng.standard_gamma(2.5, width),
-                      rng.multinomial(20, np.full((width, 4), 0.25)), rng.integers(0, 7, size=(width, 9)),
-                      rng.random((width, 5))]
+        rng.values = [
+            rng.standard_normal((width, 50)),
+            rng.standard_gamma(2.5, width),
+            rng.multinomial(20, np.full((width, 4), 0.25)),
+            rng.integers(0, 7, size=(width, 9)),
+            rng.random((width, 5)),
+        ]
     for a, b in zip(wide.values, narrow.values):
         np.testing.assert_array_equal(a[:3], b)
     # 2000 consecutive draws of 64 uniforms: lag-1 correlation of the draws' means ~ N(0, 1/2000)
@@ -51,8 +63,9 @@ def test_positioned_draws_do_not_depend_on_block_width():
     assert abs(np.corrcoef(means[1:], means[:-1])[0, 1]) < 5 / np.sqrt(2000)
 
 
-@pytest.mark.parametrize("family", [{"name": "gaussian"}, {"name": "categorical", "k": 6},
-                                    {"name": "gmm1d", "means": [-1.0, 1.0], "k": 2}])
+@pytest.mark.parametrize(
+    "family", [{"name": "gaussian"}, {"name": "categorical", "k": 6}, {"name": "gmm1d", "means": [-1.0, 1.0], "k": 2}]
+)
 def test_more_replicates_leave_chains_unchanged(ray_session, tmp_path, family):
     """37 and 40 replicates (blocks of 8: chains 32-36 sit in a partial block) give bit-identical
     rows for chains 0-36, in every family."""
@@ -83,10 +96,17 @@ def test_longer_horizon_same_first_generations(ray_session, tmp_path):
 def test_extension_equals_fresh_run(ray_session, tmp_path, cli, write_spec, policy):
     """Rerunning a finished 200-generation folder with generations=400 continues every chain from
     its stored state, and the folder then equals a fresh 400-generation run row for row."""
-    raw = {"name": "extend", "seed": 5, "generations": 200, "replicates": 20, "block_size": 8,
-           "family": {"name": "gmm1d", "means": [-2.0, 2.0], "k": 2},
-           "grid": {"n": [30], "policy": [policy]}, "record": {"dense_until": 20, "log_points": 10},
-           "events": {"spread_below": [0.9, 0.5], "distance_above": [0.3]}}
+    raw = {
+        "name": "extend",
+        "seed": 5,
+        "generations": 200,
+        "replicates": 20,
+        "block_size": 8,
+        "family": {"name": "gmm1d", "means": [-2.0, 2.0], "k": 2},
+        "grid": {"n": [30], "policy": [policy]},
+        "record": {"dense_until": 20, "log_points": 10},
+        "events": {"spread_below": [0.9, 0.5], "distance_above": [0.3]},
+    }
     spec_file = write_spec(raw)
     assert cli("run", spec_file, "--out", tmp_path / "x", "--no-progress")[0] == 0
     status, out, _ = cli("run", spec_file, "--out", tmp_path / "x", "--set", "generations=400", "--no-progress")
@@ -131,8 +151,15 @@ def test_block_size_independent_of_horizon_and_costs():
 def test_other_library_versions_warn_once(ray_session, tmp_path, cli, write_spec):
     """sweep.json records numpy's and scipy's versions (numpy does not promise stable streams across
     versions); adding chains to a folder computed under other versions prints one warning line."""
-    raw = {"name": "libs", "seed": 2, "generations": 5, "replicates": 8, "block_size": 4,
-           "family": {"name": "gaussian"}, "grid": {"n": [10]}}
+    raw = {
+        "name": "libs",
+        "seed": 2,
+        "generations": 5,
+        "replicates": 8,
+        "block_size": 4,
+        "family": {"name": "gaussian"},
+        "grid": {"n": [10]},
+    }
     spec_file = write_spec(raw)
     assert cli("run", spec_file, "--out", tmp_path, "--no-progress")[0] == 0
     meta_path = tmp_path / "libs" / "sweep.json"

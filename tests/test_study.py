@@ -6,6 +6,7 @@ its first passage below ``2 ln r``. ``theory.collapse_time_cdf`` computes that d
 lattice convolution; ``tests/analysis/test_theory.py`` checks it against a direct Monte Carlo of
 the chi2 walk. Here the reference is compared with real sweeps (Ray, Parquet, KM medians).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,15 +32,22 @@ def collapse(ray_session, tmp_path_factory):
     """Collapse times (spread ratio below 0.1) of 4000 replace chains per n, for each estimator."""
     times = {}
     for estimator, horizon in HORIZON.items():
-        spec = parse_spec({
-            "name": f"rate-{estimator}", "seed": 2024, "generations": horizon, "replicates": REPLICATES,
-            "family": {"name": "gaussian", "estimator": estimator},
-            "grid": {"n": NS, "policy": ["replace"]},
-            "events": {"spread_below": [RATIO]}, "record": {"every": horizon},
-        })
+        spec = parse_spec(
+            {
+                "name": f"rate-{estimator}",
+                "seed": 2024,
+                "generations": horizon,
+                "replicates": REPLICATES,
+                "family": {"name": "gaussian", "estimator": estimator},
+                "grid": {"n": NS, "policy": ["replace"]},
+                "events": {"spread_below": [RATIO]},
+                "record": {"every": horizon},
+            }
+        )
         report = run_sweep(spec, str(tmp_path_factory.mktemp(estimator)), progress=False)
-        times[estimator] = analysis.collapse_times(analysis.load_events(report.location), "spread_below",
-                                                   threshold=RATIO)
+        times[estimator] = analysis.collapse_times(
+            analysis.load_events(report.location), "spread_below", threshold=RATIO
+        )
     return times
 
 
@@ -68,5 +76,10 @@ def test_collapse_time_slope_matches_the_exact_law(collapse):
     exact = theory.exact_median_collapse_time(NS, RATIO, "unbiased")
     implied = np.polyfit(np.log(NS), np.log(exact), 1)[0]
     assert fit["cells_used"] == len(NS)
-    assert fit["slope_lower"] <= implied <= fit["slope_upper"], (fit["slope"], fit["slope_lower"], fit["slope_upper"], implied)
+    assert fit["slope_lower"] <= implied <= fit["slope_upper"], (
+        fit["slope"],
+        fit["slope_lower"],
+        fit["slope_upper"],
+        implied,
+    )
     assert not fit["slope_lower"] <= 1.2 <= fit["slope_upper"]

@@ -1,4 +1,5 @@
 """Simulated sweeps (real Ray, real Parquet) against closed-form theory, tolerances from standard errors."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,12 +24,17 @@ def log_variance_theory(n: int, generations: int, estimator: str):
 def test_gaussian_log_variance_drift(estimator, ray_session, tmp_path):
     """Mean and variance over chains of ln(var_T/var_0) match T(psi((n-1)/2) - ln(c)) and T psi'((n-1)/2)."""
     generations, replicates = 40, 20000
-    spec = parse_spec({
-        "name": f"theory-{estimator}", "seed": 7, "generations": generations, "replicates": replicates,
-        "family": {"name": "gaussian", "cov": 2.0, "estimator": estimator},
-        "grid": {"n": [5, 50], "policy": ["replace"]},
-        "record": {"every": 20},
-    })
+    spec = parse_spec(
+        {
+            "name": f"theory-{estimator}",
+            "seed": 7,
+            "generations": generations,
+            "replicates": replicates,
+            "family": {"name": "gaussian", "cov": 2.0, "estimator": estimator},
+            "grid": {"n": [5, 50], "policy": ["replace"]},
+            "record": {"every": 20},
+        }
+    )
     report = run_sweep(spec, str(tmp_path), progress=False)
     frame = analysis.load(report.location, filters=[("generation", "=", generations)])
     for n, group in frame.groupby("n"):
@@ -44,12 +50,17 @@ def test_gaussian_log_variance_drift(estimator, ray_session, tmp_path):
 def test_categorical_heterozygosity_decay(ray_session, tmp_path):
     """Under replace, the mean over chains of 1 - sum p_t^2 is (1 - sum p_0^2)(1 - 1/n)^t."""
     generations, replicates, n = 30, 4000, 50
-    spec = parse_spec({
-        "name": "wright-fisher", "seed": 11, "generations": generations, "replicates": replicates,
-        "family": {"name": "categorical", "k": 20, "probs": {"zipf": 1.2}},
-        "grid": {"n": [n], "policy": ["replace"]},
-        "record": {"every": 5},
-    })
+    spec = parse_spec(
+        {
+            "name": "wright-fisher",
+            "seed": 11,
+            "generations": generations,
+            "replicates": replicates,
+            "family": {"name": "categorical", "k": 20, "probs": {"zipf": 1.2}},
+            "grid": {"n": [n], "policy": ["replace"]},
+            "record": {"every": 5},
+        }
+    )
     report = run_sweep(spec, str(tmp_path), progress=False)
     frame = analysis.load(report.location, columns=["generation", "heterozygosity"])
     h0 = 1.0 - np.sum(np.array(spec.family_spec.probs) ** 2)

@@ -3,6 +3,7 @@
 Pass ``path=...`` (no suffix needed) to write ``<path>.png`` and ``<path>.svg``, or call
 :func:`save_figure` later.
 """
+
 from __future__ import annotations
 
 from analysis.figures._common import event_description, format_time, save_figure
@@ -11,6 +12,13 @@ from analysis.figures.collapse import collapse_time_figure, probability_heatmap,
 from analysis.figures.gaussian import density_figure, fan_chart
 
 __all__ = [
-    "fan_chart", "density_figure", "survival_figure", "collapse_time_figure", "probability_heatmap",
-    "forgetting_figure", "save_figure", "format_time", "event_description",
+    "fan_chart",
+    "density_figure",
+    "survival_figure",
+    "collapse_time_figure",
+    "probability_heatmap",
+    "forgetting_figure",
+    "save_figure",
+    "format_time",
+    "event_description",
 ]

@@ -4,6 +4,7 @@ Figures are built on :class:`matplotlib.figure.Figure` directly, never through p
 is registered globally (a report of fifty figures leaks no memory), the process's backend is
 left alone, and PNG output goes through Agg.
 """
+
 from __future__ import annotations
 
 import math
@@ -18,9 +19,16 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 DPI = 150
 PANEL = (4.6, 3.4)  # inches per panel: ~690 x 510 px at DPI, readable when scaled to a page
 _STYLE = {
-    "font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 9,
-    "xtick.labelsize": 10, "ytick.labelsize": 10, "axes.grid": True, "grid.alpha": 0.3,
-    "legend.framealpha": 0.85, "svg.fonttype": "none",
+    "font.size": 11,
+    "axes.titlesize": 12,
+    "axes.labelsize": 11,
+    "legend.fontsize": 9,
+    "xtick.labelsize": 10,
+    "ytick.labelsize": 10,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "legend.framealpha": 0.85,
+    "svg.fonttype": "none",
 }
 SIGMA_LABEL = "σ_t / σ_true"
 GENERATION_LABEL = "generation"

@@ -1,4 +1,5 @@
 """Categorical figure: forgetting time versus initial count, and surviving symbols over time."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -61,8 +62,15 @@ def forgetting_figure(
                     ax.plot(grid, np.exp(fit.intercept) * grid**fit.slope, color=palette[cell], ls="--", lw=1)
             count, median = done["count"].to_numpy(dtype=float), done["median"].to_numpy(dtype=float)
             upper = np.minimum(done["median_upper"].to_numpy(dtype=float), horizon)
-            ax.errorbar(count, median, yerr=np.vstack([median - done["median_lower"].to_numpy(dtype=float), upper - median]),
-                        fmt="o", color=palette[cell], capsize=3, label=label)
+            ax.errorbar(
+                count,
+                median,
+                yerr=np.vstack([median - done["median_lower"].to_numpy(dtype=float), upper - median]),
+                fmt="o",
+                color=palette[cell],
+                capsize=3,
+                label=label,
+            )
             never = rows[~np.isfinite(rows["median"])]
             ax.plot(never["count"], np.full(len(never), horizon), "^", mfc="none", color=palette[cell], ms=8)
         if theory_line:

@@ -1,4 +1,5 @@
 """Collapse figures: Kaplan-Meier curves, median collapse time versus n, probability heatmap."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,8 +10,17 @@ from matplotlib.ticker import NullFormatter
 from analysis import theory
 from analysis._cells import cell_labels, group_columns, group_labels, require_columns
 from analysis._declarations import for_frame
-from analysis.figures._common import (GENERATION_LABEL, N_LABEL, colours, event_description, finish,
-                                      panels, plain_log_axis, policy_colours, style)
+from analysis.figures._common import (
+    GENERATION_LABEL,
+    N_LABEL,
+    colours,
+    event_description,
+    finish,
+    panels,
+    plain_log_axis,
+    policy_colours,
+    style,
+)
 from analysis._survival import survival_curves
 
 __all__ = ["survival_figure", "collapse_time_figure", "probability_heatmap"]
@@ -25,12 +35,15 @@ def _wording(times: pd.DataFrame) -> str:
     event, threshold = str(times["event"].iloc[0]), times["threshold"].iloc[0]
     declared = for_frame(times)
     info = declared.event(event) if declared else None
-    return event_description(event, threshold, distance=declared.distance_metric if declared else None,
-                             description=info.description if info else "")
+    return event_description(
+        event,
+        threshold,
+        distance=declared.distance_metric if declared else None,
+        description=info.description if info else "",
+    )
 
 
-def survival_figure(times: pd.DataFrame, *, confidence: float = 0.95, what: str | None = None,
-                    path=None) -> Figure:
+def survival_figure(times: pd.DataFrame, *, confidence: float = 0.95, what: str | None = None, path=None) -> Figure:
     """Kaplan-Meier curves of collapse with confidence bands: one panel per policy (and per value
     of every other axis but n: temperature, family fields), one line per n.
 
@@ -129,8 +142,16 @@ def collapse_time_figure(
             n, median = done["n"].to_numpy(dtype=float), done["median"].to_numpy(dtype=float)
             upper = np.minimum(done["median_upper"].to_numpy(dtype=float), horizon)
             if len(done):
-                    ax.errorbar(n, median, yerr=np.vstack([median - done["median_lower"].to_numpy(dtype=float), upper - median]),
-                            fmt="o-", color=colour, capsize=3, lw=1.5, label=label)
+                ax.errorbar(
+                    n,
+                    median,
+                    yerr=np.vstack([median - done["median_lower"].to_numpy(dtype=float), upper - median]),
+                    fmt="o-",
+                    color=colour,
+                    capsize=3,
+                    lw=1.5,
+                    label=label,
+                )
             open_top = done[~np.isfinite(done["median_upper"])]
             ax.plot(open_top["n"], np.full(len(open_top), horizon), "^", color=colour, ms=6)
             never = rows[~np.isfinite(rows["median"])]
@@ -142,10 +163,21 @@ def collapse_time_figure(
         ax.axhline(horizon, color="0.4", lw=1, ls=":", label=f"horizon T={horizon}")
         if ratio is not None:
             ns = np.geomspace(max(2.0, summary["n"].min()), summary["n"].max(), 100)
-            ax.plot(ns, theory.median_collapse_time(ns, ratio, estimator, "first_passage"), color="k", lw=1.2,
-                    label="theory, replace: first-passage median")
-            ax.plot(ns, theory.median_collapse_time(ns, ratio, estimator, "drift"), color="k", lw=1.2, ls=":",
-                    label="theory, replace: drift line 2 ln r / drift")
+            ax.plot(
+                ns,
+                theory.median_collapse_time(ns, ratio, estimator, "first_passage"),
+                color="k",
+                lw=1.2,
+                label="theory, replace: first-passage median",
+            )
+            ax.plot(
+                ns,
+                theory.median_collapse_time(ns, ratio, estimator, "drift"),
+                color="k",
+                lw=1.2,
+                ls=":",
+                label="theory, replace: drift line 2 ln r / drift",
+            )
         ax.set_xscale("log")
         ax.set_yscale("log")
         # Plain numbers read better than 2x10^1; tick exactly the n of the grid.
@@ -197,8 +229,15 @@ def probability_heatmap(
             for j in range(grid.shape[1]):
                 p = grid.iat[i, j]
                 if np.isfinite(p):
-                    ax.text(j, i, f"{p:.2f}\n[{lower.iat[i, j]:.2f}, {upper.iat[i, j]:.2f}]", ha="center",
-                            va="center", fontsize=8, color="white" if p < 0.6 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        f"{p:.2f}\n[{lower.iat[i, j]:.2f}, {upper.iat[i, j]:.2f}]",
+                        ha="center",
+                        va="center",
+                        fontsize=8,
+                        color="white" if p < 0.6 else "black",
+                    )
         ax.set_xticks(range(grid.shape[1]), [str(int(n)) for n in grid.columns])
         ax.set_yticks(range(grid.shape[0]), [f"{r:g}" for r in grid.index])
         ax.grid(False)
@@ -208,4 +247,3 @@ def probability_heatmap(
             ax.set_title(title)
         fig.colorbar(image, ax=ax, label=colorbar_label)
     return finish(fig, path)
-

@@ -1,5 +1,6 @@
 """1-D figures: fan chart of a metric (the fitted spread by default), and fitted densities (Gaussian
 or Gaussian mixture) versus the truth."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -40,8 +41,11 @@ def _is_mixture(rows: pd.DataFrame) -> bool:
 def _components(fit) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(weights, means, sds) of one row: a mixture's components, or one Gaussian."""
     if hasattr(fit, "weights") and hasattr(fit, "sigmas"):
-        return (np.asarray(fit.weights, dtype=float), np.asarray(fit.means, dtype=float),
-                np.asarray(fit.sigmas, dtype=float))
+        return (
+            np.asarray(fit.weights, dtype=float),
+            np.asarray(fit.means, dtype=float),
+            np.asarray(fit.sigmas, dtype=float),
+        )
     return np.ones(1), np.array([float(fit.mean)]), np.array([np.sqrt(float(fit.var))])
 
 
@@ -112,8 +116,16 @@ def fan_chart(
             if metric == "spread_ratio":
                 ax.axhline(1.0, color="0.4", lw=1, ls=":", label="truth")
                 if median_line and holds[cell] and is_one_d(rows):
-                    ax.plot(g, np.clip(theory.median_spread_ratio(float(table.loc[cell, "n"]), g, estimator), _SPREAD_FLOOR, None),
-                            color="k", lw=1.3, ls="--", label="theory median exp(drift·t/2)")
+                    ax.plot(
+                        g,
+                        np.clip(
+                            theory.median_spread_ratio(float(table.loc[cell, "n"]), g, estimator), _SPREAD_FLOOR, None
+                        ),
+                        color="k",
+                        lw=1.3,
+                        ls="--",
+                        label="theory median exp(drift·t/2)",
+                    )
             if metric == "spread_ratio":
                 ax.set_ylim(bottom=_SPREAD_FLOOR / 3)
             ax.set_title(labels[cell])
@@ -168,8 +180,10 @@ def density_figure(
     require_columns(trajectories, ["cell", "replicate", "generation", "spread_ratio"], "trajectories")
     mixture = _is_mixture(trajectories)
     if not mixture and not is_one_d(trajectories):
-        raise ValueError("density_figure needs 1-D trajectories: float 'mean' and 'var' columns (no NaN), "
-                         "or mixture 'weights', 'means' and 'sigmas' columns")
+        raise ValueError(
+            "density_figure needs 1-D trajectories: float 'mean' and 'var' columns (no NaN), "
+            "or mixture 'weights', 'means' and 'sigmas' columns"
+        )
     if cells is None:
         cells = cell_table(trajectories).index[:3].tolist()
     table = _pick_cells(trajectories, cells, 4)
@@ -207,11 +221,23 @@ def density_figure(
                     # Add points around each component so narrow spikes are resolved.
                     spikes = (m[sd > 0, None] + sd[sd > 0, None] * np.linspace(-5, 5, 201)).ravel()
                     x = np.sort(np.concatenate([base, spikes]))
-                    ax.plot(x, _pdf(x, w, m, sd), lw=1.2, color=f"C{i % 10}",
-                            label=f"fitted, {len(fits)} chains" if i == 0 else None)
+                    ax.plot(
+                        x,
+                        _pdf(x, w, m, sd),
+                        lw=1.2,
+                        color=f"C{i % 10}",
+                        label=f"fitted, {len(fits)} chains" if i == 0 else None,
+                    )
                 median = rows.loc[rows["generation"] == gen, "spread_ratio"].median()
-                ax.text(0.98, 0.95, f"median {SIGMA_LABEL}\n= {median:.3g}", transform=ax.transAxes,
-                        ha="right", va="top", fontsize=9)
+                ax.text(
+                    0.98,
+                    0.95,
+                    f"median {SIGMA_LABEL}\n= {median:.3g}",
+                    transform=ax.transAxes,
+                    ha="right",
+                    va="top",
+                    fontsize=9,
+                )
                 ax.set_xlim(low, high)
                 ax.set_ylim(0, 4 * peak)
                 ax.set_title(f"{labels[cell]}; generation {gen}", fontsize=10)

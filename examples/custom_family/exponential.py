@@ -21,6 +21,7 @@ temperature T the model's rate is lambda_t / T, adding -ln T from generation 2 o
 E[ln(lambda_t / lambda_0)] = t (ln n - digamma(n)) - (t - 1) ln T and Var = t trigamma(n):
 a random walk with a positive drift of about 1 / (2n), so the spread 1 / lambda collapses.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -67,8 +68,11 @@ class ExponentialFamily(Family):
     sufficient = True
     exact_subsample = False
     event_kinds = (
-        EventKind("rate_above", "fitted rate over the true rate above the threshold (the spread 1 / rate "
-                  "has shrunk by that factor)", default=(2.0, 10.0)),
+        EventKind(
+            "rate_above",
+            "fitted rate over the true rate above the threshold (the spread 1 / rate has shrunk by that factor)",
+            default=(2.0, 10.0),
+        ),
         EventKind("distance_above", "W2 distance to the truth above the threshold", collapse=False),
     )
     metric_columns = {

@@ -9,6 +9,7 @@ A spec's ``family.name`` is looked up in this order:
 
 See :mod:`sweep.families.base` for the contract and ``docs/families.md`` for a guide.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -24,7 +25,8 @@ from sweep.families.kde_nd import KDENDFamily
 
 #: The built-in families, by name.
 REGISTRY: dict[str, type[Family]] = {
-    family.name: family for family in (GaussianFamily, CategoricalFamily, GMMFamily, KDEFamily, GMMNDFamily, KDENDFamily)
+    family.name: family
+    for family in (GaussianFamily, CategoricalFamily, GMMFamily, KDEFamily, GMMNDFamily, KDENDFamily)
 }
 ENTRY_POINT_GROUP = "collapse_sweep.families"
 #: What a family class must define (the abstract methods of :class:`Family`).
@@ -47,12 +49,16 @@ def _entry_points() -> dict[str, object]:
 
 def _check_contract(cls: object, where: str) -> type[Family]:
     if not isinstance(cls, type) or not issubclass(cls, Family):
-        raise FamilyLoadError("a subclass of sweep.families.Family (see docs/families.md)",
-                              f"{where}, which is {type(cls).__name__ if not isinstance(cls, type) else 'a class that is not'}")
+        raise FamilyLoadError(
+            "a subclass of sweep.families.Family (see docs/families.md)",
+            f"{where}, which is {type(cls).__name__ if not isinstance(cls, type) else 'a class that is not'}",
+        )
     missing = [m for m in REQUIRED if getattr(cls, m, None) is None or m in getattr(cls, "__abstractmethods__", ())]
     if missing:
-        raise FamilyLoadError("a family class that implements the contract (docs/families.md)",
-                              f"{where}, which lacks {', '.join(missing)}")
+        raise FamilyLoadError(
+            "a family class that implements the contract (docs/families.md)",
+            f"{where}, which lacks {', '.join(missing)}",
+        )
     return cls
 
 
@@ -76,24 +82,45 @@ def resolve_family(name: object) -> type[Family]:
             try:
                 loaded = points[name].load()
             except Exception as error:  # a broken plug-in: say which and why, in one line
-                raise FamilyLoadError(known, f"'{name}', whose entry point failed to load "
-                                      f"({type(error).__name__}: {' '.join(str(error).split())})") from None
+                raise FamilyLoadError(
+                    known,
+                    f"'{name}', whose entry point failed to load "
+                    f"({type(error).__name__}: {' '.join(str(error).split())})",
+                ) from None
             return _check_contract(loaded, f"'{name}'")
         raise FamilyLoadError(known, repr(name))
     module_name, _, attribute = name.partition(":")
     try:
         module = importlib.import_module(module_name)
     except Exception as error:
-        raise FamilyLoadError(f"an importable 'package.module:ClassName' (is the module on PYTHONPATH?)",
-                              f"'{name}' ({type(error).__name__}: {' '.join(str(error).split())})") from None
+        raise FamilyLoadError(
+            f"an importable 'package.module:ClassName' (is the module on PYTHONPATH?)",
+            f"'{name}' ({type(error).__name__}: {' '.join(str(error).split())})",
+        ) from None
     cls = module
     for part in attribute.split("."):
         cls = getattr(cls, part, None)
     if cls is None:
-        raise FamilyLoadError("an importable 'package.module:ClassName'",
-                              f"'{name}' (module '{module_name}' has no '{attribute}')")
+        raise FamilyLoadError(
+            "an importable 'package.module:ClassName'", f"'{name}' (module '{module_name}' has no '{attribute}')"
+        )
     return _check_contract(cls, f"'{name}'")
 
 
-__all__ = ["DIVERGED", "ENTRY_POINT_GROUP", "REGISTRY", "Cost", "EventKind", "Family", "FamilyLoadError",
-           "Resources", "resolve_family", "CategoricalFamily", "GaussianFamily", "GMMFamily", "GMMNDFamily", "KDEFamily", "KDENDFamily"]
+__all__ = [
+    "DIVERGED",
+    "ENTRY_POINT_GROUP",
+    "REGISTRY",
+    "Cost",
+    "EventKind",
+    "Family",
+    "FamilyLoadError",
+    "Resources",
+    "resolve_family",
+    "CategoricalFamily",
+    "GaussianFamily",
+    "GMMFamily",
+    "GMMNDFamily",
+    "KDEFamily",
+    "KDENDFamily",
+]

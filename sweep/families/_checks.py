@@ -4,6 +4,7 @@ Every message follows one template so that a failing spec names the parameter, w
 expected and what was given, on one line:
 ``The 'k' parameter of em_fit must be an int in [1, 100] (N). Got 0 instead.``
 """
+
 from __future__ import annotations
 
 import numbers
@@ -34,8 +35,7 @@ def as_batch(x: object, func: str, name: str = "x", min_cols: int = 1) -> np.nda
     if a.ndim != 2:
         raise fail(func, name, "a 2-D array of shape (B, N)", f"shape {a.shape}")
     if a.shape[0] < 1 or a.shape[1] < min_cols:
-        raise fail(func, name, f"of shape (B, N) with B >= 1 and N >= {min_cols}",
-                   f"shape {a.shape}")
+        raise fail(func, name, f"of shape (B, N) with B >= 1 and N >= {min_cols}", f"shape {a.shape}")
     # a row sum is finite iff the row is (barring overflow): one cheap pass in the usual case
     if not np.isfinite(a.sum(axis=1)).all():
         bad = ~np.isfinite(a)
@@ -44,8 +44,7 @@ def as_batch(x: object, func: str, name: str = "x", min_cols: int = 1) -> np.nda
     return np.ascontiguousarray(a)
 
 
-def as_int(value: object, func: str, name: str, lo: int, hi: int | None = None,
-           hi_label: str = "") -> int:
+def as_int(value: object, func: str, name: str, lo: int, hi: int | None = None, hi_label: str = "") -> int:
     """Return ``value`` as an int in [lo, hi] (hi=None: no upper bound)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise fail(func, name, "an int", value, TypeError)
@@ -56,21 +55,20 @@ def as_int(value: object, func: str, name: str, lo: int, hi: int | None = None,
     return v
 
 
-def as_float(value: object, func: str, name: str, *, positive: bool = False,
-             nonneg: bool = False) -> float:
+def as_float(value: object, func: str, name: str, *, positive: bool = False, nonneg: bool = False) -> float:
     """Return ``value`` as a finite float, optionally > 0 or >= 0."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise fail(func, name, "a real number", value, TypeError)
     v = float(value)
     if not np.isfinite(v) or (positive and v <= 0) or (nonneg and v < 0):
-        expect = "a float in (0, inf)" if positive else "a float in [0, inf)" if nonneg \
-            else "a finite float"
+        expect = "a float in (0, inf)" if positive else "a float in [0, inf)" if nonneg else "a finite float"
         raise fail(func, name, expect, v)
     return v
 
 
-def as_mixture(weights: object, means: object, variances: object, func: str, *,
-               batch: int | None = None, prefix: str = "") -> tuple[np.ndarray, ...]:
+def as_mixture(
+    weights: object, means: object, variances: object, func: str, *, batch: int | None = None, prefix: str = ""
+) -> tuple[np.ndarray, ...]:
     """Validate a batch of 1-D Gaussian mixtures and return float64 (B, k) arrays.
 
     Parameters of shape (k,) describe one mixture shared by every chain and are broadcast to
@@ -83,8 +81,7 @@ def as_mixture(weights: object, means: object, variances: object, func: str, *,
         try:
             a = np.asarray(value, dtype=np.float64)
         except (TypeError, ValueError):
-            raise fail(func, name, "an array of real numbers", type(value).__name__,
-                       TypeError) from None
+            raise fail(func, name, "an array of real numbers", type(value).__name__, TypeError) from None
         if a.ndim == 1:
             a = a[None, :]
         if a.ndim != 2 or a.shape[1] < 1:
@@ -96,13 +93,21 @@ def as_mixture(weights: object, means: object, variances: object, func: str, *,
     w, m, v = arrs
     shapes = {a.shape[1] for a in arrs}
     if len(shapes) != 1:
-        raise fail(func, names[1], f"of the same k as {names[0]} ({w.shape[1]})",
-                   f"shape {m.shape}, {names[2]} shape {v.shape}")
+        raise fail(
+            func,
+            names[1],
+            f"of the same k as {names[0]} ({w.shape[1]})",
+            f"shape {m.shape}, {names[2]} shape {v.shape}",
+        )
     rows = {a.shape[0] for a in arrs} | ({batch} if batch is not None else set())
     n_rows = max(rows)
     if not rows <= {1, n_rows}:
-        raise fail(func, names[0], f"of a batch size B matching the other arrays ({n_rows})",
-                   f"shapes {w.shape}, {m.shape}, {v.shape}")
+        raise fail(
+            func,
+            names[0],
+            f"of a batch size B matching the other arrays ({n_rows})",
+            f"shapes {w.shape}, {m.shape}, {v.shape}",
+        )
     if (v <= 0).any():
         raise fail(func, names[2], "> 0", _first_bad(v, v <= 0))
     if ((w < 0) | (w > 1)).any():
@@ -111,10 +116,10 @@ def as_mixture(weights: object, means: object, variances: object, func: str, *,
     off = np.abs(total - 1.0) > WEIGHT_SUM_ATOL
     if off.any():
         row = int(np.argmax(off))
-        raise fail(func, names[0], f"summing to 1 per chain (atol {WEIGHT_SUM_ATOL:g})",
-                   f"sum {total[row]!r} in chain {row}")
-    return tuple(np.ascontiguousarray(np.broadcast_to(a, (n_rows, a.shape[1])))
-                 for a in (w, m, v))
+        raise fail(
+            func, names[0], f"summing to 1 per chain (atol {WEIGHT_SUM_ATOL:g})", f"sum {total[row]!r} in chain {row}"
+        )
+    return tuple(np.ascontiguousarray(np.broadcast_to(a, (n_rows, a.shape[1]))) for a in (w, m, v))
 
 
 def as_generator(rng: object, func: str) -> np.random.Generator:

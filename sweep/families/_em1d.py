@@ -12,6 +12,7 @@ The kernels are in :mod:`sweep.families._estep1d` (E/M-steps) and
 :mod:`sweep.families._kmeans1d` (the k-means initialisation); sampling and metrics are in
 :mod:`sweep.families._gmm1d` and re-exported here.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,12 +21,19 @@ import numpy as np
 
 from sweep.families._checks import as_batch, as_float, as_generator, as_int, as_mixture, fail
 from sweep.families._estep1d import NK_EPS, block_rows, estep, mstep
-from sweep.families._gmm1d import (kl_true_fitted, mixture_mean_var, sample_gmm, tail_mass,
-                                   w2_to_mixture)
+from sweep.families._gmm1d import kl_true_fitted, mixture_mean_var, sample_gmm, tail_mass, w2_to_mixture
 from sweep.families._kmeans1d import KMEANS_TOL, SortedRows, kmeans_plusplus, lloyd
 
-__all__ = ["EMResult", "em_fit", "mean_log_likelihood", "sample_gmm", "w2_to_mixture",
-           "kl_true_fitted", "tail_mass", "mixture_mean_var"]
+__all__ = [
+    "EMResult",
+    "em_fit",
+    "mean_log_likelihood",
+    "sample_gmm",
+    "w2_to_mixture",
+    "kl_true_fitted",
+    "tail_mass",
+    "mixture_mean_var",
+]
 
 INITS = ("kmeans", "random_from_data")
 
@@ -72,8 +80,20 @@ class _Work:
         self.sbuf = np.empty((rb, xc.shape[1]))
 
     def estep(self, rows, x, x2, w, m, v, *, stats):
-        return estep(x, x2, self.sx[rows], self.sxx[rows], self.lo[rows], self.hi[rows],
-                     self.ebuf, self.sbuf, w, m, v, stats=stats)
+        return estep(
+            x,
+            x2,
+            self.sx[rows],
+            self.sxx[rows],
+            self.lo[rows],
+            self.hi[rows],
+            self.ebuf,
+            self.sbuf,
+            w,
+            m,
+            v,
+            stats=stats,
+        )
 
 
 def _run(work, w, m, v, tol, max_iter, reg_covar):
@@ -141,8 +161,7 @@ def _sort_by_mean(*arrays_and_means):
     return [np.take_along_axis(a, order, axis=1) for a in arrays + [means]]
 
 
-def em_fit(x, k, *, init="kmeans", rng=None, tol=1e-3, max_iter=100, reg_covar=1e-6,
-           n_init=1, score=True) -> EMResult:
+def em_fit(x, k, *, init="kmeans", rng=None, tol=1e-3, max_iter=100, reg_covar=1e-6, n_init=1, score=True) -> EMResult:
     """Fit a k-component 1-D Gaussian mixture to every chain of a batch by EM.
 
     Parameters
@@ -182,16 +201,16 @@ def em_fit(x, k, *, init="kmeans", rng=None, tol=1e-3, max_iter=100, reg_covar=1
         init = (init.weights, init.means, init.variances)
     if isinstance(init, str):
         if init not in INITS:
-            raise fail(func, "init", f"a str among {set(INITS)} or (weights, means, "
-                       "variances)", init)
+            raise fail(func, "init", f"a str among {set(INITS)} or (weights, means, variances)", init)
         rng = as_generator(rng, func)
     elif isinstance(init, (tuple, list)) and len(init) == 3:
         w0, m0, v0 = as_mixture(*init, func, batch=b, prefix="init ")
         if w0.shape != (b, k):
             raise fail(func, "init", f"parameters of shape ({b}, {k}) or ({k},)", w0.shape)
     else:
-        raise fail(func, "init", f"a str among {set(INITS)} or (weights, means, variances)",
-                   type(init).__name__, TypeError)
+        raise fail(
+            func, "init", f"a str among {set(INITS)} or (weights, means, variances)", type(init).__name__, TypeError
+        )
     shift = x.mean(axis=1, keepdims=True)
     # EM is translation-equivariant and does not depend on the order of the samples: centring
     # keeps the expanded quadratics accurate, and the k-means initialisation wants sorted rows

@@ -15,6 +15,7 @@ Rows are chains, columns samples. On this kind of machine ``np.exp`` and ``np.lo
 
 The data are centred per chain beforehand, which keeps the expanded quadratics accurate.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -67,7 +68,7 @@ def _sum_log(s, levels):
         half = t.shape[1] // 2
         if half == 0:
             break
-        u = t[:, :half] * t[:, half:2 * half]
+        u = t[:, :half] * t[:, half : 2 * half]
         if t.shape[1] % 2:
             u[:, 0] *= t[:, -1]
         t = u
@@ -124,8 +125,11 @@ def _fast_rows(x, x2, al, be, ga, clamp, levels, e, s, stats):
         return sum_log, None, None
     np.divide(1.0, s, out=s)  # the reference component's responsibility
     e *= s
-    return (sum_log, np.stack([s.sum(axis=1), np.vecdot(s, x), np.vecdot(s, x2)]),
-            np.stack([e.sum(axis=2), np.vecdot(e, x), np.vecdot(e, x2)]))
+    return (
+        sum_log,
+        np.stack([s.sum(axis=1), np.vecdot(s, x), np.vecdot(s, x2)]),
+        np.stack([e.sum(axis=2), np.vecdot(e, x), np.vecdot(e, x2)]),
+    )
 
 
 def estep(x, x2, sx, sxx, lo, hi, ebuf, sbuf, w, m, v, *, stats=True):
@@ -169,9 +173,18 @@ def estep(x, x2, sx, sxx, lo, hi, ebuf, sbuf, w, m, v, *, stats=True):
             rows = blk.stop - blk.start
             if not fast[blk].any():  # e.g. the first step of "random_from_data"
                 continue
-            sum_log, ref_b, oth_b = _fast_rows(x[blk], None if x2 is None else x2[blk], al[blk],
-                                               be[blk], ga[blk], clamp, levels,
-                                               ebuf[: k - 1, :rows], sbuf[:rows], stats)
+            sum_log, ref_b, oth_b = _fast_rows(
+                x[blk],
+                None if x2 is None else x2[blk],
+                al[blk],
+                be[blk],
+                ga[blk],
+                clamp,
+                levels,
+                ebuf[: k - 1, :rows],
+                sbuf[:rows],
+                stats,
+            )
             ll[blk] += sum_log
             if stats:
                 ref_st[:, blk], oth_st[:, :, blk] = ref_b, oth_b
@@ -183,9 +196,8 @@ def estep(x, x2, sx, sxx, lo, hi, ebuf, sbuf, w, m, v, *, stats=True):
                 dst[ri, oth] = oth_val.T
         slow = np.flatnonzero(~fast)
         for r0 in range(0, len(slow), max(1, rb // k)):  # (rows, k, N) temporaries
-            sl = slow[r0:r0 + max(1, rb // k)]
-            ll_s, st_s = _stable(x[sl], None if x2 is None else x2[sl], head[sl], m[sl],
-                                 -0.5 / v[sl], stats)
+            sl = slow[r0 : r0 + max(1, rb // k)]
+            ll_s, st_s = _stable(x[sl], None if x2 is None else x2[sl], head[sl], m[sl], -0.5 / v[sl], stats)
             ll[sl] = ll_s
             if stats:
                 for dst, src in zip(out, st_s):

@@ -18,6 +18,7 @@ nodes of its parameter (panels short enough that the projected curve moves less 
 across one), with their weights; the projected law is then those point masses convolved with
 N(0, noise**2) and, for the swiss roll, with the uniform law of the projected height.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -85,11 +86,15 @@ class Shape:
     def _curves(self) -> list[tuple[float, tuple[float, float], Any, float]]:
         """(weight, parameter range, point of the curve, largest speed) of each noiseless curve."""
         if self.name == "moons":
-            return [(0.5, (0.0, np.pi), lambda t: _moons(t, True), 1.0),
-                    (0.5, (0.0, np.pi), lambda t: _moons(t, False), 1.0)]
+            return [
+                (0.5, (0.0, np.pi), lambda t: _moons(t, True), 1.0),
+                (0.5, (0.0, np.pi), lambda t: _moons(t, False), 1.0),
+            ]
         if self.name == "circles":
-            return [(0.5, (0.0, 2 * np.pi), lambda t: _circles(t, True, self.factor), 1.0),
-                    (0.5, (0.0, 2 * np.pi), lambda t: _circles(t, False, self.factor), self.factor)]
+            return [
+                (0.5, (0.0, 2 * np.pi), lambda t: _circles(t, True, self.factor), 1.0),
+                (0.5, (0.0, 2 * np.pi), lambda t: _circles(t, False, self.factor), self.factor),
+            ]
         # the roll at height 0; the height is uniform on [0, 21] along axis 1
         return [(1.0, _ROLL_T, lambda t: _roll(t, np.zeros_like(t)), float(np.hypot(1.0, _ROLL_T[1])))]
 
@@ -122,9 +127,9 @@ class Shape:
         points, weights = self._nodes(200.0 / (2 * np.pi))
         mean = weights @ points
         centred = points - mean
-        cov = (centred * weights[:, None]).T @ centred + self.noise ** 2 * np.eye(self.dim)
+        cov = (centred * weights[:, None]).T @ centred + self.noise**2 * np.eye(self.dim)
         if self.name == "swiss_roll":  # the height: uniform on [0, 21], independent of t
-            mean[1], cov[1, 1] = _ROLL_HEIGHT / 2, _ROLL_HEIGHT ** 2 / 12 + self.noise ** 2
+            mean[1], cov[1, 1] = _ROLL_HEIGHT / 2, _ROLL_HEIGHT**2 / 12 + self.noise**2
         return mean, cov
 
 

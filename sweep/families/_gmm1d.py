@@ -3,6 +3,7 @@
 Mixture parameters are (B, k) arrays of weights, means and variances. The true mixture of the
 metrics may be given once, as (k_true,) arrays, and is then shared by every chain.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -70,8 +71,9 @@ def _fitted_and_true(func, fitted, true):
     return w, m, v, tw, tm, tv
 
 
-def w2_to_mixture(weights, means, variances, true_weights, true_means, true_variances, *,
-                  points_per_component=65) -> np.ndarray:
+def w2_to_mixture(
+    weights, means, variances, true_weights, true_means, true_variances, *, points_per_component=65
+) -> np.ndarray:
     """2-Wasserstein distance (B,) from each fitted mixture to the true one.
 
     Computed through the quantile functions (see :func:`sweep.families._quantiles1d.w2_mixtures`):
@@ -82,8 +84,9 @@ def w2_to_mixture(weights, means, variances, true_weights, true_means, true_vari
     against the closed form for two Gaussians, and against much finer grids).
     """
     func = "w2_to_mixture"
-    w, m, v, tw, tm, tv = _fitted_and_true(func, (weights, means, variances),
-                                           (true_weights, true_means, true_variances))
+    w, m, v, tw, tm, tv = _fitted_and_true(
+        func, (weights, means, variances), (true_weights, true_means, true_variances)
+    )
     per = as_int(points_per_component, func, "points_per_component", 9)
     return w2_mixtures(w, m, v, tw, tm, tv, per)
 
@@ -106,8 +109,7 @@ def _log_density(x, w, m, v):
 _KL_CHUNK = 1 << 15
 
 
-def kl_true_fitted(weights, means, variances, true_weights, true_means, true_variances, *,
-                   n_grid=1024) -> np.ndarray:
+def kl_true_fitted(weights, means, variances, true_weights, true_means, true_variances, *, n_grid=1024) -> np.ndarray:
     """KL(true || fitted) (B,) in nats, by quadrature on a fixed grid.
 
     The grid spans the true mixture +- 12 sd with ``n_grid`` points (tabulated once when the
@@ -124,8 +126,9 @@ def kl_true_fitted(weights, means, variances, true_weights, true_means, true_var
     point, where a plain logsumexp costs k and one.
     """
     func = "kl_true_fitted"
-    w, m, v, tw, tm, tv = _fitted_and_true(func, (weights, means, variances),
-                                           (true_weights, true_means, true_variances))
+    w, m, v, tw, tm, tv = _fitted_and_true(
+        func, (weights, means, variances), (true_weights, true_means, true_variances)
+    )
     n_grid = as_int(n_grid, func, "n_grid", 16)
     ts = np.sqrt(tv)
     lo, hi = (tm - 12.0 * ts).min(axis=1), (tm + 12.0 * ts).max(axis=1)
@@ -170,12 +173,12 @@ def true_tails(true_weights, true_means, true_variances, func="tail_mass"):
     return mixture_quantile(TAIL_LEVELS, tw, tm, tv)
 
 
-def tail_mass(weights, means, variances, true_weights, true_means, true_variances
-              ) -> np.ndarray:
+def tail_mass(weights, means, variances, true_weights, true_means, true_variances) -> np.ndarray:
     """Fitted probability (B,) below the true 1% quantile plus above the true 99% quantile."""
     func = "tail_mass"
-    w, m, v, tw, tm, tv = _fitted_and_true(func, (weights, means, variances),
-                                           (true_weights, true_means, true_variances))
+    w, m, v, tw, tm, tv = _fitted_and_true(
+        func, (weights, means, variances), (true_weights, true_means, true_variances)
+    )
     q = mixture_quantile(TAIL_LEVELS, tw, tm, tv)
     sd = np.sqrt(v)
     return (mixture_cdf(q[:, :1], w, m, sd) + mixture_cdf(q[:, 1:], w, m, sd, upper=True))[:, 0]

@@ -6,6 +6,7 @@ spherical covariance is stored as its full matrix), so that sampling and metrics
 path. The true mixture may be given once, as (k,), (k, d) and (k, d, d) arrays shared by every
 chain.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -39,8 +40,9 @@ class Mixture:
     def given(cls, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray) -> "Mixture":
         """A mixture that no fit produced (the truth at generation 0)."""
         b = weights.shape[0]
-        return cls(weights, means, covariances, np.zeros(b, np.int64), np.ones(b, bool),
-                   np.full(b, np.nan), np.full(b, np.nan))
+        return cls(
+            weights, means, covariances, np.zeros(b, np.int64), np.ones(b, bool), np.full(b, np.nan), np.full(b, np.nan)
+        )
 
     @property
     def dim(self) -> int:
@@ -74,8 +76,12 @@ def as_mixture_nd(weights, means, covariances, func: str, *, prefix: str = "") -
     c = _array(covariances, func, names[2], 4)
     b, k, d = m.shape
     if w.shape[1] != k or c.shape[1:] != (k, d, d):
-        raise fail(func, names[2], f"of shape (B, k, d, d) with k = {k}, d = {d} as {names[1]}, and "
-                   f"{names[0]} (B, k)", f"shapes {w.shape}, {m.shape}, {c.shape}")
+        raise fail(
+            func,
+            names[2],
+            f"of shape (B, k, d, d) with k = {k}, d = {d} as {names[1]}, and {names[0]} (B, k)",
+            f"shapes {w.shape}, {m.shape}, {c.shape}",
+        )
     rows = {w.shape[0], b, c.shape[0]}
     if not rows <= {1, max(rows)}:
         raise fail(func, names[0], "arrays of one batch size B", f"shapes {w.shape}, {m.shape}, {c.shape}")
@@ -84,15 +90,20 @@ def as_mixture_nd(weights, means, covariances, func: str, *, prefix: str = "") -
     total = w.sum(axis=1)
     if (np.abs(total - 1.0) > WEIGHT_SUM_ATOL).any():
         row = int(np.argmax(np.abs(total - 1.0)))
-        raise fail(func, names[0], f"summing to 1 per chain (atol {WEIGHT_SUM_ATOL:g})", f"sum {total[row]!r} in chain {row}")
+        raise fail(
+            func, names[0], f"summing to 1 per chain (atol {WEIGHT_SUM_ATOL:g})", f"sum {total[row]!r} in chain {row}"
+        )
     if (np.diagonal(c, axis1=-2, axis2=-1) < 0).any():
         raise fail(func, names[2], "positive semi-definite", "a negative variance")
     scale = np.abs(c).max(initial=1.0)
     if (np.abs(c - np.swapaxes(c, -1, -2)) > 1e-10 * scale).any():
         raise fail(func, names[2], "symmetric", "an asymmetric matrix")
     n = max(rows)
-    return (np.ascontiguousarray(np.broadcast_to(w, (n, k))), np.ascontiguousarray(np.broadcast_to(m, (n, k, d))),
-            np.ascontiguousarray(np.broadcast_to(c, (n, k, d, d))))
+    return (
+        np.ascontiguousarray(np.broadcast_to(w, (n, k))),
+        np.ascontiguousarray(np.broadcast_to(m, (n, k, d))),
+        np.ascontiguousarray(np.broadcast_to(c, (n, k, d, d))),
+    )
 
 
 def as_points(x, func: str, name: str = "x", min_points: int = 1) -> np.ndarray:

@@ -12,6 +12,7 @@ updated; the working set is compacted as they finish.
 The kernels (features, E-step, M-step) are in :mod:`sweep.families._gmmnd_estep`, the k-means
 initialisation in :mod:`sweep.families._gmmnd_kmeans`.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -88,12 +89,25 @@ def _random_from_data(xt, k, d, reg_covar, covariance_type, rng):
     if covariance_type == "full":
         var = np.zeros((b, k, d, d)) + reg_covar * np.eye(d)
     else:  # diag/spherical: avg x**2 - mean**2 + reg, ~1e-15 from reg as in scikit-learn
-        var = restrict((pts * pts / nk[..., None] - means * means + reg_covar)[..., :, None] * np.eye(d), covariance_type)
+        var = restrict(
+            (pts * pts / nk[..., None] - means * means + reg_covar)[..., :, None] * np.eye(d), covariance_type
+        )
     return nk / n, means, var
 
 
-def em_fit(x, k, *, covariance_type="full", init="kmeans", rng=None, tol=1e-3, max_iter=100, reg_covar=1e-6,
-           n_init=1, score=True) -> Mixture:
+def em_fit(
+    x,
+    k,
+    *,
+    covariance_type="full",
+    init="kmeans",
+    rng=None,
+    tol=1e-3,
+    max_iter=100,
+    reg_covar=1e-6,
+    n_init=1,
+    score=True,
+) -> Mixture:
     """Fit a k-component Gaussian mixture to every chain of a batch by EM.
 
     Parameters
@@ -154,13 +168,21 @@ def em_fit(x, k, *, covariance_type="full", init="kmeans", rng=None, tol=1e-3, m
     elif isinstance(init, (tuple, list)) and len(init) == 3:
         w0, m0, c0 = as_mixture_nd(*init, func, prefix="init ")
         if m0.shape[1:] != (k, d) or w0.shape[0] not in (1, b):
-            raise fail(func, "init", f"parameters of {k} components in {d} dimensions for 1 or {b} chains",
-                       f"shapes {w0.shape}, {m0.shape}")
-        starts = [lambda: tuple(np.broadcast_to(a, (b,) + a.shape[1:])
-                                for a in (w0, m0 - shift, restrict(c0, covariance_type)))]
+            raise fail(
+                func,
+                "init",
+                f"parameters of {k} components in {d} dimensions for 1 or {b} chains",
+                f"shapes {w0.shape}, {m0.shape}",
+            )
+        starts = [
+            lambda: tuple(
+                np.broadcast_to(a, (b,) + a.shape[1:]) for a in (w0, m0 - shift, restrict(c0, covariance_type))
+            )
+        ]
     else:
-        raise fail(func, "init", f"a str among {set(INITS)} or (weights, means, covariances)",
-                   type(init).__name__, TypeError)
+        raise fail(
+            func, "init", f"a str among {set(INITS)} or (weights, means, covariances)", type(init).__name__, TypeError
+        )
     best = None
     for start in starts:
         w0, m0, c0 = start()
@@ -193,6 +215,10 @@ def mean_log_likelihood(x, weights, means, covariances, *, covariance_type="full
     xt = np.ascontiguousarray(np.swapaxes(x, 1, 2))
     shift = xt.mean(axis=2)
     xt -= shift[:, :, None]
-    theta, ok = coefficients(np.broadcast_to(w, (x.shape[0],) + w.shape[1:]), m - shift[:, None, :],
-                             np.broadcast_to(c, (x.shape[0],) + c.shape[1:]), covariance_type)
+    theta, ok = coefficients(
+        np.broadcast_to(w, (x.shape[0],) + w.shape[1:]),
+        m - shift[:, None, :],
+        np.broadcast_to(c, (x.shape[0],) + c.shape[1:]),
+        covariance_type,
+    )
     return np.where(ok, e_step(features(xt, covariance_type), theta, stats=False)[0], np.nan)

@@ -8,6 +8,7 @@ M-step's sufficient statistics (responsibility sums, first and second moments) a
 R (k x N) @ phi^T (N x F). Centring keeps the expanded quadratics accurate: their rounding is
 ~1e-16 |m|^2 / sd^2, and ``reg_covar`` bounds sd below.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,7 +32,7 @@ def features(xt: np.ndarray, covariance_type: str) -> np.ndarray:
     b, d, n = xt.shape
     phi = np.empty((b, n_features(d, covariance_type), n))
     phi[:, 0] = 1.0
-    phi[:, 1:1 + d] = xt
+    phi[:, 1 : 1 + d] = xt
     row = 1 + d
     if covariance_type == "spherical":
         np.multiply(xt[:, 0], xt[:, 0], out=phi[:, row])
@@ -125,8 +126,8 @@ def from_stats(s: np.ndarray, d: int, reg_covar: float, covariance_type: str):
     """Component sums nk (B, k, 10 eps added), means and covariances (full matrices) from the
     responsibility-weighted feature sums, as scikit-learn's _estimate_gaussian_parameters."""
     nk = s[..., 0] + NK_EPS
-    means = s[..., 1:1 + d] / nk[..., None]
-    second = s[..., 1 + d:] / nk[..., None]
+    means = s[..., 1 : 1 + d] / nk[..., None]
+    second = s[..., 1 + d :] / nk[..., None]
     eye = np.eye(d)
     if covariance_type == "full":
         q = np.empty(s.shape[:2] + (d, d))

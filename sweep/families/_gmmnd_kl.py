@@ -9,6 +9,7 @@ them cross, and the error grows. Measured against a 3000 x 3000 grid (tests): re
 below. (A 32 x 32 Gauss-Hermite rule, tried first, was off by 2e-3 at 0.3 and 6e-3 at 0.1.) The
 grid costs NODES[d]**d evaluations of log q per chain, so d <= 3; beyond, KL is NaN.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -11,6 +11,7 @@ clusters onto the samples farthest from their centres; and the labels of the fin
 Random draws are chain-leading and their number does not depend on the data (one index per chain,
 then one (B, trials) uniform array per further centre); Lloyd draws nothing.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -89,8 +90,9 @@ def assign(xt: np.ndarray, centers: np.ndarray) -> np.ndarray:
     return labels
 
 
-def cluster_sums(xt: np.ndarray, labels: np.ndarray, k: int, totals: np.ndarray | None = None
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def cluster_sums(
+    xt: np.ndarray, labels: np.ndarray, k: int, totals: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Counts (B, k) and sums (B, k, d) of the samples xt (B, d, N) of every cluster (two
     clusters: cluster 0 is the total, ``totals`` (B, d) if at hand, minus cluster 1)."""
     if k == 2:

@@ -7,6 +7,7 @@ a diagonal; or a d x d symmetric positive definite matrix; or one positive numbe
 component; default the identity) and
 ``weights`` (k numbers in [0, 1] summing to 1; default equal).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -34,8 +35,12 @@ class TrueMixtureND:
         return len(self.means[0])
 
     def to_raw(self) -> dict[str, Any]:
-        return {"dim": self.dim, "weights": list(self.weights), "means": [list(m) for m in self.means],
-                "covs": [[list(r) for r in c] for c in self.covs]}
+        return {
+            "dim": self.dim,
+            "weights": list(self.weights),
+            "means": [list(m) for m in self.means],
+            "covs": [[list(r) for r in c] for c in self.covs],
+        }
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(weights (k,), means (k, d), covariances (k, d, d))."""
@@ -63,8 +68,10 @@ def read_point(value: Any, path: str, dim: int) -> tuple[float, ...]:
 def read_cov(value: Any, path: str, dim: int) -> tuple[tuple[float, ...], ...]:
     """A covariance: a positive number (times the identity), d positive numbers (a diagonal) or a
     d x d symmetric positive definite matrix."""
-    expected = (f"a positive number (variance times the identity), a list of {dim} positive numbers (a "
-                f"diagonal) or a symmetric positive definite {dim}x{dim} matrix")
+    expected = (
+        f"a positive number (variance times the identity), a list of {dim} positive numbers (a "
+        f"diagonal) or a symmetric positive definite {dim}x{dim} matrix"
+    )
     if not isinstance(value, (list, tuple)):
         scale = fields.number(0.0, None, low_open=True)(value, path)
         return tuple(tuple(scale if i == j else 0.0 for j in range(dim)) for i in range(dim))
@@ -103,8 +110,9 @@ def read_true_mixture_nd(section: fields.Section) -> TrueMixtureND:
         if k == 1 and len(value) != 1:
             return (read_cov(value, path, dim),)
         if len(value) != k:
-            raise SpecError(path, f"a list of {k} covariances (one per entry of means) or one positive number for all",
-                            value)
+            raise SpecError(
+                path, f"a list of {k} covariances (one per entry of means) or one positive number for all", value
+            )
         return tuple(read_cov(v, f"{path}[{i}]", dim) for i, v in enumerate(value))
 
     covs = section.take("covs", covariances, (read_cov(1.0, "", dim),) * k)

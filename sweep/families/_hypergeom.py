@@ -5,6 +5,7 @@ is split recursively in halves: the number drawn from the left half of a node is
 hypergeometric given the node's draw, and each tree level is one vectorised call over all chains
 and nodes, so a batch costs about 2k draws per chain and log2(k) numpy calls.
 """
+
 from __future__ import annotations
 
 import numpy as np

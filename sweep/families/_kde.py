@@ -5,6 +5,7 @@ The fitted model of a chain with training points x_1..x_N and bandwidth h is the
 replacement and adds Normal(0, h**2) noise. Metrics compare that mixture with a true Gaussian
 mixture given as (k,) or (B, k) arrays of weights, means and variances.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -41,11 +42,10 @@ def bandwidth(x, rule="scott") -> np.ndarray:
     if isinstance(rule, str):
         if rule not in RULES:
             raise fail(func, "rule", f"a str among {set(RULES)} or a float in (0, inf)", rule)
-        factor = n ** -0.2 if rule == "scott" else (n * 0.75) ** -0.2
+        factor = n**-0.2 if rule == "scott" else (n * 0.75) ** -0.2
         return factor * x.std(axis=1, ddof=1)
     if isinstance(rule, (bool, np.bool_)) or not isinstance(rule, numbers.Real):
-        raise fail(func, "rule", f"a str among {set(RULES)} or a float in (0, inf)", rule,
-                   TypeError)
+        raise fail(func, "rule", f"a str among {set(RULES)} or a float in (0, inf)", rule, TypeError)
     if not np.isfinite(rule) or rule <= 0:
         raise fail(func, "rule", "a float in (0, inf) (a fixed bandwidth)", rule)
     return np.full(b, float(rule))
@@ -113,8 +113,9 @@ def _kde_on_grid(x, h, lo, step, m):
     i0 = np.clip(np.floor(pos).astype(np.intp), 0, m - 2)
     t = pos - i0
     flat = (np.arange(b) * m)[:, None] + i0
-    counts = (np.bincount(flat.ravel(), (1.0 - t).ravel(), b * m)
-              + np.bincount((flat + 1).ravel(), t.ravel(), b * m)).reshape(b, m) / n
+    counts = (
+        np.bincount(flat.ravel(), (1.0 - t).ravel(), b * m) + np.bincount((flat + 1).ravel(), t.ravel(), b * m)
+    ).reshape(b, m) / n
     # a point mass at node 0 contributes Phi((l * step) / h) to node l: increments over l
     half = int(np.ceil(GRID_SDS * np.max(h / step, initial=0.0))) + 2
     lags = np.arange(-half, half + 2)
@@ -132,9 +133,7 @@ def _kde_on_grid(x, h, lo, step, m):
     return np.cumsum(inc[:, window], axis=1), np.maximum(pdf[:, window], 0.0)
 
 
-
-def kde_w2_to_mixture(x, h, true_weights, true_means, true_variances, *, n_grid=None
-                      ) -> np.ndarray:
+def kde_w2_to_mixture(x, h, true_weights, true_means, true_variances, *, n_grid=None) -> np.ndarray:
     """2-Wasserstein distance (B,) from each KDE to the true mixture.
 
     The KDE's CDF and density are tabulated on a per-chain grid (spacing <= h / 16, between
@@ -160,8 +159,7 @@ def kde_w2_to_mixture(x, h, true_weights, true_means, true_variances, *, n_grid=
     hi = np.maximum(hi, lo + 1e-9 * (1.0 + np.abs(lo)))  # h = 0 and one distinct point
     with np.errstate(divide="ignore", invalid="ignore"):
         need = np.nan_to_num((hi - lo) / h * _GRID_PER_H, nan=_GRID_MAX, posinf=_GRID_MAX)
-    m_row = np.clip(need, _GRID_MIN, _GRID_MAX).astype(int) if n_grid is None else \
-        np.full(b, n_grid)
+    m_row = np.clip(need, _GRID_MIN, _GRID_MAX).astype(int) if n_grid is None else np.full(b, n_grid)
     out = np.empty(b)
     # chains in groups of similar grid sizes, each group's (rows, M) arrays ~ _CHUNK samples:
     # bounded memory even when a collapsed chain (tiny h) needs the largest grid
@@ -169,7 +167,7 @@ def kde_w2_to_mixture(x, h, true_weights, true_means, true_variances, *, n_grid=
     start = 0
     while start < b:
         m = int(m_row[order[start]])
-        rows = order[start: start + max(1, _CHUNK // m)]
+        rows = order[start : start + max(1, _CHUNK // m)]
         m = int(m_row[rows].max())
         rows = rows[: max(1, _CHUNK // m)]
         step = (hi[rows] - lo[rows]) / (m - 1)

@@ -14,6 +14,7 @@ the monotone cubic interpolant and W2 between two of them is integrated exactly.
 widens a kernel by step**2 / 6 in variance on average, which the kernel is narrowed by. A
 generator truth is tabulated once per direction with spacing noise / 4.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -115,8 +116,10 @@ def tabulate(points, weights, sd, lo, hi, m, box=None, half=None):
     t = pos - i0
     mass = np.full((r, n), 1.0 / n) if weights is None else weights
     flat = (np.arange(r) * m)[:, None] + i0
-    binned = (np.bincount(flat.ravel(), (mass * (1.0 - t)).ravel(), r * m)
-              + np.bincount((flat + 1).ravel(), (mass * t).ravel(), r * m)).reshape(r, m)
+    binned = (
+        np.bincount(flat.ravel(), (mass * (1.0 - t)).ravel(), r * m)
+        + np.bincount((flat + 1).ravel(), (mass * t).ravel(), r * m)
+    ).reshape(r, m)
     if half is None:
         reach = GRID_SDS * np.max(sd / step, initial=0.0) + (0.0 if box is None else np.max(box / step, initial=0.0))
         half = int(np.ceil(reach)) + 2
@@ -190,7 +193,7 @@ def sliced_w2_kde(truth: SlicedTruth, x, kernel) -> np.ndarray:
         while start < b:
             m = int(sizes[order[start]])
             same = int(np.searchsorted(sizes[order[start:]], m, side="right"))
-            rows = order[start: start + min(same, max(1, _CHUNK // m))]
+            rows = order[start : start + min(same, max(1, _CHUNK // m))]
             grid, cdf, pdf = tabulate(p[rows], None, sd[rows], lo[rows], hi[rows], m, half=(m - 1) // 2 + 3)
             per = max(1, CHUNK_LEVELS // m)
             for r0 in range(0, len(rows), per):
@@ -216,5 +219,13 @@ def sliced_tail_kde(truth: SlicedTruth, x, kernel) -> np.ndarray:
     return total / len(truth.u)
 
 
-__all__ = ["RULES", "kernel_covariance", "sample_kde", "kde_moments", "tabulate", "shape_truth", "sliced_w2_kde",
-           "sliced_tail_kde"]
+__all__ = [
+    "RULES",
+    "kernel_covariance",
+    "sample_kde",
+    "kde_moments",
+    "tabulate",
+    "shape_truth",
+    "sliced_w2_kde",
+    "sliced_tail_kde",
+]

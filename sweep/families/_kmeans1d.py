@@ -10,6 +10,7 @@ O(k log N) per chain (bisection on the sorted rows) instead of O(k N). The only 
 work is the sort. For small N, k-means++ uses explicit D^2 arrays instead (fewer numpy calls);
 both paths consume the same random numbers and pick the same centres.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -97,8 +98,10 @@ class SortedRows:
     def prefix12(self, idx: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Both prefix sums, sharing one gather."""
         blk, vals = self._window(idx, rows)
-        return (self._take(self.c1, blk, rows) + vals.sum(axis=-1),
-                self._take(self.c2, blk, rows) + (vals * vals).sum(axis=-1))
+        return (
+            self._take(self.c1, blk, rows) + vals.sum(axis=-1),
+            self._take(self.c2, blk, rows) + (vals * vals).sum(axis=-1),
+        )
 
     def cells(self, bounds: np.ndarray, rows: np.ndarray, *, squares: bool = True):
         """Count, sum and (if ``squares``) sum of squares of every cell."""
@@ -142,10 +145,12 @@ def _d2_sample(data, rows, bnd, centers, cum, vals):
     lo_t = np.take_along_axis(bnd, cell, 1)
     c_t = np.take_along_axis(centers, cell, 1)
     g = np.take_along_axis(cum0, cell, 1) + _potential(
-        (t - lo_t).astype(float), data.c1 - np.take_along_axis(p1b, cell, 1),
-        data.c2 - np.take_along_axis(p2b, cell, 1), c_t)
-    below = ((t > lo[..., None]) & (t <= hi[..., None])
-             & (g[:, None, :] < vals[..., None]))
+        (t - lo_t).astype(float),
+        data.c1 - np.take_along_axis(p1b, cell, 1),
+        data.c2 - np.take_along_axis(p2b, cell, 1),
+        c_t,
+    )
+    below = (t > lo[..., None]) & (t <= hi[..., None]) & (g[:, None, :] < vals[..., None])
     pos = np.where(below, np.arange(nblk), -1).max(axis=2)  # last such block start
     m = np.where(pos >= 0, t[np.maximum(pos, 0)], lo)
     g_start = np.where(pos >= 0, np.take_along_axis(g, np.maximum(pos, 0), 1) - before, 0.0)
@@ -201,9 +206,9 @@ def kmeans_plusplus(data: SortedRows, k: int, rng: np.random.Generator) -> np.nd
         cand = data.xs[rows[:, None], _d2_sample(data, rows, bnd, centers, cum, vals)]
         # Potential of the current centres plus each candidate; keep the best (first on ties).
         # sum_cells sum (x - c)**2 = sum_cells (n c**2 - 2 c S1) + sum x**2 needs no squares.
-        trial = np.sort(np.concatenate(
-            [np.broadcast_to(centers[:, None, :], (b, trials, q)), cand[:, :, None]], axis=2),
-            axis=2)
+        trial = np.sort(
+            np.concatenate([np.broadcast_to(centers[:, None, :], (b, trials, q)), cand[:, :, None]], axis=2), axis=2
+        )
         cnt, s1, _ = data.cells(data.bounds(trial, rows), rows, squares=False)
         pot = (cnt * trial * trial - 2.0 * trial * s1).sum(axis=2) + total2
         centers = trial[rows, np.argmin(pot, axis=1)]
@@ -236,8 +241,9 @@ def _relocate(data, rows, bnd, old, cnt, sums):
     return cnt, sums
 
 
-def lloyd(data: SortedRows, centers: np.ndarray, tol: np.ndarray,
-          max_iter: int = KMEANS_MAX_ITER) -> tuple[np.ndarray, np.ndarray]:
+def lloyd(
+    data: SortedRows, centers: np.ndarray, tol: np.ndarray, max_iter: int = KMEANS_MAX_ITER
+) -> tuple[np.ndarray, np.ndarray]:
     """Lloyd iterations from sorted (B, k) centres; returns the final centres and the cell
     boundaries (B, k+1) of the labels scikit-learn would return (assigned to final centres).
 
@@ -254,8 +260,7 @@ def lloyd(data: SortedRows, centers: np.ndarray, tol: np.ndarray,
         cnt, sums, _ = data.cells(bnd, active, squares=False)
         if (cnt == 0).any():
             hit = (cnt == 0).any(axis=1)
-            cnt[hit], sums[hit] = _relocate(data, active[hit], bnd[hit], old[hit],
-                                            cnt[hit].copy(), sums[hit].copy())
+            cnt[hit], sums[hit] = _relocate(data, active[hit], bnd[hit], old[hit], cnt[hit].copy(), sums[hit].copy())
         new = np.where(cnt > 0, sums / np.maximum(cnt, 1.0), old)
         shift = ((new - old) ** 2).sum(axis=1)
         done = (prev[active] == bnd).all(axis=1) | (shift <= tol[active])

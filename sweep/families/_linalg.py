@@ -1,4 +1,5 @@
 """Batched linear algebra for the d-dimensional Gaussian family (arrays of shape (B, d, d))."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -50,7 +51,9 @@ def logdet(cov: np.ndarray) -> np.ndarray:
     return np.where(sign > 0, value, -np.inf)
 
 
-def gaussian_w2(mean: np.ndarray, cov: np.ndarray, mean0: np.ndarray, cov0: np.ndarray, root0: np.ndarray) -> np.ndarray:
+def gaussian_w2(
+    mean: np.ndarray, cov: np.ndarray, mean0: np.ndarray, cov0: np.ndarray, root0: np.ndarray
+) -> np.ndarray:
     """2-Wasserstein distance between N(mean, cov) per chain and N(mean0, cov0).
 
     W2^2 = |m - m0|^2 + tr(S) + tr(S0) - 2 tr((S0^1/2 S S0^1/2)^1/2); ``root0`` is S0^1/2.

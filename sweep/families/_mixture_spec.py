@@ -1,4 +1,5 @@
 """The true 1-D Gaussian mixture of the gmm1d and kde families, read from the spec."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

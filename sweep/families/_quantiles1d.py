@@ -16,6 +16,7 @@ In 1-D, W2**2 = int_0^1 (F^-1(u) - G^-1(u))**2 du, an integral over quantile fun
   all chains, and the error is O(step**4).
   The KDE family uses the same pieces for its FFT-tabulated CDF and density.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -150,8 +151,9 @@ def w2_from_pieces(planes_a, planes_b):
     """
     r = max(planes_a.shape[1], planes_b.shape[1])
     ma, mb = planes_a.shape[2] - 1, planes_b.shape[2] - 1
-    levels = np.concatenate([np.broadcast_to(planes_a[1, :, 1:], (r, ma)),
-                             np.broadcast_to(planes_b[1, :, 1:], (r, mb))], axis=1)
+    levels = np.concatenate(
+        [np.broadcast_to(planes_a[1, :, 1:], (r, ma)), np.broadcast_to(planes_b[1, :, 1:], (r, mb))], axis=1
+    )
     order = np.argsort(levels, axis=1, kind="stable")  # merges two sorted runs: linear time
     u = _rows_take(levels, order)
     # piece of each side in force from each merged level on: the count of its levels so far
@@ -208,4 +210,3 @@ def w2_mixtures(w_a, m_a, v_a, w_b, m_b, v_b, per_component=65):
         pb = shared_b if shared_b is not None else mixture_pieces(w_b[sl], m_b[sl], v_b[sl], per_component)
         out[sl] = np.sqrt(np.maximum(w2_from_pieces(pa, pb), 0.0))
     return out
-

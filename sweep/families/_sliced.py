@@ -20,6 +20,7 @@ The sliced tail mass is the mean over the same directions of the projected fit's
 beyond the projected truth's 1% and 99% quantiles: 0.02 for the truth, and the 1-D definition for
 d = 1.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -51,7 +52,7 @@ def directions(d: int, count: int) -> np.ndarray:
         return np.stack([np.cos(angle), np.sin(angle)], axis=1)
     if d == 3:
         z = 1.0 - 2.0 * i / count
-        longitude = np.pi * (1.0 + 5.0 ** 0.5) * i
+        longitude = np.pi * (1.0 + 5.0**0.5) * i
         r = np.sqrt(1.0 - z * z)
         return np.stack([r * np.cos(longitude), r * np.sin(longitude), z], axis=1)
     points = qmc.Halton(d, scramble=False).random(count + 1)[1:]

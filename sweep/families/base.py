@@ -25,6 +25,7 @@ a block's final state to extend the horizon later) and must continue exactly onc
 Thread safety: a family instance holds only its validated spec and derived constants; it keeps
 no state between calls and may be shared by tasks.
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -102,8 +103,9 @@ class Resources:
 
 
 #: Every family tracks non-finite fits; declared here once so no family forgets it.
-DIVERGED = EventKind("diverged", "the fit became non-finite (NaN or infinite parameters)", thresholds=False,
-                     default=True, collapse=False)
+DIVERGED = EventKind(
+    "diverged", "the fit became non-finite (NaN or infinite parameters)", thresholds=False, default=True, collapse=False
+)
 
 
 class Family(ABC):

@@ -5,6 +5,7 @@ is exact: fresh draws are multinomial, combining adds counts, and a uniform subs
 replacement is multivariate hypergeometric. A symbol whose count reaches 0 has fitted probability
 0; it is forgotten for good unless fresh real data brings it back.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -43,11 +44,15 @@ def _read_probs(value: Any, path: str, k: int | None) -> tuple[tuple[float, ...]
     expected = "uniform, {zipf: s} with s > 0, or a list of non-negative probabilities summing to 1"
     if value == "uniform":
         if k is None:
-            raise SpecError(path.rsplit(".", 1)[0] + ".k", "an integer >= 2 (needed with probs: uniform)", "nothing", raw=True)
+            raise SpecError(
+                path.rsplit(".", 1)[0] + ".k", "an integer >= 2 (needed with probs: uniform)", "nothing", raw=True
+            )
         return (1.0 / k,) * k, "uniform"
     if isinstance(value, dict) and set(value) == {"zipf"}:
         if k is None:
-            raise SpecError(path.rsplit(".", 1)[0] + ".k", "an integer >= 2 (needed with probs: zipf)", "nothing", raw=True)
+            raise SpecError(
+                path.rsplit(".", 1)[0] + ".k", "an integer >= 2 (needed with probs: zipf)", "nothing", raw=True
+            )
         s = fields.number(0.0, None, low_open=True)(value["zipf"], f"{path}.zipf")
         weights = np.arange(1, k + 1, dtype=float) ** -s
         return tuple(weights / weights.sum()), {"zipf": s}
@@ -72,9 +77,15 @@ class CategoricalFamily(Family):
     sufficient = True
     exact_subsample = True
     event_kinds = (
-        EventKind("symbols", "a symbol with non-zero true probability is lost (fitted probability 0), one event "
-                  "per symbol", thresholds=False, default=True, per_symbol=True, collapse=False,
-                  row_name="symbol_lost"),
+        EventKind(
+            "symbols",
+            "a symbol with non-zero true probability is lost (fitted probability 0), one event per symbol",
+            thresholds=False,
+            default=True,
+            per_symbol=True,
+            collapse=False,
+            row_name="symbol_lost",
+        ),
         EventKind("collapse", "one symbol left (total collapse)", thresholds=False, default=True),
         EventKind("distance_above", "total-variation distance to the truth above the threshold", collapse=False),
     )

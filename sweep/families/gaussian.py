@@ -6,6 +6,7 @@ so ``path: exact`` advances a generation in O(1) per chain (O(d^3) for d > 1) wh
 ``path: sample`` draws the m samples and summarises them; ``path: auto`` is exact except in cells
 whose policy subsamples stored data, which are sampled.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -100,8 +101,12 @@ class GaussianFamily(Family):
     sufficient = True
     exact_subsample = False
     event_kinds = (
-        EventKind("spread_below", "spread ratio below the threshold (d = 1: sigma_t / sigma_true; d > 1: "
-                  "(det ratio)^(1/2d))", default=(0.5, 0.1, 0.01), descending=True),
+        EventKind(
+            "spread_below",
+            "spread ratio below the threshold (d = 1: sigma_t / sigma_true; d > 1: (det ratio)^(1/2d))",
+            default=(0.5, 0.1, 0.01),
+            descending=True,
+        ),
         EventKind("distance_above", "W2 distance to the truth above the threshold", collapse=False),
     )
     metric_columns = {
@@ -167,7 +172,10 @@ class GaussianFamily(Family):
     def truth(self, batch: int) -> Params:
         if self.d == 1:
             return Params(np.full(batch, self.mu0), np.full(batch, self.var0))
-        return Params(np.broadcast_to(self.mu0, (batch, self.d)).copy(), np.broadcast_to(self.cov0, (batch, self.d, self.d)).copy())
+        return Params(
+            np.broadcast_to(self.mu0, (batch, self.d)).copy(),
+            np.broadcast_to(self.cov0, (batch, self.d, self.d)).copy(),
+        )
 
     def sample(self, params: Params, m: int, *, rng: np.random.Generator, temperature: float = 1.0) -> np.ndarray:
         """m samples per chain; tempered, N(mu, temperature * Sigma) (p^(1/T) renormalised, exactly)."""

@@ -13,6 +13,7 @@ rule's error; ``w2_gaussian`` the closed-form W2 between the Gaussians of the fi
 total mean and covariance (W2 itself when both are Gaussians, a lower bound otherwise); ``kl`` by
 a grid quadrature (d <= 3).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -69,9 +70,18 @@ class GMMNDSpec:
     directions: Any  # "auto" or an int
 
     def to_raw(self) -> dict[str, Any]:
-        return {"name": "gmm", **self.truth.to_raw(), "k": self.k, "covariance_type": self.covariance_type,
-                "init": self.init, "tol": self.tol, "max_iter": self.max_iter, "reg_covar": self.reg_covar,
-                "n_init": self.n_init, "directions": self.directions}
+        return {
+            "name": "gmm",
+            **self.truth.to_raw(),
+            "k": self.k,
+            "covariance_type": self.covariance_type,
+            "init": self.init,
+            "tol": self.tol,
+            "max_iter": self.max_iter,
+            "reg_covar": self.reg_covar,
+            "n_init": self.n_init,
+            "directions": self.directions,
+        }
 
 
 #: Trajectory columns shared with kde_nd (totals, distances, tails).
@@ -82,13 +92,13 @@ SHAPE_METRICS = {
     "logdet": "log-determinant of the total covariance",
     "spread_ratio": "(det of the total covariance / det of the true one)^(1/(2d))",
     "w2": "sliced 2-Wasserstein distance to the truth (mean over a fixed rule of directions of the 1-D W2**2 of "
-          "the projections, square-rooted; see docs/schema.md for its error)",
+    "the projections, square-rooted; see docs/schema.md for its error)",
     "w2_gaussian": "closed-form W2 between the Gaussians of the fit's and the truth's total mean and covariance "
-                   "(W2 itself when both are Gaussian, a lower bound otherwise)",
+    "(W2 itself when both are Gaussian, a lower bound otherwise)",
     "kl": "KL(true || fitted) in nats, trapezoid rule on a grid over the truth +- 8 sd (128 x 128 points in 2-D; "
-          "d <= 3, NaN beyond)",
+    "d <= 3, NaN beyond)",
     "tail_mass": "sliced tail mass: mean over the directions of the fitted probability beyond the projected "
-                 "truth's 1% and 99% quantiles (truth: 0.02)",
+    "truth's 1% and 99% quantiles (truth: 0.02)",
 }
 
 
@@ -96,22 +106,38 @@ class GMMNDFamily(Family):
     """k-component d-dimensional Gaussian mixture refitted by EM."""
 
     name = "gmm"
-    spec_fields = MIXTURE_FIELDS + ("k", "covariance_type", "init", "tol", "max_iter", "reg_covar", "n_init",
-                                    "directions")
+    spec_fields = MIXTURE_FIELDS + (
+        "k",
+        "covariance_type",
+        "init",
+        "tol",
+        "max_iter",
+        "reg_covar",
+        "n_init",
+        "directions",
+    )
     sufficient = False
     event_kinds = (
-        EventKind("spread_below", "spread ratio (det of the total covariance / true det)^(1/2d) below the threshold",
-                  default=(0.5, 0.1), descending=True),
+        EventKind(
+            "spread_below",
+            "spread ratio (det of the total covariance / true det)^(1/2d) below the threshold",
+            default=(0.5, 0.1),
+            descending=True,
+        ),
         EventKind("weight_below", "a mode lost: some component's weight below the threshold", default=(0.05,)),
-        EventKind("modes_closer", "modes merged: two component means closer (Euclidean) than the threshold times "
-                  "the narrowest true standard deviation", default=(0.5,)),
+        EventKind(
+            "modes_closer",
+            "modes merged: two component means closer (Euclidean) than the threshold times "
+            "the narrowest true standard deviation",
+            default=(0.5,),
+        ),
         EventKind("distance_above", "sliced W2 distance to the truth above the threshold", collapse=False),
     )
     metric_columns = {
         "weights": "per-component weights (k values), components sorted by the first coordinate of their means",
         "means": "per-component means (row-major k*d values)",
         "covariances": "per-component covariance matrices (row-major k*d*d values, full matrices for every "
-                       "covariance type)",
+        "covariance type)",
         **SHAPE_METRICS,
         "em_iterations": "EM iterations of the fit (scikit-learn's n_iter_)",
         "converged": "whether the fit met tol (scikit-learn's converged_)",
@@ -156,15 +182,20 @@ class GMMNDFamily(Family):
 
     def check_cell(self, point: Any) -> None:
         if point.n < max(2, self.spec.k):
-            raise SpecError(point.where("n"), f"an integer >= k = {self.spec.k} and >= 2 (EM fits k components "
-                            "to n samples)", point.n)
+            raise SpecError(
+                point.where("n"),
+                f"an integer >= k = {self.spec.k} and >= 2 (EM fits k components to n samples)",
+                point.n,
+            )
 
     # -- model ----------------------------------------------------------------------------
     def truth(self, batch: int) -> Mixture:
         k, d = self.true_m.shape
-        return Mixture.given(np.broadcast_to(self.true_w, (batch, k)).copy(),
-                             np.broadcast_to(self.true_m, (batch, k, d)).copy(),
-                             np.broadcast_to(self.true_c, (batch, k, d, d)).copy())
+        return Mixture.given(
+            np.broadcast_to(self.true_w, (batch, k)).copy(),
+            np.broadcast_to(self.true_m, (batch, k, d)).copy(),
+            np.broadcast_to(self.true_c, (batch, k, d, d)).copy(),
+        )
 
     def sample(self, params: Mixture, m: int, *, rng: np.random.Generator, temperature: float = 1.0) -> np.ndarray:
         """m samples per chain (B, m, d); tempered: covariances times T, weights w^(1/T) renormalised."""
@@ -179,8 +210,18 @@ class GMMNDFamily(Family):
             # fit when it has k components (otherwise start as scikit-learn would)
             usable = previous is not None and previous.weights.shape[1] == spec.k
             init = (previous.weights, previous.means, previous.covariances) if usable else "kmeans"
-        return em_fit(data, spec.k, covariance_type=spec.covariance_type, init=init, rng=rng, tol=spec.tol,
-                      max_iter=spec.max_iter, reg_covar=spec.reg_covar, n_init=spec.n_init, score=False)
+        return em_fit(
+            data,
+            spec.k,
+            covariance_type=spec.covariance_type,
+            init=init,
+            rng=rng,
+            tol=spec.tol,
+            max_iter=spec.max_iter,
+            reg_covar=spec.reg_covar,
+            n_init=spec.n_init,
+            score=False,
+        )
 
     # -- observation ----------------------------------------------------------------------
     def events(self, batch: int, horizon: int, spec: Any) -> "ShapeEvents":
@@ -195,8 +236,11 @@ class GMMNDFamily(Family):
     def metrics(self, params: Mixture) -> dict[str, np.ndarray]:
         b, k, d = params.means.shape
         mean, cov = self.moments(params)
-        out = {"weights": params.weights, "means": params.means.reshape(b, k * d),
-               "covariances": params.covariances.reshape(b, k * d * d)}
+        out = {
+            "weights": params.weights,
+            "means": params.means.reshape(b, k * d),
+            "covariances": params.covariances.reshape(b, k * d * d),
+        }
         out.update(shape_metrics(self, mean, cov))
         out["w2"] = self.w2(params)
         out["kl"] = self.quadrature.kl_mixture(params.weights, params.means, params.covariances)
@@ -219,9 +263,14 @@ def shape_metrics(family: Any, mean: np.ndarray, cov: np.ndarray) -> dict[str, n
     """mean, cov, trace, logdet, spread_ratio and w2_gaussian of total moments (B, d), (B, d, d)."""
     with np.errstate(all="ignore"):
         logdet = _linalg.logdet(cov)
-        return {"mean": mean, "cov": cov.reshape(cov.shape[0], -1), "trace": np.trace(cov, axis1=1, axis2=2),
-                "logdet": logdet, "spread_ratio": np.exp((logdet - family.logdet0) / (2 * family.d)),
-                "w2_gaussian": _linalg.gaussian_w2(mean, cov, family.mean0, family.cov0, family.root0)}
+        return {
+            "mean": mean,
+            "cov": cov.reshape(cov.shape[0], -1),
+            "trace": np.trace(cov, axis1=1, axis2=2),
+            "logdet": logdet,
+            "spread_ratio": np.exp((logdet - family.logdet0) / (2 * family.d)),
+            "w2_gaussian": _linalg.gaussian_w2(mean, cov, family.mean0, family.cov0, family.root0),
+        }
 
 
 class ShapeEvents:

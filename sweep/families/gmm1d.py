@@ -7,6 +7,7 @@ every generation from the previous generation's fit, the natural and much cheape
 recursive chain. Components are reported sorted by mean, so label switching does not make fake
 jumps in trajectories. The fit needs the samples, so the training set is held as data.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -36,8 +37,16 @@ class GMMSpec:
     n_init: int
 
     def to_raw(self) -> dict[str, Any]:
-        return {"name": "gmm1d", **self.truth.to_raw(), "k": self.k, "init": self.init, "tol": self.tol,
-                "max_iter": self.max_iter, "reg_covar": self.reg_covar, "n_init": self.n_init}
+        return {
+            "name": "gmm1d",
+            **self.truth.to_raw(),
+            "k": self.k,
+            "init": self.init,
+            "tol": self.tol,
+            "max_iter": self.max_iter,
+            "reg_covar": self.reg_covar,
+            "n_init": self.n_init,
+        }
 
 
 class GMMFamily(Family):
@@ -47,11 +56,18 @@ class GMMFamily(Family):
     spec_fields = MIXTURE_FIELDS + ("k", "init", "tol", "max_iter", "reg_covar", "n_init")
     sufficient = False
     event_kinds = (
-        EventKind("spread_below", "total sigma of the fit / true total sigma below the threshold",
-                  default=(0.5, 0.1), descending=True),
+        EventKind(
+            "spread_below",
+            "total sigma of the fit / true total sigma below the threshold",
+            default=(0.5, 0.1),
+            descending=True,
+        ),
         EventKind("weight_below", "a mode lost: some component's weight below the threshold", default=(0.05,)),
-        EventKind("modes_closer", "modes merged: two component means closer than the threshold times the "
-                  "narrowest true sigma", default=(0.5,)),
+        EventKind(
+            "modes_closer",
+            "modes merged: two component means closer than the threshold times the narrowest true sigma",
+            default=(0.5,),
+        ),
         EventKind("distance_above", "W2 distance to the true mixture above the threshold", collapse=False),
     )
     metric_columns = {
@@ -93,14 +109,20 @@ class GMMFamily(Family):
 
     def check_cell(self, point: Any) -> None:
         if point.n < max(2, self.spec.k):
-            raise SpecError(point.where("n"), f"an integer >= k = {self.spec.k} and >= 2 (EM fits k components "
-                            "to n samples)", point.n)
+            raise SpecError(
+                point.where("n"),
+                f"an integer >= k = {self.spec.k} and >= 2 (EM fits k components to n samples)",
+                point.n,
+            )
 
     # -- model ----------------------------------------------------------------------------
     def truth(self, batch: int) -> EMResult:
         shape = (batch, self.true_w.size)
-        return mixture_params(np.broadcast_to(self.true_w, shape).copy(), np.broadcast_to(self.true_m, shape).copy(),
-                       np.broadcast_to(self.true_v, shape).copy())
+        return mixture_params(
+            np.broadcast_to(self.true_w, shape).copy(),
+            np.broadcast_to(self.true_m, shape).copy(),
+            np.broadcast_to(self.true_v, shape).copy(),
+        )
 
     def sample(self, params: EMResult, m: int, *, rng: np.random.Generator, temperature: float = 1.0) -> np.ndarray:
         """m samples per chain; tempered: each component's variance times T and the weights
@@ -116,8 +138,17 @@ class GMMFamily(Family):
             # the fit when it has k components (otherwise start as scikit-learn would).
             usable = previous is not None and previous.weights.shape[1] == spec.k
             init = (previous.weights, previous.means, previous.variances) if usable else "kmeans"
-        return em_fit(data, spec.k, init=init, rng=rng, tol=spec.tol, max_iter=spec.max_iter,
-                      reg_covar=spec.reg_covar, n_init=spec.n_init, score=False)
+        return em_fit(
+            data,
+            spec.k,
+            init=init,
+            rng=rng,
+            tol=spec.tol,
+            max_iter=spec.max_iter,
+            reg_covar=spec.reg_covar,
+            n_init=spec.n_init,
+            score=False,
+        )
 
     # -- observation ----------------------------------------------------------------------
     def events(self, batch: int, horizon: int, spec: Any) -> "MixtureEvents":
@@ -164,8 +195,15 @@ def tempered_mixture(weights: np.ndarray, variances: np.ndarray, temperature: fl
 def mixture_params(weights: np.ndarray, means: np.ndarray, variances: np.ndarray) -> EMResult:
     """Mixture parameters as a fit result (the truth at generation 0, seen as a fit)."""
     batch = weights.shape[0]
-    return EMResult(weights, means, variances, np.zeros(batch, np.int64), np.ones(batch, bool),
-                    np.full(batch, np.nan), np.full(batch, np.nan))
+    return EMResult(
+        weights,
+        means,
+        variances,
+        np.zeros(batch, np.int64),
+        np.ones(batch, bool),
+        np.full(batch, np.nan),
+        np.full(batch, np.nan),
+    )
 
 
 class MixtureEvents:

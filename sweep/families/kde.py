@@ -6,6 +6,7 @@ adds N(0, h^2) noise. The model's variance is var(x, ddof=0) + h^2, so under ``r
 fixed h its expectation follows V_t = (n - 1)/n V_{t-1} + h^2: the KDE *inflates* variance unless h
 is small, the opposite failure to the Gaussian's collapse.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -56,8 +57,12 @@ class KDEFamily(Family):
     spec_fields = MIXTURE_FIELDS + ("bandwidth",)
     sufficient = False
     event_kinds = (
-        EventKind("spread_below", "total sigma of the KDE / true total sigma below the threshold",
-                  default=(0.5, 0.1), descending=True),
+        EventKind(
+            "spread_below",
+            "total sigma of the KDE / true total sigma below the threshold",
+            default=(0.5, 0.1),
+            descending=True,
+        ),
         EventKind("distance_above", "W2 distance to the true mixture above the threshold", collapse=False),
     )
     metric_columns = {
@@ -88,8 +93,11 @@ class KDEFamily(Family):
     # -- model ------------------------------------------------------------------------------
     def truth(self, batch: int) -> Any:
         shape = (batch, self.true_w.size)
-        return mixture_params(np.broadcast_to(self.true_w, shape).copy(), np.broadcast_to(self.true_m, shape).copy(),
-                       np.broadcast_to(self.true_v, shape).copy())
+        return mixture_params(
+            np.broadcast_to(self.true_w, shape).copy(),
+            np.broadcast_to(self.true_m, shape).copy(),
+            np.broadcast_to(self.true_v, shape).copy(),
+        )
 
     def sample(self, params: Any, m: int, *, rng: np.random.Generator, temperature: float = 1.0) -> np.ndarray:
         """m samples per chain; tempered (a KDE is a mixture of equal-weight kernels): the kernel
@@ -131,8 +139,14 @@ class KDEFamily(Family):
             tails, h = np.full(mean.size, 0.02), np.full(mean.size, np.nan)
         else:
             tails, h = kde_tail_mass(params.points, params.h, self.true_w, self.true_m, self.true_v), params.h
-        return {"mean": mean, "var": var, "spread_ratio": np.sqrt(var / self.var0), "w2": self.w2(params),
-                "tail_mass": tails, "bandwidth": h}
+        return {
+            "mean": mean,
+            "var": var,
+            "spread_ratio": np.sqrt(var / self.var0),
+            "w2": self.w2(params),
+            "tail_mass": tails,
+            "bandwidth": h,
+        }
 
     def cost(self, n: int, policy: Any, generations: int) -> Cost:
         stored = n * 8.0 * (generations + 1 if policy.grows else 2)

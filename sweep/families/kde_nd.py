@@ -12,6 +12,7 @@ The truth is a Gaussian mixture (``weights``, ``means``, ``covs``, as the gmm fa
 scikit-learn's generators (``generator: moons``, or a mapping with its settings, e.g.
 ``{name: circles, noise: 0.05, factor: 0.5}``; see :mod:`sweep.families._generators`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,7 +27,14 @@ from sweep.families import _linalg
 from sweep.families._generators import GENERATORS, Shape, blobs_mixture
 from sweep.families._gmmnd import Mixture, mixture_moments, sample_mixture, tempered
 from sweep.families._gmmnd_spec import MIXTURE_FIELDS, TrueMixtureND, read_point, read_true_mixture_nd
-from sweep.families._kdend import kde_moments, kernel_covariance, sample_kde, shape_truth, sliced_tail_kde, sliced_w2_kde
+from sweep.families._kdend import (
+    kde_moments,
+    kernel_covariance,
+    sample_kde,
+    shape_truth,
+    sliced_tail_kde,
+    sliced_w2_kde,
+)
 from sweep.families._sliced import SlicedTruth, directions
 from sweep.families.base import Cost, EventKind, Family
 from sweep.families.gmm import SHAPE_METRICS, ShapeEvents, read_directions, resolve_directions, shape_metrics
@@ -48,8 +56,12 @@ class Blobs:
         return TrueMixtureND(tuple(w), tuple(tuple(r) for r in m), tuple(tuple(tuple(r) for r in ci) for ci in c))
 
 
-GENERATOR_FIELDS = {"moons": ("noise",), "circles": ("noise", "factor"), "swiss_roll": ("noise",),
-                    "blobs": ("centers", "cluster_std")}
+GENERATOR_FIELDS = {
+    "moons": ("noise",),
+    "circles": ("noise", "factor"),
+    "swiss_roll": ("noise",),
+    "blobs": ("centers", "cluster_std"),
+}
 
 
 def _read_generator(value: Any, path: str) -> Any:
@@ -57,14 +69,20 @@ def _read_generator(value: Any, path: str) -> Any:
     expected = f"one of {', '.join(GENERATORS)}, or a mapping {{name: <one of them>, <its settings>}}"
     raw = {"name": value} if isinstance(value, str) else value
     if not isinstance(raw, dict) or raw.get("name") not in GENERATORS:
-        raise SpecError(path if isinstance(value, str) or not isinstance(raw, dict) else f"{path}.name", expected,
-                        value if not isinstance(raw, dict) else raw.get("name"))
+        raise SpecError(
+            path if isinstance(value, str) or not isinstance(raw, dict) else f"{path}.name",
+            expected,
+            value if not isinstance(raw, dict) else raw.get("name"),
+        )
     name = raw["name"]
     section = fields.Section(raw, path, ("name",) + GENERATOR_FIELDS[name])
     if name != "blobs":
         noise = section.take("noise", fields.number(0.0, None, low_open=True), 0.1)
-        factor = section.take("factor", fields.number(0.0, 1.0, low_open=True, high_open=True), 0.8) \
-            if name == "circles" else 0.8
+        factor = (
+            section.take("factor", fields.number(0.0, 1.0, low_open=True, high_open=True), 0.8)
+            if name == "circles"
+            else 0.8
+        )
         return Shape(name, noise, factor)
 
     def centers(v: Any, p: str) -> tuple:
@@ -78,7 +96,9 @@ def _read_generator(value: Any, path: str) -> Any:
     if len(std) == 1:
         std = std * len(where)
     if len(std) != len(where):
-        raise SpecError(section.sub("cluster_std"), f"one number, or a list of {len(where)} (one per centre)", list(std))
+        raise SpecError(
+            section.sub("cluster_std"), f"one number, or a list of {len(where)} (one per centre)", list(std)
+        )
     return Blobs(where, tuple(std))
 
 
@@ -136,15 +156,21 @@ class KDENDFamily(Family):
     spec_fields = MIXTURE_FIELDS + ("generator", "bandwidth", "directions")
     sufficient = False
     event_kinds = (
-        EventKind("spread_below", "spread ratio (det of the KDE's covariance / true det)^(1/2d) below the threshold",
-                  default=(0.5, 0.1), descending=True),
+        EventKind(
+            "spread_below",
+            "spread ratio (det of the KDE's covariance / true det)^(1/2d) below the threshold",
+            default=(0.5, 0.1),
+            descending=True,
+        ),
         EventKind("distance_above", "sliced W2 distance to the truth above the threshold", collapse=False),
     )
     # no kl: the KDE's log-density is a sum of N kernels, so a quadrature of it costs N times the
     # mixture's, and it is bumpy at the kernels' scale (measured: 7% error with 16 Gauss-Hermite
     # nodes per dimension at h = 0.17 true sd, as accumulating policies reach)
-    metric_columns = {**{k: v for k, v in SHAPE_METRICS.items() if k != "kl"}, "bandwidth": "det(H)^(1/(2d)), the geometric mean kernel standard deviation "
-                      "(NaN at generation 0, the truth)"}
+    metric_columns = {
+        **{k: v for k, v in SHAPE_METRICS.items() if k != "kl"},
+        "bandwidth": "det(H)^(1/(2d)), the geometric mean kernel standard deviation (NaN at generation 0, the truth)",
+    }
     distance_metric = "w2"
     spread_metric = "spread_ratio"
 
@@ -157,17 +183,24 @@ class KDENDFamily(Family):
         else:
             for field in ("weights", "means", "covs"):
                 if section.has(field):
-                    raise SpecError(section.sub(field), "no mixture field with a generator (the truth is the "
-                                    "generator's law)", section.raw[field])
+                    raise SpecError(
+                        section.sub(field),
+                        "no mixture field with a generator (the truth is the generator's law)",
+                        section.raw[field],
+                    )
             mixture = None
             dim = generator.dim if isinstance(generator, Shape) else len(generator.centers[0])
             given = section.take("dim", fields.integer(1, None), dim)
             if given != dim:
-                raise SpecError(section.sub("dim"), f"{dim} (the dimension of the {generator.name} generator's samples)",
-                                given)
-        return KDENDSpec(mixture=mixture, generator=generator,
-                         bandwidth=section.take("bandwidth", _read_bandwidth, "scott"),
-                         directions=read_directions(section))
+                raise SpecError(
+                    section.sub("dim"), f"{dim} (the dimension of the {generator.name} generator's samples)", given
+                )
+        return KDENDSpec(
+            mixture=mixture,
+            generator=generator,
+            bandwidth=section.take("bandwidth", _read_bandwidth, "scott"),
+            directions=read_directions(section),
+        )
 
     def __init__(self, spec: KDENDSpec):
         super().__init__(spec)
@@ -187,16 +220,22 @@ class KDENDFamily(Family):
 
     def check_cell(self, point: Any) -> None:
         if point.n < self.d + 1:
-            raise SpecError(point.where("n"), f"an integer >= dim + 1 = {self.d + 1} (a bandwidth rule needs the "
-                            "data's covariance)", point.n)
+            raise SpecError(
+                point.where("n"),
+                f"an integer >= dim + 1 = {self.d + 1} (a bandwidth rule needs the data's covariance)",
+                point.n,
+            )
 
     # -- model ------------------------------------------------------------------------------
     def truth(self, batch: int) -> Any:
         if self.shape is not None:
             return GeneratorTruth(self.shape, batch)
         w, m, c = self.true
-        return Mixture.given(np.broadcast_to(w, (batch,) + w.shape).copy(), np.broadcast_to(m, (batch,) + m.shape).copy(),
-                             np.broadcast_to(c, (batch,) + c.shape).copy())
+        return Mixture.given(
+            np.broadcast_to(w, (batch,) + w.shape).copy(),
+            np.broadcast_to(m, (batch,) + m.shape).copy(),
+            np.broadcast_to(c, (batch,) + c.shape).copy(),
+        )
 
     def sample(self, params: Any, m: int, *, rng: np.random.Generator, temperature: float = 1.0) -> np.ndarray:
         """m samples per chain; tempered: the kernel covariance times T (a KDE is a mixture of equal
@@ -222,7 +261,9 @@ class KDENDFamily(Family):
             return kde_moments(params.points, params.kernel)
         if isinstance(params, GeneratorTruth):
             b = params.batch
-            return np.broadcast_to(self.mean0, (b, self.d)).copy(), np.broadcast_to(self.cov0, (b, self.d, self.d)).copy()
+            return np.broadcast_to(self.mean0, (b, self.d)).copy(), np.broadcast_to(
+                self.cov0, (b, self.d, self.d)
+            ).copy()
         return mixture_moments(params.weights, params.means, params.covariances)
 
     def w2(self, params: Any) -> np.ndarray:

@@ -5,6 +5,7 @@ Gaussian chains under ``replace`` use the exact sufficient-statistic recursion
 Categorical chains are Wright-Fisher: ``counts' ~ Multinomial(n, counts/n)``. Events are detected
 at every generation, as the engine does, and censored at T.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,18 +23,28 @@ Q01, Q99 = stats.norm.ppf([0.01, 0.99])
 def _coords(family, cell, n, real, replicates):
     kind = "replace" if real == 0 else "fresh_real"
     return {
-        "family": family, "cell": np.int32(cell), "cell_key": np.int64(1000 + cell), "n": np.int64(n),
-        "policy": kind if real == 0 else f"fresh_real({real:g})", "policy_kind": kind,
-        "keep": 0.0, "synthetic": 1.0 - real, "real": float(real),
-        "replicate": np.arange(replicates, dtype=np.int64), "seed": "12345",
+        "family": family,
+        "cell": np.int32(cell),
+        "cell_key": np.int64(1000 + cell),
+        "n": np.int64(n),
+        "policy": kind if real == 0 else f"fresh_real({real:g})",
+        "policy_kind": kind,
+        "keep": 0.0,
+        "synthetic": 1.0 - real,
+        "real": float(real),
+        "replicate": np.arange(replicates, dtype=np.int64),
+        "seed": "12345",
     }
 
 
 def _long(coords, generations, **metrics):
     """Trajectory rows (chain-major, then generation) from (R, T+1) metric arrays."""
     replicates = len(coords["replicate"])
-    frame = {**coords, "replicate": np.repeat(coords["replicate"], generations + 1),
-             "generation": np.tile(np.arange(generations + 1, dtype=np.int32), replicates)}
+    frame = {
+        **coords,
+        "replicate": np.repeat(coords["replicate"], generations + 1),
+        "generation": np.tile(np.arange(generations + 1, dtype=np.int32), replicates),
+    }
     return pd.DataFrame({**frame, **{name: values.ravel() for name, values in metrics.items()}})
 
 
@@ -54,16 +65,31 @@ def gaussian_chains(n, replicates, generations, *, real=0.0, estimator="unbiased
             mean[:, t] = rng.normal(m, np.sqrt(v / n))
             var[:, t] = v * rng.chisquare(n - 1, replicates) / (n - 1)
         else:
-            data = np.concatenate([rng.normal(m[:, None], np.sqrt(v)[:, None], (replicates, n - fresh)),
-                                   rng.normal(0.0, 1.0, (replicates, fresh))], axis=1)
+            data = np.concatenate(
+                [
+                    rng.normal(m[:, None], np.sqrt(v)[:, None], (replicates, n - fresh)),
+                    rng.normal(0.0, 1.0, (replicates, fresh)),
+                ],
+                axis=1,
+            )
             mean[:, t], var[:, t] = data.mean(axis=1), data.var(axis=1, ddof=1)
         if estimator == "ml":
             var[:, t] *= (n - 1) / n
     return mean, var
 
 
-def gaussian_frames(ns=(10, 40), reals=(0.0,), replicates=40, generations=30, *, ratios=(0.5,),
-                    eps=(0.5,), estimator="unbiased", seed=0, trajectories=True):
+def gaussian_frames(
+    ns=(10, 40),
+    reals=(0.0,),
+    replicates=40,
+    generations=30,
+    *,
+    ratios=(0.5,),
+    eps=(0.5,),
+    estimator="unbiased",
+    seed=0,
+    trajectories=True,
+):
     """Trajectories and events frames of 1-D Gaussian cells over ``ns`` x ``reals``.
 
     ``trajectories=False`` returns ``None`` in their place (building them is most of the cost).
@@ -81,9 +107,19 @@ def gaussian_frames(ns=(10, 40), reals=(0.0,), replicates=40, generations=30, *,
         for name, values, thresholds in (("spread_below", sd, ratios), ("distance_above", w2, eps)):
             for th in thresholds:
                 gen, seen = _first(values < th if name == "spread_below" else values > th, generations)
-                events.append(pd.DataFrame({**coords, "event": name, "threshold": float(th), "symbol": None,
-                                            "initial_count": None, "generation": gen.astype(np.int32),
-                                            "observed": seen}))
+                events.append(
+                    pd.DataFrame(
+                        {
+                            **coords,
+                            "event": name,
+                            "threshold": float(th),
+                            "symbol": None,
+                            "initial_count": None,
+                            "generation": gen.astype(np.int32),
+                            "observed": seen,
+                        }
+                    )
+                )
     return (pd.concat(traj, ignore_index=True) if trajectories else None), pd.concat(events, ignore_index=True)
 
 
@@ -105,29 +141,70 @@ def categorical_frames(ns=(50,), probs=None, replicates=40, generations=60, *, e
             entropy = -np.where(alive, p * np.log(p), 0).sum(axis=2)
         tv = 0.5 * np.abs(p - probs).sum(axis=2)
         coords = _coords("categorical", cell, n, 0.0, replicates)
-        traj.append(_long(coords, generations, surviving=alive.sum(axis=2).astype(np.int32), entropy=entropy,
-                          tv=tv, max_prob=p.max(axis=2), heterozygosity=1 - (p**2).sum(axis=2)))
+        traj.append(
+            _long(
+                coords,
+                generations,
+                surviving=alive.sum(axis=2).astype(np.int32),
+                entropy=entropy,
+                tv=tv,
+                max_prob=p.max(axis=2),
+                heterozygosity=1 - (p**2).sum(axis=2),
+            )
+        )
         gen, seen = _first(alive.sum(axis=2) == 1, generations)
-        events.append(pd.DataFrame({**coords, "event": "collapse", "threshold": np.nan, "symbol": None,
-                                    "initial_count": None, "generation": gen.astype(np.int32), "observed": seen}))
+        events.append(
+            pd.DataFrame(
+                {
+                    **coords,
+                    "event": "collapse",
+                    "threshold": np.nan,
+                    "symbol": None,
+                    "initial_count": None,
+                    "generation": gen.astype(np.int32),
+                    "observed": seen,
+                }
+            )
+        )
         for th in eps:
             gen, seen = _first(tv > th, generations)
-            events.append(pd.DataFrame({**coords, "event": "distance_above", "threshold": float(th),
-                                        "symbol": None, "initial_count": None,
-                                        "generation": gen.astype(np.int32), "observed": seen}))
+            events.append(
+                pd.DataFrame(
+                    {
+                        **coords,
+                        "event": "distance_above",
+                        "threshold": float(th),
+                        "symbol": None,
+                        "initial_count": None,
+                        "generation": gen.astype(np.int32),
+                        "observed": seen,
+                    }
+                )
+            )
         for s in range(k):
             gen, seen = _first(~alive[:, :, s], generations)
-            events.append(pd.DataFrame({**coords, "event": "symbol_lost", "threshold": np.nan,
-                                        "symbol": np.int32(s), "initial_count": counts[:, 1, s],
-                                        "generation": gen.astype(np.int32), "observed": seen}))
+            events.append(
+                pd.DataFrame(
+                    {
+                        **coords,
+                        "event": "symbol_lost",
+                        "threshold": np.nan,
+                        "symbol": np.int32(s),
+                        "initial_count": counts[:, 1, s],
+                        "generation": gen.astype(np.int32),
+                        "observed": seen,
+                    }
+                )
+            )
     events = pd.concat(events, ignore_index=True)
     events["symbol"] = events["symbol"].astype("Int32")
     events["initial_count"] = events["initial_count"].astype("Int64")
     return pd.concat(traj, ignore_index=True), events
 
 
-def write_results(root, trajectories, events, *, name="synthetic", family="gaussian", generations=None,
-                  extra_spec=None):
+def write_results(
+    root, trajectories, events, *, name="synthetic", family="gaussian", generations=None, extra_spec=None
+):
     """Write a results folder as ``sweep run`` does: sweep.json + hive ``cell=<c>`` Parquet parts."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)

@@ -3,8 +3,15 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from analysis._bootstrap import (bootstrap_line, chain_time_counts, draw_counts, km_medians, loglog_fit,
-                                 percentile_interval, stream)
+from analysis._bootstrap import (
+    bootstrap_line,
+    chain_time_counts,
+    draw_counts,
+    km_medians,
+    loglog_fit,
+    percentile_interval,
+    stream,
+)
 from analysis._survival import fit_km
 
 
@@ -70,8 +77,13 @@ def test_bootstrap_line_is_scipy_bootstrap_of_the_km_line():
     medians = lambda *w: np.stack([km_medians(wi, *c) for wi, c in zip(w, cells)], axis=1)  # noqa: E731
     _, slopes, dropped = bootstrap_line(x, [30, 30, 30], medians, n_boot=400, rng=stream(1, ("k",)))
     reference = stats.bootstrap(
-        [np.arange(30)] * 3, lambda *d, axis=-1: loglog_fit(x, medians(*(draw_counts(di, 30) for di in d)))[1],
-        n_resamples=400, vectorized=True, method="percentile", rng=stream(1, ("k",)))
+        [np.arange(30)] * 3,
+        lambda *d, axis=-1: loglog_fit(x, medians(*(draw_counts(di, 30) for di in d)))[1],
+        n_resamples=400,
+        vectorized=True,
+        method="percentile",
+        rng=stream(1, ("k",)),
+    )
     assert dropped == 0
     assert np.allclose(percentile_interval(slopes, 0.95), tuple(reference.confidence_interval))
 

@@ -11,29 +11,70 @@ from analysis import theory
 
 def _cells(**axes):
     """Four cells of n x one other axis, with the coordinate columns sweep run writes."""
-    base = pd.DataFrame({
-        "family": "gmm1d", "cell": np.arange(4, dtype=np.int32), "cell_key": np.arange(4), "n": [10, 20, 10, 20],
-        "policy": "replace", "policy_kind": "replace", "keep": 0.0, "synthetic": 1.0, "real": 0.0,
-        "temperature": 1.0, "replicate": 0, "w2": 0.1,
-    })
+    base = pd.DataFrame(
+        {
+            "family": "gmm1d",
+            "cell": np.arange(4, dtype=np.int32),
+            "cell_key": np.arange(4),
+            "n": [10, 20, 10, 20],
+            "policy": "replace",
+            "policy_kind": "replace",
+            "keep": 0.0,
+            "synthetic": 1.0,
+            "real": 0.0,
+            "temperature": 1.0,
+            "replicate": 0,
+            "w2": 0.1,
+        }
+    )
     return base.assign(**axes)
 
 
 def test_coordinates_are_the_fixed_ones_then_every_axis_column():
     """temperature and family_<field> columns are coordinates (metrics and replicate are not), after the fixed ones."""
     frame = _cells(family_k=[2, 2, 3, 3], family_init="kmeans")
-    assert coordinate_columns(frame) == ["family", "cell", "cell_key", "n", "policy", "policy_kind", "keep",
-                                         "synthetic", "real", "temperature", "family_k", "family_init"]
-    assert "family_k" in analysis.survival(analysis.collapse_times(pd.DataFrame({
-        **frame.drop(columns="w2"), "event": "collapse", "threshold": np.nan,
-        "generation": [3, 4, 5, 6], "observed": True}), "collapse")).columns
+    assert coordinate_columns(frame) == [
+        "family",
+        "cell",
+        "cell_key",
+        "n",
+        "policy",
+        "policy_kind",
+        "keep",
+        "synthetic",
+        "real",
+        "temperature",
+        "family_k",
+        "family_init",
+    ]
+    assert (
+        "family_k"
+        in analysis.survival(
+            analysis.collapse_times(
+                pd.DataFrame(
+                    {
+                        **frame.drop(columns="w2"),
+                        "event": "collapse",
+                        "threshold": np.nan,
+                        "generation": [3, 4, 5, 6],
+                        "observed": True,
+                    }
+                ),
+                "collapse",
+            )
+        ).columns
+    )
 
 
 def test_labels_name_every_axis_that_varies_and_only_those():
     """k and temperature join 'n=10, replace' where they differ between the cells shown; a constant axis stays out."""
     frame = _cells(family_k=[2, 2, 3, 3], temperature=[1.0, 1.0, 0.5, 0.5])
-    assert cell_labels(frame) == {0: "n=10, replace, temperature=1, k=2", 1: "n=20, replace, temperature=1, k=2",
-                                  2: "n=10, replace, temperature=0.5, k=3", 3: "n=20, replace, temperature=0.5, k=3"}
+    assert cell_labels(frame) == {
+        0: "n=10, replace, temperature=1, k=2",
+        1: "n=20, replace, temperature=1, k=2",
+        2: "n=10, replace, temperature=0.5, k=3",
+        3: "n=20, replace, temperature=0.5, k=3",
+    }
     assert cell_labels(frame[frame["family_k"] == 3]) == {2: "n=10, replace", 3: "n=20, replace"}
 
 
@@ -44,8 +85,10 @@ def test_rate_lines_are_the_combinations_of_every_axis_but_n():
     assert keys == ["family", "policy", "temperature", "family_k"]
     lines = frame.groupby(keys)["n"].apply(sorted)
     assert lines.tolist() == [[10, 20], [10, 20]]
-    assert group_labels(frame, keys) == {("gmm1d", "replace", 1.0, 2): "replace, k=2",
-                                         ("gmm1d", "replace", 1.0, 3): "replace, k=3"}
+    assert group_labels(frame, keys) == {
+        ("gmm1d", "replace", 1.0, 2): "replace, k=2",
+        ("gmm1d", "replace", 1.0, 3): "replace, k=3",
+    }
 
 
 def test_replay_printout_leaves_out_every_coordinate():

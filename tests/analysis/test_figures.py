@@ -45,7 +45,11 @@ def test_fan_chart_has_a_panel_per_cell_with_median_bands_and_theory(gaussian, t
     first = fig.axes[0]
     assert _labelled_lines(first) == ["median", "truth", "theory median exp(drift·t/2)"]
     assert {"50% of chains", "90% of chains"} <= set(_legend(first))
-    assert (first.get_title(), first.get_xlabel(), first.get_ylabel()) == ("n=10, replace", "generation", "σ_t / σ_true")
+    assert (first.get_title(), first.get_xlabel(), first.get_ylabel()) == (
+        "n=10, replace",
+        "generation",
+        "σ_t / σ_true",
+    )
     assert first.get_yscale() == "log"
 
 

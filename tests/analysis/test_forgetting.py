@@ -86,7 +86,9 @@ def test_forgetting_times_bins_counts_and_skips_zero(categorical):
     assert table["bin_low"].tolist() == [1.0, 4.0, 16.0]
     lost = events[events["event"] == "symbol_lost"]
     counts = lost["initial_count"].astype(float)
-    assert table["symbols"].tolist() == [int(((counts >= a) & (counts < b)).sum()) for a, b in [(1, 4), (4, 16), (16, 64)]]
+    assert table["symbols"].tolist() == [
+        int(((counts >= a) & (counts < b)).sum()) for a, b in [(1, 4), (4, 16), (16, 64)]
+    ]
     with pytest.raises(ValueError, match="bins must be increasing"):
         analysis.forgetting_times(events, bins=[4, 2])
 
@@ -101,9 +103,21 @@ def test_a_cell_interval_does_not_depend_on_other_cells_in_the_frame():
 
 def _symbol_lost(symbol, count, generations, observed):
     chains = len(generations)
-    return pd.DataFrame({"family": "categorical", "cell": 0, "n": 100, "policy": "replace", "replicate": np.arange(chains),
-                         "event": "symbol_lost", "threshold": np.nan, "symbol": symbol, "initial_count": count,
-                         "generation": generations, "observed": np.asarray(observed, dtype=bool)})
+    return pd.DataFrame(
+        {
+            "family": "categorical",
+            "cell": 0,
+            "n": 100,
+            "policy": "replace",
+            "replicate": np.arange(chains),
+            "event": "symbol_lost",
+            "threshold": np.nan,
+            "symbol": symbol,
+            "initial_count": count,
+            "generation": generations,
+            "observed": np.asarray(observed, dtype=bool),
+        }
+    )
 
 
 def test_dropped_resamples_are_reported_and_dropped_whole():
@@ -111,11 +125,14 @@ def test_dropped_resamples_are_reported_and_dropped_whole():
     censored) is reported as boot_dropped_share = P(Binomial(21, 11/21) <= 10) within 4.5 s.e., and those
     resamples are dropped whole, not refitted on the other bins."""
     horizon, n_boot = 150, 2000
-    events = pd.concat([
-        _symbol_lost(0, 1, np.arange(2, 23), True),                    # median 12 in every resample
-        _symbol_lost(1, 4, np.arange(101, 122), True),                 # median 111 in every resample
-        _symbol_lost(2, 16, [3] * 11 + [horizon] * 10, [True] * 11 + [False] * 10),
-    ], ignore_index=True)
+    events = pd.concat(
+        [
+            _symbol_lost(0, 1, np.arange(2, 23), True),  # median 12 in every resample
+            _symbol_lost(1, 4, np.arange(101, 122), True),  # median 111 in every resample
+            _symbol_lost(2, 16, [3] * 11 + [horizon] * 10, [True] * 11 + [False] * 10),
+        ],
+        ignore_index=True,
+    )
     fit = analysis.forgetting_rates(events, n_boot=n_boot, seed=4).iloc[0]
     assert fit["bins_used"] == 3
     expected = stats.binom.cdf(10, 21, 11 / 21)

@@ -16,8 +16,10 @@ def test_wilson_interval_matches_scipy_and_known_values():
     k, n = np.array([0, 1, 7, 19, 50, 3]), np.array([20, 20, 20, 20, 50, 1000])
     for confidence in (0.5, 0.9, 0.95, 0.999):
         lower, upper = analysis.wilson_interval(k, n, confidence=confidence)
-        ci = [stats.binomtest(int(a), int(b)).proportion_ci(confidence_level=confidence, method="wilson")
-              for a, b in zip(k, n)]
+        ci = [
+            stats.binomtest(int(a), int(b)).proportion_ci(confidence_level=confidence, method="wilson")
+            for a, b in zip(k, n)
+        ]
         assert lower == pytest.approx([c.low for c in ci], abs=1e-12)
         assert upper == pytest.approx([c.high for c in ci], abs=1e-12)
         assert lower[0] == 0 and upper[4] == 1  # exactly, not up to round-off
@@ -41,8 +43,17 @@ def test_divergence_probability_counts_a_known_share_and_sets_nan_aside():
     """With w2 uniform on (0, 1) the share above 0.3 is near 0.7; NaN metrics are counted as missing, not as chains."""
     rng = np.random.default_rng(5)
     chains = 1000
-    frame = pd.DataFrame({"family": "gaussian", "cell": 0, "n": 10, "policy": "replace", "replicate": np.arange(chains),
-                          "generation": 5, "w2": rng.uniform(0, 1, chains)})
+    frame = pd.DataFrame(
+        {
+            "family": "gaussian",
+            "cell": 0,
+            "n": 10,
+            "policy": "replace",
+            "replicate": np.arange(chains),
+            "generation": 5,
+            "w2": rng.uniform(0, 1, chains),
+        }
+    )
     frame.loc[:9, "w2"] = np.nan
     row = analysis.divergence_probability(frame, 0.3).iloc[0]
     assert (row["chains"], row["missing"]) == (chains - 10, 10)

@@ -29,8 +29,9 @@ def gaussian():
 @pytest.fixture(scope="module")
 def collapse():
     """Collapse times of 1000 exact replace chains per n (events only: cheap to generate)."""
-    _, events = gaussian_frames(ns=NS, replicates=1000, generations=250, ratios=(RATIO,), eps=(), seed=23,
-                                trajectories=False)
+    _, events = gaussian_frames(
+        ns=NS, replicates=1000, generations=250, ratios=(RATIO,), eps=(), seed=23, trajectories=False
+    )
     return analysis.collapse_times(events)
 
 
@@ -56,7 +57,10 @@ def test_collapse_time_line_agrees_with_the_generating_law(collapse):
     assert (fit["policy"], fit["cells_used"], fit["excluded_n"]) == ("replace", 4, "")
     assert fit["slope_lower"] < fit["slope"] < fit["slope_upper"]
     slope, intercept = np.polyfit(np.log(NS), np.log(theory.exact_median_collapse_time(NS, RATIO)), 1)
-    slope_se, intercept_se = _se(fit["slope_lower"], fit["slope_upper"]), _se(fit["intercept_lower"], fit["intercept_upper"])
+    slope_se, intercept_se = (
+        _se(fit["slope_lower"], fit["slope_upper"]),
+        _se(fit["intercept_lower"], fit["intercept_upper"]),
+    )
     assert slope_se < 0.03  # what 1000 chains per cell support
     assert abs(fit["slope"] - slope) < Z * slope_se, (fit["slope"], slope, slope_se)
     assert abs(fit["intercept"] - intercept) < Z * intercept_se, (fit["intercept"], intercept, intercept_se)
@@ -77,8 +81,9 @@ def test_rates_bootstrap_is_reproducible_by_seed(gaussian):
 def test_cells_with_infinite_median_are_left_out_and_named(gaussian):
     """Cutting the horizon so large-n cells never reach one half leaves them out of the fit and lists their n."""
     times = analysis.collapse_times(gaussian[1])
-    cut = times.assign(observed=times["observed"] & (times["duration"] <= 40),
-                       duration=times["duration"].clip(upper=40), horizon=40)
+    cut = times.assign(
+        observed=times["observed"] & (times["duration"] <= 40), duration=times["duration"].clip(upper=40), horizon=40
+    )
     fit = analysis.rates(cut, n_boot=50).iloc[0]
     assert fit["excluded_n"] == "40, 80" and fit["cells_used"] == 2
     two = analysis.rates(cut[cut["n"] >= 20], n_boot=10).iloc[0]
@@ -105,9 +110,19 @@ def test_categorical_decay_rate_matches_heterozygosity_theory(categorical):
 
 def _times(cell, n, durations, observed, horizon):
     """A times frame (as collapse_times returns) for one replace cell."""
-    return pd.DataFrame({"family": "gaussian", "cell": cell, "n": n, "policy": "replace", "policy_kind": "replace",
-                         "replicate": np.arange(len(durations)), "duration": durations,
-                         "observed": np.asarray(observed, dtype=bool), "horizon": horizon})
+    return pd.DataFrame(
+        {
+            "family": "gaussian",
+            "cell": cell,
+            "n": n,
+            "policy": "replace",
+            "policy_kind": "replace",
+            "replicate": np.arange(len(durations)),
+            "duration": durations,
+            "observed": np.asarray(observed, dtype=bool),
+            "horizon": horizon,
+        }
+    )
 
 
 def test_a_policy_interval_does_not_depend_on_other_policies_in_the_frame(gaussian):
@@ -126,11 +141,14 @@ def test_resamples_with_an_infinite_median_are_dropped_whole_and_counted():
     within 4.5 s.e.; those resamples are dropped whole, not refitted on the other cells (which would
     put the two-cell slope, 1.67, into the interval)."""
     horizon, n_boot = 150, 2000
-    frame = pd.concat([
-        _times(0, 10, np.arange(1, 22), True, horizon),               # median 11 in every resample
-        _times(1, 40, np.arange(101, 122), True, horizon),            # median 111 in every resample
-        _times(2, 80, [3] * 11 + [horizon] * 10, [True] * 11 + [False] * 10, horizon),
-    ], ignore_index=True)
+    frame = pd.concat(
+        [
+            _times(0, 10, np.arange(1, 22), True, horizon),  # median 11 in every resample
+            _times(1, 40, np.arange(101, 122), True, horizon),  # median 111 in every resample
+            _times(2, 80, [3] * 11 + [horizon] * 10, [True] * 11 + [False] * 10, horizon),
+        ],
+        ignore_index=True,
+    )
     fit = analysis.rates(frame, n_boot=n_boot, seed=4).iloc[0]
     expected = stats.binom.cdf(10, 21, 11 / 21)
     assert abs(fit["boot_dropped_share"] - expected) < 4.5 * np.sqrt(expected * (1 - expected) / n_boot)

@@ -19,8 +19,9 @@ def gaussian_folder(tmp_path_factory):
     last = traj.index[(traj["generation"] == 40) & (traj["cell"] == 3)]
     traj.loc[last[:2], "spread_ratio"] = 0.0
     traj.loc[last[2:3], "spread_ratio"] = float("nan")
-    return write_results(tmp_path_factory.mktemp("results") / "gauss", traj, events,
-                         extra_spec={"grid": {"n": [10, 40]}})
+    return write_results(
+        tmp_path_factory.mktemp("results") / "gauss", traj, events, extra_spec={"grid": {"n": [10, 40]}}
+    )
 
 
 def test_report_on_gaussian_folder_writes_figures_and_summary(gaussian_folder):
@@ -30,14 +31,22 @@ def test_report_on_gaussian_folder_writes_figures_and_summary(gaussian_folder):
     assert paths[-1] == gaussian_folder / "report" / "report.md"
     assert all(p.exists() for p in paths)
     stems = {p.stem for p in paths[:-1]}
-    assert stems == {"survival_gaussian_spread_below_0.5", "collapse_time_gaussian_spread_below_0.5",
-                     "heatmap_gaussian_spread_below_0.5", "fan_gaussian", "density_gaussian", "fan_w2_gaussian"}
+    assert stems == {
+        "survival_gaussian_spread_below_0.5",
+        "collapse_time_gaussian_spread_below_0.5",
+        "heatmap_gaussian_spread_below_0.5",
+        "fan_gaussian",
+        "density_gaussian",
+        "fan_w2_gaussian",
+    }
     assert sorted(p.suffix for p in paths[:-1]) == [".png"] * 6 + [".svg"] * 6
     assert matplotlib.image.imread(next(p for p in paths if p.name == "fan_gaussian.png")).shape[2] == 4
     text = paths[-1].read_text()
-    header = ("| cell | cell coordinates | chains | censored at T | median collapse time [95% CI] | "
-              "mean time up to T (RMST ± se) | P(W2 > 0.5 at T) | log-variance drift / gen | "
-              "chains left out of the rate (non-finite at T) |")
+    header = (
+        "| cell | cell coordinates | chains | censored at T | median collapse time [95% CI] | "
+        "mean time up to T (RMST ± se) | P(W2 > 0.5 at T) | log-variance drift / gen | "
+        "chains left out of the rate (non-finite at T) |"
+    )
     assert header in text
     assert "| 0 | n=10, replace | 30 |" in text and "(theory -0.115) | 0 |" in text
     # The three damaged chains are counted as left out of cell 3's drift, not silently averaged away.
@@ -55,9 +64,15 @@ def test_report_on_categorical_folder_covers_collapse_and_forgetting(tmp_path):
     traj, events = categorical_frames(ns=(40,), replicates=30, generations=50, seed=42)
     folder = write_results(tmp_path / "cat", traj, events, family="categorical")
     paths = analysis.write_report(folder, tmp_path / "out", n_boot=50)
-    assert {p.name for p in paths} == {"survival_categorical_collapse.png", "survival_categorical_collapse.svg",
-                                       "forgetting_categorical.png", "forgetting_categorical.svg",
-                                       "fan_tv_categorical.png", "fan_tv_categorical.svg", "report.md"}
+    assert {p.name for p in paths} == {
+        "survival_categorical_collapse.png",
+        "survival_categorical_collapse.svg",
+        "forgetting_categorical.png",
+        "forgetting_categorical.svg",
+        "fan_tv_categorical.png",
+        "fan_tv_categorical.svg",
+        "report.md",
+    }
     text = (tmp_path / "out" / "report.md").read_text()
     assert "### Collapse: one symbol left" in text and "### Forgetting" in text
     assert "P(TV > 0.3 at T)" in text and "log-heterozygosity rate / gen" in text
@@ -80,8 +95,9 @@ def test_report_refuses_foreign_or_unfinished_folders(tmp_path):
     unfinished = tmp_path / "unfinished"
     for kind in ("trajectories", "events"):
         (unfinished / kind).mkdir(parents=True)
-    (unfinished / "sweep.json").write_text(json.dumps({"spec": {"name": "u", "generations": 5,
-                                                                "family": {"name": "gaussian"}}, "root_entropy": 1}))
+    (unfinished / "sweep.json").write_text(
+        json.dumps({"spec": {"name": "u", "generations": 5, "family": {"name": "gaussian"}}, "root_entropy": 1})
+    )
     with pytest.raises(analysis.ResultsError, match="no trajectories or events rows yet"):
         analysis.write_report(unfinished)
 
@@ -96,17 +112,27 @@ def test_report_on_a_gmm1d_sweep_draws_mixtures_and_mode_events(ray_session, tmp
     from sweep.runner import run_sweep
     from sweep.spec import parse_spec
 
-    spec = parse_spec({
-        "name": "mixture-report", "seed": 5, "generations": 30, "replicates": 24,
-        "family": {"name": "gmm1d", "weights": [0.5, 0.5], "means": [-2.0, 2.0], "sigmas": [1.0, 1.0]},
-        "grid": {"n": [30, 60], "policy": ["replace", {"fresh_real": 0.2}]},
-        "events": {"spread_below": [0.8], "weight_below": [0.2], "modes_closer": [2.0], "distance_above": [1.0]},
-    })
+    spec = parse_spec(
+        {
+            "name": "mixture-report",
+            "seed": 5,
+            "generations": 30,
+            "replicates": 24,
+            "family": {"name": "gmm1d", "weights": [0.5, 0.5], "means": [-2.0, 2.0], "sigmas": [1.0, 1.0]},
+            "grid": {"n": [30, 60], "policy": ["replace", {"fresh_real": 0.2}]},
+            "events": {"spread_below": [0.8], "weight_below": [0.2], "modes_closer": [2.0], "distance_above": [1.0]},
+        }
+    )
     report = run_sweep(spec, str(tmp_path), progress=False)
     paths = analysis.write_report(report.location, n_boot=50)
     stems = {p.stem for p in paths[:-1]}
-    assert {"fan_gmm1d", "fan_w2_gmm1d", "density_gmm1d", "survival_gmm1d_weight_below_0.2",
-            "survival_gmm1d_modes_closer_2"} <= stems
+    assert {
+        "fan_gmm1d",
+        "fan_w2_gmm1d",
+        "density_gmm1d",
+        "survival_gmm1d_weight_below_0.2",
+        "survival_gmm1d_modes_closer_2",
+    } <= stems
     text = paths[-1].read_text()
     assert "### Collapse: a mode lost (a component's weight < 0.2)" in text
     assert "### Collapse: modes merged (two component means < 2 true σ apart)" in text
@@ -127,12 +153,17 @@ def axes_folder(ray_session, tmp_path_factory):
     from sweep.runner import run_sweep
     from sweep.spec import parse_spec
 
-    spec = parse_spec({
-        "name": "axes-report", "seed": 7, "generations": 60, "replicates": 24,
-        "family": {"name": "categorical", "k": 4, "probs": "uniform"},
-        "grid": {"n": [10, 20], "family": {"k": [3, 6]}, "temperature": [1.0, 0.7]},
-        "events": {"symbols": False, "collapse": True, "distance_above": [0.5]},
-    })
+    spec = parse_spec(
+        {
+            "name": "axes-report",
+            "seed": 7,
+            "generations": 60,
+            "replicates": 24,
+            "family": {"name": "categorical", "k": 4, "probs": "uniform"},
+            "grid": {"n": [10, 20], "family": {"k": [3, 6]}, "temperature": [1.0, 0.7]},
+            "events": {"symbols": False, "collapse": True, "distance_above": [0.5]},
+        }
+    )
     return run_sweep(spec, str(tmp_path_factory.mktemp("axes")), progress=False).location
 
 
@@ -173,36 +204,70 @@ def test_report_of_a_family_known_only_by_its_declarations(ray_session, tmp_path
     from sweep.runner import run_sweep
     from sweep.spec import parse_spec
 
-    spec = parse_spec({
-        "name": "exotic", "seed": 3, "generations": 30, "replicates": 20,
-        "family": {"name": "gaussian"}, "grid": {"n": [10, 40]},
-        "events": {"spread_below": [0.5], "distance_above": [0.5]},
-    })
+    spec = parse_spec(
+        {
+            "name": "exotic",
+            "seed": 3,
+            "generations": 30,
+            "replicates": 20,
+            "family": {"name": "gaussian"},
+            "grid": {"n": [10, 40]},
+            "events": {"spread_below": [0.5], "distance_above": [0.5]},
+        }
+    )
     folder = run_sweep(spec, str(tmp_path), progress=False).location
     meta = json.loads((Path(folder) / "sweep.json").read_text())
     meta["family"] = {
         "name": "mypkg.models:Exotic",
         "events": [
-            {"name": "spread_below", "event": "spread_below", "description": "exotic spread shrank",
-             "thresholds": True, "per_symbol": False, "collapse": False, "descending": True},
-            {"name": "distance_above", "event": "distance_above", "description": "exotic tails drifted away",
-             "thresholds": True, "per_symbol": False, "collapse": True, "descending": False},
-            {"name": "diverged", "event": "diverged", "description": "non-finite", "thresholds": False,
-             "per_symbol": False, "collapse": True, "descending": False},
+            {
+                "name": "spread_below",
+                "event": "spread_below",
+                "description": "exotic spread shrank",
+                "thresholds": True,
+                "per_symbol": False,
+                "collapse": False,
+                "descending": True,
+            },
+            {
+                "name": "distance_above",
+                "event": "distance_above",
+                "description": "exotic tails drifted away",
+                "thresholds": True,
+                "per_symbol": False,
+                "collapse": True,
+                "descending": False,
+            },
+            {
+                "name": "diverged",
+                "event": "diverged",
+                "description": "non-finite",
+                "thresholds": False,
+                "per_symbol": False,
+                "collapse": True,
+                "descending": False,
+            },
         ],
         "metrics": {"tail_mass": "mass beyond the true 1% and 99% quantiles"},
-        "distance_metric": "tail_mass", "spread_metric": None, "theory_overlays": ["exotic_closed_form"],
-        "axes": {"n": "n", "policy": "policy", "temperature": "temperature"}, "events_every": 1,
+        "distance_metric": "tail_mass",
+        "spread_metric": None,
+        "theory_overlays": ["exotic_closed_form"],
+        "axes": {"n": "n", "policy": "policy", "temperature": "temperature"},
+        "events_every": 1,
     }
     (Path(folder) / "sweep.json").write_text(json.dumps(meta))
     paths = analysis.write_report(folder, n_boot=30)
-    assert {p.stem for p in paths[:-1]} == {"survival_mypkg.models_Exotic_distance_above_0.5",
-                                            "collapse_time_mypkg.models_Exotic_distance_above_0.5",
-                                            "fan_tail_mass_mypkg.models_Exotic"}
+    assert {p.stem for p in paths[:-1]} == {
+        "survival_mypkg.models_Exotic_distance_above_0.5",
+        "collapse_time_mypkg.models_Exotic_distance_above_0.5",
+        "fan_tail_mass_mypkg.models_Exotic",
+    }
     text = paths[-1].read_text()
     assert "## Family: mypkg.models:Exotic" in text and "- families: mypkg.models:Exotic;" in text
     assert "### Collapse: tail_mass > 0.5" in text and "`distance_above`: exotic tails drifted away." in text
     assert "P(tail_mass > 0.5 at T)" in text
     assert "σ_t" not in text and "W2" not in text and "(theory" not in text and "non-finite" not in text
     assert "log-variance drift" not in text  # spread_ratio is a column here, but not the declared spread
-    assert "theory overlays `exotic_closed_form` (not known to this analysis, nothing drawn: exotic_closed_form)" in text
+    assert (
+        "theory overlays `exotic_closed_form` (not known to this analysis, nothing drawn: exotic_closed_form)" in text
+    )

@@ -11,19 +11,39 @@ from analysis.figures import format_time
 
 def _times(durations, observed, horizon, cell=0, n=10):
     """A collapse_times-shaped frame for one cell."""
-    return pd.DataFrame({
-        "family": "gaussian", "cell": cell, "n": n, "policy": "replace", "policy_kind": "replace",
-        "replicate": np.arange(len(durations)), "event": "spread_below", "threshold": 0.5,
-        "duration": np.asarray(durations), "observed": np.asarray(observed, dtype=bool), "horizon": horizon,
-    })
+    return pd.DataFrame(
+        {
+            "family": "gaussian",
+            "cell": cell,
+            "n": n,
+            "policy": "replace",
+            "policy_kind": "replace",
+            "replicate": np.arange(len(durations)),
+            "event": "spread_below",
+            "threshold": 0.5,
+            "duration": np.asarray(durations),
+            "observed": np.asarray(observed, dtype=bool),
+            "horizon": horizon,
+        }
+    )
 
 
 def _events(generation, observed, threshold=0.5, event="spread_below", cell=0):
-    return pd.DataFrame({
-        "family": "gaussian", "cell": cell, "n": 10, "policy": "replace", "replicate": np.arange(len(generation)),
-        "event": event, "threshold": threshold, "symbol": None, "initial_count": None,
-        "generation": np.asarray(generation, dtype=np.int32), "observed": np.asarray(observed, dtype=bool),
-    })
+    return pd.DataFrame(
+        {
+            "family": "gaussian",
+            "cell": cell,
+            "n": 10,
+            "policy": "replace",
+            "replicate": np.arange(len(generation)),
+            "event": event,
+            "threshold": threshold,
+            "symbol": None,
+            "initial_count": None,
+            "generation": np.asarray(generation, dtype=np.int32),
+            "observed": np.asarray(observed, dtype=bool),
+        }
+    )
 
 
 HAND = dict(durations=[2, 3, 3, 5, 6, 8], observed=[1, 1, 0, 1, 0, 1], horizon=10)
@@ -88,8 +108,9 @@ def test_median_stays_inf_when_fewer_than_half_collapse():
 
 def test_collapse_times_reads_events_and_infers_the_horizon():
     """collapse_times keeps one row per chain, duration = generation, and takes T from the censored rows."""
-    events = pd.concat([_events([4, 30, 12], [True, False, True]),
-                        _events([9, 30, 30], [True, False, False], threshold=0.2)])
+    events = pd.concat(
+        [_events([4, 30, 12], [True, False, True]), _events([9, 30, 30], [True, False, False], threshold=0.2)]
+    )
     times = analysis.collapse_times(events, threshold=0.5)
     assert times["duration"].tolist() == [4, 30, 12]
     assert times["observed"].tolist() == [True, False, True]
@@ -117,11 +138,17 @@ def checked_runs(ray_session, tmp_path_factory):
 
     folders = []
     for every in (1, 4):
-        spec = parse_spec({
-            "name": f"every-{every}", "seed": 11, "generations": 42, "replicates": 60,
-            "family": {"name": "categorical", "k": 3, "probs": "uniform"}, "grid": {"n": [10, 20]},
-            "events": {"symbols": False, "collapse": True, "every": every},
-        })
+        spec = parse_spec(
+            {
+                "name": f"every-{every}",
+                "seed": 11,
+                "generations": 42,
+                "replicates": 60,
+                "family": {"name": "categorical", "k": 3, "probs": "uniform"},
+                "grid": {"n": [10, 20]},
+                "events": {"symbols": False, "collapse": True, "every": every},
+            }
+        )
         folders.append(run_sweep(spec, str(tmp_path_factory.mktemp(f"every{every}")), progress=False).location)
     return folders
 
@@ -131,8 +158,10 @@ def test_interval_from_checks_every_k_holds_the_exact_collapse_time(checked_runs
     run checked every 4th generation, both ends are attained (an interval one generation too narrow or too
     wide fails), chains that collapse after the last check (t = 41, 42) are censored at 40, and the exact
     KM median lies between the medians of the interval ends."""
-    exact, checked = (analysis.collapse_times(analysis.load_events(f), "collapse").set_index(["cell", "replicate"])
-                      for f in checked_runs)
+    exact, checked = (
+        analysis.collapse_times(analysis.load_events(f), "collapse").set_index(["cell", "replicate"])
+        for f in checked_runs
+    )
     assert (checked.loc[checked["observed"], "duration"] % 4 == 0).all()
     assert (checked.loc[~checked["observed"], "duration"] == 40).all()
     seen = checked["observed"]

@@ -85,8 +85,9 @@ def test_first_passage_median_matches_simulated_collapse_times():
 def test_collapse_time_slope_tends_to_one_and_matches_its_derivative():
     """The implied log-log slope equals a numerical derivative, exceeds 1 at small n and tends to 1 at large n."""
     n, h = np.array([10.0, 100.0, 1000.0]), 1e-5
-    numeric = (np.log(theory.median_collapse_time(n * (1 + h), 0.5)) - np.log(theory.median_collapse_time(n * (1 - h), 0.5))) / (
-        np.log1p(h) - np.log1p(-h))
+    numeric = (
+        np.log(theory.median_collapse_time(n * (1 + h), 0.5)) - np.log(theory.median_collapse_time(n * (1 - h), 0.5))
+    ) / (np.log1p(h) - np.log1p(-h))
     assert theory.local_collapse_time_slope(n) == pytest.approx(numeric, rel=1e-6)
     assert theory.collapse_time_slope([10, 20, 40, 80]) > 1
     assert theory.collapse_time_slope([1e5, 2e5, 4e5]) == pytest.approx(1, abs=1e-4)
@@ -157,7 +158,9 @@ def test_exact_median_collapse_time_is_where_the_law_reaches_one_half():
         assert (exact[:2] == theory.exact_median_collapse_time(ns[:2], 0.1, estimator, step=5e-4)).all()
         assert (np.abs(exact - theory.median_collapse_time(ns, 0.1, estimator, "first_passage")) < 1.2).all()
     # ML collapses about twice as fast: a swapped estimator is far outside any sampling error.
-    assert theory.exact_median_collapse_time(32, 0.1, "unbiased") > 1.7 * theory.exact_median_collapse_time(32, 0.1, "ml")
+    assert theory.exact_median_collapse_time(32, 0.1, "unbiased") > 1.7 * theory.exact_median_collapse_time(
+        32, 0.1, "ml"
+    )
 
 
 def test_symbol_loss_law_matches_wright_fisher_simulation():

@@ -1,4 +1,5 @@
 """Batched 1-D EM against scikit-learn's GaussianMixture, and its sampling and metrics."""
+
 from __future__ import annotations
 
 import warnings
@@ -10,8 +11,16 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 
 from sweep.families import _em1d
-from sweep.families._em1d import (EMResult, em_fit, kl_true_fitted, mean_log_likelihood,
-                                  mixture_mean_var, sample_gmm, tail_mass, w2_to_mixture)
+from sweep.families._em1d import (
+    EMResult,
+    em_fit,
+    kl_true_fitted,
+    mean_log_likelihood,
+    mixture_mean_var,
+    sample_gmm,
+    tail_mass,
+    w2_to_mixture,
+)
 
 
 def _problem(rng, n):
@@ -22,8 +31,7 @@ def _problem(rng, n):
     sd = rng.uniform(0.3, 1.5, k)
     lab = rng.choice(k, size=n, p=w)
     x = rng.normal(m[lab], sd[lab])
-    init = (rng.dirichlet(5.0 * np.ones(k)), m + rng.normal(0.0, 0.5, k),
-            sd ** 2 * rng.uniform(0.5, 2.0, k))
+    init = (rng.dirichlet(5.0 * np.ones(k)), m + rng.normal(0.0, 0.5, k), sd**2 * rng.uniform(0.5, 2.0, k))
     return x, init
 
 
@@ -47,11 +55,18 @@ def _parity(n_datasets, seed):
             init = tuple(np.stack([p[1][i] for p in batch]) for i in range(3))
             ours = em_fit(x, k, init=init)
             for b, (xb, (w0, m0, v0)) in enumerate(batch):
-                sk = _sklearn_fit(xb, k, weights_init=w0, means_init=m0[:, None],
-                                  precisions_init=(1.0 / v0)[:, None, None])
-                rows.append((ours.log_likelihood[b] - sk.score(xb[:, None]),
-                             ours.lower_bound[b] - sk.lower_bound_,
-                             ours.n_iter[b], sk.n_iter_, ours.converged[b] == sk.converged_))
+                sk = _sklearn_fit(
+                    xb, k, weights_init=w0, means_init=m0[:, None], precisions_init=(1.0 / v0)[:, None, None]
+                )
+                rows.append(
+                    (
+                        ours.log_likelihood[b] - sk.score(xb[:, None]),
+                        ours.lower_bound[b] - sk.lower_bound_,
+                        ours.n_iter[b],
+                        sk.n_iter_,
+                        ours.converged[b] == sk.converged_,
+                    )
+                )
     return np.array(rows, dtype=float)
 
 
@@ -124,8 +139,7 @@ def test_kmeans_init_matches_sklearn_in_law_on_one_dataset():
     """On one dataset with several EM optima, the optima reached from 160 kmeans inits occur
     with the same frequencies as from sklearn's (chi-square on the optima, p > 1e-3)."""
     rng = np.random.default_rng(5)
-    x = np.concatenate([rng.normal(-1.5, 1.0, 60), rng.normal(0.5, 0.6, 40),
-                        rng.normal(2.0, 1.0, 50)])
+    x = np.concatenate([rng.normal(-1.5, 1.0, 60), rng.normal(0.5, 0.6, 40), rng.normal(2.0, 1.0, 50)])
     ours, _, sk_ll = _kmeans_fits(x, 4, 160, seed=6)
     # optima are atoms (equal up to rounding): identify them by their rounded log-likelihood
     a, b = np.round(ours.log_likelihood, 6), np.round(sk_ll, 6)
@@ -143,9 +157,11 @@ def _kmeans_law_across_datasets(n_datasets, n, seed):
     ours = em_fit(data, 3, init="kmeans", rng=np.random.default_rng(seed + 1))
     sk = [_sklearn_fit(xb, 3, random_state=i) for i, xb in enumerate(data)]
     order = [np.argsort(g.means_[:, 0]) for g in sk]
-    ref = {"means": np.array([g.means_[o, 0] for g, o in zip(sk, order)]),
-           "weights": np.array([g.weights_[o] for g, o in zip(sk, order)]),
-           "variances": np.array([g.covariances_[o, 0, 0] for g, o in zip(sk, order)])}
+    ref = {
+        "means": np.array([g.means_[o, 0] for g, o in zip(sk, order)]),
+        "weights": np.array([g.weights_[o] for g, o in zip(sk, order)]),
+        "variances": np.array([g.covariances_[o, 0, 0] for g, o in zip(sk, order)]),
+    }
     for name, arr in ref.items():
         for j in range(3):
             p = stats.ks_2samp(getattr(ours, name)[:, j], arr[:, j], method="asymp").pvalue
@@ -193,16 +209,13 @@ def test_converged_chains_are_frozen_and_match_single_chain_fits():
     init = tuple(np.stack([p[1][i] for p in problems]) for i in range(3))
     # chain 0 starts from its own converged fit: it stops at iteration 2
     warm = em_fit(x[:1], 2, init=tuple(a[:1] for a in init))
-    init = tuple(np.concatenate([getattr(warm, n), a[1:]])
-                 for n, a in zip(("weights", "means", "variances"), init))
+    init = tuple(np.concatenate([getattr(warm, n), a[1:]]) for n, a in zip(("weights", "means", "variances"), init))
     batch = em_fit(x, 2, init=init)
     assert batch.n_iter[0] == 2 and batch.n_iter.max() > 2
     for b in range(len(x)):
-        alone = em_fit(x[b:b + 1], 2, init=tuple(a[b:b + 1] for a in init))
-        for name in ("weights", "means", "variances", "n_iter", "lower_bound",
-                     "log_likelihood"):
-            np.testing.assert_allclose(getattr(batch, name)[b], getattr(alone, name)[0],
-                                       rtol=1e-12)
+        alone = em_fit(x[b : b + 1], 2, init=tuple(a[b : b + 1] for a in init))
+        for name in ("weights", "means", "variances", "n_iter", "lower_bound", "log_likelihood"):
+            np.testing.assert_allclose(getattr(batch, name)[b], getattr(alone, name)[0], rtol=1e-12)
 
 
 def test_max_iter_and_warm_start():
@@ -238,8 +251,11 @@ def test_fitted_mixture_keeps_the_sample_mean_and_variance(init):
     rng = np.random.default_rng(21)
     x = np.concatenate([rng.normal(-2.0, 1.0, (30, 60)), rng.standard_t(3, (30, 60)) * 2.0 + 1.0], axis=1)
     for k in (2, 3):
-        start = ("kmeans" if init == "kmeans" else "random_from_data") if init != "warm" else (
-            np.full((30, k), 1.0 / k), np.linspace(-2.0, 2.0, k) + np.zeros((30, k)), np.ones((30, k)))
+        start = (
+            ("kmeans" if init == "kmeans" else "random_from_data")
+            if init != "warm"
+            else (np.full((30, k), 1.0 / k), np.linspace(-2.0, 2.0, k) + np.zeros((30, k)), np.ones((30, k)))
+        )
         fit = em_fit(x, k, init=start, rng=np.random.default_rng(1), reg_covar=1e-4)
         mean, var = mixture_mean_var(fit.weights, fit.means, fit.variances)
         np.testing.assert_allclose(mean, x.mean(axis=1), rtol=0, atol=1e-12)
@@ -260,8 +276,9 @@ def test_mean_log_likelihood_is_sklearn_score():
     """mean_log_likelihood equals sklearn's score for the same parameters."""
     rng = np.random.default_rng(15)
     x, (w, m, v) = _problem(rng, 300)
-    sk = _sklearn_fit(x, len(w), weights_init=w, means_init=m[:, None],
-                      precisions_init=(1 / v)[:, None, None], max_iter=1)
+    sk = _sklearn_fit(
+        x, len(w), weights_init=w, means_init=m[:, None], precisions_init=(1 / v)[:, None, None], max_iter=1
+    )
     ll = mean_log_likelihood(x[None], sk.weights_, sk.means_[:, 0], sk.covariances_[:, 0, 0])
     assert abs(ll[0] - sk.score(x[:, None])) < 1e-10
 
@@ -273,8 +290,9 @@ def test_far_separated_components_use_the_stable_path():
     x = np.concatenate([rng.normal(0, 1, 300), rng.normal(60, 0.01, 100)])
     init = (np.array([0.7, 0.3]), np.array([0.5, 59.0]), np.array([2.0, 1e-3]))
     ours = em_fit(x[None], 2, init=init)
-    sk = _sklearn_fit(x, 2, weights_init=init[0], means_init=init[1][:, None],
-                      precisions_init=(1 / init[2])[:, None, None])
+    sk = _sklearn_fit(
+        x, 2, weights_init=init[0], means_init=init[1][:, None], precisions_init=(1 / init[2])[:, None, None]
+    )
     assert abs(ours.log_likelihood[0] - sk.score(x[:, None])) < 1e-9
     assert ours.n_iter[0] == sk.n_iter_
 
@@ -301,7 +319,7 @@ def test_w2_closed_forms():
     assert w2_to_mixture(w, m, v, w, m, v)[0] < 1e-12
     m1 = np.array([[0.0], [0.0], [1.0], [-3.0], [0.1]])
     s1 = np.array([[1.0], [0.3], [2.0], [0.05], [1.0]])
-    got = w2_to_mixture(np.ones_like(m1), m1, s1 ** 2, [1.0], [0.5], [1.44])
+    got = w2_to_mixture(np.ones_like(m1), m1, s1**2, [1.0], [0.5], [1.44])
     np.testing.assert_allclose(got, np.hypot(m1 - 0.5, s1 - 1.2)[:, 0], atol=1e-3)
 
 
@@ -362,22 +380,19 @@ def test_kl_equals_the_plain_logsumexp_quadrature():
         np.testing.assert_allclose(kl_true_fitted(w, m, v, tw, tm, tv), plain, rtol=1e-9)
 
 
-@pytest.mark.parametrize("call, name", [
-    (lambda: em_fit(np.zeros((2, 10)), 0, init="kmeans", rng=np.random.default_rng()), "'k'"),
-    (lambda: em_fit(np.zeros((2, 10)), 11, init="kmeans", rng=np.random.default_rng()),
-     "'k'"),
-    (lambda: em_fit(np.zeros((1, 10)), 2, init=([0.5, 0.5], [0, 1], [1, -1])),
-     "'init variances'"),
-    (lambda: em_fit(np.zeros((1, 10)), 2, init=([0.5, 0.6], [0, 1], [1, 1])),
-     "'init weights'"),
-    (lambda: em_fit(np.zeros((1, 10)), 2, init="kmeans++", rng=np.random.default_rng()),
-     "'init'"),
-    (lambda: sample_gmm([[0.5, 0.4]], [[0, 1]], [[1, 1]], 5, rng=np.random.default_rng()),
-     "'weights'"),
-    (lambda: sample_gmm([[0.5, 0.5]], [[0, 1]], [[1, 0]], 5, rng=np.random.default_rng()),
-     "'variances'"),
-    (lambda: w2_to_mixture([1.0], [0.0], [1.0], [1.0], [0.0], [0.0]), "'true_variances'"),
-])
+@pytest.mark.parametrize(
+    "call, name",
+    [
+        (lambda: em_fit(np.zeros((2, 10)), 0, init="kmeans", rng=np.random.default_rng()), "'k'"),
+        (lambda: em_fit(np.zeros((2, 10)), 11, init="kmeans", rng=np.random.default_rng()), "'k'"),
+        (lambda: em_fit(np.zeros((1, 10)), 2, init=([0.5, 0.5], [0, 1], [1, -1])), "'init variances'"),
+        (lambda: em_fit(np.zeros((1, 10)), 2, init=([0.5, 0.6], [0, 1], [1, 1])), "'init weights'"),
+        (lambda: em_fit(np.zeros((1, 10)), 2, init="kmeans++", rng=np.random.default_rng()), "'init'"),
+        (lambda: sample_gmm([[0.5, 0.4]], [[0, 1]], [[1, 1]], 5, rng=np.random.default_rng()), "'weights'"),
+        (lambda: sample_gmm([[0.5, 0.5]], [[0, 1]], [[1, 0]], 5, rng=np.random.default_rng()), "'variances'"),
+        (lambda: w2_to_mixture([1.0], [0.0], [1.0], [1.0], [0.0], [0.0]), "'true_variances'"),
+    ],
+)
 def test_bad_arguments_raise_value_error_naming_them(call, name):
     """Bad k, variances, weights or init raise a one-line ValueError naming the argument,
     the expectation and the value given."""
@@ -393,5 +408,4 @@ def test_bad_types_raise_type_error():
         em_fit(np.zeros((1, 10)), 2, init="kmeans", rng=0)
     with pytest.raises(TypeError, match="'k'"):
         em_fit(np.zeros((1, 10)), 2.0, init="kmeans", rng=np.random.default_rng())
-    assert isinstance(em_fit(np.arange(20.0)[None], 2, init="kmeans",
-                             rng=np.random.default_rng()), EMResult)
+    assert isinstance(em_fit(np.arange(20.0)[None], 2, init="kmeans", rng=np.random.default_rng()), EMResult)

@@ -1,4 +1,5 @@
 """scikit-learn's generators as truths: their laws (against scikit-learn's own samples) and moments."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,8 +13,10 @@ from sweep.streams import BlockGenerator
 
 N = 20000
 #: Directions the laws are compared along (every projection of a law must agree).
-DIRECTIONS = {2: np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]]),
-              3: np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.48, 0.6, 0.64]])}
+DIRECTIONS = {
+    2: np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]]),
+    3: np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.48, 0.6, 0.64]]),
+}
 
 
 def _sklearn(shape: Shape, n: int) -> np.ndarray:
@@ -24,8 +27,11 @@ def _sklearn(shape: Shape, n: int) -> np.ndarray:
     return datasets.make_swiss_roll(n, noise=shape.noise, random_state=0)[0]
 
 
-@pytest.mark.parametrize("shape", [Shape("moons", 0.1), Shape("circles", 0.05, 0.5), Shape("swiss_roll", 0.5)],
-                         ids=["moons", "circles", "swiss_roll"])
+@pytest.mark.parametrize(
+    "shape",
+    [Shape("moons", 0.1), Shape("circles", 0.05, 0.5), Shape("swiss_roll", 0.5)],
+    ids=["moons", "circles", "swiss_roll"],
+)
 def test_samples_follow_sklearns_generator(shape):
     """20000 samples have the law of scikit-learn's generator at the same settings: KS along several
     directions, p > 1e-3 (its evenly spaced points approach the uniform positions sampled here)."""
@@ -42,8 +48,11 @@ def test_a_wrong_shape_is_rejected_by_the_law_test():
     assert min(stats.ks_2samp(ours @ u, theirs @ u).pvalue for u in DIRECTIONS[2]) < 1e-6
 
 
-@pytest.mark.parametrize("shape", [Shape("moons", 0.1), Shape("circles", 0.2, 0.3), Shape("swiss_roll", 0.3)],
-                         ids=["moons", "circles", "swiss_roll"])
+@pytest.mark.parametrize(
+    "shape",
+    [Shape("moons", 0.1), Shape("circles", 0.2, 0.3), Shape("swiss_roll", 0.3)],
+    ids=["moons", "circles", "swiss_roll"],
+)
 def test_moments_are_exact(shape):
     """The closed moments equal the sample mean and covariance of 4 x 20000 samples within 5
     standard errors (every entry)."""

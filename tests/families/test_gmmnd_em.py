@@ -1,4 +1,5 @@
 """Batched d-dimensional EM and k-means against scikit-learn's GaussianMixture and KMeans."""
+
 from __future__ import annotations
 
 import warnings
@@ -65,8 +66,14 @@ def test_parity_with_sklearn_from_same_initial_parameters(covariance_type, d, k)
         init = tuple(np.stack([p[1][i] for p in problems]) for i in range(3))
         ours = em_fit(x, k, covariance_type=covariance_type, init=init)
         for b, (xb, (w0, m0, c0)) in enumerate(problems):
-            sk = _sklearn(xb, k, covariance_type=covariance_type, weights_init=w0, means_init=m0,
-                          precisions_init=_precisions(c0, covariance_type))
+            sk = _sklearn(
+                xb,
+                k,
+                covariance_type=covariance_type,
+                weights_init=w0,
+                means_init=m0,
+                precisions_init=_precisions(c0, covariance_type),
+            )
             assert abs(ours.log_likelihood[b] - sk.score(xb)) < 1e-9
             assert abs(ours.lower_bound[b] - sk.lower_bound_) < 1e-9
             assert ours.n_iter[b] == sk.n_iter_ and ours.converged[b] == sk.converged_
@@ -87,8 +94,11 @@ def test_random_from_data_parity(monkeypatch):
             pts = np.swapaxes(np.take_along_axis(xt, idx[:, None, :], axis=2), 1, 2)
             nk = np.full((len(seeds), k_), 1.0 + _gmmnd_em.NK_EPS)
             means = pts / nk[..., None]
-            var = restrict((pts * pts / nk[..., None] - means * means + reg)[..., :, None] * np.eye(d_), ct) \
-                if ct != "full" else np.zeros((len(seeds), k_, d_, d_)) + reg * np.eye(d_)
+            var = (
+                restrict((pts * pts / nk[..., None] - means * means + reg)[..., :, None] * np.eye(d_), ct)
+                if ct != "full"
+                else np.zeros((len(seeds), k_, d_, d_)) + reg * np.eye(d_)
+            )
             return nk / n, means, var
 
         monkeypatch.setattr(_gmmnd_em, "_random_from_data", same_points)
@@ -147,8 +157,13 @@ def test_kmeans_optima_frequencies_match_sklearn_on_one_dataset():
     """On one dataset with several EM optima, the optima reached from 160 kmeans inits occur with
     the frequencies scikit-learn's reach them (chi-square contingency, p > 1e-3)."""
     rng = np.random.default_rng(5)
-    x = np.concatenate([rng.normal([-1.5, 0.0], 1.0, (60, 2)), rng.normal([0.5, 1.0], 0.6, (40, 2)),
-                        rng.normal([2.0, -0.5], 1.0, (50, 2))])
+    x = np.concatenate(
+        [
+            rng.normal([-1.5, 0.0], 1.0, (60, 2)),
+            rng.normal([0.5, 1.0], 0.6, (40, 2)),
+            rng.normal([2.0, -0.5], 1.0, (50, 2)),
+        ]
+    )
     ours = em_fit(np.tile(x, (160, 1, 1)), 4, init="kmeans", rng=np.random.default_rng(6))
     sk_ll = np.array([_sklearn(x, 4, random_state=s).score(x) for s in range(160)])
     a, b = np.round(ours.log_likelihood, 6), np.round(sk_ll, 6)
@@ -184,6 +199,7 @@ def test_kmeans_plusplus_seeding_matches_sklearn_in_law():
     from sklearn.cluster import kmeans_plusplus as sk_seeds
 
     from sweep.families._gmmnd_kmeans import kmeans_plusplus
+
     rng = np.random.default_rng(12)
     x = _problem(rng, 200, 2, 4)[0]
 
@@ -200,6 +216,7 @@ def test_two_cluster_fast_path_agrees_with_the_general_assignment():
     """The two-centre assignment (one linear form per sample) gives the labels of the general
     nearest-centre rule."""
     from sweep.families._gmmnd_kmeans import assign
+
     rng = np.random.default_rng(9)
     xt = rng.normal(size=(20, 3, 300))
     centers = rng.normal(size=(20, 2, 3))
@@ -228,7 +245,9 @@ def test_fitted_mixture_keeps_the_sample_moments(covariance_type, init):
         if covariance_type == "full":
             np.testing.assert_allclose(cov, expect, rtol=1e-9, atol=1e-12)
         elif covariance_type == "diag":
-            np.testing.assert_allclose(np.diagonal(cov, axis1=1, axis2=2), np.diagonal(expect, axis1=1, axis2=2), rtol=1e-9)
+            np.testing.assert_allclose(
+                np.diagonal(cov, axis1=1, axis2=2), np.diagonal(expect, axis1=1, axis2=2), rtol=1e-9
+            )
         else:
             np.testing.assert_allclose(np.trace(cov, axis1=1, axis2=2), np.trace(expect, axis1=1, axis2=2), rtol=1e-9)
 
@@ -240,8 +259,9 @@ def test_single_component_is_the_sample_mean_and_covariance():
     fit = em_fit(x, 1, rng=np.random.default_rng(0))
     centred = x - x.mean(axis=1, keepdims=True)
     np.testing.assert_allclose(fit.means[:, 0], x.mean(axis=1), rtol=1e-12)
-    np.testing.assert_allclose(fit.covariances[:, 0], np.einsum("bni,bnj->bij", centred, centred) / 50 + 1e-6 * np.eye(3),
-                               rtol=1e-10)
+    np.testing.assert_allclose(
+        fit.covariances[:, 0], np.einsum("bni,bnj->bij", centred, centred) / 50 + 1e-6 * np.eye(3), rtol=1e-10
+    )
     assert (fit.n_iter == _sklearn(x[0], 1).n_iter_).all()
 
 
@@ -257,7 +277,7 @@ def test_batch_chains_match_single_chain_fits_and_sorting():
     perm = [2, 0, 1]
     permuted = em_fit(x, 3, init=tuple(a[:, perm] for a in init))
     for b in range(5):
-        alone = em_fit(x[b:b + 1], 3, init=tuple(a[b:b + 1] for a in init))
+        alone = em_fit(x[b : b + 1], 3, init=tuple(a[b : b + 1] for a in init))
         for name in ("weights", "means", "covariances", "n_iter", "lower_bound", "log_likelihood"):
             np.testing.assert_allclose(getattr(batch, name)[b], getattr(alone, name)[0], rtol=1e-12, atol=1e-14)
             np.testing.assert_allclose(getattr(permuted, name)[b], getattr(alone, name)[0], rtol=1e-9, atol=1e-12)
@@ -289,17 +309,29 @@ def test_mean_log_likelihood_is_sklearn_score():
     assert abs(ll[0] - sk.score(x)) < 1e-10
 
 
-@pytest.mark.parametrize("call, name", [
-    (lambda: em_fit(np.zeros((2, 10, 2)), 0, rng=np.random.default_rng()), "'k'"),
-    (lambda: em_fit(np.zeros((2, 10, 2)), 11, rng=np.random.default_rng()), "'k'"),
-    (lambda: em_fit(np.zeros((2, 10, 2)), 2, covariance_type="tied", rng=np.random.default_rng()), "'covariance_type'"),
-    (lambda: em_fit(np.zeros((2, 10)), 2, rng=np.random.default_rng()), "'x'"),
-    (lambda: em_fit(np.zeros((1, 10, 2)), 2, init=([0.5, 0.6], np.zeros((2, 2)), np.stack([np.eye(2)] * 2))),
-     "'init weights'"),
-    (lambda: em_fit(np.zeros((1, 10, 2)), 2, init="kmeans++", rng=np.random.default_rng()), "'init'"),
-    (lambda: sample_mixture([0.5, 0.4], np.zeros((2, 2)), np.stack([np.eye(2)] * 2), 5, rng=np.random.default_rng()),
-     "'weights'"),
-])
+@pytest.mark.parametrize(
+    "call, name",
+    [
+        (lambda: em_fit(np.zeros((2, 10, 2)), 0, rng=np.random.default_rng()), "'k'"),
+        (lambda: em_fit(np.zeros((2, 10, 2)), 11, rng=np.random.default_rng()), "'k'"),
+        (
+            lambda: em_fit(np.zeros((2, 10, 2)), 2, covariance_type="tied", rng=np.random.default_rng()),
+            "'covariance_type'",
+        ),
+        (lambda: em_fit(np.zeros((2, 10)), 2, rng=np.random.default_rng()), "'x'"),
+        (
+            lambda: em_fit(np.zeros((1, 10, 2)), 2, init=([0.5, 0.6], np.zeros((2, 2)), np.stack([np.eye(2)] * 2))),
+            "'init weights'",
+        ),
+        (lambda: em_fit(np.zeros((1, 10, 2)), 2, init="kmeans++", rng=np.random.default_rng()), "'init'"),
+        (
+            lambda: sample_mixture(
+                [0.5, 0.4], np.zeros((2, 2)), np.stack([np.eye(2)] * 2), 5, rng=np.random.default_rng()
+            ),
+            "'weights'",
+        ),
+    ],
+)
 def test_bad_arguments_raise_value_error_naming_them(call, name):
     """Bad k, covariance type, data shape, weights or init raise a one-line ValueError naming the
     argument, the expectation and the value given."""

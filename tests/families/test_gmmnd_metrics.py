@@ -1,4 +1,5 @@
 """d-dimensional mixtures: sampling, tempering, sliced W2 and tail mass, KL by a grid quadrature."""
+
 from __future__ import annotations
 
 import functools
@@ -62,8 +63,15 @@ def _gaussian_sw2_reference(dm, cov, cov0, m=20000):
     return np.sqrt(np.mean((u @ dm) ** 2 + (s1 - s0) ** 2))
 
 
-@pytest.mark.parametrize("cov, tol", [(np.eye(2), 2e-3), ([[2.0, 0.6], [0.6, 0.5]], 2e-3), ([[1.0, 0.0], [0.0, 1e-4]], 4e-3),
-                                      ([[0.01, 0.0], [0.0, 3.0]], 2e-3)])
+@pytest.mark.parametrize(
+    "cov, tol",
+    [
+        (np.eye(2), 2e-3),
+        ([[2.0, 0.6], [0.6, 0.5]], 2e-3),
+        ([[1.0, 0.0], [0.0, 1e-4]], 4e-3),
+        ([[0.01, 0.0], [0.0, 3.0]], 2e-3),
+    ],
+)
 def test_sliced_w2_of_gaussians_against_the_closed_form(cov, tol):
     """Between two Gaussians, the sliced W2 with the default 16 directions agrees with the closed
     form integrated over 20000 angles within 2e-3 relative, 4e-3 for a covariance collapsed onto a
@@ -81,10 +89,16 @@ def test_sliced_w2_of_gaussians_against_the_closed_form(cov, tol):
 def test_sliced_w2_of_a_translation_and_of_the_truth():
     """A translate by v has SW2 = |v| / sqrt(d) (d = 2 and 3, any direction count); the truth has 0."""
     for d, count in ((2, 16), (3, 64), (4, 256)):
-        truth = SlicedTruth.of_mixture([0.3, 0.7], [np.zeros(d), np.ones(d)], [np.eye(d), 0.5 * np.eye(d)], directions(d, count))
+        truth = SlicedTruth.of_mixture(
+            [0.3, 0.7], [np.zeros(d), np.ones(d)], [np.eye(d), 0.5 * np.eye(d)], directions(d, count)
+        )
         shift = np.arange(1.0, d + 1) * 0.1
-        got = sliced_w2_mixture(truth, np.array([[0.3, 0.7]] * 2), np.array([[np.zeros(d), np.ones(d)]]) + np.stack([0 * shift, shift])[:, None],
-                                np.array([[np.eye(d), 0.5 * np.eye(d)]] * 2))
+        got = sliced_w2_mixture(
+            truth,
+            np.array([[0.3, 0.7]] * 2),
+            np.array([[np.zeros(d), np.ones(d)]]) + np.stack([0 * shift, shift])[:, None],
+            np.array([[np.eye(d), 0.5 * np.eye(d)]] * 2),
+        )
         assert got[0] < 1e-4
         expected = np.linalg.norm(shift) / np.sqrt(d)
         # Halton directions (d = 4) are not exactly isotropic: 256 of them hold E (u.v)^2 to ~1%
@@ -110,7 +124,9 @@ def test_sliced_tail_mass():
     closed-form mass beyond the projected truth's 1% and 99% quantiles."""
     cov0 = np.array([[1.0, 0.3], [0.3, 0.8]])
     truth = SlicedTruth.of_mixture([0.5, 0.5], [[-1.0, 0.0], [1.0, 0.0]], [cov0, cov0], directions(2, 16))
-    got = sliced_tail_mixture(truth, np.array([[0.5, 0.5]]), np.array([[[-1.0, 0.0], [1.0, 0.0]]]), np.array([[cov0, cov0]]))
+    got = sliced_tail_mixture(
+        truth, np.array([[0.5, 0.5]]), np.array([[[-1.0, 0.0], [1.0, 0.0]]]), np.array([[cov0, cov0]])
+    )
     assert abs(got[0] - 0.02) < 1e-10
     one = SlicedTruth.of_mixture([1.0], [[0.0, 0.0]], [cov0], directions(2, 16))
     cov = np.array([[2.0, 0.0], [0.0, 0.5]])
@@ -158,7 +174,7 @@ def test_kl_of_a_two_component_fit_against_a_fine_grid(ratio, tol):
     deviations down to 0.03 of the truth's."""
     w, m, c = _KL_TRUTH
     fw, fm = np.array([[0.4, 0.6]]), np.array([[[-0.9, 0.1], [1.1, 0.4]]])
-    fc = np.stack([[ratio ** 2 * c[0], c[1]]])
+    fc = np.stack([[ratio**2 * c[0], c[1]]])
     grid, log_p, cell = _reference_grid()
     log_q = log_mixture_density(grid, fw, fm, fc)[0]
     reference = (np.exp(log_p) * (log_p - log_q)).sum() * cell
@@ -177,4 +193,6 @@ def test_kl_in_three_dimensions_and_nan_beyond():
     assert abs(coarse - fine) <= 1e-6 * fine
     d = 4
     quad = TrueQuadrature([1.0], [np.zeros(d)], [np.eye(d)])
-    assert np.isnan(quad.kl_mixture(np.ones((2, 1)), np.zeros((2, 1, d)), np.broadcast_to(np.eye(d), (2, 1, d, d)))).all()
+    assert np.isnan(
+        quad.kl_mixture(np.ones((2, 1)), np.zeros((2, 1, d)), np.broadcast_to(np.eye(d), (2, 1, d, d)))
+    ).all()

@@ -1,4 +1,5 @@
 """Batched multivariate hypergeometric sampling matches its exact moments."""
+
 from __future__ import annotations
 
 import numpy as np

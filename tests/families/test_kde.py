@@ -1,12 +1,12 @@
 """Batched Gaussian KDE kernels: bandwidth rules, sampling, fitted-model moments, metrics."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from scipy import special, stats
 
-from sweep.families._kde import (bandwidth, kde_mean_var, kde_tail_mass, kde_w2_to_mixture,
-                                 sample_kde)
+from sweep.families._kde import bandwidth, kde_mean_var, kde_tail_mass, kde_w2_to_mixture, sample_kde
 from sweep.families._quantiles1d import mixture_cdf
 from tests.families.w2_reference import w2_from_cdfs
 
@@ -28,11 +28,11 @@ def test_sample_kde_moments():
     h = np.array([0.1, 0.5, 1.0, 0.0])
     y = sample_kde(x, h, 40000, rng=rng)
     mean, var = kde_mean_var(x, h)
-    np.testing.assert_allclose(var, x.var(axis=1) + h ** 2)
+    np.testing.assert_allclose(var, x.var(axis=1) + h**2)
     assert (np.abs(y.mean(axis=1) - mean) <= 5 * np.sqrt(var / y.shape[1])).all()
     # variance of the sample variance for n draws: (m4 - var**2) / n, m4 the 4th central moment
     m4 = np.array([np.mean((y_row - mu) ** 4) for y_row, mu in zip(y, mean)])
-    assert (np.abs(y.var(axis=1) - var) <= 5 * np.sqrt((m4 - var ** 2) / y.shape[1])).all()
+    assert (np.abs(y.var(axis=1) - var) <= 5 * np.sqrt((m4 - var**2) / y.shape[1])).all()
     # with h = 0 every sample is a training point
     assert np.isin(y[3], x[3]).all()
 
@@ -48,7 +48,7 @@ def test_variance_growth_under_replace_with_fixed_bandwidth():
     a = (n - 1) / n
     for t in range(1, gens + 1):
         _, v = kde_mean_var(x, h)
-        expect = a ** t * sigma0 ** 2 + h ** 2 * (1 - a ** t) / (1 - a)
+        expect = a**t * sigma0**2 + h**2 * (1 - a**t) / (1 - a)
         assert abs(v.mean() - expect) <= 4.5 * v.std(ddof=1) / np.sqrt(b), t
         x = sample_kde(x, h, n, rng=rng)
 
@@ -71,12 +71,12 @@ def test_kde_w2_against_exact_and_closed_form():
     x = rng.normal(size=(4, 40))
     h = bandwidth(x, "silverman")
     tw, tm, tv = np.array([0.4, 0.6]), np.array([-1.0, 1.0]), np.array([0.3, 0.6])
-    np.testing.assert_allclose(kde_w2_to_mixture(x, h, tw, tm, tv),
-                               _exact_w2(x, h, tw, tm, tv), atol=5e-4)
+    np.testing.assert_allclose(kde_w2_to_mixture(x, h, tw, tm, tv), _exact_w2(x, h, tw, tm, tv), atol=5e-4)
     one = np.array([[0.5], [-2.0], [0.0]])
     h1 = np.array([0.2, 2.0, 1.0])
-    np.testing.assert_allclose(kde_w2_to_mixture(one, h1, [1.0], [0.0], [1.0]),
-                               np.hypot(one[:, 0], h1 - 1.0), atol=5e-4)
+    np.testing.assert_allclose(
+        kde_w2_to_mixture(one, h1, [1.0], [0.0], [1.0]), np.hypot(one[:, 0], h1 - 1.0), atol=5e-4
+    )
 
 
 def test_kde_tail_mass():
@@ -88,16 +88,18 @@ def test_kde_tail_mass():
     assert kde_tail_mass(x, 0.0, [1.0], [0.0], [1.0])[0] == 0.5
 
 
-@pytest.mark.parametrize("call, name", [
-    (lambda: bandwidth(np.ones((2, 5)), 0.0), "'rule'"),
-    (lambda: bandwidth(np.ones((2, 5)), -1.0), "'rule'"),
-    (lambda: bandwidth(np.ones((2, 5)), "normal_reference"), "'rule'"),
-    (lambda: bandwidth(np.ones((2, 1)), "scott"), "'x'"),
-    (lambda: sample_kde(np.ones((2, 5)), -0.1, 3, rng=np.random.default_rng()), "'h'"),
-    (lambda: sample_kde(np.ones((2, 5)), 0.1, 0, rng=np.random.default_rng()), "'n'"),
-    (lambda: kde_tail_mass(np.ones((2, 5)), 0.1, [0.5, 0.4], [0, 1], [1, 1]),
-     "'true_weights'"),
-])
+@pytest.mark.parametrize(
+    "call, name",
+    [
+        (lambda: bandwidth(np.ones((2, 5)), 0.0), "'rule'"),
+        (lambda: bandwidth(np.ones((2, 5)), -1.0), "'rule'"),
+        (lambda: bandwidth(np.ones((2, 5)), "normal_reference"), "'rule'"),
+        (lambda: bandwidth(np.ones((2, 1)), "scott"), "'x'"),
+        (lambda: sample_kde(np.ones((2, 5)), -0.1, 3, rng=np.random.default_rng()), "'h'"),
+        (lambda: sample_kde(np.ones((2, 5)), 0.1, 0, rng=np.random.default_rng()), "'n'"),
+        (lambda: kde_tail_mass(np.ones((2, 5)), 0.1, [0.5, 0.4], [0, 1], [1, 1]), "'true_weights'"),
+    ],
+)
 def test_bad_arguments_raise_value_error_naming_them(call, name):
     """A bandwidth <= 0, an unknown rule, too few points, a negative h, n < 1 or weights not
     summing to 1 raise a one-line ValueError naming the argument and the value given."""

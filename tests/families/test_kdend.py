@@ -1,4 +1,5 @@
 """d-dimensional Gaussian KDE kernels: bandwidths, sampling, moments, tabulated projections, sliced metrics."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,8 +7,15 @@ import pytest
 from scipy import special, stats
 
 from sweep.families._generators import Shape
-from sweep.families._kdend import (kde_moments, kernel_covariance, quantile_at, shape_truth, sliced_tail_kde,
-                                   sliced_w2_kde, tabulate)
+from sweep.families._kdend import (
+    kde_moments,
+    kernel_covariance,
+    quantile_at,
+    shape_truth,
+    sliced_tail_kde,
+    sliced_w2_kde,
+    tabulate,
+)
 from sweep.families._quantiles1d import quantile_pieces
 from sweep.families._sliced import TAIL_LEVELS, SlicedTruth, directions
 
@@ -25,6 +33,7 @@ def test_kernel_covariance_is_scipys(rule, d):
 def test_sample_kde_moments():
     """KDE samples have the KDE's mean and covariance (the data's, ddof 0, plus H) within 5 standard errors."""
     from sweep.families._kdend import sample_kde
+
     rng = np.random.default_rng(1)
     x = rng.normal(size=(3, 40, 2))
     kernel = kernel_covariance(x, "silverman") * np.array([1.0, 4.0, 0.01])[:, None, None]
@@ -74,6 +83,7 @@ def test_one_point_kde_is_a_gaussian():
     """A KDE of one point is a Gaussian: its sliced W2 to a Gaussian truth is the Gaussians' (from
     the mixture path) within 1e-3, and its sliced tail mass the Gaussian's within 1e-6."""
     from sweep.families._sliced import sliced_tail_mixture, sliced_w2_mixture
+
     u = directions(2, 16)
     cov0 = np.array([[1.0, 0.4], [0.4, 0.7]])
     truth = SlicedTruth.of_mixture([1.0], [[0.0, 0.0]], [cov0], u)
@@ -81,7 +91,13 @@ def test_one_point_kde_is_a_gaussian():
     kde = sliced_w2_kde(truth, point, kernel)[0]
     gauss = sliced_w2_mixture(truth, np.ones((1, 1)), point, kernel[:, None])[0]
     assert abs(kde - gauss) < 1e-3
-    assert abs(sliced_tail_kde(truth, point, kernel)[0] - sliced_tail_mixture(truth, np.ones((1, 1)), point, kernel[:, None])[0]) < 1e-6
+    assert (
+        abs(
+            sliced_tail_kde(truth, point, kernel)[0]
+            - sliced_tail_mixture(truth, np.ones((1, 1)), point, kernel[:, None])[0]
+        )
+        < 1e-6
+    )
 
 
 def test_kde_of_a_large_sample_is_close_to_its_generator_and_far_from_another():
@@ -100,16 +116,19 @@ def test_kde_of_a_large_sample_is_close_to_its_generator_and_far_from_another():
 def test_quantile_at_inverts_the_cdf():
     """quantile_at evaluates the piecewise cubic quantile function: N(0, 1)'s quantiles within 1e-5."""
     grid = np.linspace(-9.0, 9.0, 2000)[None]
-    planes = quantile_pieces(grid, special.ndtr(grid), np.exp(-0.5 * grid ** 2) / np.sqrt(2 * np.pi))
+    planes = quantile_pieces(grid, special.ndtr(grid), np.exp(-0.5 * grid**2) / np.sqrt(2 * np.pi))
     levels = np.array([0.01, 0.3, 0.5, 0.99])
     np.testing.assert_allclose(quantile_at(planes, levels), special.ndtri(levels), atol=1e-5)
 
 
-@pytest.mark.parametrize("call, name", [
-    (lambda: kernel_covariance(np.ones((2, 5, 2)), 0.0), "'rule'"),
-    (lambda: kernel_covariance(np.ones((2, 5, 2)), "normal_reference"), "'rule'"),
-    (lambda: kernel_covariance(np.ones((2, 1, 2)), "scott"), "'x'"),
-])
+@pytest.mark.parametrize(
+    "call, name",
+    [
+        (lambda: kernel_covariance(np.ones((2, 5, 2)), 0.0), "'rule'"),
+        (lambda: kernel_covariance(np.ones((2, 5, 2)), "normal_reference"), "'rule'"),
+        (lambda: kernel_covariance(np.ones((2, 1, 2)), "scott"), "'x'"),
+    ],
+)
 def test_bad_arguments_raise_value_error_naming_them(call, name):
     """A bandwidth <= 0, an unknown rule or too few points raise a one-line ValueError naming them."""
     with pytest.raises(ValueError) as info:

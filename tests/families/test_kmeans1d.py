@@ -1,4 +1,5 @@
 """Batched 1-D k-means (k-means++ seeding and Lloyd) against scikit-learn."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,8 +8,15 @@ from sklearn.cluster import KMeans
 from sklearn.cluster import kmeans_plusplus as sk_kmeans_plusplus
 
 from sweep.families import _kmeans1d as kmeans1d
-from sweep.families._kmeans1d import (KMEANS_TOL, SortedRows, _d2_sample, _potential,
-                                      kmeans_plusplus, lloyd, searchsorted_rows)
+from sweep.families._kmeans1d import (
+    KMEANS_TOL,
+    SortedRows,
+    _d2_sample,
+    _potential,
+    kmeans_plusplus,
+    lloyd,
+    searchsorted_rows,
+)
 
 
 def _data(b, n, seed):
@@ -35,8 +43,7 @@ def test_prefix_sums():
     cum1 = np.concatenate([np.zeros((3, 1)), np.cumsum(xs, axis=1)], axis=1)
     cum2 = np.concatenate([np.zeros((3, 1)), np.cumsum(xs * xs, axis=1)], axis=1)
     np.testing.assert_allclose(data.prefix1(idx, rows), np.take_along_axis(cum1, idx, 1))
-    np.testing.assert_allclose(data.prefix2(idx, rows), np.take_along_axis(cum2, idx, 1),
-                               rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(data.prefix2(idx, rows), np.take_along_axis(cum2, idx, 1), rtol=1e-12, atol=1e-9)
 
 
 def test_d2_sampling_is_searchsorted_of_cumulative_d2():
@@ -72,8 +79,7 @@ def test_kmeans_plusplus_equals_reference_algorithm(monkeypatch, dense_max_n):
     rows = np.arange(b)
     for _ in range(1, k):
         vals = g.random((b, 2 + int(np.log(k)))) * closest.sum(axis=1, keepdims=True)
-        cand = np.minimum([np.searchsorted(np.cumsum(c), v) for c, v in zip(closest, vals)],
-                          n - 1)
+        cand = np.minimum([np.searchsorted(np.cumsum(c), v) for c, v in zip(closest, vals)], n - 1)
         dist = np.minimum(closest[:, None, :], (xs[None, None, :] - xs[cand][:, :, None]) ** 2)
         best = dist.sum(axis=2).argmin(axis=1)
         closest = dist[rows, best]
@@ -90,14 +96,12 @@ def test_sklearn_kmeans_plusplus_is_the_same_algorithm():
         c = [xs[rs.choice(80, p=np.full(80, 1 / 80))]]
         closest = (xs - c[0]) ** 2
         for _ in range(2):
-            cand = np.minimum(np.searchsorted(np.cumsum(closest),
-                                              rs.uniform(size=3) * closest.sum()), 79)
+            cand = np.minimum(np.searchsorted(np.cumsum(closest), rs.uniform(size=3) * closest.sum()), 79)
             dist = np.minimum(closest[None], (xs[None] - xs[cand][:, None]) ** 2)
             best = dist.sum(axis=1).argmin()
             closest = dist[best]
             c.append(xs[cand[best]])
-        np.testing.assert_allclose(c, sk_kmeans_plusplus(xs[:, None], 3,
-                                                         random_state=seed)[0][:, 0])
+        np.testing.assert_allclose(c, sk_kmeans_plusplus(xs[:, None], 3, random_state=seed)[0][:, 0])
 
 
 def test_lloyd_matches_sklearn_from_the_same_centres():
@@ -112,5 +116,4 @@ def test_lloyd_matches_sklearn_from_the_same_centres():
         km = KMeans(3, init=init[b][:, None], n_init=1).fit(xs[b][:, None])
         order = np.argsort(km.cluster_centers_[:, 0])
         np.testing.assert_allclose(centers[b], km.cluster_centers_[order, 0], atol=1e-10)
-        np.testing.assert_array_equal(np.diff(bnd[b]),
-                                      np.bincount(km.labels_, minlength=3)[order])
+        np.testing.assert_array_equal(np.diff(bnd[b]), np.bincount(km.labels_, minlength=3)[order])

@@ -1,11 +1,19 @@
 """Quantile and W2 helpers for batches of 1-D distributions."""
+
 from __future__ import annotations
 
 import numpy as np
 from scipy.special import ndtri as special_ndtri
 
-from sweep.families._quantiles1d import (mixture_cdf, mixture_grid, mixture_pdf, mixture_quantile,
-                                         quantile_pieces, w2_from_pieces, w2_mixtures)
+from sweep.families._quantiles1d import (
+    mixture_cdf,
+    mixture_grid,
+    mixture_pdf,
+    mixture_quantile,
+    quantile_pieces,
+    w2_from_pieces,
+    w2_mixtures,
+)
 from tests.families.w2_reference import w2_from_cdfs
 
 ONE_GAUSSIAN = (np.ones((1, 1)), np.zeros((1, 1)), np.ones((1, 1)))  # w, m, sd
@@ -18,8 +26,7 @@ def test_mixture_quantile_inverts_the_cdf():
     v = np.array([[0.01, 4.0], [1.0, 1e-4]])
     p = np.array([1e-9, 0.01, 0.3, 0.5, 0.99, 1 - 1e-9])
     q = mixture_quantile(p, w, m, v)
-    np.testing.assert_allclose(mixture_cdf(q, w, m, np.sqrt(v)), np.tile(p, (2, 1)),
-                               rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(mixture_cdf(q, w, m, np.sqrt(v)), np.tile(p, (2, 1)), rtol=1e-10, atol=1e-13)
 
 
 def test_w2_mixtures_gaussian_closed_form():
@@ -33,8 +40,7 @@ def test_w2_mixtures_gaussian_closed_form():
     want = np.hypot(ma - mb, np.sqrt(va) - np.sqrt(vb))[:, 0]
     np.testing.assert_allclose(w2_mixtures(wa, ma, va, wb, mb, vb), want, atol=1e-4)
     grid = np.sort(np.concatenate([mixture_grid(wa, ma, va, 257), mixture_grid(wb, mb, vb, 257)], axis=1), axis=1)
-    plain = w2_from_cdfs(grid, mixture_cdf(grid, wa, ma, np.sqrt(va)),
-                         mixture_cdf(grid, wb, mb, np.sqrt(vb)))
+    plain = w2_from_cdfs(grid, mixture_cdf(grid, wa, ma, np.sqrt(va)), mixture_cdf(grid, wb, mb, np.sqrt(vb)))
     np.testing.assert_allclose(plain, want, atol=5e-4)
 
 

@@ -7,6 +7,7 @@ than one grid step wherever it is evaluated, and by O(step**2) where the density
 from a row gather it shares no code with the cubic pieces of sweep.families._quantiles1d, so on a
 fine grid it checks them from outside (it was the package's own method before 0.2.0).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -54,8 +55,7 @@ def w2_from_cdfs(grid, cdf_a, cdf_b):
     u = _rows_take(levels, order)
     last_a = np.cumsum(order < m, axis=1) - 1
     last_b = np.arange(2 * m) - 1 - last_a
-    d = (_quantile_at(u, last_a, _segments(grid, a))
-         - _quantile_at(u, last_b, _segments(grid, b)))
+    d = _quantile_at(u, last_a, _segments(grid, a)) - _quantile_at(u, last_b, _segments(grid, b))
     d0, d1 = d[:, :-1], d[:, 1:]
     w2sq = (np.diff(u, axis=1) * (d0 * d0 + d0 * d1 + d1 * d1)).sum(axis=1) / 3.0
     return np.sqrt(np.maximum(w2sq, 0.0))
