@@ -46,15 +46,20 @@ def replay_chain(location: str, cell: int, replicate: int) -> tuple[pd.DataFrame
         target = replace(target, trial=int(trial))
     block = replicate // target.block_size
     entropy = int(meta["root_entropy"])
-    traj, events = simulate_block(
-        target.family,
-        target,
-        block,
-        generations=spec.generations,
-        recorded=spec.record.generations(spec.generations),
-        events_spec=spec.events,
-        rng=block_rng(entropy, target, block),
-    )
+    # one BLAS thread, as the tasks run (sweep.execute.WORKER_ENV): a threaded matrix product
+    # rounds in another order, and a family's metrics (gmm's KL) differed in their last bits
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        traj, events = simulate_block(
+            target.family,
+            target,
+            block,
+            generations=spec.generations,
+            recorded=spec.record.generations(spec.generations),
+            events_spec=spec.events,
+            rng=block_rng(entropy, target, block),
+        )
     tables = build_tables(spec, target, entropy, traj, events)
     frames = [plain_table(t).to_pandas() for t in tables]
     return tuple(f[f["replicate"] == replicate].reset_index(drop=True) for f in frames)

@@ -32,6 +32,8 @@ FAMILIES = {
     "categorical": {"name": "categorical", "k": 5},
     "gmm1d": {"name": "gmm1d", "means": [-1.0, 1.0]},
     "kde": {"name": "kde", "means": [0.0, 2.0]},
+    "gmm": {"name": "gmm", "means": [[-1.0, 0.0], [1.0, 0.5]]},
+    "kde_nd": {"name": "kde_nd", "generator": "moons"},
     "exponential": {"name": EXAMPLE, "path": "sample"},
     "bernoulli": {"name": "bernoulli", "p": 0.3},
     "poisson": {"name": "poisson", "lambda": 2.0, "path": "sample"},

@@ -19,8 +19,10 @@ from sweep.families.base import DIVERGED, Cost, EventKind, Family, Resources
 from sweep.families.bernoulli import BernoulliFamily
 from sweep.families.categorical import CategoricalFamily
 from sweep.families.gaussian import GaussianFamily
+from sweep.families.gmm import GMMNDFamily
 from sweep.families.gmm1d import GMMFamily
 from sweep.families.kde import KDEFamily
+from sweep.families.kde_nd import KDENDFamily
 from sweep.families.linear_regression import LinearRegressionFamily
 from sweep.families.ngram import NGramFamily
 from sweep.families.poisson import PoissonFamily
@@ -39,6 +41,8 @@ REGISTRY: dict[str, type[Family]] = {
         LinearRegressionFamily,
         NGramFamily,
         TransformerFamily,
+        GMMNDFamily,
+        KDENDFamily,
     )
 }
 ENTRY_POINT_GROUP = "collapse_sweep.families"
@@ -133,7 +137,9 @@ __all__ = [
     "CategoricalFamily",
     "GaussianFamily",
     "GMMFamily",
+    "GMMNDFamily",
     "KDEFamily",
     "NGramFamily",
     "TransformerFamily",
+    "KDENDFamily",
 ]

@@ -1,0 +1,143 @@
+"""E-step and M-step kernels of batched d-dimensional Gaussian-mixture EM.
+
+Each chain's centred samples are expanded once into the features phi(x) = (1, x, the quadratic
+monomials the covariance type needs): F of them, 1 + d + d(d+1)/2 for full, 1 + 2d for diag, 2 + d
+for spherical. A component's log-density log(w N(x; m, C)) is then a linear form theta . phi(x),
+so the E-step of all k components is one batched matrix product (k x F) @ (F x N), and the
+M-step's sufficient statistics (responsibility sums, first and second moments) are another,
+R (k x N) @ phi^T (N x F). Centring keeps the expanded quadratics accurate: their rounding is
+~1e-16 |m|^2 / sd^2, and ``reg_covar`` bounds sd below.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+LOG_2PI = float(np.log(2.0 * np.pi))
+# scikit-learn adds 10 * eps to every component's responsibility sum (nk).
+NK_EPS = 10.0 * np.finfo(np.float64).eps
+# samples per block of rows in the E/M-steps: the temporaries stay in a 1 MiB cache (measured at N
+# = 1000, d = 2: 17 us per chain and iteration, 22 us with blocks of 2**16 samples)
+_BLOCK_SAMPLES = 1 << 13
+
+
+def n_features(d: int, covariance_type: str) -> int:
+    """F, the number of features of d-dimensional samples for a covariance type."""
+    return 1 + d + {"full": d * (d + 1) // 2, "diag": d, "spherical": 1}[covariance_type]
+
+
+def features(xt: np.ndarray, covariance_type: str) -> np.ndarray:
+    """phi (B, F, N) of centred samples laid out as (B, d, N): 1, x_1..x_d, then x_r x_s (r <= s,
+    row-major upper triangle) for full, x_r**2 for diag, |x|**2 for spherical."""
+    b, d, n = xt.shape
+    phi = np.empty((b, n_features(d, covariance_type), n))
+    phi[:, 0] = 1.0
+    phi[:, 1 : 1 + d] = xt
+    row = 1 + d
+    if covariance_type == "spherical":
+        np.multiply(xt[:, 0], xt[:, 0], out=phi[:, row])
+        for r in range(1, d):
+            phi[:, row] += xt[:, r] * xt[:, r]
+        return phi
+    for r in range(d):
+        for c in range(r, d) if covariance_type == "full" else (r,):
+            np.multiply(xt[:, r], xt[:, c], out=phi[:, row])
+            row += 1
+    return phi
+
+
+def _precisions(cov: np.ndarray, covariance_type: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Precision matrices, log-determinants of the covariances, and which components are
+    positive definite (a singular one, possible only with reg_covar = 0, stops its chain)."""
+    d = cov.shape[-1]
+    if covariance_type != "full":
+        var = np.diagonal(cov, axis1=-2, axis2=-1)
+        ok = (var > 0).all(axis=-1)
+        with np.errstate(divide="ignore"):
+            prec = np.where(var > 0, 1.0 / np.where(var > 0, var, 1.0), 0.0)
+            return prec[..., :, None] * np.eye(d), np.log(np.where(ok[..., None], var, 1.0)).sum(axis=-1), ok
+    if d == 2:  # closed forms: LAPACK's per-matrix overhead cost more than the E-step's algebra
+        a, b, c = cov[..., 0, 0], cov[..., 0, 1], cov[..., 1, 1]
+        det = a * c - b * b
+        ok = (a > 0) & (det > 0)
+        inv_det = 1.0 / np.where(ok, det, 1.0)
+        prec = np.stack([np.stack([c, -b], axis=-1), np.stack([-b, a], axis=-1)], axis=-2) * inv_det[..., None, None]
+        return prec, np.log(np.where(ok, det, 1.0)), ok
+    ok = np.ones(cov.shape[:-2], dtype=bool)
+    try:
+        chol = np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError:
+        ok = np.linalg.eigvalsh(cov)[..., 0] > 0
+        chol = np.linalg.cholesky(np.where(ok[..., None, None], cov, np.eye(d)))
+    inv = np.linalg.inv(chol)
+    logdet = 2.0 * np.log(np.diagonal(chol, axis1=-2, axis2=-1)).sum(axis=-1)
+    return np.swapaxes(inv, -1, -2) @ inv, logdet, ok
+
+
+def coefficients(w, m, cov, covariance_type):
+    """theta (B, k, F) with theta . phi(x) = log(w N(x; m, cov)), and which chains are usable."""
+    b, k, d = m.shape
+    prec, logdet, ok = _precisions(cov, covariance_type)
+    pm = np.einsum("bkij,bkj->bki", prec, m)
+    with np.errstate(divide="ignore"):
+        head = np.log(w) - 0.5 * (d * LOG_2PI + logdet + (m * pm).sum(axis=-1))
+    if covariance_type == "full":
+        r, s = np.triu_indices(d)
+        quad = np.where(r == s, -0.5, -1.0) * prec[..., r, s]
+    elif covariance_type == "diag":
+        quad = -0.5 * np.diagonal(prec, axis1=-2, axis2=-1)
+    else:
+        quad = -0.5 * prec[..., :1, 0]
+    return np.concatenate([head[..., None], pm, quad], axis=-1), ok.all(axis=1)
+
+
+def e_step(phi: np.ndarray, theta: np.ndarray, *, stats: bool):
+    """Mean log-likelihood per sample (B,) and, if ``stats``, the responsibility-weighted sums
+    of the features (B, k, F): nk, sum r x and the quadratic sums.
+
+    Rows are processed in blocks whose temporaries stay in cache. (A two-component special case
+    with one exponential and one log1p per sample ran no faster: numpy's log1p is not
+    vectorised, its exp and log are.)
+    """
+    b, f, n = phi.shape
+    k = theta.shape[1]
+    ll = np.empty(b)
+    out = np.empty((b, k, f)) if stats else None
+    rb = max(1, _BLOCK_SAMPLES // n)
+    for r0 in range(0, b, rb):
+        sl = slice(r0, r0 + rb)
+        z = np.matmul(theta[sl], phi[sl])  # (R, k, N): log(w_j N(x; m_j, C_j))
+        top = z[:, 0].copy()
+        for j in range(1, k):
+            np.maximum(top, z[:, j], out=top)
+        z -= top[:, None, :]
+        np.exp(z, out=z)
+        total = z[:, 0].copy()
+        for j in range(1, k):
+            total += z[:, j]
+        ll[sl] = (top.sum(axis=1) + np.log(total).sum(axis=1)) / n
+        if stats:
+            z *= (1.0 / total)[:, None, :]  # responsibilities
+            out[sl] = np.matmul(z, np.swapaxes(phi[sl], 1, 2))
+    return ll, out
+
+
+def from_stats(s: np.ndarray, d: int, reg_covar: float, covariance_type: str):
+    """Component sums nk (B, k, 10 eps added), means and covariances (full matrices) from the
+    responsibility-weighted feature sums, as scikit-learn's _estimate_gaussian_parameters."""
+    nk = s[..., 0] + NK_EPS
+    means = s[..., 1 : 1 + d] / nk[..., None]
+    second = s[..., 1 + d :] / nk[..., None]
+    eye = np.eye(d)
+    if covariance_type == "full":
+        q = np.empty(s.shape[:2] + (d, d))
+        r, c = np.triu_indices(d)
+        q[..., r, c] = second
+        q[..., c, r] = second
+        cov = q - means[..., :, None] * means[..., None, :] + reg_covar * eye
+    elif covariance_type == "diag":
+        cov = (second - means * means + reg_covar)[..., :, None] * eye
+    else:
+        var = (second[..., 0] - (means * means).sum(axis=-1)) / d + reg_covar
+        cov = var[..., None, None] * eye
+    return nk, means, cov
