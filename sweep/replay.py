@@ -46,6 +46,7 @@ def replay_chain(location: str, cell: int, replicate: int) -> tuple[pd.DataFrame
         target = replace(target, trial=int(trial))
     block = replicate // target.block_size
     entropy = int(meta["root_entropy"])
+    target.family.prepare(location, write=False)
     # one BLAS thread, as the tasks run (sweep.execute.WORKER_ENV): a threaded matrix product
     # rounds in another order, and a family's metrics (gmm's KL) differed in their last bits
     from threadpoolctl import threadpool_limits

@@ -298,6 +298,7 @@ def run_task(spec: SweepSpec, cells: list[Cell], root_entropy: int, location: st
     started, cpu_started = time.perf_counter(), time.process_time()
     cell = cells[task.cell]
     store = Store(location)
+    cell.family.prepare(location)
     trajectory_parts, event_parts, states, side_parts = [], [], [], {}
     for block in range(task.first, task.stop):
         traj, ev, state, side = simulate_task_block(spec, cell, block, root_entropy, store, task)
@@ -322,6 +323,7 @@ def run_task(spec: SweepSpec, cells: list[Cell], root_entropy: int, location: st
             store.delete_quietly(events_path)
         raise
     for block, state in states:
+        cell.family.block_finished(location, cell, np.asarray(cell.block_range(block)), state)
         _save_final_state(store, cell, block, state)
         store.delete_state("checkpoint", cell.index, block)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux

@@ -27,6 +27,8 @@ from sweep.families.linear_regression import LinearRegressionFamily
 from sweep.families.ngram import NGramFamily
 from sweep.families.poisson import PoissonFamily
 from sweep.families.transformer import TransformerFamily
+from sweep.families.vae import VAEFamily
+from sweep.families.wgan import WGANFamily
 
 #: The built-in families, by name.
 REGISTRY: dict[str, type[Family]] = {
@@ -43,6 +45,8 @@ REGISTRY: dict[str, type[Family]] = {
         TransformerFamily,
         GMMNDFamily,
         KDENDFamily,
+        VAEFamily,
+        WGANFamily,
     )
 }
 ENTRY_POINT_GROUP = "collapse_sweep.families"
@@ -141,5 +145,7 @@ __all__ = [
     "KDEFamily",
     "NGramFamily",
     "TransformerFamily",
+    "VAEFamily",
+    "WGANFamily",
     "KDENDFamily",
 ]

@@ -264,6 +264,17 @@ class Family(ABC):
 
         return Pool(first, capacity)
 
+    # -- files next to the results (families that keep some: a trained classifier, images) ---
+    def prepare(self, location: str, *, write: bool = True) -> None:
+        """Called with the results folder (a path or URI) before a task simulates blocks of this
+        family (``write`` true) and before a replay does (``write`` false: read only). Does
+        nothing by default."""
+
+    def block_finished(self, location: str, cell: Any, replicates: np.ndarray, state: Any) -> None:
+        """Called in a task after a block's parts are written, with the block's final
+        :class:`~sweep.engine.BlockState`, to save files next to the results (sample images).
+        Does nothing by default."""
+
     def block_width(self, n: int, policy: Any) -> float:
         """Array elements one chain contributes to a typical vectorised operation at sample size
         n (n samples, k symbols, 1 for a statistic); sets the default block size."""
