@@ -21,6 +21,17 @@ import warnings
 import numpy as np
 from scipy import stats
 
+#: The fit columns of a line that has too few finite medians to fit (rates and forgetting rates).
+NO_FIT = {
+    "slope": np.nan,
+    "slope_lower": np.nan,
+    "slope_upper": np.nan,
+    "intercept": np.nan,
+    "intercept_lower": np.nan,
+    "intercept_upper": np.nan,
+    "boot_dropped_share": np.nan,
+}
+
 
 def stream(seed: int, key) -> np.random.Generator:
     """The bootstrap generator of one line: ``SeedSequence(seed, spawn_key=(hash of key,))``.

@@ -16,7 +16,15 @@ import numpy as np
 import pandas as pd
 from lifelines.utils import median_survival_times
 
-from analysis._bootstrap import bootstrap_line, chain_time_counts, km_medians, loglog_fit, percentile_interval, stream
+from analysis._bootstrap import (
+    NO_FIT,
+    bootstrap_line,
+    chain_time_counts,
+    km_medians,
+    loglog_fit,
+    percentile_interval,
+    stream,
+)
 from analysis._cells import cell_table
 from analysis._survival import collapse_times, fit_km
 
@@ -151,16 +159,7 @@ def forgetting_rates(
             "note": "",
         }
         if len(finite) < 2:
-            record.update(
-                slope=np.nan,
-                slope_lower=np.nan,
-                slope_upper=np.nan,
-                intercept=np.nan,
-                intercept_lower=np.nan,
-                intercept_upper=np.nan,
-                boot_dropped_share=np.nan,
-                note="fewer than two count bins with a finite median",
-            )
+            record.update(NO_FIT, note="fewer than two count bins with a finite median")
             records.append(record)
             continue
         x = finite["count"].to_numpy()

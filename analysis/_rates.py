@@ -15,7 +15,15 @@ import pandas as pd
 from scipy import stats
 
 from analysis import theory
-from analysis._bootstrap import bootstrap_line, chain_time_counts, km_medians, loglog_fit, percentile_interval, stream
+from analysis._bootstrap import (
+    NO_FIT,
+    bootstrap_line,
+    chain_time_counts,
+    km_medians,
+    loglog_fit,
+    percentile_interval,
+    stream,
+)
 from analysis._cells import cell_table, group_columns, is_gaussian_1d, is_replace, require_columns
 from analysis._survival import survival
 
@@ -90,16 +98,7 @@ def rates(
                 if cells["n"].nunique() < 2
                 else "fewer than two n with a finite median (median > T); raise T or relax the threshold"
             )
-            record.update(
-                slope=np.nan,
-                slope_lower=np.nan,
-                slope_upper=np.nan,
-                intercept=np.nan,
-                intercept_lower=np.nan,
-                intercept_upper=np.nan,
-                boot_dropped_share=np.nan,
-                note=note,
-            )
+            record.update(NO_FIT, note=note)
             records.append(record)
             continue
         x = used["n"].to_numpy(dtype=float)
