@@ -5,8 +5,10 @@ What is drawn follows the family's declarations in ``sweep.json`` (:mod:`analysi
 never its name: a survival section (Kaplan-Meier curves, median time versus n, a heatmap over
 (n, real)) for every declared collapse event and threshold, divergence probabilities and a fan
 chart of the declared distance metric, a fan chart of the declared spread metric, forgetting for
-per-symbol loss, and the closed forms of the theory overlays the family names
-(:data:`analysis.theory.OVERLAYS`). Every grid axis is treated like n and policy: tables list
+per-symbol loss, the closed forms of the theory overlays the family names
+(:data:`analysis.theory.OVERLAYS`), fan charts of every other declared metric with a table of
+final medians per cell (:mod:`analysis._report_metrics`), and the sample grids the run saved
+under ``samples/`` (:mod:`analysis._report_samples`). Every grid axis is treated like n and policy: tables list
 cells with every axis that varies, and rates are fitted against n within each combination of
 the other axes (policy, temperature, family fields).
 """
@@ -38,6 +40,8 @@ from analysis._report_context import (
     safe,
     sorted_cells,
 )
+from analysis._report_metrics import metrics_section
+from analysis._report_samples import samples_section
 from analysis.figures._common import metric_label
 from analysis.io import ResultsError, load, load_events, read_metadata
 from sweep.store import Store
@@ -210,6 +214,8 @@ def _family_section(rep: Report, fam: FamilyRows) -> None:
         )
     if "symbol_lost" in [e.event for e in info.per_symbol_events()] and (events["event"] == "symbol_lost").any():
         _forgetting_section(rep, fam)
+    metrics_section(rep, fam)  # every other declared metric: fan charts and final medians per cell
+    samples_section(rep, fam, getattr(rep, "results", None))  # the run's saved sample grids (samples/), if any
 
 
 def _forgetting_section(rep: Report, fam: FamilyRows) -> None:
@@ -294,7 +300,8 @@ def write_report(
     Returns
     -------
     list of Path
-        Every file written: ``figures/*.png``, ``figures/*.svg`` and ``report.md`` (last).
+        Every file written: ``figures/*.png``, ``figures/*.svg``, the sample grids copied from
+        the results' ``samples/`` (``samples/cell=<c>/...png``) and ``report.md`` (last).
 
     Raises
     ------
@@ -327,6 +334,7 @@ def write_report(
         )
     estimator, estimator_note = estimator_of(spec)
     rep = Report(out, n_boot, seed)
+    rep.results = str(results_path)  # where the sample grids are read from
     rep.regression = regression  # censored regression of every collapse event (5-20 s each on large folders)
     names = sorted(trajectories["family"].astype(str).unique())
     sections = []

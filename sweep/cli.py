@@ -257,8 +257,12 @@ def _report(args: argparse.Namespace) -> int:
         # 0) show as '–' in the tables; numpy's empty-slice warnings would only be noise here.
         warnings.simplefilter("ignore", RuntimeWarning)
         paths = analysis.write_report(args.results, args.out, n_boot=args.bootstrap, regression=not args.no_regression)
-    figures = [p for p in paths if str(p).endswith(".png")]
-    print(f"wrote {paths[-1]} and {len(figures)} figures (PNG and SVG) in {paths[-1].parent / 'figures'}")
+    figures = [p for p in paths if str(p).endswith(".png") and p.parent.name == "figures"]
+    grids = sum(1 for p in paths if str(p).endswith(".png") and p.parent.name != "figures")  # copied samples/
+    print(
+        f"wrote {paths[-1]} and {len(figures)} figures (PNG and SVG) in {paths[-1].parent / 'figures'}"
+        + (f", {grids} sample grids in {paths[-1].parent / 'samples'}" if grids else "")
+    )
     return 0
 
 

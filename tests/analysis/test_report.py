@@ -39,8 +39,9 @@ def test_report_on_gaussian_folder_writes_figures_and_summary(gaussian_folder):
         "density_gaussian",
         "fan_w2_gaussian",
         "regression_spread_below_0.5_gaussian",
+        "metrics_gaussian",  # the declared metrics the figures above do not draw (mean, var, tail_mass)
     }
-    assert sorted(p.suffix for p in paths[:-1]) == [".png"] * 7 + [".svg"] * 7
+    assert sorted(p.suffix for p in paths[:-1]) == [".png"] * 8 + [".svg"] * 8
     assert matplotlib.image.imread(next(p for p in paths if p.name == "fan_gaussian.png")).shape[2] == 4
     text = paths[-1].read_text()
     header = (
@@ -72,6 +73,8 @@ def test_report_on_categorical_folder_covers_collapse_and_forgetting(tmp_path):
         "forgetting_categorical.svg",
         "fan_tv_categorical.png",
         "fan_tv_categorical.svg",
+        "metrics_categorical.png",
+        "metrics_categorical.svg",
         "report.md",
     }
     text = (tmp_path / "out" / "report.md").read_text()
