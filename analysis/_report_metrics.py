@@ -40,7 +40,7 @@ def declared_metrics(fam: FamilyRows) -> list[str]:
         column = traj[metric]
         if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
             continue
-        if np.isfinite(column[later].to_numpy(dtype=float)).any():
+        if np.isfinite(column[later].to_numpy(dtype=float, na_value=np.nan)).any():
             out.append(metric)
     return out
 
@@ -84,7 +84,7 @@ def final_medians(traj: pd.DataFrame, metrics, generation: int, level: float = L
     out = []
     for cell, group in rows.groupby("cell", sort=True):
         for metric in metrics:
-            values = group[metric].to_numpy(dtype=float)
+            values = group[metric].to_numpy(dtype=float, na_value=np.nan)  # nullable ints: NA -> NaN
             median, lower, upper, coverage = median_interval(values, level)
             finite = int(np.isfinite(values).sum())
             out.append(

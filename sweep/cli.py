@@ -111,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Read a results folder (never re-running the simulation) and write the figures that apply to its "
             "families plus report.md: per cell, chains, censored share, Kaplan-Meier median collapse time with CI, "
-            "divergence probability at the horizon with CI, and fitted rates."
+            "divergence probability at the horizon with CI, fitted rates, fan charts and final medians (with CIs) of every "
+            "declared metric, and the sample grids the run saved under samples/."
         ),
     )
     report.add_argument("results", help="results folder (OUT/NAME)")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from analysis._cells import cell_labels, require_columns
 from analysis.figures._common import GENERATION_LABEL, colours, finish, panels, style
@@ -87,13 +88,14 @@ def metric_fans(
                 ax.fill_between(g, bands[0.05], bands[0.95], color=colour, alpha=0.12, lw=0)
                 ax.fill_between(g, bands[0.25], bands[0.75], color=colour, alpha=0.3, lw=0)
                 ax.plot(g, bands[0.5], color=colour, lw=1.6, label=labels[int(cell)])
-            truth = values[~later].median()
-            if np.isfinite(truth):
-                ax.axhline(truth, color="0.3", lw=1, ls=":", label="generation 0 (truth)")
+            truth = values[~later].dropna()  # a model-only metric has no value for the truth
+            if len(truth):
+                ax.axhline(truth.median(), color="0.3", lw=1, ls=":", label="generation 0 (truth)")
             if _log_scale(values[later].to_numpy()):
                 ax.set_yscale("log")
             ax.set_title(titles.get(metric, metric), fontsize=10)
             ax.set_xlabel(GENERATION_LABEL)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # generations are whole numbers
         axes[0].plot([], [], color="0.5", lw=6, alpha=0.3, label="50% of chains")
         axes[0].plot([], [], color="0.5", lw=6, alpha=0.12, label="90% of chains")
         handles, names = axes[0].get_legend_handles_labels()
