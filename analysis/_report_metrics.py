@@ -104,6 +104,7 @@ def final_medians(traj: pd.DataFrame, metrics, generation: int, level: float = L
 
 def _fans(rep: Report, fam: FamilyRows, metrics: list[str]) -> None:
     cells = few_cells(fam.cells, MAX_CELLS)
+    rep.lines += ["### Declared metrics over generations", ""]
     for start in range(0, len(metrics), PANELS):
         chunk = metrics[start : start + PANELS]
         suffix = "" if len(metrics) <= PANELS else f"_{start // PANELS + 1}"
@@ -137,10 +138,18 @@ def _table(rep: Report, fam: FamilyRows, metrics: list[str]) -> None:
         f"### Final-generation medians per cell (T = {fam.horizon})",
         "",
         f"Median over chains at T of each declared metric, with a distribution-free {LEVEL:.0%} interval "
-        "(order statistics: Binomial(m, 1/2) counts of chains below the median). "
-        "† marks cells with too few chains for that level: the range [min, max] is shown instead.",
+        "(order statistics: Binomial(m, 1/2) counts of chains below the median)."
+        + (
+            " † marks cells with too few chains for that level (fewer than 6 at 95%): the range [min, max] "
+            "is shown instead."
+            if ((table["coverage"] < LEVEL) & table["median"].notna()).any()
+            else ""
+        ),
         "",
     ]
+    # What each column means, as the family declares it (the tables name columns only).
+    meanings = [f"- `{m}`: {fam.info.metrics[m]}" for m in metrics if fam.info.metrics.get(m)]
+    rep.lines += meanings + ([""] if meanings else [])
     for start in range(0, len(metrics), TABLE_METRICS):
         chunk = metrics[start : start + TABLE_METRICS]
         rows = []

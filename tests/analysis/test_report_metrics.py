@@ -8,9 +8,11 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from analysis import _markdown as md
 from analysis._declarations import Declarations
-from analysis._report_context import FamilyRows
-from analysis._report_metrics import declared_metrics, final_medians, median_interval
+from analysis._report_context import FamilyRows, Report
+from analysis._report_metrics import _table, declared_metrics, final_medians, median_interval
+from tests.analysis.synthetic import gaussian_frames
 
 
 def _family(traj: pd.DataFrame, **declared) -> FamilyRows:
@@ -88,3 +90,25 @@ def test_final_medians_are_per_cell_medians_at_the_generation_given():
     assert table["median"].to_dict() == expected.to_dict() == {0: 3.0, 1: 3.5}
     assert table["missing"].to_dict() == {0: 0, 1: 1} and table["chains"].to_dict() == {0: 3, 1: 2}
     assert table.loc[0, ["lower", "upper"]].tolist() == [2.0, 4.0]
+
+
+def test_final_median_table_shows_order_statistic_intervals_and_non_finite_chains(tmp_path):
+    """With 30 chains the table gives the median and [x_(10), x_(21)] (the 95% order statistics),
+    no † note; a chain whose value at T is NaN is left out and counted in its entry; the n and
+    policy coordinates that vary are columns of their own."""
+    traj, events = gaussian_frames(ns=(10, 40), reals=(0.0, 0.2), replicates=30, generations=6, seed=8)
+    last = traj.index[(traj["generation"] == 6) & (traj["cell"] == 3)]
+    traj.loc[last[:1], "spread_ratio"] = np.nan
+    info = Declarations(name="gaussian", metrics={"spread_ratio": "sd ratio"}, spread_metric="spread_ratio")
+    rep = Report(tmp_path, 10, 0)
+    _table(rep, FamilyRows(info, traj, events, 6, "unbiased"), ["spread_ratio"])
+    text = "\n".join(rep.lines)
+    assert "†" not in text and "- `spread_ratio`: sd ratio" in text
+    rows = {int(line.split(" | ")[0][2:]): line for line in rep.lines[-2].splitlines()[2:]}
+    # The policy label names its real share, so the real column is not repeated.
+    assert rep.lines[-2].splitlines()[0] == "| cell | n | policy | chains | spread_ratio |"
+    for cell in range(4):
+        values = np.sort(traj.loc[(traj["generation"] == 6) & (traj["cell"] == cell), "spread_ratio"].dropna())
+        k = 10 if len(values) == 30 else 9  # 29 finite values: 1 - 2 P(Bin(29, 1/2) <= 8) = 0.976
+        expected = md.estimate(float(np.median(values)), values[k - 1], values[len(values) - k])
+        assert rows[cell].endswith(f"| 30 | {expected}{' (1 non-finite left out)' if cell == 3 else ''} |")
