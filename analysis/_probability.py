@@ -138,6 +138,7 @@ def collapsed_by(
     threshold: float | None = None,
     generations=None,
     *,
+    horizon: int | None = None,
     confidence: float = 0.95,
 ) -> pd.DataFrame:
     """P(the chain's event has happened by generation t), per cell and generation.
@@ -150,6 +151,10 @@ def collapsed_by(
         As in :func:`analysis.collapse_times`.
     generations : int or sequence of int, optional
         Default 1..T. Must not exceed the horizon T (beyond it the status is unknown).
+    horizon : int, optional
+        The horizon T the chains were censored at (the report passes the folder's). Default:
+        guessed from the events as :func:`analysis.collapse_times` does, which is only the last
+        event's generation when every chain of ``events`` collapsed.
     confidence : float
         Level of the Wilson intervals.
 
@@ -162,7 +167,7 @@ def collapsed_by(
     """
     if event == "symbol_lost":
         raise ValueError("collapsed_by counts chains; for 'symbol_lost' use analysis.forgetting_times")
-    times = collapse_times(events, event, threshold)
+    times = collapse_times(events, event, threshold, horizon=horizon)
     horizon = int(times["horizon"].iloc[0])
     wanted = np.arange(1, horizon + 1) if generations is None else as_generations(generations)
     if wanted.max() > horizon:

@@ -57,6 +57,7 @@ def _heatmaps(rep: Report, fam: FamilyRows, summary, event, threshold, horizon, 
             event,
             None if np.isnan(threshold) else threshold,
             [horizon],
+            horizon=horizon,  # not guessed from the events: where every chain collapsed, that is the last event
         )
         suffix = f" ({where})" if where else ""
         rep.figure(
