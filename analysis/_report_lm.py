@@ -29,7 +29,8 @@ from analysis.io import ResultsError, load_side
 __all__ = ["lm_sections", "pick_generations", "symbol_shares", "metric_shares"]
 
 _GENERATIONS = 5  # overlaid histograms per panel: more are unreadable
-_CELLS = 6
+_CELLS = 6  # histogram panels
+_LINES = 9  # cells on a survival panel
 _POINTS = 400  # generations at which survival shares are evaluated, at most
 
 
@@ -190,6 +191,9 @@ def _vocabulary_section(rep: Report, fam: FamilyRows) -> None:
         ),
         "",
     ]
+    drawn = set(few_cells(fam.cells, _LINES))  # more lines hide each other; the table lists all
+    vocabulary = vocabulary[vocabulary["cell"].isin(drawn)]
+    symbols = {e: frame[frame["cell"].isin(drawn)] for e, frame in symbols.items()}
     curves = [
         ("Vocabulary still present", f"vocabulary / its value at generation {first}", _bands(vocabulary, "share"))
     ]

@@ -76,7 +76,7 @@ def distribution_figure(
     labels = cell_labels(rows)
     palette = dict(zip(generations, colours(len(generations), "plasma")))
     with style():
-        fig, axes = panels(len(cells), sharex=True)
+        fig, axes = panels(len(cells))
         for ax, cell in zip(axes, cells):
             mine = rows[rows["cell"] == cell]
             for g in generations:
@@ -92,13 +92,13 @@ def distribution_figure(
             ax.set_title(labels.get(int(cell), f"cell {cell}"))
             ax.set_xlabel(what or value)
             ax.set_ylabel("density per decade" if log else "density")
-            ax.label_outer()
         axes[0].legend(loc="upper right", fontsize=8)
     return finish(fig, path)
 
 
 def share_figure(curves: list[tuple[str, str, pd.DataFrame]], *, labels: dict[int, str], path=None) -> Figure:
-    """Shares over generations, one panel per curve table: median and 50% / 90% bands per cell.
+    """Shares over generations, one panel per curve table: median and 50% band per cell (and the
+    90% band for up to three cells).
 
     Parameters
     ----------
@@ -125,12 +125,15 @@ def share_figure(curves: list[tuple[str, str, pd.DataFrame]], *, labels: dict[in
             for cell, rows in table.groupby("cell", sort=True):
                 rows = rows.sort_values("generation")
                 g, colour = rows["generation"].to_numpy(), palette[int(cell)]
-                ax.fill_between(g, rows[0.05], rows[0.95], color=colour, alpha=0.12, lw=0)
-                ax.fill_between(g, rows[0.25], rows[0.75], color=colour, alpha=0.3, lw=0)
+                if len(cells) <= 3:  # more 90% bands only hide each other
+                    ax.fill_between(g, rows[0.05], rows[0.95], color=colour, alpha=0.12, lw=0)
+                ax.fill_between(g, rows[0.25], rows[0.75], color=colour, alpha=0.25, lw=0)
                 ax.plot(g, rows[0.5], color=colour, lw=1.8, label=labels.get(int(cell), f"cell {cell}"))
-            ax.set_ylim(0, 1.05)
+            # A share can pass 1 (fresh real data brings words back): never clip it.
+            ax.set_ylim(0, max(1.05, 1.05 * float(table[0.95].max())))
             ax.set_xlabel(GENERATION_LABEL)
             ax.set_ylabel(ylabel)
             ax.set_title(title)
-        axes[0].legend(loc="lower left", fontsize=8, title="median, 50% / 90% of chains", title_fontsize=8)
+        bands = "50% / 90%" if len(cells) <= 3 else "50%"
+        axes[0].legend(loc="best", fontsize=8, title=f"median, {bands} of chains", title_fontsize=8)
     return finish(fig, path)

@@ -15,6 +15,7 @@ from lifelines import KaplanMeierFitter
 import analysis
 from analysis._declarations import for_folder, generic
 from analysis._report_lm import pick_generations, symbol_shares
+from analysis.figures import distribution_figure, share_figure
 from tests.analysis.synthetic import categorical_frames, write_results
 
 #: A tiny n-gram sweep: orders 1 and 2 under replace, 8 chains, 12 generations of 320 tokens.
@@ -204,3 +205,40 @@ def test_categorical_forgetting_section_is_unchanged(tmp_path):
     text = (tmp_path / "out" / "report.md").read_text()
     assert CATEGORICAL_FORGETTING in text
     assert "Vocabulary survival" not in text and "across generations (`" not in text
+
+
+def _side(values: dict[int, np.ndarray]) -> pd.DataFrame:
+    return pd.concat(
+        [
+            pd.DataFrame({"cell": 0, "n": 10, "policy": "replace", "generation": g, "perplexity": v})
+            for g, v in values.items()
+        ]
+    )
+
+
+def test_distribution_figure_overlays_generations_on_a_log_axis_when_values_span_decades():
+    """One step histogram per generation; a log x axis for values over more than a decade (each
+    histogram then integrates to 1 over log10 of the value), a linear one otherwise."""
+    rng = np.random.default_rng(0)
+    wide = _side({1: np.exp(rng.normal(5, 1, 400)), 4: np.exp(rng.normal(6, 1, 400))})
+    fig = distribution_figure(wide, value="perplexity", generations=[1, 4])
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "generation 1",
+        "generation 4",
+    ]
+    for patch in ax.patches:  # StepPatch: density per decade integrates to one over log10(x)
+        heights, edges = patch.get_data()[:2]
+        assert np.sum(heights * np.diff(np.log10(edges))) == pytest.approx(1.0)
+    narrow = _side({1: rng.uniform(20, 30, 100)})
+    assert distribution_figure(narrow, value="perplexity", generations=[1]).axes[0].get_xscale() == "linear"
+    with pytest.raises(ValueError, match="no finite 'perplexity' values"):
+        distribution_figure(narrow, value="perplexity", generations=[2])
+
+
+def test_share_figure_keeps_shares_above_one_in_view():
+    """A share above 1 (fresh real data brings words back) is not clipped by the y axis."""
+    quantiles = {0.05: [1.0, 1.1], 0.25: [1.0, 1.2], 0.5: [1.0, 1.3], 0.75: [1.0, 1.4], 0.95: [1.0, 1.5]}
+    table = pd.DataFrame({"cell": 0, "generation": [1, 2], **quantiles})
+    fig = share_figure([("t", "share", table)], labels={0: "cell 0"})
+    assert fig.axes[0].get_ylim()[1] >= 1.5
