@@ -60,9 +60,10 @@ def _distribution_section(rep: Report, fam: FamilyRows, table: str, item: dict[s
     generations = pick_generations(recorded)
     if not generations:
         return
+    source = getattr(rep, "source", None)  # the results folder; set by write_report
     try:
         # Only the drawn generations are read: a side table holds one row per generated sequence.
-        side = load_side(rep.source, table, filters=[("generation", "in", generations)])
+        side = load_side(source, table, filters=[("generation", "in", generations)]) if source else pd.DataFrame()
     except ResultsError:
         side = pd.DataFrame()
     if side.empty or value not in side:
