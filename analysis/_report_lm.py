@@ -38,7 +38,12 @@ def lm_sections(rep: Report, fam: FamilyRows) -> None:
     """Append the side-table distributions and vocabulary survival that ``fam`` declares."""
     for table, item in fam.info.side_tables.items():
         _distribution_section(rep, fam, table, item)
-    if "vocabulary" in fam.info.metrics and "vocabulary" in fam.traj and fam.traj["vocabulary"].notna().any():
+    traj = fam.traj
+    if (
+        "vocabulary" in fam.info.metrics
+        and "vocabulary" in traj
+        and traj.loc[traj["generation"] >= 1, "vocabulary"].notna().any()
+    ):
         _vocabulary_section(rep, fam)
 
 
@@ -139,16 +144,24 @@ def symbol_shares(events: pd.DataFrame, event: str, generations) -> pd.DataFrame
     times = collapse_times(events, event)
     times = times[times["initial_count"].to_numpy(dtype=float) >= 1]
     generations = np.asarray(generations, dtype=np.int64)
-    parts = []
-    for (cell, replicate), rows in times.groupby(["cell", "replicate"], sort=True):
-        hit = np.sort(rows.loc[rows["observed"].astype(bool), "duration"].to_numpy(dtype=np.int64))
-        lost = np.searchsorted(hit, generations, side="right")  # lost by g: event generation <= g
-        parts.append(
-            pd.DataFrame(
-                {"cell": cell, "replicate": replicate, "generation": generations, "share": 1 - lost / len(rows)}
-            )
-        )
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["cell", "generation", "share"])
+    chains, chain = np.unique(times[["cell", "replicate"]].to_numpy(dtype=np.int64), axis=0, return_inverse=True)
+    chain = chain.ravel()
+    # Losses per chain and generation (events past the last asked generation land in a last bin),
+    # summed: the number lost by each generation, one pass for every chain at once.
+    observed = times["observed"].to_numpy(dtype=bool)
+    slot = np.searchsorted(generations, times["duration"].to_numpy(dtype=np.int64), side="left")
+    lost = np.zeros((len(chains), generations.size + 1))
+    np.add.at(lost, (chain[observed], slot[observed]), 1)
+    symbols = np.bincount(chain, minlength=len(chains))
+    share = 1 - np.cumsum(lost, axis=1)[:, :-1] / symbols[:, None]
+    return pd.DataFrame(
+        {
+            "cell": np.repeat(chains[:, 0], generations.size),
+            "replicate": np.repeat(chains[:, 1], generations.size),
+            "generation": np.tile(generations, len(chains)),
+            "share": share.ravel(),
+        }
+    )
 
 
 def _at(frame: pd.DataFrame, cell: int, generation: int) -> str:
