@@ -88,7 +88,9 @@ def collapse_times(
     rows = _select_threshold(rows, event, threshold)
     # One row per chain and symbol for a per-symbol event (symbol_lost, a family's word_lost):
     # known by its rows carrying a symbol, not by its name.
-    per_symbol = event == "symbol_lost" or ("symbol" in rows and rows["symbol"].notna().all())
+    per_symbol = event == "symbol_lost" or (
+        "symbol" in rows and rows["symbol"].notna().all() and (rows["symbol"] >= 0).all()
+    )
     keys = ["cell", "replicate"] + (["symbol"] if per_symbol else [])
     if per_symbol:
         require_columns(rows, ["symbol", "initial_count"], "events")
