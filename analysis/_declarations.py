@@ -47,8 +47,10 @@ class Declarations:
 
     ``axes`` maps each grid axis (``n``, ``policy``, ``temperature``, ``family.k``) to its
     column; empty when unknown (the columns are then recognised by name, see
-    :func:`analysis._cells.coordinate_columns`). ``source`` says where the declarations came
-    from, for the report's header.
+    :func:`analysis._cells.coordinate_columns`). ``side_tables`` maps each side table (read by
+    :func:`analysis.load_side`, e.g. ``sequences``) to its ``metric``, ``index`` (the per-item
+    column, ``sequence``) and ``value`` (the value column, ``perplexity``). ``source`` says where
+    the declarations came from, for the report's header.
     """
 
     name: str
@@ -58,6 +60,7 @@ class Declarations:
     spread_metric: str | None = None
     theory_overlays: tuple[str, ...] = ()
     axes: dict[str, str] = field(default_factory=dict)
+    side_tables: dict[str, dict[str, str]] = field(default_factory=dict)
     source: str = "sweep.json"
 
     def event(self, name: str) -> EventInfo | None:
@@ -69,6 +72,7 @@ class Declarations:
         return [e for e in self.events if e.collapse and not e.per_symbol and e.event not in _NOT_COLLAPSE]
 
     def per_symbol_events(self) -> list[EventInfo]:
+        """Declared events with one row per chain and symbol (``symbol_lost``, ``word_lost``)."""
         return [e for e in self.events if e.per_symbol]
 
 
@@ -94,6 +98,7 @@ def from_entry(entry: dict[str, Any]) -> Declarations:
             )
     metrics = entry.get("metrics") if isinstance(entry.get("metrics"), dict) else {}
     axes = entry.get("axes") if isinstance(entry.get("axes"), dict) else {}
+    sides = entry.get("side_tables") if isinstance(entry.get("side_tables"), dict) else {}
     text = lambda key: entry[key] if isinstance(entry.get(key), str) else None  # noqa: E731
     return Declarations(
         name=str(entry.get("name", "unknown")),
@@ -103,6 +108,11 @@ def from_entry(entry: dict[str, Any]) -> Declarations:
         spread_metric=text("spread_metric"),
         theory_overlays=tuple(str(o) for o in entry.get("theory_overlays") or ()),
         axes={str(k): str(v) for k, v in axes.items()},
+        side_tables={
+            str(table): {str(k): str(v) for k, v in item.items()}
+            for table, item in sides.items()
+            if isinstance(item, dict) and isinstance(item.get("value"), str)
+        },
         source="sweep.json",
     )
 
@@ -132,37 +142,51 @@ def builtin(name: str) -> Declarations | None:
         distance_metric=cls.distance_metric,
         spread_metric=cls.spread_metric,
         theory_overlays=tuple(cls.theory_overlays),
+        side_tables={
+            table: {"metric": metric, "index": index, "value": value}
+            for metric, (table, index, value) in cls.side_metrics.items()
+        },
         source="the built-in family class",
     )
 
 
-def generic(name: str, event_names: Iterable[str] = ()) -> Declarations:
+def generic(name: str, event_names: Iterable[str] = (), per_symbol: Iterable[str] = ()) -> Declarations:
     """Declarations of an unknown family without a ``family`` entry: every event in its table but
-    ``distance_above``, ``diverged`` and ``symbol_lost`` is taken for a collapse; no distance,
-    no overlays."""
+    ``distance_above``, ``diverged`` and the per-symbol ones (``symbol_lost`` and those named in
+    ``per_symbol``: events whose rows carry a symbol) is taken for a collapse; no distance, no
+    overlays."""
+    symbols = {"symbol_lost", *per_symbol}
     events = tuple(
         EventInfo(
             event=e,
-            collapse=e not in ("distance_above", "diverged", "symbol_lost"),
-            per_symbol=e == "symbol_lost",
-            thresholds=e != "symbol_lost",
+            collapse=e not in ("distance_above", "diverged") and e not in symbols,
+            per_symbol=e in symbols,
+            thresholds=e not in symbols,
         )
         for e in sorted(set(event_names))
     )
     return Declarations(name=name, events=events, source="none recorded; guessed from the events table")
 
 
-def for_folder(meta: dict[str, Any], family: str, *, only: bool, event_names: Iterable[str] = ()) -> Declarations:
+def for_folder(
+    meta: dict[str, Any],
+    family: str,
+    *,
+    only: bool,
+    event_names: Iterable[str] = (),
+    per_symbol: Iterable[str] = (),
+) -> Declarations:
     """The declarations for the rows of ``family`` in a folder whose ``sweep.json`` is ``meta``.
 
     A folder written by ``sweep run`` holds one family, the one its ``family`` entry describes;
     ``only`` says the rows hold that one family, in which case the entry applies whatever the
-    rows call it. Otherwise the entry applies to the rows whose name it bears.
+    rows call it. Otherwise the entry applies to the rows whose name it bears. ``event_names`` and
+    ``per_symbol`` (the events whose rows carry a symbol) serve a family known nowhere.
     """
     entry = meta.get("family") if isinstance(meta, dict) else None
     if isinstance(entry, dict) and (only or entry.get("name") == family):
         return from_entry(entry)
-    return builtin(family) or generic(family, event_names)
+    return builtin(family) or generic(family, event_names, per_symbol)
 
 
 def for_frame(frame: pd.DataFrame) -> Declarations | None:

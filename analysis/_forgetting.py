@@ -1,7 +1,8 @@
-"""Forgetting in categorical chains: how long a symbol survives given how often it was seen.
+"""Forgetting: how long a symbol survives given how often it was seen.
 
-A ``symbol_lost`` row says when a symbol's fitted probability first hit 0 (right-censored at T),
-together with its count in the first training set. Symbols are binned by that count and each
+A per-symbol event row (the categorical family's ``symbol_lost``, the language models'
+``word_lost``, any event a family declares ``per_symbol``) says when a symbol's fitted
+probability first hit 0 (right-censored at T), together with its count in the first training set. Symbols are binned by that count and each
 bin gets a Kaplan-Meier median forgetting time (censoring-aware: rare symbols are lost early and
 common ones often outlive T). Theory (Feller diffusion, ``analysis.theory.forgetting_median``)
 predicts a median of about ``2c / ln 2`` generations: slope 1 on log-log axes.
@@ -31,7 +32,7 @@ from analysis._survival import collapse_times, fit_km
 __all__ = ["forgetting_times", "forgetting_rates"]
 
 
-def _edges(counts: np.ndarray, bins) -> np.ndarray:
+def _edges(counts: np.ndarray, bins, event: str) -> np.ndarray:
     if bins is not None:
         edges = np.asarray(bins, dtype=float)
         if edges.ndim != 1 or edges.size < 2 or np.any(np.diff(edges) <= 0) or edges[0] < 1:
@@ -39,17 +40,17 @@ def _edges(counts: np.ndarray, bins) -> np.ndarray:
         return edges
     distinct = np.unique(counts[counts > 0])
     if distinct.size == 0:
-        raise ValueError("no symbol_lost rows with initial_count >= 1; nothing to bin")
+        raise ValueError(f"no {event} rows with initial_count >= 1; nothing to bin")
     if distinct.size <= 12:
         return np.append(distinct, distinct[-1] + 1).astype(float)
     # Powers of two: equal width on the log axis the rate is fitted on.
     return 2.0 ** np.arange(0, np.floor(np.log2(distinct[-1])) + 2)
 
 
-def _binned(events: pd.DataFrame, bins) -> pd.DataFrame:
-    times = collapse_times(events, "symbol_lost")
+def _binned(events: pd.DataFrame, bins, event: str) -> pd.DataFrame:
+    times = collapse_times(events, event)
     counts = times["initial_count"].to_numpy(dtype=float)
-    edges = _edges(counts, bins)
+    edges = _edges(counts, bins, event)
     times["bin"] = np.searchsorted(edges, counts, side="right") - 1
     inside = (counts >= edges[0]) & (counts < edges[-1])
     times["bin_low"] = np.where(inside, edges[np.clip(times["bin"], 0, len(edges) - 2)], np.nan)
@@ -57,19 +58,23 @@ def _binned(events: pd.DataFrame, bins) -> pd.DataFrame:
     return times[inside]
 
 
-def forgetting_times(events: pd.DataFrame, *, bins=None, confidence: float = 0.95) -> pd.DataFrame:
+def forgetting_times(
+    events: pd.DataFrame, *, bins=None, confidence: float = 0.95, event: str = "symbol_lost"
+) -> pd.DataFrame:
     """Kaplan-Meier median forgetting time per cell and initial-count bin.
 
     Parameters
     ----------
     events : pandas.DataFrame
-        The events table with ``symbol_lost`` rows (``analysis.load_events``).
+        The events table with ``event`` rows (``analysis.load_events``).
     bins : sequence of int, optional
         Count edges ``[e0, e1, ...]``; bin i holds ``e_i <= count < e_{i+1}``. Default: one bin
         per distinct count when there are at most 12, else powers of two. Count 0 (lost at
         generation 1 by construction) is never binned.
     confidence : float
         Level of the KM confidence band.
+    event : str
+        The per-symbol event (one row per chain and symbol, with ``initial_count``).
 
     Returns
     -------
@@ -79,7 +84,7 @@ def forgetting_times(events: pd.DataFrame, *, bins=None, confidence: float = 0.9
         ``censored_share``, ``median``, ``median_lower``, ``median_upper`` (inf where the curve
         or band stays above one half by T) and ``horizon``.
     """
-    times = _binned(events, bins)
+    times = _binned(events, bins, event)
     records = []
     for (cell, low), rows in times.groupby(["cell", "bin_low"], sort=True):
         kmf = fit_km(rows["duration"], rows["observed"], confidence)
@@ -109,6 +114,7 @@ def forgetting_rates(
     n_boot: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
+    event: str = "symbol_lost",
 ) -> pd.DataFrame:
     """Log-log line of median forgetting time versus initial count, per cell, with bootstrap CI.
 
@@ -118,7 +124,7 @@ def forgetting_rates(
     Parameters
     ----------
     events : pandas.DataFrame
-        The events table with ``symbol_lost`` rows (``analysis.load_events``).
+        The events table with ``event`` rows (``analysis.load_events``).
     bins : sequence of int, optional
         As in :func:`forgetting_times`.
     n_boot : int
@@ -128,6 +134,8 @@ def forgetting_rates(
     seed : int
         Root of the bootstrap's streams; each cell draws from its own (seed and cell number), so
         a cell's interval does not depend on the other cells in ``events``.
+    event : str
+        As in :func:`forgetting_times`.
 
     Returns
     -------
@@ -141,8 +149,8 @@ def forgetting_rates(
     """
     if n_boot < 1:
         raise ValueError(f"n_boot must be >= 1, got {n_boot}")
-    table = forgetting_times(events, bins=bins, confidence=confidence)
-    times = _binned(events, bins)
+    table = forgetting_times(events, bins=bins, confidence=confidence, event=event)
+    times = _binned(events, bins, event)
     records = []
     for cell, cell_bins in table.groupby("cell", sort=True):
         finite = cell_bins[np.isfinite(cell_bins["median"]) & (cell_bins["median"] > 0)]

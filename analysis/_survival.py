@@ -57,8 +57,8 @@ def collapse_times(
     events : pandas.DataFrame
         The events table of ``docs/schema.md`` (``analysis.load_events``).
     event : str
-        Which event: ``spread_below``, ``distance_above``, ``collapse``, ``diverged`` or
-        ``symbol_lost``.
+        Which event: ``spread_below``, ``distance_above``, ``collapse``, ``diverged``,
+        ``symbol_lost`` or another per-symbol event (``word_lost``: rows with a ``symbol``).
     threshold : float, optional
         The event's threshold; required when the events hold several for ``event``.
     horizon : int, optional
@@ -69,9 +69,9 @@ def collapse_times(
     Returns
     -------
     pandas.DataFrame
-        One row per chain (per chain and symbol for ``symbol_lost``): the cell coordinates,
+        One row per chain (per chain and symbol for a per-symbol event): the cell coordinates,
         ``replicate``, ``event``, ``threshold``, ``duration`` (generation of the event, or T if
-        censored), ``observed`` (bool) and ``horizon``; ``symbol_lost`` adds ``symbol`` and
+        censored), ``observed`` (bool) and ``horizon``; a per-symbol event adds ``symbol`` and
         ``initial_count``; last, ``lower``: the first generation the event can have happened
         at, ``duration - checked_every + 1`` for observed rows (``duration`` itself when events
         were checked every generation, or the table has no ``checked_every``) and ``duration``
@@ -86,8 +86,13 @@ def collapse_times(
             f"{sorted(events['event'].dropna().unique().tolist())}"
         )
     rows = _select_threshold(rows, event, threshold)
-    keys = ["cell", "replicate"] + (["symbol"] if event == "symbol_lost" else [])
-    if event == "symbol_lost":
+    # One row per chain and symbol for a per-symbol event (symbol_lost, a family's word_lost):
+    # known by its rows carrying a symbol, not by its name.
+    per_symbol = event == "symbol_lost" or (
+        "symbol" in rows and rows["symbol"].notna().all() and (rows["symbol"] >= 0).all()
+    )
+    keys = ["cell", "replicate"] + (["symbol"] if per_symbol else [])
+    if per_symbol:
         require_columns(rows, ["symbol", "initial_count"], "events")
     if rows.duplicated(keys).any():
         raise ValueError(
@@ -100,7 +105,7 @@ def collapse_times(
         horizon = int(duration[~observed].max()) if (~observed).any() else int(duration.max())
     elif (duration > horizon).any():
         raise ValueError(f"horizon={horizon} is below the largest event generation {duration.max()}")
-    extra = ["symbol", "initial_count"] if event == "symbol_lost" else []
+    extra = ["symbol", "initial_count"] if per_symbol else []
     out = rows[coordinate_columns(rows) + ["replicate", "event", "threshold"] + extra].copy()
     out["duration"] = duration
     out["observed"] = observed

@@ -25,7 +25,7 @@ import pyarrow as pa
 from analysis import _markdown as md
 from analysis import figures, theory
 from analysis._cells import axis_columns, cell_labels, cell_table
-from analysis._declarations import Declarations, for_folder
+from analysis._declarations import Declarations, EventInfo, for_folder
 from analysis._forgetting import forgetting_rates, forgetting_times
 from analysis._probability import divergence_probability
 from analysis._rates import decay_rates
@@ -40,6 +40,7 @@ from analysis._report_context import (
     safe,
     sorted_cells,
 )
+from analysis._report_lm import lm_sections
 from analysis._report_metrics import metrics_section
 from analysis._report_samples import samples_section
 from analysis.figures._common import metric_label
@@ -212,20 +213,28 @@ def _family_section(rep: Report, fam: FamilyRows) -> None:
             f"fan_{safe(distance)}_{fam.tag}",
             f"{metric_label(distance)} distance to the truth over generations: median and 50% / 90% of chains",
         )
-    if "symbol_lost" in [e.event for e in info.per_symbol_events()] and (events["event"] == "symbol_lost").any():
-        _forgetting_section(rep, fam)
+    per_symbol = [e for e in info.per_symbol_events() if (events["event"] == e.event).any()]
+    for kind in per_symbol:
+        _forgetting_section(rep, fam, kind, alone=len(per_symbol) == 1)
+    lm_sections(rep, fam)  # per-sequence side tables and vocabulary survival, where declared
     metrics_section(rep, fam)  # every other declared metric: fan charts and final medians per cell
     samples_section(rep, fam, getattr(rep, "results", None))  # the run's saved sample grids (samples/), if any
 
 
-def _forgetting_section(rep: Report, fam: FamilyRows) -> None:
-    table = forgetting_times(fam.events)
-    fits = forgetting_rates(fam.events, n_boot=rep.n_boot, seed=rep.seed)
+def _forgetting_section(rep: Report, fam: FamilyRows, kind: EventInfo, *, alone: bool) -> None:
+    """Forgetting time against initial count for one declared per-symbol event (``symbol_lost``,
+    ``word_lost``): a table of the log-log slopes per cell and the figure."""
+    event = kind.event
+    table = forgetting_times(fam.events, event=event)
+    fits = forgetting_rates(fam.events, n_boot=rep.n_boot, seed=rep.seed, event=event)
     labels = cell_labels(fits)
     declared = "forgetting_median" in fam.draws
+    # symbol_lost keeps its header; another per-symbol event is named, with its declared meaning.
+    named = "" if event == "symbol_lost" else f" (`{event}`)"
     rep.lines += [
-        "### Forgetting: generations until a symbol is lost, versus its initial count",
+        f"### Forgetting{named}: generations until a symbol is lost, versus its initial count",
         "",
+        *([f"`{event}`: {kind.description}.", ""] if named and kind.description else []),
         md.table(
             [
                 "cell",
@@ -257,8 +266,10 @@ def _forgetting_section(rep: Report, fam: FamilyRows) -> None:
         figures.forgetting_figure(
             table, fits=fits, trajectories=with_surviving, theory_line=declared and bool(fam.holds.any())
         ),
-        f"forgetting_{fam.tag}",
-        "Forgetting time versus initial count, and surviving symbols",
+        f"forgetting_{fam.tag}" if alone else f"forgetting_{safe(event)}_{fam.tag}",
+        "Forgetting time versus initial count, and surviving symbols"
+        if with_surviving is not None
+        else f"Forgetting time (`{event}`) versus initial count",
     )
 
 
@@ -336,11 +347,15 @@ def write_report(
     rep = Report(out, n_boot, seed)
     rep.results = str(results_path)  # where the sample grids are read from
     rep.regression = regression  # censored regression of every collapse event (5-20 s each on large folders)
+    rep.source = str(results_path)  # side tables (per-sequence values) are read from the folder itself
     names = sorted(trajectories["family"].astype(str).unique())
     sections = []
     for name in names:
         rows = events[events["family"].astype(str) == name]
-        info = for_folder(meta, name, only=len(names) == 1, event_names=rows["event"].dropna().unique())
+        symbols = rows.loc[rows["symbol"].notna(), "event"].unique() if "symbol" in rows else ()
+        info = for_folder(
+            meta, name, only=len(names) == 1, event_names=rows["event"].dropna().unique(), per_symbol=symbols
+        )
         sections.append(
             FamilyRows(info, trajectories[trajectories["family"].astype(str) == name], rows, horizon, estimator)
         )
