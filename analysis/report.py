@@ -38,6 +38,7 @@ from analysis._report_context import (
     safe,
     sorted_cells,
 )
+from analysis._report_overlays import overlay_sections
 from analysis.figures._common import metric_label
 from analysis.io import ResultsError, load, load_events, read_metadata
 from sweep.store import Store
@@ -210,6 +211,7 @@ def _family_section(rep: Report, fam: FamilyRows) -> None:
         )
     if "symbol_lost" in [e.event for e in info.per_symbol_events()] and (events["event"] == "symbol_lost").any():
         _forgetting_section(rep, fam)
+    overlay_sections(rep, fam)  # declared closed forms against the simulation, 2-D density snapshots
 
 
 def _forgetting_section(rep: Report, fam: FamilyRows) -> None:
@@ -327,6 +329,7 @@ def write_report(
         )
     estimator, estimator_note = estimator_of(spec)
     rep = Report(out, n_boot, seed)
+    rep.spec = spec  # the family fields the theory overlays read (analysis._report_overlays)
     rep.regression = regression  # censored regression of every collapse event (5-20 s each on large folders)
     names = sorted(trajectories["family"].astype(str).unique())
     sections = []
