@@ -21,8 +21,9 @@ from scipy import stats
 from analysis import _markdown as md
 from analysis import figures
 from analysis._cells import FAMILY_AXIS_PREFIX, TEMPERATURE, axis_columns, cell_labels
-from analysis._report_context import FamilyRows, Report, few_cells, sorted_cells
-from analysis.figures.overlays import density_snapshots_figure, theory_curves_figure
+from analysis._report_context import FamilyRows, Report, sorted_cells
+from analysis._snapshots import snapshot_section
+from analysis.figures.overlays import theory_curves_figure
 from analysis.theory import Curve, Simulated, overlay_curves
 
 __all__ = ["overlay_sections", "curve_table", "cell_parameters"]
@@ -242,38 +243,6 @@ def _curve_section(rep: Report, fam: FamilyRows, sim: Simulated, curves: list[Cu
     )
 
 
-def _snapshot_section(rep: Report, fam: FamilyRows) -> None:
-    """Fitted 2-D mixture densities of three chains at the first, middle and last recorded generation."""
-    traj = fam.traj
-    if not all(c in traj for c in ("weights", "means", "covariances")) or traj["means"].isna().any():
-        return
-    if np.asarray(traj["means"].iloc[0]).size != 2 * np.asarray(traj["weights"].iloc[0]).size:
-        return  # not 2-D
-    cells = few_cells(fam.cells, 3, "first")
-    recorded = np.sort(traj["generation"].unique())
-    fitted = recorded[recorded > 0]
-    if not fitted.size:
-        return
-    middle = fitted[np.abs(fitted - fitted[-1] / 2).argmin()]
-    generations = sorted({int(fitted[0]), int(middle), int(fitted[-1])})
-    labels = cell_labels(fam.cells)
-    rows = traj[traj["cell"].isin(cells)]
-    chains = sorted(rows["replicate"].unique())[:3]
-    truth = {}
-    for cell in cells:
-        first = rows[(rows["cell"] == cell) & (rows["generation"] == 0)].iloc[0]
-        truth[cell] = (first["weights"], first["means"], first["covariances"])
-    picked = rows[rows["generation"].isin(generations) & rows["replicate"].isin(chains)]
-    picked = picked.assign(cell_label=picked["cell"].map(labels))
-    picked = picked.set_index("cell", drop=False).loc[cells].reset_index(drop=True)
-    rep.figure(
-        density_snapshots_figure(picked, truth),
-        f"density_2d_{fam.tag}",
-        f"Fitted 2-D densities of chains {', '.join(map(str, chains))} at generations "
-        f"{', '.join(map(str, generations))} (contours at 5%, 25% and 60% of the true peak) over the truth",
-    )
-
-
 def overlay_sections(rep: Report, fam: FamilyRows) -> None:
     """Add the overlay figures and tables the family's declared overlays list (nothing otherwise).
 
@@ -292,5 +261,5 @@ def overlay_sections(rep: Report, fam: FamilyRows) -> None:
             groups.setdefault(curve.simulated, []).append(curve)
         for sim, curves in groups.items():
             _curve_section(rep, fam, sim, curves, family)
-    if "density_snapshots_2d" in fam.draws:
-        _snapshot_section(rep, fam)
+    if "density_snapshots_2d" in fam.draws or "replayed_density_snapshots_2d" in fam.draws:
+        snapshot_section(rep, fam, replay="density_snapshots_2d" not in fam.draws)

@@ -329,7 +329,7 @@ def write_report(
         )
     estimator, estimator_note = estimator_of(spec)
     rep = Report(out, n_boot, seed)
-    rep.spec = spec  # the family fields the theory overlays read (analysis._report_overlays)
+    rep.spec, rep.results_path = spec, results_path  # what analysis._report_overlays reads (family fields, replays)
     rep.regression = regression  # censored regression of every collapse event (5-20 s each on large folders)
     names = sorted(trajectories["family"].astype(str).unique())
     sections = []

@@ -109,7 +109,8 @@ class Overlay:
     (fitted densities drawn whole from the ``weights``, ``means`` and ``sigmas`` columns),
     ``density_snapshots_2d`` (2-D fitted mixture densities of a few chains at the first, middle
     and last recorded generations, from the ``weights``, ``means`` and ``covariances`` columns,
-    over the truth's), ``theory_curves`` (every :class:`Curve` in ``curves``, one figure per
+    over the truth's), ``replayed_density_snapshots_2d`` (the same for fits the tables do not
+    hold, recomputed from the spec and seed as ``sweep replay`` does), ``theory_curves`` (every :class:`Curve` in ``curves``, one figure per
     :class:`Simulated`, with a table of deviations in standard errors), ``median_collapse_time``
     (the theory's and the simulation's median in the table of an ``event_by`` curve).
     Theory lines are drawn only for ``replace`` cells at temperature 1, where they hold, unless
@@ -202,6 +203,11 @@ OVERLAYS: dict[str, Overlay] = {
         "the fit is a d-dimensional Gaussian mixture given by the weights, means and covariances columns "
         "(generation 0: the truth); 2-D fits are drawn as density contours",
         ("density_snapshots_2d",),
+    ),
+    "kde_density_nd": Overlay(
+        "the fit is a d-dimensional Gaussian KDE (equal-weight kernels at its training points, which the "
+        "tables do not hold); 2-D fits are drawn as density contours, recomputed by replaying a block",
+        ("replayed_density_snapshots_2d",),
     ),
     # Closed forms of the count families and of linear regression (analysis.theory_collapse).
     "bernoulli_collapse_probability": Overlay(

@@ -74,40 +74,77 @@ def mixture_density_2d(weights, means, covariances, x: np.ndarray, y: np.ndarray
     ----------
     weights : array of k floats
     means : array of 2k floats (row-major k x 2), as the ``means`` column
-    covariances : array of 4k floats (row-major k x 2 x 2), as the ``covariances`` column
+    covariances : array of 4k floats (row-major k x 2 x 2), as the ``covariances`` column, or 4
+        floats: one covariance shared by every component (a KDE's kernel)
     x, y : 1-D arrays
-        Grid coordinates.
+        Equally spaced grid coordinates.
 
     Components of weight 0 or with a singular covariance (a collapsed component) are left out.
+    A KDE of more than :data:`_EXACT_KERNELS` points is evaluated by binning its points on the
+    grid (linear binning) and convolving with the kernel (FFT): exact up to the grid's spacing.
     """
     w = np.asarray(weights, dtype=float)
     m = np.asarray(means, dtype=float).reshape(-1, 2)
     c = np.asarray(covariances, dtype=float).reshape(-1, 2, 2)
-    gx, gy = np.meshgrid(np.asarray(x, dtype=float), np.asarray(y, dtype=float))
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(c) == 1 and len(w) > _EXACT_KERNELS:
+        return _binned_kde(w, m, c[0], x, y)
+    c = np.broadcast_to(c, (len(w), 2, 2))
+    gx, gy = np.meshgrid(x, y)
     points = np.stack([gx, gy], axis=-1)
     total = np.zeros(gx.shape)
     for weight, mean, cov in zip(w, m, c):
-        det = cov[0, 0] * cov[1, 1] - cov[0, 1] * cov[1, 0]
-        if weight <= 0 or not det > 0:
-            continue
-        inverse = np.array([[cov[1, 1], -cov[0, 1]], [-cov[1, 0], cov[0, 0]]]) / det
-        d = points - mean
-        quad = np.einsum("...i,ij,...j->...", d, inverse, d)
-        total += weight * np.exp(-0.5 * quad) / (2 * np.pi * np.sqrt(det))
+        total += weight * _gaussian(points - mean, cov)
     return total
 
 
+#: Kernels evaluated one by one; a KDE with more points is binned (an accumulating pool).
+_EXACT_KERNELS = 2000
+
+
+def _gaussian(offsets: np.ndarray, cov: np.ndarray) -> np.ndarray:
+    """N(0, cov) density at ``offsets`` (..., 2); zero for a singular or non-finite covariance."""
+    det = cov[0, 0] * cov[1, 1] - cov[0, 1] * cov[1, 0]
+    if not det > 0 or not np.isfinite(det):
+        return np.zeros(offsets.shape[:-1])
+    inverse = np.array([[cov[1, 1], -cov[0, 1]], [-cov[1, 0], cov[0, 0]]]) / det
+    quad = np.einsum("...i,ij,...j->...", offsets, inverse, offsets)
+    return np.exp(-0.5 * quad) / (2 * np.pi * np.sqrt(det))
+
+
+def _binned_kde(w: np.ndarray, m: np.ndarray, kernel: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    from scipy.signal import fftconvolve
+
+    dx, dy = x[1] - x[0], y[1] - y[0]
+    # linear binning: each point's weight split over the four grid nodes around it
+    fx, fy = (m[:, 0] - x[0]) / dx, (m[:, 1] - y[0]) / dy
+    ix, iy = np.floor(fx).astype(np.int64), np.floor(fy).astype(np.int64)
+    rx, ry = fx - ix, fy - iy
+    grid = np.zeros((len(y), len(x)))
+    for ox, oy, share in ((0, 0, (1 - rx) * (1 - ry)), (1, 0, rx * (1 - ry)), (0, 1, (1 - rx) * ry), (1, 1, rx * ry)):
+        cx, cy = ix + ox, iy + oy
+        inside = (cx >= 0) & (cx < len(x)) & (cy >= 0) & (cy < len(y))
+        np.add.at(grid, (cy[inside], cx[inside]), (w * share)[inside])
+    ox = (np.arange(len(x)) - (len(x) - 1) / 2) * dx
+    oy = (np.arange(len(y)) - (len(y) - 1) / 2) * dy
+    gx, gy = np.meshgrid(ox, oy)
+    kernel_grid = _gaussian(np.stack([gx, gy], axis=-1), kernel)
+    return np.clip(fftconvolve(grid, kernel_grid, mode="same"), 0, None)
+
+
 def density_snapshots_figure(snapshots: pd.DataFrame, truth: dict, *, title: str = "", path=None) -> Figure:
-    """Rows of panels, one row per cell and one panel per generation: the truth's density filled
-    (grey) and each chain's fitted density as contour lines (one colour per chain).
+    """Rows of panels, one row per cell and one panel per generation: the truth (grey: its
+    density filled, or its samples) and each chain's fitted density as contour lines (one colour
+    per chain), at 5%, 25% and 60% of the truth's peak (of the first generation's median peak for
+    a truth given as samples).
 
     Parameters
     ----------
     snapshots : pandas.DataFrame
         One row per (cell, generation, replicate) with ``cell_label``, ``weights``, ``means`` and
-        ``covariances`` (the columns of a ``gmm`` sweep in 2-D).
+        ``covariances`` (as :func:`mixture_density_2d` takes them).
     truth : dict
-        Cell -> (weights, means, covariances) of the truth (generation 0's row).
+        Cell -> the truth: (weights, means, covariances), or an (m, 2) array of its samples.
     title : str
     path : str or Path, optional
         Save as ``<path>.png`` and ``<path>.svg``.
@@ -121,39 +158,62 @@ def density_snapshots_figure(snapshots: pd.DataFrame, truth: dict, *, title: str
     with style():
         fig, axes = panels(len(cells) * ncols, ncols=ncols, panel=(3.4, 3.2))
         for row, cell in enumerate(cells):
-            x, y = _window(truth[cell], snapshots[snapshots["cell"] == cell])
-            true_density = mixture_density_2d(*truth[cell], x, y)
-            levels = true_density.max() * np.array([0.05, 0.25, 0.6])
-            chains = sorted(snapshots.loc[snapshots["cell"] == cell, "replicate"].unique())
-            palette = colours(len(chains), "plasma")
+            fits = snapshots[snapshots["cell"] == cell]
+            x, y = _window(truth[cell], fits)
+            densities = {
+                (f.generation, f.replicate): mixture_density_2d(f.weights, f.means, f.covariances, x, y)
+                for f in fits.itertuples()
+            }
+            samples = isinstance(truth[cell], np.ndarray)
+            if samples:
+                first = generations[cell][0]
+                peak = float(np.median([d.max() for (g, _), d in densities.items() if g == first]))
+            else:
+                true_density = mixture_density_2d(*truth[cell], x, y)
+                peak = float(true_density.max())
+            levels = peak * np.array([0.05, 0.25, 0.6])
+            chains = sorted(fits["replicate"].unique())
+            palette = dict(zip(chains, colours(len(chains), "plasma")))
             for col, generation in enumerate(generations[cell]):
                 ax = axes[row * ncols + col]
-                ax.contourf(x, y, true_density, levels=[*levels, 1.01 * true_density.max()], cmap="Greys", alpha=0.5)
-                at = snapshots[(snapshots["cell"] == cell) & (snapshots["generation"] == generation)]
-                for colour, fit in zip(palette, at.sort_values("replicate").itertuples()):
-                    density = mixture_density_2d(fit.weights, fit.means, fit.covariances, x, y)
-                    if density.max() > levels[0]:
-                        ax.contour(x, y, density, levels=levels, colors=[colour], linewidths=1.0)
+                if samples:
+                    ax.scatter(*truth[cell].T, s=1, color="0.6", alpha=0.4, lw=0, rasterized=True)
+                else:
+                    ax.contourf(x, y, true_density, levels=[*levels, 1.01 * peak], cmap="Greys", alpha=0.5)
+                for chain in chains:
+                    density = densities.get((generation, chain))
+                    if density is not None and density.max() > levels[0]:
+                        ax.contour(x, y, density, levels=levels, colors=[palette[chain]], linewidths=1.0)
+                ax.set_xlim(x[0], x[-1])
+                ax.set_ylim(y[0], y[-1])
                 ax.set_aspect("equal", adjustable="box")
                 ax.grid(False)
-                ax.set_title(f"{at['cell_label'].iloc[0]}\ngeneration {generation}", fontsize=9)
+                label = fits["cell_label"].iloc[0]
+                ax.set_title(f"{label}\ngeneration {generation}", fontsize=9)
         fig.suptitle(title or "Fitted densities (lines, one colour per chain) over the truth (grey)", fontsize=11)
     return finish(fig, path)
 
 
-def _window(truth: tuple, fits: pd.DataFrame, points: int = 121) -> tuple[np.ndarray, np.ndarray]:
-    """A square grid covering the truth's components and every fitted component (3 sd around each mean)."""
-    centres, spreads = [], []
-    for weights, means, covs in [truth, *fits[["weights", "means", "covariances"]].itertuples(index=False)]:
+def _window(truth, fits: pd.DataFrame, points: int = 121) -> tuple[np.ndarray, np.ndarray]:
+    """A square grid covering the truth (its components 3 sd around each mean, or its samples'
+    1%-99% range widened by a fifth) and the fits: every component's mean (a mixture), or the
+    2%-98% range of the points (a KDE)."""
+    if isinstance(truth, np.ndarray):
+        low, high = np.quantile(truth, 0.01, axis=0), np.quantile(truth, 0.99, axis=0)
+        low, high = low - 0.2 * (high - low), high + 0.2 * (high - low)
+    else:
+        weights, means, covs = truth
         m = np.asarray(means, dtype=float).reshape(-1, 2)
-        c = np.asarray(covs, dtype=float).reshape(-1, 2, 2)
-        keep = np.asarray(weights, dtype=float) > 0
-        centres.append(m[keep])
-        spreads.append(np.sqrt(np.clip(np.diagonal(c[keep], axis1=1, axis2=2), 0, None)).max(axis=1, initial=0))
-    centres, spreads = np.concatenate(centres), np.concatenate(spreads)
-    finite = np.isfinite(centres).all(axis=1) & np.isfinite(spreads)
-    centres, spreads = centres[finite], spreads[finite]
-    low, high = (centres - 3 * spreads[:, None]).min(axis=0), (centres + 3 * spreads[:, None]).max(axis=0)
+        c = np.broadcast_to(np.asarray(covs, dtype=float).reshape(-1, 2, 2), (len(m), 2, 2))
+        sd = np.sqrt(np.clip(np.diagonal(c, axis1=1, axis2=2), 0, None)).max(axis=1)
+        low, high = (m - 3 * sd[:, None]).min(axis=0), (m + 3 * sd[:, None]).max(axis=0)
+    centres = np.concatenate([np.asarray(m, dtype=float).reshape(-1, 2) for m in fits["means"]] or [np.empty((0, 2))])
+    centres = centres[np.isfinite(centres).all(axis=1)]
+    if len(centres) > 50:  # a KDE's points: cover the bulk, not a few stray points
+        low = np.minimum(low, np.quantile(centres, 0.02, axis=0))
+        high = np.maximum(high, np.quantile(centres, 0.98, axis=0))
+    elif len(centres):  # a mixture's components: every mean, with a margin
+        low, high = np.minimum(low, centres.min(axis=0) - 1.0), np.maximum(high, centres.max(axis=0) + 1.0)
     middle, half = (low + high) / 2, max((high - low).max() / 2, 1e-9)
     return (
         np.linspace(middle[0] - half, middle[0] + half, points),
