@@ -21,6 +21,7 @@ from scipy import stats
 from analysis import _markdown as md
 from analysis import figures
 from analysis._cells import FAMILY_AXIS_PREFIX, TEMPERATURE, axis_columns, cell_labels
+from analysis._report_collapse import checked_every
 from analysis._report_context import FamilyRows, Report, sorted_cells
 from analysis._snapshots import snapshot_section
 from analysis.figures.overlays import theory_curves_figure
@@ -90,6 +91,9 @@ def _simulated(sim: Simulated, fam: FamilyRows, cell: int) -> pd.DataFrame | Non
         return None
     happened = np.sort(rows.loc[rows["observed"].astype(bool), "generation"].to_numpy(dtype=np.int64))
     generations = np.sort(traj["generation"].unique()).astype(np.int64)
+    every = checked_every(rows)
+    if every > 1:  # events checked every k generations are exact at the checks only
+        generations = generations[generations % every == 0]
     chains = len(rows)
     share = np.searchsorted(happened, generations, side="right") / chains
     return pd.DataFrame(
@@ -110,10 +114,11 @@ def curve_table(fam: FamilyRows, sim: Simulated, curves: list[Curve], family: di
     pandas.DataFrame
         Columns ``cell``, ``cell_label``, ``curve``, ``bound``, ``generation``, ``simulated``,
         ``se``, ``chains``, ``theory`` and ``z`` (the deviation in standard errors, see
-        :func:`_deviations`; NaN where the se is 0).
+        :func:`_deviations`; NaN where the se is 0). ``attrs["skipped"]`` lists the (cell,
+        curve) pairs in the curve's regime that it gives no value for (past an exact law's size).
     """
     labels = cell_labels(fam.cells)
-    frames = []
+    frames, skipped = [], []
     for cell in sorted_cells(fam.cells).to_dict("records"):
         held = [c for c in curves if _holds(c, fam, cell)]
         if not held:
@@ -125,6 +130,7 @@ def curve_table(fam: FamilyRows, sim: Simulated, curves: list[Curve], family: di
         for curve in held:
             values = curve.theory(observed["generation"].to_numpy(), params)
             if values is None:
+                skipped.append((int(cell["cell"]), curve.label))
                 continue
             values = np.asarray(values, dtype=float)
             z = _deviations(sim, observed, values)
@@ -138,10 +144,10 @@ def curve_table(fam: FamilyRows, sim: Simulated, curves: list[Curve], family: di
                     z=z,
                 )
             )
-    if not frames:
-        return pd.DataFrame()
     columns = ["cell", "cell_label", "curve", "bound", "generation", "simulated", "se", "chains", "theory", "z"]
-    return pd.concat(frames, ignore_index=True)[columns]
+    table = pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+    table.attrs["skipped"] = skipped
+    return table
 
 
 def _deviations(sim: Simulated, observed: pd.DataFrame, theory: np.ndarray) -> np.ndarray:
@@ -207,7 +213,19 @@ def _summary_rows(table: pd.DataFrame, horizon: int, medians: bool) -> list[list
 
 def _curve_section(rep: Report, fam: FamilyRows, sim: Simulated, curves: list[Curve], family: dict) -> None:
     table = curve_table(fam, sim, curves, family)
+    skipped = table.attrs.get("skipped", [])
+    note = (
+        [
+            "Not drawn (the exact law is too large to compute here, an (n + 1)^2 matrix per generation): "
+            + "; ".join(f"cell {cell}, {label}" for cell, label in skipped)
+            + ".",
+            "",
+        ]
+        if skipped
+        else []
+    )
     if table.empty:
+        rep.lines += [f"### Theory: {sim.ylabel} over generations", "", *note] if note else []
         return
     medians = sim.against == "event_by" and "median_collapse_time" in fam.draws
     headers = [
@@ -229,6 +247,7 @@ def _curve_section(rep: Report, fam: FamilyRows, sim: Simulated, curves: list[Cu
         "",
         md.table(headers, _summary_rows(table, fam.horizon, medians)),
         "",
+        *note,
     ]
     name = f"theory_{sim.name}_{fam.tag}"
     csv = rep.out / "figures" / f"{name}.csv"

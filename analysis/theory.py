@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -126,18 +127,38 @@ def _real(cell: Mapping[str, Any]) -> int:
     return int(cell.get("real", 0)) if cell["policy"] == "fresh_real" else 0
 
 
+#: Work (multiply-adds) the report spends on one exact Bernoulli law: n = 316 over 5000
+#: generations (5e8) is drawn, n = 1000 over 5000 (5e9, a minute or more) is not.
+EXACT_WORK = 1e9
+
+
+def _exact_affordable(cell, t) -> bool:
+    """Whether the exact law of an (n + 1)-state chain up to max(t) is within the size limit and
+    :data:`EXACT_WORK` (it iterates an (n + 1)^2 matrix once per generation)."""
+    n = int(cell["n"])
+    return n <= theory_collapse.MAX_EXACT_N and (n + 1) ** 2 * float(np.max(t)) <= EXACT_WORK
+
+
+@lru_cache(maxsize=16)
+def _absorption(p: float, n: int, t_max: int, real: int) -> tuple[np.ndarray, np.ndarray]:
+    """The exact Bernoulli first-passage law, computed once per cell for both curves that read it
+    (O(n^2) per generation: seconds at n = 1000 over thousands of generations)."""
+    return theory_collapse.bernoulli_absorption(p, n, t_max, real=real)
+
+
 def _bernoulli_collapse(t, cell):
-    if cell["policy"] != "accumulate" and cell["n"] > theory_collapse.MAX_EXACT_N:
-        return None  # the exact law iterates an (n + 1)^2 matrix
-    return theory_collapse.bernoulli_collapse_probability(
-        float(cell["p"]), int(cell["n"]), t, policy=cell["policy"], real=_real(cell)
-    )
+    if cell["policy"] == "accumulate":
+        return theory_collapse.bernoulli_collapse_probability(float(cell["p"]), int(cell["n"]), t, policy="accumulate")
+    if not _exact_affordable(cell, t):
+        return None
+    zero, one = _absorption(float(cell["p"]), int(cell["n"]), int(np.max(t)), _real(cell))
+    return (zero + one)[t]
 
 
 def _bernoulli_at_one(t, cell):
-    if cell["n"] > theory_collapse.MAX_EXACT_N:
+    if not _exact_affordable(cell, t):
         return None
-    return theory_collapse.bernoulli_absorption(float(cell["p"]), int(cell["n"]), int(np.max(t)))[1][t]
+    return _absorption(float(cell["p"]), int(cell["n"]), int(np.max(t)), 0)[1][t]
 
 
 def _bernoulli_bound(t, cell):

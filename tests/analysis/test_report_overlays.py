@@ -305,3 +305,15 @@ def test_sweep_report_draws_every_overlay_figure(folders):
             temperature=cells.loc[cell, "temperature"],
         )
         np.testing.assert_allclose(rows["theory"], want, rtol=1e-12)
+
+
+def test_exact_bernoulli_law_is_skipped_past_its_budget_not_drawn_wrong():
+    """Past the exact law's size (an (n + 1)^2 matrix per generation) the curve gives no value, so
+    the report names the cell instead of drawing an approximation; accumulate's closed form has
+    no such limit."""
+    curve = theory.overlay_curves(["bernoulli_collapse_probability"])[0]
+    cell = {"n": 5000, "policy": "replace", "p": 0.3, "real": 0, "temperature": 1.0}
+    assert curve.theory(np.arange(10), cell) is None
+    assert curve.theory(np.arange(1000), {**cell, "n": 1000, "policy": "fresh_real", "real": 100}) is None
+    values = curve.theory(np.arange(10), {**cell, "policy": "accumulate"})
+    np.testing.assert_allclose(values[1:], 0.7**5000 + 0.3**5000)
