@@ -155,10 +155,11 @@ def _deviations(sim: Simulated, observed: pd.DataFrame, theory: np.ndarray) -> n
 
     A mean's is ``(simulated - theory) / se``. A share near 0 or 1 is far from normal (one chain
     of 200 left at a theory of 0.9999 is no 5-sigma event), so an ``event_by`` share's deviation
-    is the two-sided exact binomial test of its count under the theory, as a normal quantile.
+    (and a declared ``share``'s) is the two-sided exact binomial test of its count under the
+    theory, as a normal quantile.
     """
     simulated = observed["simulated"].to_numpy(dtype=float)
-    if sim.against != "event_by":
+    if sim.against != "event_by" and not sim.share:
         se = observed["se"].to_numpy(dtype=float)
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(se > 0, (simulated - theory) / se, np.nan)
@@ -243,7 +244,8 @@ def _curve_section(rep: Report, fam: FamilyRows, sim: Simulated, curves: list[Cu
         "Closed forms declared by the family's theory overlays (analysis.theory.OVERLAYS), drawn only for "
         f"the cells where they hold (policies: {', '.join(sorted({p for c in curves for p in c.policies}))}; "
         "temperature 1 unless the form is tempered). Deviations are in standard errors of the simulated value "
-        "(for a share, the binomial se under the theory), over every recorded generation.",
+        "(for a share of chains: the exact binomial test under the theory, as a normal quantile), over every "
+        "recorded generation; a bound is checked one-sided.",
         "",
         md.table(headers, _summary_rows(table, fam.horizon, medians)),
         "",

@@ -66,6 +66,8 @@ class Simulated:
     value) has happened by generation t, from the events table (exact times, right-censored at
     T only); or ``"chain_mean"``: the mean across chains of ``value(column)`` at generation t
     (``value`` None: the column itself), with its standard error. ``name`` names the figure.
+    ``share``: the values are 0 or 1, so the mean is a share of chains (compared with the theory
+    by an exact binomial test, as every ``event_by`` share is).
     """
 
     name: str
@@ -73,6 +75,7 @@ class Simulated:
     column: str
     ylabel: str
     value: Callable[[np.ndarray], np.ndarray] | None = None
+    share: bool = False
 
 
 @dataclass(frozen=True)
@@ -242,7 +245,7 @@ OVERLAYS: dict[str, Overlay] = {
         (
             Curve(
                 "exact P(absorbed at 1 by t) (tends to p)",
-                Simulated("absorbed_at_one", "chain_mean", "p", "P(p_t = 1)", _at_one),
+                Simulated("absorbed_at_one", "chain_mean", "p", "P(p_t = 1)", _at_one, share=True),
                 _bernoulli_at_one,
             ),
         ),
