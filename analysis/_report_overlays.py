@@ -177,7 +177,12 @@ def _crossing(generations: np.ndarray, values: np.ndarray) -> float:
     return float(generations[above[0]]) if above.size else math.inf
 
 
-def _summary_rows(table: pd.DataFrame, horizon: int, medians: bool) -> list[list]:
+def _summary_rows(table: pd.DataFrame, horizon: int, medians: bool, exact: bool) -> list[list]:
+    """One row per cell and curve. ``exact``: the deviations are exact binomial tests (shares),
+    so one beyond 5 se is flagged; a mean of skewed values (squared errors) has a heavy lower
+    tail of its t-statistic, and the largest of ~70 of them passes 5 in about one sweep of 200
+    chains in ten with the theory exactly right (measured: Bernoulli MSE under fresh_real), so
+    there the number is shown with the deviation at T and no flag."""
     rows = []
     for (cell, curve), lines in table.groupby(["cell", "curve"], sort=False):
         lines = lines.sort_values("generation")
@@ -193,14 +198,15 @@ def _summary_rows(table: pd.DataFrame, horizon: int, medians: bool) -> list[list
             )
         else:
             worst = np.nanmax(np.abs(z)) if np.isfinite(z).any() else math.nan
-            verdict = md.number(worst) + (" (beyond 5 se)" if worst > _SIGMAS else "")
+            verdict = md.number(worst) + (" (beyond 5 se)" if exact and worst > _SIGMAS else "")
         row = [
             cell,
             last["cell_label"],
             curve,
             f"{md.number(last['simulated'])} ± {md.number(last['se'])}",
             md.number(last["theory"]),
-            verdict,
+            md.number(last["z"]),
+            verdict + f" ({len(lines)} generations)",
         ]
         if medians:
             g = lines["generation"].to_numpy()
@@ -235,6 +241,7 @@ def _curve_section(rep: Report, fam: FamilyRows, sim: Simulated, curves: list[Cu
         "closed form",
         "simulated at T ± se",
         "theory at T",
+        "deviation / se at T",
         "largest |deviation| / se",
     ]
     headers += ["median: simulated (first t with share >= 1/2)", "median: theory"] if medians else []
@@ -244,10 +251,12 @@ def _curve_section(rep: Report, fam: FamilyRows, sim: Simulated, curves: list[Cu
         "Closed forms declared by the family's theory overlays (analysis.theory.OVERLAYS), drawn only for "
         f"the cells where they hold (policies: {', '.join(sorted({p for c in curves for p in c.policies}))}; "
         "temperature 1 unless the form is tempered). Deviations are in standard errors of the simulated value "
-        "(for a share of chains: the exact binomial test under the theory, as a normal quantile), over every "
-        "recorded generation; a bound is checked one-sided.",
+        "(for a share of chains: the exact binomial test under the theory, as a normal quantile), at T and the "
+        "largest over the recorded generations; a bound is checked one-sided. The largest of many deviations of "
+        "a mean of skewed values (squared errors) passes 5 by chance far more often than one normal deviation "
+        "would (about one sweep of 200 chains in ten for the Bernoulli MSE), so it is flagged only for shares.",
         "",
-        md.table(headers, _summary_rows(table, fam.horizon, medians)),
+        md.table(headers, _summary_rows(table, fam.horizon, medians, sim.against == "event_by" or sim.share)),
         "",
         *note,
     ]
