@@ -7,6 +7,8 @@ Gaussian-mixture densities of a few chains at a few generations over the truth's
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -215,8 +217,9 @@ def density_snapshots_figure(snapshots: pd.DataFrame, truth: dict, *, title: str
                 ax.set_ylim(y[0], y[-1])
                 ax.set_aspect("equal", adjustable="box")
                 ax.grid(False)
-                label = fits["cell_label"].iloc[0]
-                ax.set_title(f"{label}\ngeneration {generation}", fontsize=9)
+                # the cell's label (long for a generator axis) once per row, wrapped to the panel
+                label = textwrap.fill(str(fits["cell_label"].iloc[0]), 44) + "\n" if col == 0 else ""
+                ax.set_title(f"{label}generation {generation}", fontsize=8, loc="left" if col == 0 else "center")
         fig.suptitle(title or "Fitted densities (lines, one colour per chain) over the truth (grey)", fontsize=11)
     return finish(fig, path)
 
