@@ -161,7 +161,7 @@ def collapse_section(rep: Report, fam: FamilyRows, kind: EventInfo, threshold: f
             f"Median collapse time versus n, {what}",
         )
     _heatmaps(rep, fam, summary, event, threshold, censored_at, what, tag)
-    if getattr(rep, "regression", True) and summary["n"].nunique() >= 2:
+    if rep.regression and summary["n"].nunique() >= 2:
         from analysis._regression_report import regression_section
 
         section = regression_section(

@@ -83,6 +83,11 @@ class Report:
         self.out, self.n_boot, self.seed = out, n_boot, seed
         self.lines: list[str] = []
         self.written: list[Path] = []
+        # Set by write_report: the results folder (side tables, sample grids and replays are read
+        # from it), the sweep's spec (family fields) and whether to fit the censored regressions.
+        self.results: str | None = None
+        self.spec: dict = {}
+        self.regression = True
 
     def figure(self, fig, name: str, caption: str) -> None:
         self.written += figures.save_figure(fig, self.out / "figures" / name)

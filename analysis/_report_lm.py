@@ -65,7 +65,7 @@ def _distribution_section(rep: Report, fam: FamilyRows, table: str, item: dict[s
     generations = pick_generations(recorded)
     if not generations:
         return
-    source = getattr(rep, "source", None)  # the results folder; set by write_report
+    source = rep.results
     try:
         # Only the drawn generations are read: a side table holds one row per generated sequence.
         side = load_side(source, table, filters=[("generation", "in", generations)]) if source else pd.DataFrame()

@@ -42,6 +42,7 @@ from analysis._report_context import (
 )
 from analysis._report_lm import lm_sections
 from analysis._report_metrics import metrics_section
+from analysis._report_overlays import overlay_sections
 from analysis._report_samples import samples_section
 from analysis.figures._common import metric_label
 from analysis.io import ResultsError, load, load_events, read_metadata
@@ -217,8 +218,9 @@ def _family_section(rep: Report, fam: FamilyRows) -> None:
     for kind in per_symbol:
         _forgetting_section(rep, fam, kind, alone=len(per_symbol) == 1)
     lm_sections(rep, fam)  # per-sequence side tables and vocabulary survival, where declared
+    overlay_sections(rep, fam)  # declared closed forms against the simulation, 2-D density snapshots
     metrics_section(rep, fam)  # every other declared metric: fan charts and final medians per cell
-    samples_section(rep, fam, getattr(rep, "results", None))  # the run's saved sample grids (samples/), if any
+    samples_section(rep, fam, rep.results)  # the run's saved sample grids (samples/), if any
 
 
 def _forgetting_section(rep: Report, fam: FamilyRows, kind: EventInfo, *, alone: bool) -> None:
@@ -345,9 +347,8 @@ def write_report(
         )
     estimator, estimator_note = estimator_of(spec)
     rep = Report(out, n_boot, seed)
-    rep.results = str(results_path)  # where the sample grids are read from
+    rep.results, rep.spec = str(results_path), spec  # read by the side-table, sample-grid and replay sections
     rep.regression = regression  # censored regression of every collapse event (5-20 s each on large folders)
-    rep.source = str(results_path)  # side tables (per-sequence values) are read from the folder itself
     names = sorted(trajectories["family"].astype(str).unique())
     sections = []
     for name in names:

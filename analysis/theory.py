@@ -21,13 +21,17 @@ and the report draws what each named overlay lists, and nothing else.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
 
 import numpy as np
 from scipy import stats
 from scipy.signal import fftconvolve
 from scipy.special import digamma, gammaln, polygamma
+
+from analysis import theory_collapse
 
 __all__ = [
     "log_var_drift",
@@ -45,10 +49,55 @@ __all__ = [
     "collapse_time_cdf",
     "exact_median_collapse_time",
     "symbol_loss_cdf",
+    "Simulated",
+    "Curve",
     "Overlay",
     "OVERLAYS",
     "overlay_draws",
+    "overlay_curves",
 ]
+
+
+@dataclass(frozen=True)
+class Simulated:
+    """What of the simulation a closed form is drawn against, per cell and recorded generation.
+
+    ``against`` is ``"event_by"``: the share of chains whose event ``column`` (an ``event``
+    value) has happened by generation t, from the events table (exact times, right-censored at
+    T only); or ``"chain_mean"``: the mean across chains of ``value(column)`` at generation t
+    (``value`` None: the column itself), with its standard error. ``name`` names the figure.
+    ``share``: the values are 0 or 1, so the mean is a share of chains (compared with the theory
+    by an exact binomial test, as every ``event_by`` share is).
+    """
+
+    name: str
+    against: str
+    column: str
+    ylabel: str
+    value: Callable[[np.ndarray], np.ndarray] | None = None
+    share: bool = False
+
+
+@dataclass(frozen=True)
+class Curve:
+    """A closed form over generations that the report draws against :class:`Simulated` rows.
+
+    ``theory(t, cell)`` returns its values at the generations ``t`` of one cell, or None where it
+    has no value for that cell (e.g. n past an exact law's size limit). ``cell`` maps ``n``,
+    ``policy`` (the policy kind), ``real`` (fresh true samples per generation), ``temperature``
+    and every family field (the spec's, or the cell's own where the grid sweeps it) to values.
+    It is drawn only for cells whose policy kind is in ``policies`` and at temperature 1 unless
+    ``tempered`` (the regime where it holds; for ``replace`` the report's ``FamilyRows.holds``).
+    ``bound`` is ``"lower"`` or ``"upper"`` when the closed form bounds the simulated value
+    instead of predicting it.
+    """
+
+    label: str
+    simulated: Simulated
+    theory: Callable[[np.ndarray, Mapping[str, Any]], np.ndarray | None]
+    policies: tuple[str, ...] = ("replace",)
+    tempered: bool = False
+    bound: str | None = None
 
 
 @dataclass(frozen=True)
@@ -61,13 +110,100 @@ class Overlay:
     times, and the theory slope of their rate fit), ``gaussian_density`` (fitted densities drawn
     as N(mean, var)), ``heterozygosity_rate`` (theory column of the log-heterozygosity rate),
     ``forgetting_median`` (``2c / ln 2`` on the forgetting figure and table), ``mixture_density``
-    (fitted densities drawn whole from the ``weights``, ``means`` and ``sigmas`` columns).
-    Theory lines are drawn only for ``replace`` cells at temperature 1, where they hold.
+    (fitted densities drawn whole from the ``weights``, ``means`` and ``sigmas`` columns),
+    ``density_snapshots_2d`` (2-D fitted mixture densities of a few chains at the first, middle
+    and last recorded generations, from the ``weights``, ``means`` and ``covariances`` columns,
+    over the truth's), ``replayed_density_snapshots_2d`` (the same for fits the tables do not
+    hold, recomputed from the spec and seed as ``sweep replay`` does), ``theory_curves`` (every :class:`Curve` in ``curves``, one figure per
+    :class:`Simulated`, with a table of deviations in standard errors), ``median_collapse_time``
+    (the theory's and the simulation's median in the table of an ``event_by`` curve).
+    Theory lines are drawn only for ``replace`` cells at temperature 1, where they hold, unless
+    a curve declares more policies.
     """
 
     description: str
     draws: tuple[str, ...]
+    curves: tuple[Curve, ...] = ()
 
+
+def _real(cell: Mapping[str, Any]) -> int:
+    return int(cell.get("real", 0)) if cell["policy"] == "fresh_real" else 0
+
+
+#: Work (multiply-adds) the report spends on one exact Bernoulli law: n = 316 over 5000
+#: generations (5e8) is drawn, n = 1000 over 5000 (5e9, a minute or more) is not.
+EXACT_WORK = 1e9
+
+
+def _exact_affordable(cell, t) -> bool:
+    """Whether the exact law of an (n + 1)-state chain up to max(t) is within the size limit and
+    :data:`EXACT_WORK` (it iterates an (n + 1)^2 matrix once per generation)."""
+    n = int(cell["n"])
+    return n <= theory_collapse.MAX_EXACT_N and (n + 1) ** 2 * float(np.max(t)) <= EXACT_WORK
+
+
+@lru_cache(maxsize=16)
+def _absorption(p: float, n: int, t_max: int, real: int) -> tuple[np.ndarray, np.ndarray]:
+    """The exact Bernoulli first-passage law, computed once per cell for both curves that read it
+    (O(n^2) per generation: seconds at n = 1000 over thousands of generations)."""
+    return theory_collapse.bernoulli_absorption(p, n, t_max, real=real)
+
+
+def _bernoulli_collapse(t, cell):
+    if cell["policy"] == "accumulate":
+        return theory_collapse.bernoulli_collapse_probability(float(cell["p"]), int(cell["n"]), t, policy="accumulate")
+    if not _exact_affordable(cell, t):
+        return None
+    zero, one = _absorption(float(cell["p"]), int(cell["n"]), int(np.max(t)), _real(cell))
+    return (zero + one)[t]
+
+
+def _bernoulli_at_one(t, cell):
+    if not _exact_affordable(cell, t):
+        return None
+    return _absorption(float(cell["p"]), int(cell["n"]), int(np.max(t)), 0)[1][t]
+
+
+def _bernoulli_bound(t, cell):
+    return 1.0 - theory_collapse.bernoulli_survival_bound(float(cell["p"]), int(cell["n"]), t)
+
+
+def _bernoulli_mse(t, cell):
+    return theory_collapse.bernoulli_mse(float(cell["p"]), int(cell["n"]), t, policy=cell["policy"], real=_real(cell))
+
+
+def _poisson_collapse(t, cell):
+    return theory_collapse.poisson_collapse_probability(float(cell["lambda"]), int(cell["n"]), t, policy=cell["policy"])
+
+
+def _poisson_mse(t, cell):
+    return theory_collapse.poisson_mse(
+        float(cell["lambda"]), int(cell["n"]), t, policy=cell["policy"], real=_real(cell)
+    )
+
+
+def _regression_error(t, cell):
+    error = theory_collapse.linear_regression_test_error(
+        int(cell["n"]),
+        int(cell["dim"]),
+        float(cell["noise_sd"]),
+        t,
+        policy=cell["policy"],
+        temperature=float(cell.get("temperature", 1.0)),
+    )
+    return error if np.all(np.isfinite(error)) else None  # n <= d + 1: E tr(W^-1) diverges
+
+
+def _squared(values: np.ndarray) -> np.ndarray:
+    return np.square(values)
+
+
+def _at_one(values: np.ndarray) -> np.ndarray:
+    return (values == 1.0).astype(float)
+
+
+_COLLAPSE = Simulated("collapse_probability", "event_by", "collapse", "P(collapsed by t)")
+_COUNT_POLICIES = ("replace", "accumulate", "fresh_real")
 
 #: Overlay name (as families declare it) -> what it means and what the report draws.
 OVERLAYS: dict[str, Overlay] = {
@@ -87,27 +223,92 @@ OVERLAYS: dict[str, Overlay] = {
     "mixture_density": Overlay(
         "the fit is a 1-D Gaussian mixture given by the weights, means and sigmas columns", ("mixture_density",)
     ),
-    # Closed forms of the count families and of linear regression (analysis.theory_collapse):
-    # declared, so a reader knows they exist, but the report draws nothing for them yet.
-    "bernoulli_collapse_probability": Overlay(
-        "P(p_t at 0 or 1 by t), exact (analysis.theory_collapse.bernoulli_collapse_probability)", ()
+    "mixture_density_nd": Overlay(
+        "the fit is a d-dimensional Gaussian mixture given by the weights, means and covariances columns "
+        "(generation 0: the truth); 2-D fits are drawn as density contours",
+        ("density_snapshots_2d",),
     ),
-    "bernoulli_fixation_probability": Overlay("P(absorbed at 1) = p under replace (a bounded martingale)", ()),
-    "bernoulli_mse": Overlay("E[(p_t - p)^2], exact (analysis.theory_collapse.bernoulli_mse)", ()),
-    "bernoulli_survival_bound": Overlay("Markov bound on P(not collapsed at t) under replace", ()),
+    "kde_density_nd": Overlay(
+        "the fit is a d-dimensional Gaussian KDE (equal-weight kernels at its training points, which the "
+        "tables do not hold); 2-D fits are drawn as density contours, recomputed by replaying a block",
+        ("replayed_density_snapshots_2d",),
+    ),
+    # Closed forms of the count families and of linear regression (analysis.theory_collapse).
+    "bernoulli_collapse_probability": Overlay(
+        "P(p_t at 0 or 1 by t), exact (analysis.theory_collapse.bernoulli_collapse_probability)",
+        ("theory_curves",),
+        (Curve("exact P(collapsed by t)", _COLLAPSE, _bernoulli_collapse, _COUNT_POLICIES),),
+    ),
+    "bernoulli_fixation_probability": Overlay(
+        "P(absorbed at 1) = p under replace (a bounded martingale)",
+        ("theory_curves",),
+        (
+            Curve(
+                "exact P(absorbed at 1 by t) (tends to p)",
+                Simulated("absorbed_at_one", "chain_mean", "p", "P(p_t = 1)", _at_one, share=True),
+                _bernoulli_at_one,
+            ),
+        ),
+    ),
+    "bernoulli_mse": Overlay(
+        "E[(p_t - p)^2], exact (analysis.theory_collapse.bernoulli_mse)",
+        ("theory_curves",),
+        (
+            Curve(
+                "exact E[(p_t - p)^2]",
+                Simulated("mse", "chain_mean", "abs_error", "mean (p_t - p)^2", _squared),
+                _bernoulli_mse,
+                _COUNT_POLICIES,
+            ),
+        ),
+    ),
+    "bernoulli_survival_bound": Overlay(
+        "Markov bound on P(not collapsed at t) under replace",
+        ("theory_curves",),
+        (Curve("1 - Markov bound (a lower bound)", _COLLAPSE, _bernoulli_bound, bound="lower"),),
+    ),
     "poisson_collapse_probability": Overlay(
         "P(lambda_t = 0 by t), exact through a Galton-Watson extinction law "
         "(analysis.theory_collapse.poisson_collapse_probability)",
-        (),
+        ("theory_curves",),
+        (Curve("exact P(collapsed by t)", _COLLAPSE, _poisson_collapse, ("replace", "accumulate")),),
     ),
-    "poisson_mse": Overlay("E[(lambda_t - lambda)^2], exact (analysis.theory_collapse.poisson_mse)", ()),
-    "poisson_median_collapse_time": Overlay("exact median collapse time under replace", ()),
+    "poisson_mse": Overlay(
+        "E[(lambda_t - lambda)^2], exact (analysis.theory_collapse.poisson_mse)",
+        ("theory_curves",),
+        (
+            Curve(
+                "exact E[(lambda_t - lambda)^2]",
+                Simulated("mse", "chain_mean", "abs_error", "mean (lambda_t - lambda)^2", _squared),
+                _poisson_mse,
+                _COUNT_POLICIES,
+            ),
+        ),
+    ),
+    "poisson_median_collapse_time": Overlay(
+        "exact median collapse time under replace: the first t where the exact P(collapsed by t) >= 1/2",
+        ("median_collapse_time",),
+    ),
     "linear_regression_test_error": Overlay(
         "expected test error per generation under replace and accumulate, exact for a fresh design "
         "(analysis.theory_collapse)",
-        (),
+        ("theory_curves",),
+        (
+            Curve(
+                "exact E[test error]",
+                Simulated("test_error", "chain_mean", "test_error", "mean test error"),
+                _regression_error,
+                ("replace", "accumulate"),
+                tempered=True,
+            ),
+        ),
     ),
 }
+
+
+def overlay_curves(names: Iterable[str]) -> tuple[Curve, ...]:
+    """Every :class:`Curve` the overlays ``names`` declare, in declaration order."""
+    return tuple(c for name in names if name in OVERLAYS for c in OVERLAYS[name].curves)
 
 
 def overlay_draws(names: Iterable[str]) -> frozenset[str]:

@@ -144,6 +144,7 @@ class GMMNDFamily(Family):
     }
     distance_metric = "w2"
     spread_metric = "spread_ratio"
+    theory_overlays = ("mixture_density_nd",)
 
     @classmethod
     def parse_spec(cls, section: fields.Section) -> GMMNDSpec:

@@ -173,6 +173,7 @@ class KDENDFamily(Family):
     }
     distance_metric = "w2"
     spread_metric = "spread_ratio"
+    theory_overlays = ("kde_density_nd",)
 
     @classmethod
     def parse_spec(cls, section: fields.Section) -> KDENDSpec:
