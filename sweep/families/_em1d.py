@@ -120,6 +120,8 @@ def _run(work, w, m, v, tol, max_iter, reg_covar):
     lower = np.full(b, -np.inf)
     rows = np.arange(b)
     x, x2, x32 = work.xc, work.x2, work.x32  # replaced by compacted copies once chains finish
+    if x32 is not None:
+        x2 = None  # float32 E-steps do without x**2
     prev = np.full(b, -np.inf)
     for it in range(1, max_iter + 1):
         ll, st = work.estep(rows, x, x2, w[rows], m[rows], v[rows], stats=True, x32=x32)
@@ -136,7 +138,8 @@ def _run(work, w, m, v, tol, max_iter, reg_covar):
             break
         if stop.any():
             keep = ~stop
-            x, x2, rows, prev = x[keep], x2[keep], rows[keep], ll[keep]
+            x, rows, prev = x[keep], rows[keep], ll[keep]
+            x2 = None if x2 is None else x2[keep]
             x32 = None if x32 is None else x32[keep]
         else:
             prev = ll

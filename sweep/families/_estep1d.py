@@ -157,7 +157,7 @@ def _fast_rows(x, x2, al, be, ga, clamp, levels, e, s, stats):
 def _single_rows(x32, x, x2, totals, al, be, ga, clamp, levels, e, s, r64, stats):
     """:func:`_fast_rows` in float32 (``x32``, ``e``, ``s`` float32), with the statistics
     accumulated in float64: each responsibility row is widened into ``r64`` and summed against
-    the float64 data ``x``, ``x2``.
+    the float64 data ``x`` (``x2`` is unused).
 
     The responsibilities sum to 1, so the reference component's statistics are the row totals
     ``totals`` (3, R) (N, sum x, sum x**2) less the others'. That difference loses relative
@@ -187,7 +187,9 @@ def _single_rows(x32, x, x2, totals, al, be, ga, clamp, levels, e, s, r64, stats
 
     def sums(r):
         np.copyto(r64, r)  # widen: the sums below run in float64
-        return np.stack([r64.sum(axis=1), np.vecdot(r64, x), np.vecdot(r64, x2)])
+        s0 = r64.sum(axis=1)
+        np.multiply(r64, x, out=r64)  # sum r x**2 as sum (r x) x: no x**2 array to keep and compact
+        return np.stack([s0, r64.sum(axis=1), np.vecdot(r64, x)])
 
     np.divide(1.0, s, out=s)  # the reference component's responsibility
     e *= s
@@ -207,7 +209,8 @@ def estep(x, x2, sx, sxx, lo, hi, ebuf, sbuf, w, m, v, *, stats=True, single=Non
 
     Parameters
     ----------
-    x, x2 : (R, N) centred data and its square (x2 unused, may be None, when not ``stats``).
+    x, x2 : (R, N) centred data and its square (x2 may be None: unused when not ``stats``,
+        computed where needed in single precision).
     sx, sxx, lo, hi : (R,) sums of x and x**2, min and max of each row.
     ebuf, sbuf : work buffers of shapes (max(k-1, 1), rb, N) and (rb, N).
     w, m, v : (R, k) current weights, means, variances.
@@ -259,7 +262,9 @@ def estep(x, x2, sx, sxx, lo, hi, ebuf, sbuf, w, m, v, *, stats=True, single=Non
                 blk = slice(r0, min(r0 + rb, count))
                 at = blk if idx is None else idx[blk]
                 nrow = blk.stop - blk.start
-                xs, x2s = x[at], None if x2 is None else x2[at]
+                xs = x[at]
+                # x2 is None in float32 E-steps and when no statistics are wanted
+                x2s = x2[at] if x2 is not None else (xs * xs if stats and kernel == "double" else None)
                 coef = (al[at], be[at], ga[at], clamp, levels)
                 if kernel == "single":
                     x32, e32, s32 = single
@@ -282,7 +287,9 @@ def estep(x, x2, sx, sxx, lo, hi, ebuf, sbuf, w, m, v, *, stats=True, single=Non
         slow = np.flatnonzero(~fast & ~f32)
         for r0 in range(0, len(slow), max(1, rb // k)):  # (rows, k, N) temporaries
             sl = slow[r0 : r0 + max(1, rb // k)]
-            ll_s, st_s = _stable(x[sl], None if x2 is None else x2[sl], head[sl], m[sl], -0.5 / v[sl], stats)
+            xs = x[sl]
+            x2s = x2[sl] if x2 is not None else (xs * xs if stats else None)
+            ll_s, st_s = _stable(xs, x2s, head[sl], m[sl], -0.5 / v[sl], stats)
             ll[sl] = ll_s
             if stats:
                 for dst, src in zip(out, st_s):
