@@ -3,7 +3,9 @@
 One chain-generation = fit a k-component mixture to n samples, then draw n new samples from the
 fit. The scikit-learn side fits ``GaussianMixture(k)`` (kmeans init, its default) one chain at
 a time and samples from it; the batched side runs B chains at once, with the same kmeans init
-("kmeans", like for like) or warm started from the previous generation's fit ("warm").
+("kmeans", like for like), the same in single precision ("f32": ``precision="float32"``,
+float32 E-step with float64 sufficient statistics) or warm started from the previous
+generation's fit ("warm").
 
 Everything runs on one thread and is timed in CPU time of this process (``process_time``), best
 of ``--repeats`` runs for each side, alternating the two sides, so that other jobs on a shared
@@ -50,7 +52,7 @@ def sklearn_loop(x0, k, generations, seed):
     return (time.process_time() - t) / len(iters), np.mean(iters)
 
 
-def batched(x0, k, generations, rng, warm):
+def batched(x0, k, generations, rng, warm, precision="float64"):
     """B chains at once; CPU seconds per chain-generation and mean EM iterations."""
     x, fit = x0, None
     if warm:
@@ -59,7 +61,7 @@ def batched(x0, k, generations, rng, warm):
     t = time.process_time()
     for _ in range(generations):
         init = fit if warm else "kmeans"
-        fit = em_fit(x, k, init=init, rng=rng)
+        fit = em_fit(x, k, init=init, rng=rng, precision=precision)
         x = sample_gmm(fit.weights, fit.means, fit.variances, x.shape[1], rng=rng)
         iters.append(fit.n_iter.mean())
     return (time.process_time() - t) / generations / x.shape[0], np.mean(iters)
@@ -77,7 +79,7 @@ def main():
     rng = np.random.default_rng(12345)
     print(f"k={k}: chain-generations per CPU-second, one thread, best of {args.repeats}")
     print(
-        f"{'N':>6} {'B':>5} {'sklearn':>8} {'kmeans':>8} {'speedup':>8} {'warm':>8} "
+        f"{'N':>6} {'B':>5} {'sklearn':>8} {'kmeans':>8} {'speedup':>8} {'f32':>8} {'speedup':>8} {'warm':>8} "
         f"{'speedup':>8}   mean EM iterations (sklearn / kmeans / warm)"
     )
     with threadpool_limits(1):
@@ -85,16 +87,17 @@ def main():
             if args.quick:
                 b //= 4
             xb = sample_gmm(np.tile(w, (b, 1)), np.tile(m, (b, 1)), np.tile(v, (b, 1)), n, rng=rng)
-            sk, ours, warm = [], [], []
+            sk, ours, single, warm = [], [], [], []
             for r in range(args.repeats):
                 sk.append(sklearn_loop(xb[r * b_sk : (r + 1) * b_sk], k, GENERATIONS, seed=r))
                 ours.append(batched(xb, k, GENERATIONS, rng, warm=False))
+                single.append(batched(xb, k, GENERATIONS, rng, warm=False, precision="float32"))
                 warm.append(batched(xb, k, GENERATIONS, rng, warm=True))
-            t_sk, t_km, t_warm = (min(t for t, _ in res) for res in (sk, ours, warm))
+            t_sk, t_km, t_f32, t_warm = (min(t for t, _ in res) for res in (sk, ours, single, warm))
             it = [np.mean([i for _, i in res]) for res in (sk, ours, warm)]
             print(
                 f"{n:>6} {b:>5} {1 / t_sk:>8.0f} {1 / t_km:>8.0f} {t_sk / t_km:>7.0f}x "
-                f"{1 / t_warm:>8.0f} {t_sk / t_warm:>7.0f}x   "
+                f"{1 / t_f32:>8.0f} {t_sk / t_f32:>7.0f}x {1 / t_warm:>8.0f} {t_sk / t_warm:>7.0f}x   "
                 f"{it[0]:.1f} / {it[1]:.1f} / {it[2]:.1f}"
             )
 

@@ -31,6 +31,7 @@ FAMILIES = {
     "gaussian": {"name": "gaussian", "path": "sample"},
     "categorical": {"name": "categorical", "k": 5},
     "gmm1d": {"name": "gmm1d", "means": [-1.0, 1.0]},
+    "gmm1d-float32": {"name": "gmm1d", "means": [-1.0, 1.0], "precision": "float32"},
     "kde": {"name": "kde", "means": [0.0, 2.0]},
     "gmm": {"name": "gmm", "means": [[-1.0, 0.0], [1.0, 0.5]]},
     "kde_nd": {"name": "kde_nd", "generator": "moons"},

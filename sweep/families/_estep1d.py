@@ -14,6 +14,15 @@ Rows are chains, columns samples. On this kind of machine ``np.exp`` and ``np.lo
 * ``sum_n z_ref(x_n)`` is a quadratic in x: it comes from the per-chain sums of x and x**2.
 
 The data are centred per chain beforehand, which keeps the expanded quadratics accurate.
+
+Single precision (``precision="float32"`` of :func:`sweep.families._em1d.em_fit`): the per-sample
+work (exponents, ``exp``, responsibilities, the product tree and its logs) runs in float32, whose
+``exp`` and ``log`` are vectorised several times wider than float64's, and the sufficient
+statistics are accumulated in float64 (each float32 responsibility is widened before its
+products with the float64 data are summed). Only chains where float32 is safe take it: their
+exponents must stay below :data:`EXP_SAFE32` (float32 ``exp`` overflows at ~88.7) and their
+conditioning bound ``max |a| + |b| |x| + |c| x**2`` over the data range below :data:`COND32`
+(the rounding error of an exponent is ~1e-7 times that bound); the others run in float64.
 """
 
 from __future__ import annotations
@@ -30,6 +39,18 @@ EXP_SAFE = 700.0
 # instead of something smaller changes nothing representable in the sums it enters.
 EXP_FLOOR = -500.0
 _MAX_TREE = 5
+# float32: largest exponent of the fast path, the floor of the exponents (float32 exp takes a
+# very slow path for subnormal results; exp(-80) ~ 2e-35 is negligible against the 10 * eps of
+# nk for any N < 1e19), and the largest conditioning bound (exponent errors up to ~1e-4).
+EXP_SAFE32 = 80.0
+EXP_FLOOR32 = -80.0
+COND32 = 1024.0
+# float32 product trees stay below exp(88) (float32 overflows at ~exp(88.7))
+TREE_SAFE32 = 88.0
+# float32: the reference component's statistics come from the row totals less the others' while
+# its responsibility sum is at least this share of N (their relative error then stays below
+# ~1e-6; typically ~1e-9)
+SUBTRACT_MIN = 0.1
 # Rows per block of the per-sample work: ~2**17 samples, i.e. 1 MB per temporary array.
 BLOCK_SAMPLES = 1 << 17
 
@@ -72,13 +93,14 @@ def _sum_log(s, levels):
         if t.shape[1] % 2:
             u[:, 0] *= t[:, -1]
         t = u
-    return np.log(t).sum(axis=1)
+    # float32 logs are summed in float64
+    return np.log(t).sum(axis=1, dtype=np.float64)
 
 
-def _tree_levels(top, k):
+def _tree_levels(top, k, safe=EXP_SAFE):
     # a tree of depth L multiplies at most 2**(L+1) values, each <= k * exp(top)
     ub = max(float(np.max(top, initial=0.0)), 0.0) + np.log(k)
-    return int(np.clip(np.floor(np.log2(EXP_SAFE / ub)) - 1, 0, _MAX_TREE))
+    return int(np.clip(np.floor(np.log2(safe / ub)) - 1, 0, _MAX_TREE))
 
 
 def _stable(x, x2, head, m, c, stats):
@@ -132,7 +154,54 @@ def _fast_rows(x, x2, al, be, ga, clamp, levels, e, s, stats):
     )
 
 
-def estep(x, x2, sx, sxx, lo, hi, ebuf, sbuf, w, m, v, *, stats=True):
+def _single_rows(x32, x, x2, totals, al, be, ga, clamp, levels, e, s, r64, stats):
+    """:func:`_fast_rows` in float32 (``x32``, ``e``, ``s`` float32), with the statistics
+    accumulated in float64: each responsibility row is widened into ``r64`` and summed against
+    the float64 data ``x`` (``x2`` is unused).
+
+    The responsibilities sum to 1, so the reference component's statistics are the row totals
+    ``totals`` (3, R) (N, sum x, sum x**2) less the others'. That difference loses relative
+    accuracy as the reference's share shrinks, so below :data:`SUBTRACT_MIN` of N a row takes
+    its reference statistics from their own sums instead.
+    """
+    al, be, ga = (c.astype(np.float32) for c in (al, be, ga))
+    for j in range(al.shape[1]):
+        ej = e[j]
+        np.multiply(x32, ga[:, j, None], out=ej)
+        ej += be[:, j, None]
+        ej *= x32
+        ej += al[:, j, None]
+    if clamp:
+        np.maximum(e, EXP_FLOOR32, out=e)
+    np.exp(e, out=e)
+    if al.shape[1]:
+        np.add(e[0], 1.0, out=s)
+        for j in range(1, al.shape[1]):
+            s += e[j]
+        sum_log = _sum_log(s, levels)
+    else:
+        s.fill(1.0)
+        sum_log = np.zeros(len(x32))
+    if not stats:
+        return sum_log, None, None
+
+    def sums(r):
+        np.copyto(r64, r)  # widen: the sums below run in float64
+        s0 = r64.sum(axis=1)
+        np.multiply(r64, x, out=r64)  # sum r x**2 as sum (r x) x: no x**2 array to keep and compact
+        return np.stack([s0, r64.sum(axis=1), np.vecdot(r64, x)])
+
+    np.divide(1.0, s, out=s)  # the reference component's responsibility
+    e *= s
+    others = np.stack([sums(e[j]) for j in range(al.shape[1])], axis=1)  # (3, k-1, R)
+    ref = totals - others.sum(axis=1)
+    few = ref[0] < SUBTRACT_MIN * x.shape[1]
+    if few.any():
+        ref = np.where(few, sums(s), ref)
+    return sum_log, ref, others
+
+
+def estep(x, x2, sx, sxx, lo, hi, ebuf, sbuf, w, m, v, *, stats=True, single=None):
     """One E-step on R chains.
 
     The per-sample work runs over blocks of ``ebuf.shape[1]`` rows, so that its temporaries
@@ -140,10 +209,14 @@ def estep(x, x2, sx, sxx, lo, hi, ebuf, sbuf, w, m, v, *, stats=True):
 
     Parameters
     ----------
-    x, x2 : (R, N) centred data and its square (x2 unused, may be None, when not ``stats``).
+    x, x2 : (R, N) centred data and its square (x2 may be None: unused when not ``stats``,
+        computed where needed in single precision).
     sx, sxx, lo, hi : (R,) sums of x and x**2, min and max of each row.
     ebuf, sbuf : work buffers of shapes (max(k-1, 1), rb, N) and (rb, N).
     w, m, v : (R, k) current weights, means, variances.
+    single : None or tuple (x32, ebuf32, sbuf32)
+        To run the chains where it is safe in float32 (module docstring): the data in float32
+        and float32 buffers shaped as ``ebuf`` and ``sbuf``. None: everything in float64.
 
     Returns
     -------
@@ -164,40 +237,59 @@ def estep(x, x2, sx, sxx, lo, hi, ebuf, sbuf, w, m, v, *, stats=True):
         ll = n * a0[:, 0] + b0[:, 0] * sx + c0[:, 0] * sxx
         al, be, ga = a[ri, oth] - a0, b[ri, oth] - b0, c[ri, oth] - c0
         top, bottom = _parabola_range(al, be, ga, lo[:, None], hi[:, None])
-        fast = top.max(axis=1, initial=-np.inf) <= EXP_SAFE  # False for NaN too
-        clamp = not (bottom[fast] >= EXP_FLOOR).all()
-        levels = _tree_levels(top[fast], k)
+        peak = top.max(axis=1, initial=-np.inf)
+        fast = peak <= EXP_SAFE  # False for NaN too
+        if single is None:
+            f32 = np.zeros(r_, dtype=bool)
+        else:
+            big = np.maximum(np.abs(lo), np.abs(hi))[:, None]
+            cond = (np.abs(al) + big * (np.abs(be) + big * np.abs(ga))).max(axis=1, initial=0.0)
+            f32 = (peak <= EXP_SAFE32) & (cond <= COND32)
         ref_st, oth_st = np.empty((3, r_)), np.empty((3, k - 1, r_))
-        for r0 in range(0, r_, rb):
-            blk = slice(r0, min(r0 + rb, r_))
-            rows = blk.stop - blk.start
-            if not fast[blk].any():  # e.g. the first step of "random_from_data"
+        for rows, kernel in ((fast & ~f32, "double"), (f32, "single")):
+            if not rows.any():
                 continue
-            sum_log, ref_b, oth_b = _fast_rows(
-                x[blk],
-                None if x2 is None else x2[blk],
-                al[blk],
-                be[blk],
-                ga[blk],
-                clamp,
-                levels,
-                ebuf[: k - 1, :rows],
-                sbuf[:rows],
-                stats,
-            )
-            ll[blk] += sum_log
-            if stats:
-                ref_st[:, blk], oth_st[:, :, blk] = ref_b, oth_b
+            # whole blocks of consecutive rows when every chain takes this path (no copies)
+            idx = None if rows.all() else np.flatnonzero(rows)
+            count = r_ if idx is None else len(idx)
+            if kernel == "single":
+                safe, floor = TREE_SAFE32, EXP_FLOOR32
+            else:
+                safe, floor = EXP_SAFE, EXP_FLOOR
+            clamp = not (bottom[rows] >= floor).all()
+            levels = _tree_levels(top[rows], k, safe)
+            for r0 in range(0, count, rb):
+                blk = slice(r0, min(r0 + rb, count))
+                at = blk if idx is None else idx[blk]
+                nrow = blk.stop - blk.start
+                xs = x[at]
+                # x2 is None in float32 E-steps and when no statistics are wanted
+                x2s = x2[at] if x2 is not None else (xs * xs if stats and kernel == "double" else None)
+                coef = (al[at], be[at], ga[at], clamp, levels)
+                if kernel == "single":
+                    x32, e32, s32 = single
+                    totals = np.stack([np.full(nrow, float(n)), sx[at], sxx[at]])
+                    out = _single_rows(
+                        x32[at], xs, x2s, totals, *coef, e32[: k - 1, :nrow], s32[:nrow], sbuf[:nrow], stats
+                    )
+                else:
+                    out = _fast_rows(xs, x2s, *coef, ebuf[: k - 1, :nrow], sbuf[:nrow], stats)
+                sum_log, ref_b, oth_b = out
+                ll[at] += sum_log
+                if stats:
+                    ref_st[:, at], oth_st[:, :, at] = ref_b, oth_b
         out = None
         if stats:
             out = tuple(np.empty((r_, k)) for _ in range(3))
             for dst, ref_val, oth_val in zip(out, ref_st, oth_st):
                 dst[ri[:, 0], ref[:, 0]] = ref_val
                 dst[ri, oth] = oth_val.T
-        slow = np.flatnonzero(~fast)
+        slow = np.flatnonzero(~fast & ~f32)
         for r0 in range(0, len(slow), max(1, rb // k)):  # (rows, k, N) temporaries
             sl = slow[r0 : r0 + max(1, rb // k)]
-            ll_s, st_s = _stable(x[sl], None if x2 is None else x2[sl], head[sl], m[sl], -0.5 / v[sl], stats)
+            xs = x[sl]
+            x2s = x2[sl] if x2 is not None else (xs * xs if stats else None)
+            ll_s, st_s = _stable(xs, x2s, head[sl], m[sl], -0.5 / v[sl], stats)
             ll[sl] = ll_s
             if stats:
                 for dst, src in zip(out, st_s):

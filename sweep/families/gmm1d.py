@@ -4,7 +4,10 @@ The fit is the same objective, stopping rule (per-sample average log-likelihood 
 ``tol``), ``max_iter``, ``reg_covar`` and ``n_init`` as scikit-learn's GaussianMixture, with its
 k-means initialisation by default (see :mod:`sweep.families._em1d`). ``init: previous`` warm-starts
 every generation from the previous generation's fit, the natural and much cheaper choice in a
-recursive chain. Components are reported sorted by mean, so label switching does not make fake
+recursive chain. ``precision: float32`` runs the E-step's per-sample work in float32 (sufficient
+statistics still accumulated in float64): about twice as fast at large N, with fitted parameters
+within 1e-5 of float64's (in units of the data's sd; measured at most 1e-6 on the 500-dataset
+parity suite); the default float64 matches scikit-learn to rounding. Components are reported sorted by mean, so label switching does not make fake
 jumps in trajectories. The fit needs the samples, so the training set is held as data.
 
 A fit that turns non-finite (possible with ``reg_covar: 0``, when a component collapses onto a
@@ -41,8 +44,11 @@ class GMMSpec:
     max_iter: int
     reg_covar: float
     n_init: int
+    precision: str = "float64"
 
     def to_raw(self) -> dict[str, Any]:
+        # precision only when not the default, so that folders written before it existed resume
+        extra = {} if self.precision == "float64" else {"precision": self.precision}
         return {
             "name": "gmm1d",
             **self.truth.to_raw(),
@@ -52,6 +58,7 @@ class GMMSpec:
             "max_iter": self.max_iter,
             "reg_covar": self.reg_covar,
             "n_init": self.n_init,
+            **extra,
         }
 
 
@@ -59,7 +66,7 @@ class GMMFamily(Family):
     """k-component 1-D Gaussian mixture refitted by EM."""
 
     name = "gmm1d"
-    spec_fields = MIXTURE_FIELDS + ("k", "init", "tol", "max_iter", "reg_covar", "n_init")
+    spec_fields = MIXTURE_FIELDS + ("k", "init", "tol", "max_iter", "reg_covar", "n_init", "precision")
     sufficient = False
     event_kinds = (
         EventKind(
@@ -104,6 +111,7 @@ class GMMFamily(Family):
             max_iter=section.take("max_iter", fields.integer(1, 100_000), 100),
             reg_covar=section.take("reg_covar", fields.number(0.0, None), 1e-6),
             n_init=section.take("n_init", fields.integer(1, 100), 1),
+            precision=section.take("precision", fields.choice("float64", "float32"), "float64"),
         )
 
     def __init__(self, spec: GMMSpec):
@@ -166,6 +174,7 @@ class GMMFamily(Family):
             reg_covar=spec.reg_covar,
             n_init=spec.n_init,
             score=False,
+            precision=spec.precision,
         )
 
     # -- observation ----------------------------------------------------------------------

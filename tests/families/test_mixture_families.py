@@ -42,6 +42,10 @@ BAD = [
         dict(BLOG, init="spectral"),
         "spec field 'family.init': expected one of kmeans, random_from_data, previous, got 'spectral'",
     ),
+    (
+        dict(BLOG, precision="float16"),
+        "spec field 'family.precision': expected one of float64, float32, got 'float16'",
+    ),
     ({"name": "kde", "bandwidth": 0}, "spec field 'family.bandwidth': expected a number in (0.0, inf], got 0"),
     ({"name": "kde", "bandwidth": -0.5}, "spec field 'family.bandwidth': expected a number in (0.0, inf], got -0.5"),
     (
@@ -49,6 +53,15 @@ BAD = [
         "spec field 'family.bandwidth': expected scott, silverman or a number in (0, inf), got 'wide'",
     ),
 ]
+
+
+def test_precision_is_in_the_stored_spec_only_when_float32():
+    """precision: float32 reaches the fit and the stored spec; the default float64 is left out of
+    the stored spec, so that folders written before the option existed still resume."""
+    assert "precision" not in parse_spec(spec_with(BLOG)).to_raw()["family"]
+    spec = parse_spec(spec_with(dict(BLOG, precision="float32")))
+    assert spec.family_spec.precision == "float32"
+    assert spec.to_raw()["family"]["precision"] == "float32"
 
 
 @pytest.mark.parametrize("family, message", BAD)
