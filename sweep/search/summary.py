@@ -75,7 +75,10 @@ def boundary(setup: SearchSetup, cells: list[dict[str, Any]]) -> dict[str, Any] 
     if target is None or len(search.parameters) != 1 or not cells:
         return None
     parameter = search.parameters[0]
-    x = [row["coordinates"][parameter.name] for row in cells]
+    # the regressor is the fraction the cells realise (rounded to whole samples), not the drawn
+    # one: at n = 1000, fresh_real 0.0496 and 0.0504 are both 50 real samples, and the drawn
+    # values would scatter x by up to 1 / 2n about the value the chains saw
+    x = [setup.realised(row["coordinates"])[parameter.name] for row in cells]
     k = [row["counts"][target.name]["count"] for row in cells]
     m = [row["counts"][target.name]["chains"] for row in cells]
     fit = fit_boundary(
