@@ -26,7 +26,10 @@ MIX = {
     "record": {"every": 10},
     "search": {
         "parameters": {"policy.mix.keep": {"low": 0.0, "high": 0.5}, "policy.mix.real": {"low": 0.0, "high": 0.1}},
-        "objectives": {"real_fraction": "minimize", "collapse_probability": {"event": "spread_below", "threshold": 0.5}},
+        "objectives": {
+            "real_fraction": "minimize",
+            "collapse_probability": {"event": "spread_below", "threshold": 0.5},
+        },
         "sampler": "random",
         "trials": 4,
         "replicates": 4,
@@ -65,7 +68,10 @@ def test_the_boundary_regresses_on_the_realised_fraction():
     drawn = realised_x + 0.0004  # each 0.4 of a sample above what its cell draws
     k, m = np.array([60, 45, 33, 20, 14, 8, 5, 3]), np.full(drawn.size, 400)
     cells = [
-        {"coordinates": {"policy.fresh_real": float(x)}, "counts": {"collapse_probability": {"count": c, "chains": 400}}}
+        {
+            "coordinates": {"policy.fresh_real": float(x)},
+            "counts": {"collapse_probability": {"count": c, "chains": 400}},
+        }
         for x, c in zip(drawn, k)
     ]
     found = boundary(setup, cells)
