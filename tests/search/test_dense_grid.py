@@ -72,8 +72,10 @@ def test_search_beats_a_dense_grid_with_a_quarter_of_its_chains(ray_session, tmp
     narrow, and it holds the answer of a reference sweep of 168 000 chains about the boundary
     (an estimate whose own standard error is about a fifth of the search's).
 
-    Measured (seed 2, two loaded cores, about a minute in all): grid 62 000 chains, 0.0514
-    [0.0503, 0.0527]; search 15 500 chains, see the printed line and docs/study.md section 4."""
+    Measured (seed 2, two loaded cores, under a minute in all): grid 62 000 chains, 0.0508
+    [0.0496, 0.0521] (0.0514 [0.0503, 0.0527] with the 4-unit window); reference 168 000 chains,
+    0.0503 [0.0501, 0.0506]; search 15 500 chains, 0.0504 [0.0494, 0.0515]: 0.85 times the grid's
+    width with a quarter of its chains (docs/study.md section 4 has 12 seeds)."""
     # the default window (3 logit units) and the wider one used before (4), which lets the grid's
     # far cells in: the search must be at least as narrow as either
     grid, wide = boundary_of_sweep(tmp_path, "dense", 1, GRID, GRID_CHAINS, windows=(None, 4.0))
