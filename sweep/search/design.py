@@ -1,17 +1,22 @@
 """Where a boundary search puts its next trial: a sequential design local to the current fit.
 
 A chain's outcome says most about where P(x) crosses the target when it is run near the crossing.
-For the two-parameter link ``P = F(c + b (g(x) - theta))`` (``c = F^-1(target)``) the c-optimal
-design for ``theta`` is, to within 0.1% for a 5% target, any design symmetric about the crossing
-in link units whose points stay within about 3 units of it: moving trials away from the target
-gains no information about ``theta`` and the symmetric pair pins the slope down, which a design
-at the estimate alone cannot (its profile interval would be open). So once the sampler's start-up
-trials are done, the trials go in turn to the points where the current fit puts the linear
-predictor at ``c - 1``, ``c + 1`` and ``c`` (for a 5% target: fitted probabilities of about 2%,
-12.5% and 5%), each recomputed from every finished trial; points that close also keep the fit
-local, where two parameters describe the curve. Until some trial's rate is above the target and
-another's below, the trial looks beyond the trials instead (:func:`explore`): a fit on one side
-of the boundary only is an extrapolation that can trap the search far from it. Every
+For the two-parameter link ``P = F(c + b (g(x) - theta))`` (``c = F^-1(target)``) the first-order
+c-optimal design for ``theta`` puts every chain at the crossing itself (variance 1 / (m b^2 w),
+w = p (1 - p) at the target); but that design leaves the slope unidentified (the profile interval
+would be open) and a search can only aim at its current estimate, not at the crossing. So once
+the sampler's start-up trials are done, the trials go in turn to the points where the current fit
+puts the linear predictor at ``c - 1``, ``c + 1`` and ``c`` (for a 5% target: fitted
+probabilities of about 2%, 12.5% and 5%), each recomputed from every finished trial. Centred on
+the true crossing that design has 78% of the first-order optimum's information (a design at
++-0.5 has 93%), pins the slope, and keeps the fit local, where two parameters describe the curve.
+The offsets were chosen by simulating the search of tests/search/test_dense_grid.py on a law fitted
+to 260 000 chains (30 to 40 searches each): at +-1 the estimates' spread was 0.00047 and 95%
+intervals of median width 0.0021 covered 97-100%; at +-0.5 the spread was the same (0.00049), with
+narrower intervals covering 93%; at +-1.5 and +-2 the spread grew (0.00063, 0.00078) and the
+curve's bend biased the estimate. Until some trial's rate is above the target and another's
+below, the trial looks beyond the trials instead (:func:`explore`): a fit on one side of the
+boundary only is an extrapolation that can trap the search far from it. Every
 :data:`SAMPLER_EVERY`-th trial is still the sampler's.
 """
 

@@ -199,8 +199,8 @@ class _Loop:
     def _proposal(self) -> dict[str, Any] | None:
         """The coordinates of the next trial of a boundary search when the sequential design places
         it (:mod:`sweep.search.design`: about the current estimate, in turn below, above and at
-        it, once the sampler's start-up trials are done; in the widest gap between trials while no
-        trial has a rate on each side of the target); None when the sampler places it: a start-up
+        it, once the sampler's start-up trials are done; beyond the trials while no trial has a
+        rate on each side of the target); None when the sampler places it: a start-up
         trial, the design's share left to the sampler, no estimate yet, or a cell that exists
         already."""
         search = self.setup.search
