@@ -23,12 +23,13 @@ from sweep.cluster import connect
 from sweep.errors import UsageError
 from sweep.execute import _failure, task_options, worker_env
 from sweep.plan import expected_rows, plan_tasks
+from sweep.search.design import next_value, placed_by_design
 from sweep.search.folder import SearchFolder
 from sweep.search.measures import measure_cell, told_values, violations
 from sweep.search.setup import SearchSetup
 from sweep.search.space import drawn_complete, resolve, suggest
 from sweep.search.study import CONSTRAINTS_ATTR, open_study
-from sweep.search.summary import _by_cell, boundary, summarise, trial_rows, write_summary
+from sweep.search.summary import _by_cell, boundary, outcomes, summarise, trial_rows, write_summary
 from sweep.task import Task, run_task
 
 #: Trial user attributes: the cell, its coordinates and what it measured.
@@ -196,28 +197,27 @@ class _Loop:
                 self.study.tell(trial.number, state=TrialState.FAIL)
 
     def _proposal(self) -> dict[str, Any] | None:
-        """Two trials in three of a boundary search, once the sampler's start-up trials are done: the
-        current boundary estimate, then an end of its interval (low and high in turn), where chains
-        say most about where the boundary is and how steep it is there; None when there is no
-        estimate yet or that cell exists already (the trial is then the sampler's)."""
+        """The coordinates of the next trial of a boundary search when the sequential design places
+        it (:mod:`sweep.search.design`: about the current estimate, in turn below, above and at
+        it, once the sampler's start-up trials are done; beyond the trials while no trial has a
+        rate on each side of the target); None when the sampler places it: a start-up
+        trial, the design's share left to the sampler, no estimate yet, or a cell that exists
+        already."""
         search = self.setup.search
         if not search.refine or search.target is None or len(search.parameters) != 1:
             return None
         number = len(self.study.get_trials(deepcopy=False))
-        if number < search.startup_trials or number % 3 == 0:  # every third trial is the sampler's
-            return None
-        fit = boundary(self.setup, _by_cell(trial_rows(self.study)))
-        if not fit or fit["estimate"] is None:
+        if not placed_by_design(number, search.startup_trials):
             return None
         parameter = search.parameters[0]
-        if number % 3 == 1:
-            value = fit["estimate"]
-        else:  # the interval's ends in turn
-            value = fit["low"] if (number // 3) % 2 == 0 else fit["high"]
-        value = min(max(float(value), parameter.low), parameter.high)
-        if parameter.integer:
-            value = int(round(value))
-        if self.folder.has_cell(self.setup.part({parameter.name: value})):
+        cells = _by_cell(trial_rows(self.study))
+        if not cells:
+            return None
+        fit = boundary(self.setup, cells)
+        value = next_value(
+            fit, outcomes(self.setup, cells), search.target.target, number, search.startup_trials, parameter
+        )
+        if value is None or self.folder.has_cell(self.setup.part({parameter.name: value})):
             return None
         return {parameter.name: value}
 

@@ -74,10 +74,20 @@ def measure_cell(location: str, cell: Any, search: SearchSpec, horizon: int) -> 
             values[objective.name] = float(statistic)
             counts[objective.name] = {"chains": int(np.isfinite(data).sum())}
         elif objective.name == "real_fraction":
-            values[objective.name] = float(cell.policy.real)
+            values[objective.name] = realised_real_fraction(cell.policy, cell.n)
         elif objective.name == "n":
             values[objective.name] = float(cell.n)
     return {"chains": chains, "values": values, "counts": counts}
+
+
+def realised_real_fraction(policy: Any, n: int) -> float:
+    """The share of real data in each generation's training set, as the engine draws it: the
+    policy's real fraction rounded to whole samples (``Policy.counts``), not the nominal
+    fraction (fresh_real 0.004 at n = 100 takes no real sample). Generation 1, all real under
+    every policy, is left out: it is the same for every cell."""
+    if policy.grows:  # accumulate kinds draw no fresh real data after generation 1
+        return 0.0
+    return policy.counts(n)[2] / n
 
 
 def told_values(search: SearchSpec, values: dict[str, float]) -> list[float]:

@@ -10,7 +10,7 @@ from typing import Any
 
 from sweep.errors import SpecError
 from sweep.families import FamilyLoadError, resolve_family
-from sweep.search.space import cell_part
+from sweep.search.space import cell_part, realised
 from sweep.search.spec import SearchSpec, _objective, parse_search, split_spec
 from sweep.spec import SweepSpec, apply_overrides, parse_spec, read_raw
 
@@ -34,6 +34,10 @@ class SearchSetup:
     def part(self, coords: dict[str, Any]) -> dict[str, Any]:
         """The one-cell grid part of a trial's coordinates."""
         return cell_part(self.base.grid.points[0], coords)
+
+    def realised(self, coords: dict[str, Any]) -> dict[str, float]:
+        """A trial's coordinates as its cell realises them (fractions rounded to whole samples)."""
+        return realised(self.base.grid.points[0], coords)
 
     def folder_spec(self, parts: list[dict[str, Any]]) -> SweepSpec:
         """The sweep spec of a search folder: the base with one grid part per cell (replay and the

@@ -234,5 +234,27 @@ def cell_part(point: Any, coords: dict[str, Any]) -> dict[str, Any]:
     return part
 
 
+def realised(point: Any, coords: dict[str, Any]) -> dict[str, float]:
+    """The coordinates of a draw as its cell realises them: a policy fraction becomes the share of
+    each generation's n it actually takes, after rounding to whole samples (``Policy.counts``), so
+    fresh_real 0.0496 at n = 1000 is 50 real samples, 0.05; other coordinates are as drawn.
+
+    Parameters
+    ----------
+    point : GridPoint
+        The base cell (the coordinates the search keeps fixed).
+    coords : dict
+        A draw's coordinates (:func:`resolve`).
+    """
+    from sweep.policies import parse_policy
+
+    part = cell_part(point, coords)
+    n = int(part["n"][0])
+    policy = parse_policy(part["policy"][0], "policy")
+    kept, _, real = (0, 0, 0) if policy.grows else policy.counts(n)
+    shares = {"policy.fresh_real": real / n, "policy.mix.real": real / n, "policy.mix.keep": kept / n}
+    return {name: shares.get(name, value) for name, value in coords.items()}
+
+
 def is_close(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-12)

@@ -113,7 +113,8 @@ class SearchSpec:
     level: float
     link: str
     startup_trials: int
-    #: With a target and one parameter: every second trial is placed by the current boundary fit.
+    #: With a target and one parameter: after the start-up trials, all but one trial in ten are
+    #: placed by the sequential design about the current boundary fit (:mod:`sweep.search.design`).
     refine: bool = True
 
     @property

@@ -66,6 +66,19 @@ def _by_cell(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(seen.values())
 
 
+def outcomes(setup: SearchSetup, cells: list[dict[str, Any]]) -> tuple[list[float], list[int], list[int]]:
+    """Per cell: the searched parameter's realised value, the chains with the target's event, and
+    the chains (one parameter and a probability target)."""
+    parameter, target = setup.search.parameters[0], setup.search.target
+    # the regressor is the fraction the cells realise (rounded to whole samples), not the drawn
+    # one: at n = 1000, fresh_real 0.0496 and 0.0504 are both 50 real samples, and the drawn
+    # values would scatter x by up to 1 / 2n about the value the chains saw
+    x = [setup.realised(row["coordinates"])[parameter.name] for row in cells]
+    k = [row["counts"][target.name]["count"] for row in cells]
+    m = [row["counts"][target.name]["chains"] for row in cells]
+    return x, k, m
+
+
 def boundary(setup: SearchSetup, cells: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The boundary estimate (one parameter and a probability target), or None."""
     from analysis._boundary import fit_boundary
@@ -75,9 +88,7 @@ def boundary(setup: SearchSetup, cells: list[dict[str, Any]]) -> dict[str, Any] 
     if target is None or len(search.parameters) != 1 or not cells:
         return None
     parameter = search.parameters[0]
-    x = [row["coordinates"][parameter.name] for row in cells]
-    k = [row["counts"][target.name]["count"] for row in cells]
-    m = [row["counts"][target.name]["chains"] for row in cells]
+    x, k, m = outcomes(setup, cells)
     fit = fit_boundary(
         x,
         k,
