@@ -34,7 +34,9 @@ def boundary_figure(summary: dict, *, path=None):
     rows = [t for t in summary["trials"] if t["state"] == "COMPLETE" and t.get("counts")]
     cells = {}
     for t in rows:
-        cells.setdefault(t["cell"], t["coordinates"][parameter])
+        # at the realised share (rounded to whole samples), where the boundary was fitted; folders
+        # written before search.json carried it have only the drawn coordinates
+        cells.setdefault(t["cell"], t.get("realised", t["coordinates"])[parameter])
     x = np.array(list(cells.values()), dtype=float)
     p, lower, upper, chains = _probability_rows(summary, objective)
     fit = Boundary.from_dict(raw)

@@ -137,6 +137,9 @@ def pareto(setup: SearchSetup, cells: list[dict[str, Any]]) -> list[dict[str, An
 def summarise(setup: SearchSetup, folder: Any, study: Any, budget: int, *, figures: bool = False) -> dict[str, Any]:
     """What ``search.json`` holds (see the module docstring)."""
     rows = trial_rows(study)
+    for row in rows:  # the share each cell's chains saw, as the boundary is fitted on (and drawn at)
+        if row["state"] == "COMPLETE" and row["coordinates"]:
+            row["realised"] = setup.realised(row["coordinates"])
     cells = _by_cell(rows)
     summary = {
         "name": setup.name,

@@ -96,5 +96,38 @@ def test_a_search_reports_the_real_share_its_chains_saw(ray_session, tmp_path):
         kept = int(np.floor(keep * 20 + 0.5))
         expected = min(20 - kept, int(np.floor(drawn * 20 + 0.5))) / 20
         assert trial["values"]["real_fraction"] == pytest.approx(expected, abs=1e-15)
+        assert trial["realised"]["policy.mix.real"] == pytest.approx(expected, abs=1e-15)  # search.json's entry
         assert drawn != pytest.approx(expected, abs=1e-6)
         assert np.allclose(events.loc[events["cell"] == trial["cell"], "real"], drawn, rtol=1e-12)
+
+
+def test_the_boundary_figure_draws_each_cell_at_its_realised_share():
+    """search.json's trials carry the realised share; the figure puts each cell there (where the
+    curve is fitted), not at the drawn fraction 1 / 2n away."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from analysis.figures.search import boundary_figure
+
+    fit = fit_boundary([0.0, 0.05, 0.1, 0.15], [40, 12, 3, 0], [50, 50, 50, 50], 0.05)
+    trials = [
+        {
+            "state": "COMPLETE",
+            "cell": c,
+            "coordinates": {"policy.fresh_real": drawn},
+            "realised": {"policy.fresh_real": share},
+            "counts": {"collapse_probability": {"count": k, "chains": 50, "lower": 0.0, "upper": 1.0}},
+        }
+        for c, (drawn, share, k) in enumerate([(0.004, 0.0, 40), (0.0496, 0.05, 12), (0.1, 0.1, 3), (0.1504, 0.15, 0)])
+    ]
+    summary = {
+        "boundary": fit.to_dict("policy.fresh_real"),
+        "objectives": {"collapse_probability": {"event": "spread_below", "threshold": 0.1, "target": 0.05}},
+        "name": "figure",
+        "parameters": {"policy.fresh_real": {"low": 0.0, "high": 0.2}},
+        "trials": trials,
+    }
+    fig = boundary_figure(summary)
+    points = [c for c in fig.axes[0].collections if c.get_offsets().shape[0] == 4]
+    assert points, "no 4-point scatter drawn"
+    assert np.allclose(np.sort(points[-1].get_offsets()[:, 0]), [0.0, 0.05, 0.1, 0.15])
