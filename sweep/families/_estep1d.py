@@ -83,24 +83,53 @@ def _parabola_range(al, be, ga, lo, hi):
 
 
 def _sum_log(s, levels):
-    """sum(log(s), axis=1) for s >= 1, through a pairwise product tree of depth ``levels``."""
+    """sum(log(s), axis=1) for s >= 1, each row through a pairwise product tree of its own depth
+    ``levels`` (R,) ints.
+
+    A row's depth depends on that row alone, so its bits do not depend on which chains share the
+    call (a shared depth, the smallest any row allows, made a chain's likelihood, and so at worst
+    a convergence check, depend on its batch). Rows whose tree ends at a level take their logs
+    there; the others go on halving.
+    """
     t = s
-    for _ in range(levels):
+    out = np.empty(s.shape[0])
+    left = np.ones(s.shape[0], dtype=bool)
+    for level in range(int(levels.max(initial=0)) + 1):
         half = t.shape[1] // 2
-        if half == 0:
-            break
+        done = left & ((levels <= level) | (half == 0))
+        if done.all():  # every row ends here (the usual case): no row copy
+            # float32 logs are summed in float64
+            return np.log(t).sum(axis=1, dtype=np.float64)
+        if done.any():
+            out[done] = np.log(t[done]).sum(axis=1, dtype=np.float64)
+            left &= ~done
+            if not left.any():
+                return out
         u = t[:, :half] * t[:, half : 2 * half]
         if t.shape[1] % 2:
             u[:, 0] *= t[:, -1]
         t = u
-    # float32 logs are summed in float64
-    return np.log(t).sum(axis=1, dtype=np.float64)
+    out[left] = np.log(t[left]).sum(axis=1, dtype=np.float64)
+    return out
 
 
 def _tree_levels(top, k, safe=EXP_SAFE):
-    # a tree of depth L multiplies at most 2**(L+1) values, each <= k * exp(top)
-    ub = max(float(np.max(top, initial=0.0)), 0.0) + np.log(k)
-    return int(np.clip(np.floor(np.log2(safe / ub)) - 1, 0, _MAX_TREE))
+    """Each row's product-tree depth (R,) from its exponents' upper bounds ``top`` (R, k-1).
+
+    A tree of depth L multiplies at most 2**(L+1) values, each <= k * exp(top).
+    """
+    ub = np.maximum(top.max(axis=1, initial=0.0), 0.0) + np.log(k)
+    return np.clip(np.floor(np.log2(safe / ub)) - 1, 0, _MAX_TREE).astype(np.int64)
+
+
+def _clamp(e, clamp, floor):
+    """Raise exponents below ``floor`` in the rows that need it (``clamp`` (R,) bools), so that
+    no row's values depend on its neighbours'."""
+    if clamp.all():
+        np.maximum(e, floor, out=e)
+    elif clamp.any():
+        rows = np.flatnonzero(clamp)
+        e[:, rows] = np.maximum(e[:, rows], floor)
 
 
 def _stable(x, x2, head, m, c, stats):
@@ -132,8 +161,7 @@ def _fast_rows(x, x2, al, be, ga, clamp, levels, e, s, stats):
         ej += be[:, j, None]
         ej *= x
         ej += al[:, j, None]
-    if clamp:
-        np.maximum(e, EXP_FLOOR, out=e)
+    _clamp(e, clamp, EXP_FLOOR)
     np.exp(e, out=e)
     if al.shape[1]:
         np.add(e[0], 1.0, out=s)
@@ -171,8 +199,7 @@ def _single_rows(x32, x, x2, totals, al, be, ga, clamp, levels, e, s, r64, stats
         ej += be[:, j, None]
         ej *= x32
         ej += al[:, j, None]
-    if clamp:
-        np.maximum(e, EXP_FLOOR32, out=e)
+    _clamp(e, clamp, EXP_FLOOR32)
     np.exp(e, out=e)
     if al.shape[1]:
         np.add(e[0], 1.0, out=s)
@@ -256,8 +283,9 @@ def estep(x, x2, sx, sxx, lo, hi, ebuf, sbuf, w, m, v, *, stats=True, single=Non
                 safe, floor = TREE_SAFE32, EXP_FLOOR32
             else:
                 safe, floor = EXP_SAFE, EXP_FLOOR
-            clamp = not (bottom[rows] >= floor).all()
-            levels = _tree_levels(top[rows], k, safe)
+            # per row, never over the group: a chain's bits must not depend on its batch
+            clamp = ~(bottom >= floor).all(axis=1)
+            levels = _tree_levels(top, k, safe)
             for r0 in range(0, count, rb):
                 blk = slice(r0, min(r0 + rb, count))
                 at = blk if idx is None else idx[blk]
@@ -265,7 +293,7 @@ def estep(x, x2, sx, sxx, lo, hi, ebuf, sbuf, w, m, v, *, stats=True, single=Non
                 xs = x[at]
                 # x2 is None in float32 E-steps and when no statistics are wanted
                 x2s = x2[at] if x2 is not None else (xs * xs if stats and kernel == "double" else None)
-                coef = (al[at], be[at], ga[at], clamp, levels)
+                coef = (al[at], be[at], ga[at], clamp[at], levels[at])
                 if kernel == "single":
                     x32, e32, s32 = single
                     totals = np.stack([np.full(nrow, float(n)), sx[at], sxx[at]])

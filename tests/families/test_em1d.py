@@ -564,3 +564,52 @@ def test_sample_gmm_gives_nan_for_diverged_chains_and_leaves_the_others():
     np.testing.assert_array_equal(x[[0, 2]], ref[[0, 2]])
     with pytest.raises(ValueError, match="'weights'"):
         sample_gmm([[0.5, 0.4], [np.nan, 0.5]], [[0, 1], [0, 1]], [[1, 1], [1, 1]], 5, rng=np.random.default_rng())
+
+
+@pytest.mark.parametrize("precision", ["float64", "float32"])
+def test_a_chains_estep_does_not_depend_on_the_chains_beside_it(precision):
+    """Each chain's E-step bits (log-likelihood and statistics) are the same alone and beside a
+    chain whose exponents are large: the product tree's depth and the exp clamp are chosen per
+    chain. A depth shared by the batch (the smallest any chain allows) changes the calm chain's
+    log-likelihood in its last bits, which can flip a convergence check (checked: the float32
+    case fails so)."""
+    from sweep.families._em1d import _Work
+
+    rng = np.random.default_rng(3)
+    n = 4096
+    calm = np.sort(rng.normal(0.0, 1.0, n))
+    # a narrow component 6 sd out: exponents up to 17 (depth 4 of 5 in float64, 1 of 4 in
+    # float32) and, in float32, below the floor (clamped)
+    steep = np.sort(np.concatenate([rng.normal(0.0, 1.0, n - 64), rng.normal(6.0, 0.3, 64)]))
+    data = np.stack([calm, steep])
+    w = np.array([[0.5, 0.5], [0.98, 0.02]])
+    m = np.array([[-0.5, 0.5], [0.0, 6.0]])
+    v = np.array([[0.8, 1.2], [1.0, 0.09]])
+
+    def run(rows):
+        xc = data[rows] - data[rows].mean(axis=1, keepdims=True)
+        shift = data[rows].mean(axis=1, keepdims=True)
+        work = _Work(xc, 2, is_sorted=True, precision=precision)
+        return work.estep(np.arange(len(rows)), xc, work.x2, w[rows], m[rows] - shift, v[rows], stats=True)
+
+    ll_both, st_both = run([0, 1])
+    for i in (0, 1):
+        ll_one, st_one = run([i])
+        assert ll_one[0] == ll_both[i]
+        for a, b in zip(st_one, st_both):
+            assert np.array_equal(a[0], b[i])
+
+
+def test_sum_log_gives_each_row_its_own_tree_whatever_the_width():
+    """Rows with different depths, widths that run out before the deepest tree (1, 2, 3, 33
+    values): each row equals itself computed alone, and the log of the product within 1e-12."""
+    from sweep.families._estep1d import _sum_log
+
+    rng = np.random.default_rng(0)
+    for width in (1, 2, 3, 33):
+        s = 1.0 + rng.random((4, width))
+        levels = np.array([0, 5, 2, 1])
+        both = _sum_log(s, levels)
+        for i in range(4):
+            assert _sum_log(s[i : i + 1], levels[i : i + 1])[0] == both[i]
+        assert np.allclose(both, np.log(s).sum(axis=1), rtol=1e-12)
