@@ -102,9 +102,11 @@ class WGANFamily(NeuralFamily):
         import torch
 
         from sweep.families._neural import layers as L
-        from sweep.families._neural.torchkit import BatchIndexer, ChainRandom, adam, finite_rows, gather_rows, to_cpu
+        from sweep.families._neural.penalty import mlp_gradient_norms
+        from sweep.families._neural.torchkit import BatchIndexer, ChainRandom, adam, finite_rows, flat_rows, to_cpu
 
         spec, device = self.spec, data.device
+        data = data.contiguous()
         batch, m, dim = data.shape
         random = ChainRandom(seeds, device)
         hidden = tuple(spec.hidden)
@@ -131,26 +133,30 @@ class WGANFamily(NeuralFamily):
         def fake(z):
             return torch.sigmoid(L.forward(generator, z, torch.relu))
 
+        penalised = spec.lipschitz == "gradient_penalty"
+        g_params, c_params = L.parameters(generator), L.parameters(critic)
         done = 0
         while done < spec.steps:
             chunk = min(CHUNK, spec.steps - done)
             index = indexer.take(chunk * spec.n_critic * size).view(batch, chunk, spec.n_critic, size)
+            rows = flat_rows(data, index)  # the chunk's real minibatches as rows of the flattened data
             critic_noise = random.normal(chunk, spec.n_critic, size, spec.latent_dim)
             mixing = random.uniform(chunk, spec.n_critic, size, 1)
             generator_noise = random.normal(chunk, size, spec.latent_dim)
             for step in range(chunk):
                 for inner in range(spec.n_critic):
-                    real = gather_rows(data, index[:, step, inner])
+                    real = data.view(batch * m, dim).index_select(0, rows[:, step, inner].reshape(-1))
+                    real = real.view(batch, size, dim)
                     with torch.no_grad():
                         generated = fake(critic_noise[:, step, inner])
                     weights = norm.weights(critic, update=True) if norm is not None else None
-                    loss = L.forward(critic, generated, L.leaky_relu, weights).mean((1, 2)) - L.forward(
-                        critic, real, L.leaky_relu, weights
-                    ).mean((1, 2))
-                    if spec.lipschitz == "gradient_penalty":
+                    # generated and real rows through the critic as one batch: half the calls
+                    out = L.forward(critic, torch.cat([generated, real], dim=1), L.leaky_relu, weights)
+                    loss = out[:, :size].mean((1, 2)) - out[:, size:].mean((1, 2))
+                    if penalised:
                         alpha = mixing[:, step, inner]
-                        between = (alpha * real + (1 - alpha) * generated).requires_grad_(True)
-                        norms = gradient_norms(critic, between, weights, create_graph=True)
+                        between = alpha * real + (1 - alpha) * generated
+                        norms = mlp_gradient_norms(critic, between, weights)
                         loss = loss + spec.penalty * ((norms - 1.0) ** 2).mean(-1)
                     c_opt.zero_grad(set_to_none=True)
                     loss.sum().backward()  # a sum over chains: each chain gets its own gradient
@@ -158,12 +164,13 @@ class WGANFamily(NeuralFamily):
                     finite &= torch.isfinite(loss.detach())
                     if spec.lipschitz == "clip":
                         with torch.no_grad():
-                            for tensor in L.parameters(critic):
-                                tensor.clamp_(-spec.clip_value, spec.clip_value)
+                            torch._foreach_clamp_min_(c_params, -spec.clip_value)
+                            torch._foreach_clamp_max_(c_params, spec.clip_value)
                 weights = norm.weights(critic, update=False) if norm is not None else None
                 g_loss = -L.forward(critic, fake(generator_noise[:, step]), L.leaky_relu, weights).mean((1, 2))
-                g_opt.zero_grad(set_to_none=True)
-                g_loss.sum().backward()
+                # the generator's gradients only: backward() would also compute the critic's
+                for tensor, grad in zip(g_params, torch.autograd.grad(g_loss.sum(), g_params)):
+                    tensor.grad = grad
                 g_opt.step()
                 finite &= torch.isfinite(g_loss.detach())
             done += chunk
