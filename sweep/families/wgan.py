@@ -156,22 +156,30 @@ class WGANFamily(NeuralFamily):
             mixing = random.uniform(chunk, spec.n_critic, size, 1)
             generator_noise = random.normal(chunk, size, spec.latent_dim)
             for step in range(chunk):
+                # The generator does not change during the critic's n_critic steps: their generated
+                # images in one forward, their real minibatches in one gather, each step's generated
+                # and real rows side by side (one critic pass over both)
+                with torch.no_grad():
+                    generated = fake(critic_noise[:, step].reshape(batch, -1, spec.latent_dim))
+                generated = generated.view(batch, spec.n_critic, size, dim)
+                real = data.view(batch * m, dim).index_select(0, rows[:, step].reshape(-1))
+                real = real.view(batch, spec.n_critic, size, dim)
+                pairs = torch.cat([generated, real], dim=2)
+                if penalised:
+                    alpha = mixing[:, step]
+                    betweens = alpha * real + (1 - alpha) * generated
                 for inner in range(spec.n_critic):
-                    real = data.view(batch * m, dim).index_select(0, rows[:, step, inner].reshape(-1))
-                    real = real.view(batch, size, dim)
-                    with torch.no_grad():
-                        generated = fake(critic_noise[:, step, inner])
                     weights = norm.weights(_pairs(critic), update=True) if norm is not None else None
-                    # generated and real rows through the critic as one batch: half the calls
-                    out = critic.forward(torch.cat([generated, real], dim=1), L.leaky_relu, weights)
+                    out = critic.forward(pairs[:, inner], L.leaky_relu, weights)
                     loss = out[:, :size].mean((1, 2)) - out[:, size:].mean((1, 2))
                     if penalised:
-                        alpha = mixing[:, step, inner]
-                        between = alpha * real + (1 - alpha) * generated
+                        between = betweens[:, inner]
                         if isinstance(critic, MLP):
                             norms = mlp_gradient_norms(critic.layers, between, weights)
                         else:  # a conv critic: autograd's double backward
-                            norms = gradient_norms(critic, between.requires_grad_(True), weights, create_graph=True)
+                            norms = gradient_norms(
+                                critic, between.detach().requires_grad_(True), weights, create_graph=True
+                            )
                         loss = loss + spec.penalty * ((norms - 1.0) ** 2).mean(-1)
                     c_opt.zero_grad(set_to_none=True)
                     loss.sum().backward()  # a sum over chains: each chain gets its own gradient
