@@ -183,14 +183,18 @@ def test_batched_chains_equal_single_chain_runs(mnist, name):
 )
 def test_conv_on_images_it_cannot_take_is_a_spec_error(tmp_path, shape, channels, got):
     """Non-square images, or a side that 2^len(channels) does not divide: a spec error naming
-    family.architecture, what it needs and what was given."""
+    family.architecture, what it needs and what was given; channels with mlp: an error too."""
     path = tmp_path / "images.npy"
     np.save(path, np.random.default_rng(0).random(shape).astype(np.float32))
     family = {"name": "vae", "data": {"name": "npy", "path": str(path)}, "architecture": "conv", "channels": channels}
     with pytest.raises(SpecError, match="'family.architecture': expected mlp, or conv on square images") as error:
         parse_spec(tiny_spec(family, n=20, events={}))
     assert str(error.value).endswith(got)
-    parse_spec(tiny_spec({**family, "architecture": "mlp"}, n=20, events={}))  # mlp takes them
+    family = {**family, "architecture": "mlp"}
+    with pytest.raises(SpecError, match="'family.channels': expected no channels .only architecture: conv"):
+        parse_spec(tiny_spec(family, n=20, events={}))
+    del family["channels"]
+    parse_spec(tiny_spec(family, n=20, events={}))  # mlp takes any image shape
 
 
 def test_conv_error_on_the_command_line(tmp_path, cli, write_spec):

@@ -33,6 +33,10 @@ def read_common(section: fields.Section, *, latent_dim: int, hidden: tuple[int, 
     """
     data = section.take("data", parse_data, None) or parse_data("digits", section.sub("data"))
     architecture = section.take("architecture", fields.choice(*ARCHITECTURES), "mlp")
+    if architecture == "mlp" and section.has("channels"):  # silently ignored, it would mislead
+        raise SpecError(
+            section.sub("channels"), "no channels (only architecture: conv takes them)", section.raw["channels"]
+        )
     channels = section.take("channels", fields.listed(fields.integer(1, 4096)), CHANNELS)
     if architecture == "conv":
         from sweep.families._neural.data import load
