@@ -5,7 +5,7 @@ For each family at its default size (vae: 64-128-16 encoder, 8-128-64 decoder, b
 wgan: 16-64-64-64 generator, 64-64-64-1 critic, gradient penalty, 5 critic steps per
 generator step, batch 64), on 8x8 digits with n = 500 real images:
 
-- **batched**: the family's ``fit`` on a block of 32 chains (one stacked model, ``torch.baddbmm``);
+- **batched**: the family's ``fit`` on a block of 32 chains (one stacked model, ``torch.bmm``);
 - **loop, family code**: the same ``fit`` on 32 blocks of one chain, one after the other (B = 1,
   the plain loop through the same code);
 - **loop, nn.Module**: 32 chains of a textbook single-model loop (``nn.Sequential``, one
@@ -16,6 +16,8 @@ generation and chain are extrapolated to the family's default steps per generati
 vae at n = 500, 1000 for the wgan), since a step's cost does not depend on how many are run.
 Evaluation (every metric on 359 generated images, once per recorded or checked generation) is
 timed apart, per chain. Every figure is the best of ``--repeats``. One thread (``--threads``), as a Ray task has one core.
+Besides wall-clock seconds, each side's CPU seconds (``time.process_time``) are shown: on a shared,
+loaded machine the wall clock counts the time other processes hold the core, the CPU time much less.
 ``--device cuda`` runs the same table on a GPU (the batched model only pays off more there: a
 tiny model cannot keep a GPU busy alone).
 
@@ -62,7 +64,22 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_family(family, chains_per_block: int, device: str) -> float:
+class Clock:
+    """Wall-clock and CPU seconds since it started (``stop`` returns both)."""
+
+    def __init__(self):
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def stop(self) -> tuple[float, float]:
+        return time.perf_counter() - self.wall, time.process_time() - self.cpu
+
+
+def best(runs: list[tuple[float, float]]) -> tuple[float, float]:
+    """The least wall-clock and the least CPU seconds of several runs."""
+    return min(r[0] for r in runs), min(r[1] for r in runs)
+
+
+def time_family(family, chains_per_block: int, device: str) -> tuple[float, float]:
     """Seconds to train CHAINS chains in blocks of ``chains_per_block`` (data drawn beforehand;
     the training alone: evaluation is timed apart, by :func:`time_evaluation`)."""
     from sweep.families._neural.torchkit import chain_seeds
@@ -70,11 +87,11 @@ def time_family(family, chains_per_block: int, device: str) -> float:
     rng = np.random.default_rng(0)
     blocks = [family.sample(family.truth(chains_per_block), N, rng=rng) for _ in range(CHAINS // chains_per_block)]
     sync(device)
-    start = time.perf_counter()
+    clock = Clock()
     for data in blocks:
         family.train(data, chain_seeds(rng, chains_per_block), None, family.truth(chains_per_block))
     sync(device)
-    return time.perf_counter() - start
+    return clock.stop()
 
 
 def time_evaluation(family, device: str) -> float:
@@ -89,11 +106,11 @@ def time_evaluation(family, device: str) -> float:
     return (time.perf_counter() - start) / CHAINS
 
 
-def plain_vae(family, steps: int, device: str) -> float:
+def plain_vae(family, steps: int, device: str) -> tuple[float, float]:
     """32 textbook VAEs (nn.Sequential), one after the other."""
     spec, d, z = family.spec, family.data.dim, family.spec.latent_dim
     x_all = torch.from_numpy(np.array(family.data.pool[:N])).to(device)
-    start = time.perf_counter()
+    clock = Clock()
     for chain in range(CHAINS):
         torch.manual_seed(chain)
         encoder = torch.nn.Sequential(
@@ -116,15 +133,15 @@ def plain_vae(family, steps: int, device: str) -> float:
             loss.backward()
             optimiser.step()
     sync(device)
-    return time.perf_counter() - start
+    return clock.stop()
 
 
-def plain_wgan(family, steps: int, device: str) -> float:
+def plain_wgan(family, steps: int, device: str) -> tuple[float, float]:
     """32 textbook WGAN-GP (nn.Sequential), one after the other."""
     spec, d, z = family.spec, family.data.dim, family.spec.latent_dim
     h = list(spec.hidden)
     x_all = torch.from_numpy(np.array(family.data.pool[:N])).to(device)
-    start = time.perf_counter()
+    clock = Clock()
     for chain in range(CHAINS):
         torch.manual_seed(chain)
         generator = torch.nn.Sequential(
@@ -161,7 +178,7 @@ def plain_wgan(family, steps: int, device: str) -> float:
             g_loss.backward()
             g_opt.step()
     sync(device)
-    return time.perf_counter() - start
+    return clock.stop()
 
 
 def main() -> None:
@@ -181,7 +198,10 @@ def main() -> None:
         f"hidden {'default' if args.hidden is None else args.hidden}, "
         f"{args.steps} steps timed, best of {args.repeats}"
     )
-    header = f"{'family':6} {'side':22} {'s/step (32 chains)':>19} {'s/generation/chain':>19} {'batched speed-up':>17}"
+    header = (
+        f"{'family':6} {'side':22} {'s/step (32 chains)':>19} {'s/generation/chain':>19} {'batched speed-up':>17}"
+        f" {'CPU s/step':>11} {'CPU speed-up':>13}"
+    )
     print(header)
     print("-" * len(header))
     for name, plain in (("vae", plain_vae), ("wgan", plain_wgan)):
@@ -191,15 +211,18 @@ def main() -> None:
             family.sample(family.truth(2), N, rng=np.random.default_rng(1)), rng=np.random.default_rng(2)
         )  # warm up
         sides = {
-            "batched B=32": min(time_family(family, CHAINS, args.device) for _ in range(args.repeats)),
-            "loop, family code B=1": min(time_family(family, 1, args.device) for _ in range(args.repeats)),
-            "loop, nn.Module": min(plain(family, args.steps, args.device) for _ in range(args.repeats)),
+            "batched B=32": best([time_family(family, CHAINS, args.device) for _ in range(args.repeats)]),
+            "loop, family code B=1": best([time_family(family, 1, args.device) for _ in range(args.repeats)]),
+            "loop, nn.Module": best([plain(family, args.steps, args.device) for _ in range(args.repeats)]),
         }
-        batched = sides["batched B=32"]
-        for side, seconds in sides.items():
+        batched, batched_cpu = sides["batched B=32"]
+        for side, (seconds, cpu) in sides.items():
             per_step = seconds / args.steps
             per_chain_generation = per_step * DEFAULT_STEPS[name] / CHAINS
-            print(f"{name:6} {side:22} {per_step:19.4f} {per_chain_generation:19.3f} {seconds / batched:16.1f}x")
+            print(
+                f"{name:6} {side:22} {per_step:19.4f} {per_chain_generation:19.3f} {seconds / batched:16.1f}x"
+                f" {cpu / args.steps:11.4f} {cpu / batched_cpu:12.1f}x"
+            )
         print(f"{name:6} {'evaluation, per chain':22} {'':19} {time_evaluation(family, args.device):19.3f}")
 
 

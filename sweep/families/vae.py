@@ -41,6 +41,8 @@ class VAESpec:
     warm_start: bool
     eval_samples: int
     device: str
+    architecture: str = "mlp"
+    channels: tuple[int, ...] = (16, 32)
 
     def to_raw(self) -> dict[str, Any]:
         return {"name": "vae", **common_raw(self), "beta": self.beta, "epochs": self.epochs, "steps": self.steps}
@@ -69,25 +71,21 @@ class VAEFamily(NeuralFamily):
         )
 
     # -- networks -------------------------------------------------------------------------
-    def _sizes(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        z, hidden, d = self.spec.latent_dim, tuple(self.spec.hidden), self.data.dim
-        return (d,) + hidden + (2 * z,), (z,) + hidden[::-1] + (d,)
-
     def train(self, data: Any, seeds: np.ndarray, warm: Model | None, previous: Any) -> Model:
         import torch
 
-        from sweep.families._neural import layers as L
         from sweep.families._neural.torchkit import BatchIndexer, ChainRandom, adam, finite_rows, gather_rows, to_cpu
 
         spec, device = self.spec, data.device
         batch, m, _ = data.shape
         random = ChainRandom(seeds, device)
         if warm is not None:
-            encoder, decoder = L.from_state(warm.state, "enc", device), L.from_state(warm.state, "dec", device)
+            encoder, decoder = self.net(warm.state, "enc", device), self.net(warm.state, "dec", device)
         else:
-            encoder_sizes, decoder_sizes = self._sizes()
-            encoder, decoder = L.init_mlp(encoder_sizes, random), L.init_mlp(decoder_sizes, random)
-        optimiser = adam(L.parameters(encoder) + L.parameters(decoder), spec.lr)
+            hidden = tuple(spec.hidden)
+            encoder = self.new_net(2 * spec.latent_dim, hidden, random, up=False)
+            decoder = self.new_net(spec.latent_dim, hidden[::-1], random, up=True)
+        optimiser = adam(encoder.parameters() + decoder.parameters(), spec.lr)
         size = min(spec.batch_size, m)
         per_epoch = steps_per_epoch(m, size)
         indexer = BatchIndexer(random, m)
@@ -104,7 +102,7 @@ class VAEFamily(NeuralFamily):
                 loss.sum().backward()  # a sum over chains: each chain gets its own gradient
                 optimiser.step()
                 finite &= torch.isfinite(loss.detach())
-        state = to_cpu({**L.state(encoder, "enc"), **L.state(decoder, "dec")})
+        state = to_cpu({**encoder.state("enc"), **decoder.state("dec")})
         diverged = ~(finite.cpu().numpy() & finite_rows(list(state.values())))
         reference = (
             previous.extra["reference"]
@@ -116,28 +114,24 @@ class VAEFamily(NeuralFamily):
     def generate(self, params: Model, m: int, random: Any, temperature: float) -> Any:
         import torch
 
-        from sweep.families._neural import layers as L
-
-        decoder = L.from_state(params.state, "dec", random.device, trainable=False)
+        decoder = self.net(params.state, "dec", random.device, trainable=False)
         z = random.normal(m, self.spec.latent_dim)
         if temperature != 1.0:
             z = z * temperature**0.5
-        return torch.sigmoid(L.forward(decoder, z, torch.relu))
+        return torch.sigmoid(decoder.forward(z, torch.relu))
 
     def model_metrics(self, params: Model, images: Any, ref: Any, random: Any) -> dict[str, np.ndarray]:
         import torch
 
-        from sweep.families._neural import layers as L
-
         device, batch = random.device, params.batch
         with torch.no_grad():
-            encoder = L.from_state(params.state, "enc", device, trainable=False)
-            decoder = L.from_state(params.state, "dec", device, trainable=False)
+            encoder = self.net(params.state, "enc", device, trainable=False)
+            decoder = self.net(params.state, "dec", device, trainable=False)
             real = ref.images.unsqueeze(0).expand(batch, -1, -1)
             noise = random.normal(real.shape[1], self.spec.latent_dim)
             elbo = -negative_elbo(encoder, decoder, real, noise, 1.0)
-            first = L.from_state(params.extra["reference"], "enc", device, trainable=False)
-            means = L.forward(first, images, torch.relu)[..., : self.spec.latent_dim]
+            first = self.net(params.extra["reference"], "enc", device, trainable=False)
+            means = first.forward(images, torch.relu)[..., : self.spec.latent_dim]
             latent_std = means.var(dim=1).mean(-1).sqrt()
         return {"elbo": elbo.double().cpu().numpy(), "latent_std": latent_std.double().cpu().numpy()}
 
@@ -157,13 +151,11 @@ def negative_elbo(encoder, decoder, x, noise, beta: float):
     over pixels) plus beta KL(q(z|x) || N(0, I)), with one reparameterised draw z = mu + sigma eps."""
     import torch
 
-    from sweep.families._neural import layers as L
-
-    out = L.forward(encoder, x, torch.relu)
+    out = encoder.forward(x, torch.relu)
     z_dim = noise.shape[-1]
     mean, log_var = out[..., :z_dim], out[..., z_dim:]
     z = mean + torch.exp(0.5 * log_var) * noise
-    logits = L.forward(decoder, z, torch.relu)
+    logits = decoder.forward(z, torch.relu)
     reconstruction = torch.nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
     kl = 0.5 * (mean * mean + log_var.exp() - 1.0 - log_var).sum(-1)
     return (reconstruction + beta * kl).mean(-1)

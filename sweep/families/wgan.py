@@ -53,6 +53,8 @@ class WGANSpec:
     warm_start: bool
     eval_samples: int
     device: str
+    architecture: str = "mlp"
+    channels: tuple[int, ...] = (16, 32)
 
     def to_raw(self) -> dict[str, Any]:
         return {
@@ -93,29 +95,41 @@ class WGANFamily(NeuralFamily):
 
     def lipschitz_bound(self) -> float:
         """With weights clipped to +-c, |f|_Lip <= prod over layers of c sqrt(in out) (the
-        Frobenius norm bounds the spectral one; leaky ReLU is 1-Lipschitz)."""
-        sizes = (self.data.dim,) + tuple(self.spec.hidden) + (1,)
-        return float(np.prod([self.spec.clip_value * (a * b) ** 0.5 for a, b in zip(sizes[:-1], sizes[1:])]))
+        Frobenius norm bounds the spectral one; leaky ReLU is 1-Lipschitz). A 4x4 stride-2
+        convolution: 8 c sqrt(in out) (Schur: rows sum over in * 16 weights, columns over
+        out * 4, as an input pixel meets at most 4 kernel positions per output channel)."""
+        c, hidden = self.spec.clip_value, tuple(self.spec.hidden)[::-1]
+        if self.spec.architecture == "conv":
+            channels = (1,) + tuple(self.spec.channels)
+            convs = [8 * c * (a * b) ** 0.5 for a, b in zip(channels[:-1], channels[1:])]
+            small = self.data.shape[0] >> len(self.spec.channels)
+            sizes = (channels[-1] * small * small,) + hidden + (1,)
+        else:
+            convs, sizes = [], (self.data.dim,) + hidden + (1,)
+        return float(np.prod(convs + [c * (a * b) ** 0.5 for a, b in zip(sizes[:-1], sizes[1:])]))
 
     # -- networks -------------------------------------------------------------------------
     def train(self, data: Any, seeds: np.ndarray, warm: Model | None, previous: Any) -> Model:
         import torch
 
         from sweep.families._neural import layers as L
-        from sweep.families._neural.torchkit import BatchIndexer, ChainRandom, adam, finite_rows, gather_rows, to_cpu
+        from sweep.families._neural.nets import MLP
+        from sweep.families._neural.penalty import mlp_gradient_norms
+        from sweep.families._neural.torchkit import BatchIndexer, ChainRandom, adam, finite_rows, flat_rows, to_cpu
 
         spec, device = self.spec, data.device
+        data = data.contiguous()
         batch, m, dim = data.shape
         random = ChainRandom(seeds, device)
         hidden = tuple(spec.hidden)
         if warm is not None:
-            generator = L.from_state(warm.state, "gen", device)
-            critic = L.from_state(warm.state, "critic", device)
+            generator = self.net(warm.state, "gen", device)
+            critic = self.net(warm.state, "critic", device)
             norm = L.SpectralNorm.from_state(warm.state, device) if spec.lipschitz == "spectral_norm" else None
         else:
-            generator = L.init_mlp((spec.latent_dim,) + hidden + (dim,), random)
-            critic = L.init_mlp((dim,) + hidden[::-1] + (1,), random)
-            norm = L.SpectralNorm(critic, random) if spec.lipschitz == "spectral_norm" else None
+            generator = self.new_net(spec.latent_dim, hidden, random, up=True)
+            critic = self.new_net(1, hidden[::-1], random, up=False)
+            norm = L.SpectralNorm(_pairs(critic), random) if spec.lipschitz == "spectral_norm" else None
         kind, _, betas = OPTIMISERS[spec.lipschitz]
 
         def optimiser(tensors):
@@ -123,34 +137,49 @@ class WGANFamily(NeuralFamily):
                 return torch.optim.RMSprop(tensors, lr=spec.lr, foreach=True)
             return adam(tensors, spec.lr, betas)
 
-        g_opt, c_opt = optimiser(L.parameters(generator)), optimiser(L.parameters(critic))
+        g_params, c_params = generator.parameters(), critic.parameters()
+        g_opt, c_opt = optimiser(g_params), optimiser(c_params)
         size = min(spec.batch_size, m)
         indexer = BatchIndexer(random, m)
         finite = torch.ones(batch, dtype=torch.bool, device=device)
 
         def fake(z):
-            return torch.sigmoid(L.forward(generator, z, torch.relu))
+            return torch.sigmoid(generator.forward(z, torch.relu))
 
+        penalised = spec.lipschitz == "gradient_penalty"
         done = 0
         while done < spec.steps:
             chunk = min(CHUNK, spec.steps - done)
             index = indexer.take(chunk * spec.n_critic * size).view(batch, chunk, spec.n_critic, size)
+            rows = flat_rows(data, index)  # the chunk's real minibatches as rows of the flattened data
             critic_noise = random.normal(chunk, spec.n_critic, size, spec.latent_dim)
             mixing = random.uniform(chunk, spec.n_critic, size, 1)
             generator_noise = random.normal(chunk, size, spec.latent_dim)
             for step in range(chunk):
+                # The generator does not change during the critic's n_critic steps: their generated
+                # images in one forward, their real minibatches in one gather, each step's generated
+                # and real rows side by side (one critic pass over both)
+                with torch.no_grad():
+                    generated = fake(critic_noise[:, step].reshape(batch, -1, spec.latent_dim))
+                generated = generated.view(batch, spec.n_critic, size, dim)
+                real = data.view(batch * m, dim).index_select(0, rows[:, step].reshape(-1))
+                real = real.view(batch, spec.n_critic, size, dim)
+                pairs = torch.cat([generated, real], dim=2)
+                if penalised:
+                    alpha = mixing[:, step]
+                    betweens = alpha * real + (1 - alpha) * generated
                 for inner in range(spec.n_critic):
-                    real = gather_rows(data, index[:, step, inner])
-                    with torch.no_grad():
-                        generated = fake(critic_noise[:, step, inner])
-                    weights = norm.weights(critic, update=True) if norm is not None else None
-                    loss = L.forward(critic, generated, L.leaky_relu, weights).mean((1, 2)) - L.forward(
-                        critic, real, L.leaky_relu, weights
-                    ).mean((1, 2))
-                    if spec.lipschitz == "gradient_penalty":
-                        alpha = mixing[:, step, inner]
-                        between = (alpha * real + (1 - alpha) * generated).requires_grad_(True)
-                        norms = gradient_norms(critic, between, weights, create_graph=True)
+                    weights = norm.weights(_pairs(critic), update=True) if norm is not None else None
+                    out = critic.forward(pairs[:, inner], L.leaky_relu, weights)
+                    loss = out[:, :size].mean((1, 2)) - out[:, size:].mean((1, 2))
+                    if penalised:
+                        between = betweens[:, inner]
+                        if isinstance(critic, MLP):
+                            norms = mlp_gradient_norms(critic.layers, between, weights)
+                        else:  # a conv critic: autograd's double backward
+                            norms = gradient_norms(
+                                critic, between.detach().requires_grad_(True), weights, create_graph=True
+                            )
                         loss = loss + spec.penalty * ((norms - 1.0) ** 2).mean(-1)
                     c_opt.zero_grad(set_to_none=True)
                     loss.sum().backward()  # a sum over chains: each chain gets its own gradient
@@ -158,16 +187,17 @@ class WGANFamily(NeuralFamily):
                     finite &= torch.isfinite(loss.detach())
                     if spec.lipschitz == "clip":
                         with torch.no_grad():
-                            for tensor in L.parameters(critic):
-                                tensor.clamp_(-spec.clip_value, spec.clip_value)
-                weights = norm.weights(critic, update=False) if norm is not None else None
-                g_loss = -L.forward(critic, fake(generator_noise[:, step]), L.leaky_relu, weights).mean((1, 2))
-                g_opt.zero_grad(set_to_none=True)
-                g_loss.sum().backward()
+                            torch._foreach_clamp_min_(c_params, -spec.clip_value)
+                            torch._foreach_clamp_max_(c_params, spec.clip_value)
+                weights = norm.weights(_pairs(critic), update=False) if norm is not None else None
+                g_loss = -critic.forward(fake(generator_noise[:, step]), L.leaky_relu, weights).mean((1, 2))
+                # the generator's gradients only: backward() would also compute the critic's
+                for tensor, grad in zip(g_params, torch.autograd.grad(g_loss.sum(), g_params)):
+                    tensor.grad = grad
                 g_opt.step()
                 finite &= torch.isfinite(g_loss.detach())
             done += chunk
-        state = {**L.state(generator, "gen"), **L.state(critic, "critic")}
+        state = {**generator.state("gen"), **critic.state("critic")}
         if norm is not None:
             state.update(norm.state())
         state = to_cpu(state)
@@ -177,22 +207,20 @@ class WGANFamily(NeuralFamily):
     def generate(self, params: Model, m: int, random: Any, temperature: float) -> Any:
         import torch
 
-        from sweep.families._neural import layers as L
-
-        generator = L.from_state(params.state, "gen", random.device, trainable=False)
+        generator = self.net(params.state, "gen", random.device, trainable=False)
         z = random.normal(m, self.spec.latent_dim)
         if temperature != 1.0:
             z = z * temperature**0.5
-        return torch.sigmoid(L.forward(generator, z, torch.relu))
+        return torch.sigmoid(generator.forward(z, torch.relu))
 
     def critic(self, params: Model, device: Any) -> tuple[list, list | None]:
         """The critic's layers and (spectral_norm) its normalised weights."""
         from sweep.families._neural import layers as L
 
-        critic = L.from_state(params.state, "critic", device, trainable=False)
+        critic = self.net(params.state, "critic", device, trainable=False)
         if self.spec.lipschitz != "spectral_norm":
             return critic, None
-        return critic, L.SpectralNorm.from_state(params.state, device).weights(critic, update=False)
+        return critic, L.SpectralNorm.from_state(params.state, device).weights(_pairs(critic), update=False)
 
     def model_metrics(self, params: Model, images: Any, ref: Any, random: Any) -> dict[str, np.ndarray]:
         import torch
@@ -203,8 +231,8 @@ class WGANFamily(NeuralFamily):
         real = ref.images.unsqueeze(0).expand(params.batch, -1, -1)
         count = min(real.shape[1], images.shape[1])
         with torch.no_grad():
-            w1 = L.forward(critic, real, L.leaky_relu, weights).mean((1, 2)) - L.forward(
-                critic, images, L.leaky_relu, weights
+            w1 = critic.forward(real, L.leaky_relu, weights).mean((1, 2)) - critic.forward(
+                images, L.leaky_relu, weights
             ).mean((1, 2))
         alpha = random.uniform(count, 1)
         with torch.enable_grad():
@@ -233,6 +261,12 @@ def gradient_norms(critic, x, weights, *, create_graph: bool):
 
     from sweep.families._neural import layers as L
 
-    out = L.forward(critic, x, L.leaky_relu, weights)
+    out = critic.forward(x, L.leaky_relu, weights)
     (grad,) = torch.autograd.grad(out.sum(), x, create_graph=create_graph)
     return grad.norm(dim=-1)
+
+
+def _pairs(net) -> list:
+    """The network's weights as (B, in, out) matrices, in the (weight, bias) pairs that
+    :class:`~sweep.families._neural.layers.SpectralNorm` reads (the biases it ignores)."""
+    return [(matrix, None) for matrix in net.matrices()]

@@ -114,6 +114,24 @@ class NeuralFamily(Family):
 
         return device_for(self.spec.device)
 
+    def new_net(self, width: int, hidden: tuple[int, ...], random: Any, *, up: bool) -> Any:
+        """A fresh network per chain (``architecture``): images to ``width`` values (``up``
+        false: encoder, critic) or ``width`` latent values to image logits (``up``: decoder,
+        generator), through ``hidden``."""
+        from sweep.families._neural import nets
+
+        if self.spec.architecture == "conv":
+            side = self.data.shape[0]
+            return nets.ConvNet.init(side, self.spec.channels, hidden, width, random, up=up)
+        dim = self.data.dim
+        return nets.MLP.init((width,) + tuple(hidden) + (dim,) if up else (dim,) + tuple(hidden) + (width,), random)
+
+    def net(self, state: dict[str, Any], prefix: str, device: Any, *, trainable: bool = True) -> Any:
+        """A network back from a model's state (copies on ``device``)."""
+        from sweep.families._neural import nets
+
+        return nets.from_state(state, prefix, device, side=self.data.shape[0], trainable=trainable)
+
     def eval_size(self) -> int:
         return min(self.spec.eval_samples, len(self.data.heldout))
 

@@ -122,6 +122,14 @@ def gather_rows(data: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return flat.index_select(0, (index + offsets).reshape(-1)).view(batch, index.shape[1], dim)
 
 
+def flat_rows(data: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Chain b's indices ``index[b, ...]`` into data (B, m, D) as rows of ``data.view(B * m, D)``,
+    for one ``index_select`` per minibatch (the offsets added once for many minibatches)."""
+    batch, m = data.shape[:2]
+    offsets = torch.arange(batch, device=index.device) * m
+    return index + offsets.view((batch,) + (1,) * (index.dim() - 1))
+
+
 def adam(tensors: list[torch.Tensor], lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Adam:
     """Adam over stacked parameters, fused into one kernel per step (5x faster than the foreach
     implementation for 32 chains on one CPU core: the update is memory-bound)."""
