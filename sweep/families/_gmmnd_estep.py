@@ -95,31 +95,72 @@ def e_step(phi: np.ndarray, theta: np.ndarray, *, stats: bool):
     """Mean log-likelihood per sample (B,) and, if ``stats``, the responsibility-weighted sums
     of the features (B, k, F): nk, sum r x and the quadratic sums.
 
-    Rows are processed in blocks whose temporaries stay in cache. (A two-component special case
-    with one exponential and one log1p per sample ran no faster: numpy's log1p is not
-    vectorised, its exp and log are.)
+    Rows are processed in blocks whose temporaries stay in cache. Two components take
+    :func:`_e_step_two` (one exponential per sample); rows where it overflows are redone here.
     """
     b, f, n = phi.shape
     k = theta.shape[1]
     ll = np.empty(b)
     out = np.empty((b, k, f)) if stats else None
     rb = max(1, _BLOCK_SAMPLES // n)
-    for r0 in range(0, b, rb):
-        sl = slice(r0, r0 + rb)
-        z = np.matmul(theta[sl], phi[sl])  # (R, k, N): log(w_j N(x; m_j, C_j))
-        top = z[:, 0].copy()
-        for j in range(1, k):
-            np.maximum(top, z[:, j], out=top)
-        z -= top[:, None, :]
-        np.exp(z, out=z)
-        total = z[:, 0].copy()
-        for j in range(1, k):
-            total += z[:, j]
-        ll[sl] = (top.sum(axis=1) + np.log(total).sum(axis=1)) / n
-        if stats:
-            z *= (1.0 / total)[:, None, :]  # responsibilities
-            out[sl] = np.matmul(z, np.swapaxes(phi[sl], 1, 2))
+    with np.errstate(over="ignore", invalid="ignore"):  # overflows are found and redone
+        for r0 in range(0, b, rb):
+            sl = slice(r0, r0 + rb)
+            rows = sl
+            if k == 2:
+                redo = _e_step_two(phi[sl], theta[sl], ll[sl], out[sl] if stats else None)
+                if redo is None:
+                    continue
+                rows = np.arange(r0, min(r0 + rb, b))[redo]
+            ll[rows], s = _e_step_any(phi[rows], theta[rows], stats)
+            if stats:
+                out[rows] = s
     return ll, out
+
+
+def _e_step_any(phi: np.ndarray, theta: np.ndarray, stats: bool):
+    """:func:`e_step` of one block of rows, any k: log-sum-exp with the per-sample maximum."""
+    n = phi.shape[2]
+    z = np.matmul(theta, phi)  # (R, k, N): log(w_j N(x; m_j, C_j))
+    top = z[:, 0].copy()
+    for j in range(1, z.shape[1]):
+        np.maximum(top, z[:, j], out=top)
+    z -= top[:, None, :]
+    np.exp(z, out=z)
+    total = z[:, 0].copy()
+    for j in range(1, z.shape[1]):
+        total += z[:, j]
+    ll = (top.sum(axis=1) + np.log(total).sum(axis=1)) / n
+    if not stats:
+        return ll, None
+    z *= (1.0 / total)[:, None, :]  # responsibilities
+    return ll, np.matmul(z, np.swapaxes(phi, 1, 2))
+
+
+def _e_step_two(phi: np.ndarray, theta: np.ndarray, ll: np.ndarray, out: np.ndarray | None):
+    """:func:`e_step` of one block of rows with two components, written into ``ll`` and ``out``.
+
+    With z_j = log(w_j N(x; m_j, C_j)) and E = exp(z_1 - z_0): log(p(x)) = z_0 + log(1 + E), and
+    the responsibilities are 1 / (1 + E) and E / (1 + E), both accurate in relative terms
+    however small (no subtraction from 1), for one exponential, one logarithm and one division
+    per sample instead of two of each. E overflows where component 1 is e^709 times likelier
+    than component 0 (narrow components far apart, as chains collapse): returns the boolean mask
+    of the rows that must be redone by :func:`_e_step_any` (None if there are none).
+    """
+    n = phi.shape[2]
+    z = np.matmul(theta, phi)  # (R, 2, N)
+    e = z[:, 1] - z[:, 0]
+    np.exp(e, out=e)
+    p = e + 1.0
+    head = z[:, 0].sum(axis=1)
+    if out is not None:  # z is overwritten with the responsibilities
+        np.reciprocal(p, out=z[:, 0])
+        np.multiply(e, z[:, 0], out=z[:, 1])
+        out[:] = np.matmul(z, np.swapaxes(phi, 1, 2))
+    np.log(p, out=p)
+    ll[:] = (head + p.sum(axis=1)) / n
+    bad = ~np.isfinite(ll)  # an overflowed E (or non-finite parameters)
+    return bad if bad.any() else None
 
 
 def from_stats(s: np.ndarray, d: int, reg_covar: float, covariance_type: str):
