@@ -21,6 +21,7 @@ from sweep.families._checks import as_float, as_generator, as_int, fail
 from sweep.families._gmmnd import COVARIANCE_TYPES, Mixture, as_mixture_nd, as_points, restrict, sort_components
 from sweep.families._gmmnd_estep import LOG_2PI, NK_EPS, coefficients, e_step, features, from_stats, n_features
 from sweep.families._gmmnd_kmeans import kmeans_labels
+from sweep.families._gmmnd_rows import WorkingRows, swap_out
 
 __all__ = ["INITS", "LOG_2PI", "NK_EPS", "em_fit", "mean_log_likelihood", "n_features"]
 
@@ -30,35 +31,34 @@ INITS = ("kmeans", "random_from_data")
 def _run(phi, w, m, c, d, covariance_type, tol, max_iter, reg_covar):
     """EM from initial parameters; returns params, n_iter, converged and lower bounds.
 
-    Finished chains are dropped from the working arrays once they are a quarter of them (a copy
-    of the features per finished chain costs as much as an iteration); until then their rows are
-    computed and not written back.
+    A chain leaves the working features as soon as it stops (:mod:`._gmmnd_rows`).
     """
     b = w.shape[0]
     w, m, c = w.copy(), m.copy(), c.copy()
     n_iter = np.zeros(b, dtype=np.int64)
     converged = np.zeros(b, dtype=bool)
     lower = np.full(b, -np.inf)
-    rows, prev, work, live = np.arange(b), np.full(b, -np.inf), phi, np.ones(b, dtype=bool)
+    rows, prev, work = np.arange(b), np.full(b, -np.inf), WorkingRows(phi)
     for it in range(1, max_iter + 1):
         theta, ok = coefficients(w[rows], m[rows], c[rows], covariance_type)
-        ll, s = e_step(work, theta, stats=True)
+        ll, s = e_step(work.live, theta, stats=True)
         nk, nm, nc = from_stats(s, d, reg_covar, covariance_type)
-        write = rows[live]
-        w[write], m[write], c[write] = (nk / nk.sum(axis=1, keepdims=True))[live], nm[live], nc[live]
-        n_iter[write], lower[write] = it, np.where(ok, ll, np.nan)[live]
+        w[rows], m[rows], c[rows] = nk / nk.sum(axis=1, keepdims=True), nm, nc
+        n_iter[rows], lower[rows] = it, np.where(ok, ll, np.nan)
         with np.errstate(invalid="ignore"):
             done = np.abs(ll - prev) < tol
-        converged[rows[done & ok & live]] = True
+        converged[rows[done & ok]] = True
         # a chain whose fit turned singular or non-finite (only with reg_covar = 0) stops too
-        bad = live & ~(ok & np.isfinite(ll))
+        bad = ~(ok & np.isfinite(ll))
         w[rows[bad]], m[rows[bad]], c[rows[bad]] = np.nan, np.nan, np.nan
-        live &= ~(done | bad | ~np.isfinite(nc).all(axis=(1, 2, 3)))
-        if not live.any():
+        stop = done | bad | ~np.isfinite(nc).all(axis=(1, 2, 3))
+        if stop.all():
             break
         prev = ll
-        if bad.any() or 4 * np.count_nonzero(~live) >= live.size:  # a bad chain must go: NaN parameters
-            work, rows, prev, live = work[live], rows[live], prev[live], live[live]
+        if stop.any():
+            order, holes, donors = swap_out(stop)
+            work.drop(order, holes, donors)
+            rows, prev = rows[order], prev[order]
     return w, m, c, n_iter, converged, lower
 
 
@@ -161,7 +161,10 @@ def em_fit(
             raise fail(func, "init", f"a str among {set(INITS)} or (weights, means, covariances)", init)
         rng = as_generator(rng, func)
         if init == "kmeans":
-            starts = [lambda: _from_labels(phi, kmeans_labels(xt, k, rng), k, d, n, reg_covar, covariance_type)]
+            # the features begin with the row of ones and the coordinates that Lloyd's
+            # two-centre step uses
+            labels = lambda: kmeans_labels(xt, k, rng, xt1=phi[:, : 1 + d])
+            starts = [lambda: _from_labels(phi, labels(), k, d, n, reg_covar, covariance_type)]
         else:
             starts = [lambda: _random_from_data(xt, k, d, reg_covar, covariance_type, rng)]
         starts *= n_init

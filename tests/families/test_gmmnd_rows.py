@@ -1,0 +1,77 @@
+"""Working sets of chains that stop at different iterations: swap-removes keep the live rows a prefix."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sweep.families._gmmnd_em import em_fit
+from sweep.families._gmmnd_rows import WorkingRows, swap_out
+
+
+def test_swap_out_moves_leave_exactly_the_live_rows_as_the_prefix():
+    """For random stop masks, the moves turn a[:R'] into a[order], order holds every live row
+    once, and only finished rows of the prefix are overwritten (one move per such row)."""
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        r = int(rng.integers(1, 40))
+        stop = rng.random(r) < rng.random()
+        a = np.arange(r) * 10
+        order, holes, donors = swap_out(stop)
+        b = a.copy()
+        b[holes] = b[donors]
+        np.testing.assert_array_equal(b[: order.size], a[order])
+        np.testing.assert_array_equal(np.sort(order), np.flatnonzero(~stop))
+        assert holes.size == np.count_nonzero(stop[: order.size]) and stop[holes].all()
+
+
+def test_working_rows_copy_once_and_never_write_the_callers_array():
+    """The first departure gathers the live rows into an array of its own; later ones move rows
+    within it; the caller's array is unchanged and the live view always equals the live rows."""
+    data = np.arange(8 * 3, dtype=float).reshape(8, 3)
+    before = data.copy()
+    rows, alive = WorkingRows(data), np.arange(8)
+    for stop_at in ([1, 6], [0], [2, 3]):
+        stop = np.isin(alive, stop_at)
+        order, holes, donors = swap_out(stop)
+        rows.drop(order, holes, donors)
+        alive = alive[order]
+        np.testing.assert_array_equal(rows.live, before[alive])
+        assert rows.owned and not np.shares_memory(rows.data, data)
+    np.testing.assert_array_equal(data, before)
+
+
+def test_fits_do_not_depend_on_which_chains_share_the_batch():
+    """A chain's fit is bit for bit the same alone and in a batch where the other chains stop at
+    other iterations (swap-removes move it to other rows): warm-started chains one at a time,
+    and kmeans-initialised ones as the first 4 chains of 12 (the init's draws are chain-leading)."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(12, 300, 2)) * rng.uniform(0.5, 2.0, (12, 1, 2))
+    x[::3, :150] += 3.0  # two clusters in some chains: EM and Lloyd stop at other iterations
+    names = ("weights", "means", "covariances", "n_iter", "lower_bound")
+    start = em_fit(x, 2, rng=np.random.default_rng(3), max_iter=2)
+    batch = em_fit(x, 2, init=start)
+    assert np.unique(batch.n_iter).size > 2
+    for b in range(12):
+        init = (start.weights[b : b + 1], start.means[b : b + 1], start.covariances[b : b + 1])
+        alone = em_fit(x[b : b + 1], 2, init=init)
+        for name in names:
+            np.testing.assert_array_equal(getattr(alone, name)[0], getattr(batch, name)[b], err_msg=name)
+    wide, narrow = (em_fit(x[:size], 2, rng=np.random.default_rng(4)) for size in (12, 4))
+    for name in names:
+        np.testing.assert_array_equal(getattr(narrow, name), getattr(wide, name)[:4], err_msg=name)
+
+
+def test_lloyd_rows_do_not_depend_on_the_batch():
+    """Lloyd's final centres of a chain are bit for bit the same alone and in a batch of chains
+    of very different scales (so tolerances) and iteration counts, for two and three centres."""
+    from sweep.families._gmmnd_kmeans import KMEANS_TOL, kmeans_plusplus, lloyd
+
+    rng = np.random.default_rng(5)
+    xt = rng.normal(size=(16, 2, 200)) * 10.0 ** rng.uniform(-2, 2, (16, 1, 1))
+    xt[::2, 0, :100] += 4.0 * xt[::2].std(axis=2)[:, :1]
+    tol = KMEANS_TOL * xt.var(axis=2).mean(axis=1)
+    for k in (2, 3):
+        start = kmeans_plusplus(xt, k, rng)
+        batch = lloyd(xt, start, tol)
+        for b in range(16):
+            np.testing.assert_array_equal(lloyd(xt[b : b + 1], start[b : b + 1], tol[b : b + 1])[0], batch[b])
