@@ -140,11 +140,19 @@ def sample_mixture(weights, means, covariances, n, *, rng, factors=None) -> np.n
     for j in range(k - 1):
         label += u >= cum[:, j, None]
     flat_m, flat_a = m.reshape(b * k, d), a.reshape(b * k, d, d)
-    lower = _lower(a)
+    if _lower(a):
+        # z becomes the samples in place, last coordinate first: coordinate r needs z_0..z_r
+        for r in range(d - 1, -1, -1):
+            row = z[:, r]
+            row *= flat_a[:, r, r].take(label)
+            for s in range(r):
+                row += flat_a[:, r, s].take(label) * z[:, s]
+            row += flat_m[:, r].take(label)
+        return np.ascontiguousarray(np.swapaxes(z, 1, 2))
     out = np.empty((b, n, d))
     for r in range(d):
         row = flat_m[:, r].take(label)
-        for s in range(r + 1 if lower else d):
+        for s in range(d):
             row += flat_a[:, r, s].take(label) * z[:, s]
         out[..., r] = row
     return out
