@@ -19,7 +19,16 @@ import numpy as np
 
 from sweep.families._checks import as_float, as_generator, as_int, fail
 from sweep.families._gmmnd import COVARIANCE_TYPES, Mixture, as_mixture_nd, as_points, restrict, sort_components
-from sweep.families._gmmnd_estep import LOG_2PI, NK_EPS, coefficients, e_step, features, from_stats, n_features
+from sweep.families._gmmnd_estep import (
+    LOG_2PI,
+    NK_EPS,
+    centred_features,
+    coefficients,
+    e_step,
+    from_stats,
+    n_features,
+    square_norm,
+)
 from sweep.families._gmmnd_kmeans import kmeans_labels
 from sweep.families._gmmnd_rows import WorkingRows, swap_out
 
@@ -62,12 +71,12 @@ def _run(phi, w, m, c, d, covariance_type, tol, max_iter, reg_covar):
     return w, m, c, n_iter, converged, lower
 
 
-def _from_labels(phi, labels, k, d, n, reg_covar, covariance_type):
+def _from_labels(phi, labels, k, d, n, reg_covar, covariance_type, sums):
     # GaussianMixture._initialize: M-step on one-hot responsibilities, weights = nk / N (not
-    # renormalised: with "random_from_data" they sum to k / N, as in scikit-learn)
+    # renormalised: with "random_from_data" they sum to k / N, as in scikit-learn); sums: phi's
     if k == 2:  # boolean labels: cluster 1's feature sums, and cluster 0's as the rest
         one = np.matmul(phi, labels.astype(float)[:, :, None])[:, :, 0]
-        stats = np.stack([phi.sum(axis=2) - one, one], axis=1)
+        stats = np.stack([sums - one, one], axis=1)
     else:
         onehot = (labels[:, None, :] == np.arange(k)[None, :, None]).astype(float)
         stats = np.matmul(onehot, np.swapaxes(phi, 1, 2))
@@ -148,23 +157,20 @@ def em_fit(
     n_init = as_int(n_init, func, "n_init", 1)
     if isinstance(init, Mixture):
         init = (init.weights, init.means, init.covariances)
-    # EM is translation-equivariant and does not depend on the order of the samples: centring
-    # keeps the expanded quadratics accurate; coordinate rows (B, d, N) keep the arithmetic on
-    # contiguous memory
-    xt = np.ascontiguousarray(np.swapaxes(x, 1, 2))
-    shift = xt.mean(axis=2)
-    xt -= shift[:, :, None]
-    shift = shift[:, None, :]
-    phi = features(xt, covariance_type)
+    phi, shift = centred_features(x, covariance_type)
+    xt, shift = phi[:, 1 : 1 + d], shift[:, None, :]  # the centred samples (B, d, N)
     if isinstance(init, str):
         if init not in INITS:
             raise fail(func, "init", f"a str among {set(INITS)} or (weights, means, covariances)", init)
         rng = as_generator(rng, func)
         if init == "kmeans":
+            # feature sums: the samples' variance (KMeans' tolerance) and the initial M-step;
             # the features begin with the row of ones and the coordinates that Lloyd's
             # two-centre step uses
-            labels = lambda: kmeans_labels(xt, k, rng, xt1=phi[:, : 1 + d])
-            starts = [lambda: _from_labels(phi, labels(), k, d, n, reg_covar, covariance_type)]
+            sums = phi.sum(axis=2)
+            var = sums[:, 1 + d :] @ square_norm(d, covariance_type) / (n * d)
+            labels = lambda: kmeans_labels(xt, k, rng, xt1=phi[:, : 1 + d], variance=var)
+            starts = [lambda: _from_labels(phi, labels(), k, d, n, reg_covar, covariance_type, sums)]
         else:
             starts = [lambda: _random_from_data(xt, k, d, reg_covar, covariance_type, rng)]
         starts *= n_init
@@ -215,13 +221,11 @@ def mean_log_likelihood(x, weights, means, covariances, *, covariance_type="full
     func = "mean_log_likelihood"
     x = as_points(x, func)
     w, m, c = as_mixture_nd(weights, means, covariances, func)
-    xt = np.ascontiguousarray(np.swapaxes(x, 1, 2))
-    shift = xt.mean(axis=2)
-    xt -= shift[:, :, None]
+    phi, shift = centred_features(x, covariance_type)
     theta, ok = coefficients(
         np.broadcast_to(w, (x.shape[0],) + w.shape[1:]),
         m - shift[:, None, :],
         np.broadcast_to(c, (x.shape[0],) + c.shape[1:]),
         covariance_type,
     )
-    return np.where(ok, e_step(features(xt, covariance_type), theta, stats=False)[0], np.nan)
+    return np.where(ok, e_step(phi, theta, stats=False)[0], np.nan)

@@ -26,24 +26,49 @@ def n_features(d: int, covariance_type: str) -> int:
     return 1 + d + {"full": d * (d + 1) // 2, "diag": d, "spherical": 1}[covariance_type]
 
 
-def features(xt: np.ndarray, covariance_type: str) -> np.ndarray:
+def features(xt: np.ndarray, covariance_type: str, shift: np.ndarray | None = None) -> np.ndarray:
     """phi (B, F, N) of centred samples laid out as (B, d, N): 1, x_1..x_d, then x_r x_s (r <= s,
-    row-major upper triangle) for full, x_r**2 for diag, |x|**2 for spherical."""
+    row-major upper triangle) for full, x_r**2 for diag, |x|**2 for spherical. With ``shift``
+    (B, d), the samples are centred on the way: x - shift."""
     b, d, n = xt.shape
     phi = np.empty((b, n_features(d, covariance_type), n))
     phi[:, 0] = 1.0
-    phi[:, 1 : 1 + d] = xt
+    x = phi[:, 1 : 1 + d]
+    if shift is None:
+        x[...] = xt
+    else:
+        np.subtract(xt, shift[:, :, None], out=x)
     row = 1 + d
     if covariance_type == "spherical":
-        np.multiply(xt[:, 0], xt[:, 0], out=phi[:, row])
+        np.multiply(x[:, 0], x[:, 0], out=phi[:, row])
         for r in range(1, d):
-            phi[:, row] += xt[:, r] * xt[:, r]
+            phi[:, row] += x[:, r] * x[:, r]
         return phi
     for r in range(d):
         for c in range(r, d) if covariance_type == "full" else (r,):
-            np.multiply(xt[:, r], xt[:, c], out=phi[:, row])
+            np.multiply(x[:, r], x[:, c], out=phi[:, row])
             row += 1
     return phi
+
+
+def centred_features(x: np.ndarray, covariance_type: str) -> tuple[np.ndarray, np.ndarray]:
+    """phi (B, F, N) of samples (B, N, d) centred on each chain's mean, and the means (B, d).
+
+    EM is translation-equivariant and does not depend on the order of the samples: centring keeps
+    the expanded quadratics accurate; coordinate rows keep the arithmetic on contiguous memory.
+    The centred samples are phi[:, 1 : 1 + d].
+    """
+    xt = np.ascontiguousarray(np.swapaxes(x, 1, 2))  # a strided subtraction costs 4 times as much
+    shift = xt.mean(axis=2)
+    return features(xt, covariance_type, shift), shift
+
+
+def square_norm(d: int, covariance_type: str) -> np.ndarray:
+    """q (F - 1 - d,) with q . phi(x)[1 + d:] = |x|**2: which quadratic features are squares."""
+    if covariance_type == "full":
+        r, c = np.triu_indices(d)
+        return (r == c).astype(float)
+    return np.ones(d if covariance_type == "diag" else 1)
 
 
 def _precisions(cov: np.ndarray, covariance_type: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

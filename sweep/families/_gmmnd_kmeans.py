@@ -27,8 +27,7 @@ def _sq_dist(xt: np.ndarray, xx: np.ndarray, c: np.ndarray) -> np.ndarray:
     """Squared distances (B, T, N) from the samples xt (B, d, N), of squared norms xx (B, N), to
     points c (B, T, d): ||x||**2 - 2 c.x + ||c||**2 through one batched matrix product, clipped at
     0 (scikit-learn's euclidean_distances computes them so)."""
-    out = np.matmul(c, xt)
-    out *= -2.0
+    out = np.matmul(-2.0 * c, xt)  # scaling by -2 is exact: the same as scaling the product
     out += xx[:, None, :]
     out += (c * c).sum(axis=2)[:, :, None]
     return np.maximum(out, 0.0, out=out)
@@ -48,7 +47,9 @@ def _searchsorted_rows(cum: np.ndarray, vals: np.ndarray) -> np.ndarray:
 def kmeans_plusplus(xt: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     """Greedy k-means++ centres (B, k, d) of each chain's samples, laid out as xt (B, d, N)."""
     b, _, n = xt.shape
-    xx = (xt * xt).sum(axis=1)
+    xx = xt[:, 0] * xt[:, 0]
+    for r in range(1, xt.shape[1]):
+        xx += xt[:, r] * xt[:, r]
     rows = np.arange(b)
     trials = 2 + int(np.log(k))
     first = rng.integers(0, n, size=b)
@@ -187,8 +188,16 @@ def lloyd(
     return centers
 
 
-def kmeans_labels(xt: np.ndarray, k: int, rng: np.random.Generator, *, xt1: np.ndarray | None = None) -> np.ndarray:
+def kmeans_labels(
+    xt: np.ndarray,
+    k: int,
+    rng: np.random.Generator,
+    *,
+    xt1: np.ndarray | None = None,
+    variance: np.ndarray | None = None,
+) -> np.ndarray:
     """Labels (B, N) of KMeans(k, n_init=1) on each chain's samples, laid out as xt (B, d, N)
-    (centred or not; booleans for k = 2); ``xt1``: see :func:`lloyd`."""
-    tol = KMEANS_TOL * xt.var(axis=2).mean(axis=1)
+    (centred or not; booleans for k = 2); ``xt1``: see :func:`lloyd`; ``variance`` (B,): the mean
+    per-coordinate variance of each chain's samples, if at hand (the tolerance is 1e-4 times it)."""
+    tol = KMEANS_TOL * (xt.var(axis=2).mean(axis=1) if variance is None else variance)
     return assign(xt, lloyd(xt, kmeans_plusplus(xt, k, rng), tol, xt1=xt1))

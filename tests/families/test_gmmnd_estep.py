@@ -59,3 +59,24 @@ def test_e_step_rows_do_not_depend_on_the_block():
     for r in range(9):
         one_ll, one_stats = e_step(phi[r : r + 1], theta[r : r + 1], stats=True)
         assert one_ll[0] == ll[r] and np.array_equal(one_stats[0], stats[r])
+
+
+def test_centred_features_and_the_square_norm_rows():
+    """centred_features is features() of the samples minus their mean, bit for bit, and the
+    square-norm rows sum to |x|**2 for every covariance type, so that the feature sums give the
+    mean per-coordinate variance KMeans' tolerance needs (a wrong row, e.g. the cross product
+    x_1 x_2, fails)."""
+    from sweep.families._gmmnd_estep import centred_features, square_norm
+
+    rng = np.random.default_rng(23)
+    for d in (1, 2, 3):
+        x = rng.normal(2.0, 3.0, (4, 50, d)) * rng.uniform(0.5, 2.0, (4, 1, d))
+        xt = np.ascontiguousarray(np.swapaxes(x, 1, 2))
+        for covariance_type in ("full", "diag", "spherical"):
+            phi, shift = centred_features(x, covariance_type)
+            np.testing.assert_array_equal(shift, xt.mean(axis=2))
+            np.testing.assert_array_equal(phi, features(xt - shift[:, :, None], covariance_type))
+            norm = np.einsum("q,bqn->bn", square_norm(d, covariance_type), phi[:, 1 + d :])
+            np.testing.assert_allclose(norm, (phi[:, 1 : 1 + d] ** 2).sum(axis=1), rtol=1e-13)
+            var = phi.sum(axis=2)[:, 1 + d :] @ square_norm(d, covariance_type) / (50 * d)
+            np.testing.assert_allclose(var, xt.var(axis=2).mean(axis=1), rtol=1e-12)
