@@ -99,9 +99,35 @@ def _precisions(cov: np.ndarray, covariance_type: str) -> tuple[np.ndarray, np.n
     return np.swapaxes(inv, -1, -2) @ inv, logdet, ok
 
 
+def _coefficients_full2(w, m, cov):
+    """:func:`coefficients` of full 2x2 covariances [[a, b], [b, c]], written entry by entry (the
+    same arithmetic as the general path: precision = [[c, -b], [-b, a]] / det, its product with
+    the mean, the quadratic coefficients), without its stacks, einsum and index arrays: the
+    small arrays' per-call overheads cost more than their arithmetic, once per EM iteration."""
+    a, b, c = cov[..., 0, 0], cov[..., 0, 1], cov[..., 1, 1]
+    det = a * c - b * b
+    ok = (a > 0) & (det > 0)
+    inv_det = 1.0 / np.where(ok, det, 1.0)
+    p00, p01, p11 = c * inv_det, -b * inv_det, a * inv_det
+    m0, m1 = m[..., 0], m[..., 1]
+    theta = np.empty(m.shape[:2] + (6,))
+    pm0 = np.add(p00 * m0, p01 * m1, out=theta[..., 1])
+    pm1 = np.add(p01 * m0, p11 * m1, out=theta[..., 2])
+    with np.errstate(divide="ignore"):
+        np.subtract(
+            np.log(w), 0.5 * (2 * LOG_2PI + np.log(np.where(ok, det, 1.0)) + (m0 * pm0 + m1 * pm1)), out=theta[..., 0]
+        )
+    np.multiply(p00, -0.5, out=theta[..., 3])
+    np.multiply(p01, -1.0, out=theta[..., 4])
+    np.multiply(p11, -0.5, out=theta[..., 5])
+    return theta, ok.all(axis=1)
+
+
 def coefficients(w, m, cov, covariance_type):
     """theta (B, k, F) with theta . phi(x) = log(w N(x; m, cov)), and which chains are usable."""
     b, k, d = m.shape
+    if d == 2 and covariance_type == "full":
+        return _coefficients_full2(w, m, cov)
     prec, logdet, ok = _precisions(cov, covariance_type)
     pm = np.einsum("bkij,bkj->bki", prec, m)
     with np.errstate(divide="ignore"):
@@ -195,7 +221,14 @@ def from_stats(s: np.ndarray, d: int, reg_covar: float, covariance_type: str):
     means = s[..., 1 : 1 + d] / nk[..., None]
     second = s[..., 1 + d :] / nk[..., None]
     eye = np.eye(d)
-    if covariance_type == "full":
+    if covariance_type == "full" and d == 2:  # entry by entry, the general path's arithmetic
+        cov = np.empty(s.shape[:2] + (2, 2))
+        m0, m1 = means[..., 0], means[..., 1]
+        np.add(second[..., 0] - m0 * m0, reg_covar, out=cov[..., 0, 0])
+        np.add(second[..., 1] - m0 * m1, 0.0, out=cov[..., 0, 1])
+        np.add(second[..., 1] - m1 * m0, 0.0, out=cov[..., 1, 0])
+        np.add(second[..., 2] - m1 * m1, reg_covar, out=cov[..., 1, 1])
+    elif covariance_type == "full":
         q = np.empty(s.shape[:2] + (d, d))
         r, c = np.triu_indices(d)
         q[..., r, c] = second

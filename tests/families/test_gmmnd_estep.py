@@ -80,3 +80,33 @@ def test_centred_features_and_the_square_norm_rows():
             np.testing.assert_allclose(norm, (phi[:, 1 : 1 + d] ** 2).sum(axis=1), rtol=1e-13)
             var = phi.sum(axis=2)[:, 1 + d :] @ square_norm(d, covariance_type) / (50 * d)
             np.testing.assert_allclose(var, xt.var(axis=2).mean(axis=1), rtol=1e-12)
+
+
+def test_two_dimensional_full_coefficients_and_m_step_are_the_general_formulas():
+    """The entry-by-entry 2x2 paths of coefficients() and from_stats() give the general
+    formulas' values bit for bit (precision matrices, their products with the means, the
+    quadratic coefficients; the covariances from the feature sums), non-positive-definite
+    components flagged."""
+    rng = np.random.default_rng(24)
+    w = rng.dirichlet([2.0, 2.0, 2.0], size=40)
+    m = rng.normal(size=(40, 3, 2))
+    a = rng.normal(size=(40, 3, 2, 2))
+    cov = a @ np.swapaxes(a, -1, -2) + 0.1 * np.eye(2)
+    cov[0, 1] = [[1.0, 2.0], [2.0, 1.0]]  # indefinite
+    theta, ok = coefficients(w, m, cov, "full")
+    prec, logdet, pd = _gmmnd_estep._precisions(cov, "full")
+    pm = np.einsum("bkij,bkj->bki", prec, m)
+    head = np.log(w) - 0.5 * (2 * _gmmnd_estep.LOG_2PI + logdet + (m * pm).sum(axis=-1))
+    r, s = np.triu_indices(2)
+    quad = np.where(r == s, -0.5, -1.0) * prec[..., r, s]
+    np.testing.assert_array_equal(theta, np.concatenate([head[..., None], pm, quad], axis=-1))
+    np.testing.assert_array_equal(ok, pd.all(axis=1))
+    assert not ok[0] and ok[1:].all()
+
+    sums = rng.normal(size=(40, 3, 6))
+    sums[..., 0] = np.abs(sums[..., 0]) + 1.0
+    nk, means, got = _gmmnd_estep.from_stats(sums, 2, 1e-6, "full")
+    second = sums[..., 3:] / nk[..., None]
+    q = np.empty((40, 3, 2, 2))
+    q[..., r, s], q[..., s, r] = second, second
+    np.testing.assert_array_equal(got, q - means[..., :, None] * means[..., None, :] + 1e-6 * np.eye(2))
