@@ -40,7 +40,8 @@ INITS = ("kmeans", "random_from_data")
 def _run(phi, w, m, c, d, covariance_type, tol, max_iter, reg_covar):
     """EM from initial parameters; returns params, n_iter, converged and lower bounds.
 
-    A chain leaves the working features as soon as it stops (:mod:`._gmmnd_rows`).
+    The live chains' parameters are carried in working order; a chain's results are written
+    out when it stops, and it leaves the working features at once (:mod:`._gmmnd_rows`).
     """
     b = w.shape[0]
     w, m, c = w.copy(), m.copy(), c.copy()
@@ -48,26 +49,32 @@ def _run(phi, w, m, c, d, covariance_type, tol, max_iter, reg_covar):
     converged = np.zeros(b, dtype=bool)
     lower = np.full(b, -np.inf)
     rows, prev, work = np.arange(b), np.full(b, -np.inf), WorkingRows(phi)
+    wl, ml, cl = w, m, c
     for it in range(1, max_iter + 1):
-        theta, ok = coefficients(w[rows], m[rows], c[rows], covariance_type)
+        theta, ok = coefficients(wl, ml, cl, covariance_type)
         ll, s = e_step(work.live, theta, stats=True)
-        nk, nm, nc = from_stats(s, d, reg_covar, covariance_type)
-        w[rows], m[rows], c[rows] = nk / nk.sum(axis=1, keepdims=True), nm, nc
-        n_iter[rows], lower[rows] = it, np.where(ok, ll, np.nan)
+        nk, ml, cl = from_stats(s, d, reg_covar, covariance_type)
+        wl = nk / nk.sum(axis=1, keepdims=True)
         with np.errstate(invalid="ignore"):
             done = np.abs(ll - prev) < tol
-        converged[rows[done & ok]] = True
         # a chain whose fit turned singular or non-finite (only with reg_covar = 0) stops too
         bad = ~(ok & np.isfinite(ll))
-        w[rows[bad]], m[rows[bad]], c[rows[bad]] = np.nan, np.nan, np.nan
-        stop = done | bad | ~np.isfinite(nc).all(axis=(1, 2, 3))
+        stop = done | bad | ~np.isfinite(cl).all(axis=(1, 2, 3))
+        if it == max_iter:
+            stop[:] = True
+        if not stop.any():
+            prev = ll
+            continue
+        out = rows[stop]
+        w[out], m[out], c[out], n_iter[out] = wl[stop], ml[stop], cl[stop], it
+        lower[out], converged[out] = np.where(ok, ll, np.nan)[stop], (done & ok)[stop]
+        if bad.any():
+            w[rows[bad]], m[rows[bad]], c[rows[bad]] = np.nan, np.nan, np.nan
         if stop.all():
             break
-        prev = ll
-        if stop.any():
-            order, holes, donors = swap_out(stop)
-            work.drop(order, holes, donors)
-            rows, prev = rows[order], prev[order]
+        order, holes, donors = swap_out(stop)
+        work.drop(order, holes, donors)
+        rows, prev, wl, ml, cl = rows[order], ll[order], wl[order], ml[order], cl[order]
     return w, m, c, n_iter, converged, lower
 
 
