@@ -37,7 +37,7 @@ __all__ = ["INITS", "LOG_2PI", "NK_EPS", "em_fit", "mean_log_likelihood", "n_fea
 INITS = ("kmeans", "random_from_data")
 
 
-def _run(phi, w, m, c, d, covariance_type, tol, max_iter, reg_covar):
+def _run(phi, sums, w, m, c, d, covariance_type, tol, max_iter, reg_covar):
     """EM from initial parameters; returns params, n_iter, converged and lower bounds.
 
     The live chains' parameters are carried in working order; a chain's results are written
@@ -52,7 +52,7 @@ def _run(phi, w, m, c, d, covariance_type, tol, max_iter, reg_covar):
     wl, ml, cl = w, m, c
     for it in range(1, max_iter + 1):
         theta, ok = coefficients(wl, ml, cl, covariance_type)
-        ll, s = e_step(work.live, theta, stats=True)
+        ll, s = e_step(work.live, theta, stats=True, sums=sums)
         nk, ml, cl = from_stats(s, d, reg_covar, covariance_type)
         wl = nk / nk.sum(axis=1, keepdims=True)
         with np.errstate(invalid="ignore"):
@@ -74,7 +74,7 @@ def _run(phi, w, m, c, d, covariance_type, tol, max_iter, reg_covar):
             break
         order, holes, donors = swap_out(stop)
         work.drop(order, holes, donors)
-        rows, prev, wl, ml, cl = rows[order], ll[order], wl[order], ml[order], cl[order]
+        rows, prev, wl, ml, cl, sums = rows[order], ll[order], wl[order], ml[order], cl[order], sums[order]
     return w, m, c, n_iter, converged, lower
 
 
@@ -166,15 +166,15 @@ def em_fit(
         init = (init.weights, init.means, init.covariances)
     phi, shift = centred_features(x, covariance_type)
     xt, shift = phi[:, 1 : 1 + d], shift[:, None, :]  # the centred samples (B, d, N)
+    # feature sums: the E-step's (two components), KMeans' tolerance, the initial M-step's
+    sums = phi.sum(axis=2)
     if isinstance(init, str):
         if init not in INITS:
             raise fail(func, "init", f"a str among {set(INITS)} or (weights, means, covariances)", init)
         rng = as_generator(rng, func)
         if init == "kmeans":
-            # feature sums: the samples' variance (KMeans' tolerance) and the initial M-step;
             # the features begin with the row of ones and the coordinates that Lloyd's
             # two-centre step uses
-            sums = phi.sum(axis=2)
             var = sums[:, 1 + d :] @ square_norm(d, covariance_type) / (n * d)
             labels = lambda: kmeans_labels(xt, k, rng, xt1=phi[:, : 1 + d], variance=var)
             starts = [lambda: _from_labels(phi, labels(), k, d, n, reg_covar, covariance_type, sums)]
@@ -205,7 +205,7 @@ def em_fit(
         if max_iter == 0:
             res = (w0.copy(), m0.copy(), c0.copy(), np.zeros(b, np.int64), np.zeros(b, bool), np.full(b, -np.inf))
         else:
-            res = _run(phi, w0, m0, c0, d, covariance_type, tol, max_iter, reg_covar)
+            res = _run(phi, sums, w0, m0, c0, d, covariance_type, tol, max_iter, reg_covar)
         if best is None:
             best = list(res)
         else:  # scikit-learn keeps a later init only if its lower bound is strictly larger
@@ -215,7 +215,7 @@ def em_fit(
     w, m, c, n_iter, converged, lower = best
     if score:
         theta, ok = coefficients(w, m, c, covariance_type)
-        final = np.where(ok, e_step(phi, theta, stats=False)[0], np.nan)
+        final = np.where(ok, e_step(phi, theta, stats=False, sums=sums)[0], np.nan)
     else:
         final = np.full(b, np.nan)
     w, m, c = sort_components(w, m + shift, c)

@@ -142,24 +142,27 @@ def coefficients(w, m, cov, covariance_type):
     return np.concatenate([head[..., None], pm, quad], axis=-1), ok.all(axis=1)
 
 
-def e_step(phi: np.ndarray, theta: np.ndarray, *, stats: bool):
+def e_step(phi: np.ndarray, theta: np.ndarray, *, stats: bool, sums: np.ndarray | None = None):
     """Mean log-likelihood per sample (B,) and, if ``stats``, the responsibility-weighted sums
     of the features (B, k, F): nk, sum r x and the quadratic sums.
 
     Rows are processed in blocks whose temporaries stay in cache. Two components take
     :func:`_e_step_two` (one exponential per sample); rows where it overflows are redone here.
+    ``sums``: the features summed over the samples (B, F), if at hand.
     """
     b, f, n = phi.shape
     k = theta.shape[1]
     ll = np.empty(b)
     out = np.empty((b, k, f)) if stats else None
+    if k == 2:  # sum_n z_0(x_n) = theta_0 . sum_n phi(x_n)
+        head = ((phi.sum(axis=2) if sums is None else sums) * theta[:, 0]).sum(axis=1)
     rb = max(1, _BLOCK_SAMPLES // n)
     with np.errstate(over="ignore", invalid="ignore"):  # overflows are found and redone
         for r0 in range(0, b, rb):
             sl = slice(r0, r0 + rb)
             rows = sl
             if k == 2:
-                redo = _e_step_two(phi[sl], theta[sl], ll[sl], out[sl] if stats else None)
+                redo = _e_step_two(phi[sl], theta[sl], head[sl], ll[sl], out[sl] if stats else None)
                 if redo is None:
                     continue
                 rows = np.arange(r0, min(r0 + rb, b))[redo]
@@ -188,26 +191,27 @@ def _e_step_any(phi: np.ndarray, theta: np.ndarray, stats: bool):
     return ll, np.matmul(z, np.swapaxes(phi, 1, 2))
 
 
-def _e_step_two(phi: np.ndarray, theta: np.ndarray, ll: np.ndarray, out: np.ndarray | None):
+def _e_step_two(phi: np.ndarray, theta: np.ndarray, head: np.ndarray, ll: np.ndarray, out: np.ndarray | None):
     """:func:`e_step` of one block of rows with two components, written into ``ll`` and ``out``.
 
     With z_j = log(w_j N(x; m_j, C_j)) and E = exp(z_1 - z_0): log(p(x)) = z_0 + log(1 + E), and
     the responsibilities are 1 / (1 + E) and E / (1 + E), both accurate in relative terms
     however small (no subtraction from 1), for one exponential, one logarithm and one division
-    per sample instead of two of each. E overflows where component 1 is e^709 times likelier
-    than component 0 (narrow components far apart, as chains collapse): returns the boolean mask
-    of the rows that must be redone by :func:`_e_step_any` (None if there are none).
+    per sample instead of two of each. z_1 - z_0 is one linear form of the features (one row of
+    matrix product), and the sum of z_0 over the samples is ``head`` (R,). E overflows where
+    component 1 is e^709 times likelier than component 0 (narrow components far apart, as chains
+    collapse): returns the boolean mask of the rows that must be redone by :func:`_e_step_any`
+    (None if there are none).
     """
     n = phi.shape[2]
-    z = np.matmul(theta, phi)  # (R, 2, N)
-    e = z[:, 1] - z[:, 0]
+    e = np.matmul((theta[:, 1] - theta[:, 0])[:, None, :], phi)[:, 0]  # (R, N): z_1 - z_0
     np.exp(e, out=e)
     p = e + 1.0
-    head = z[:, 0].sum(axis=1)
-    if out is not None:  # z is overwritten with the responsibilities
-        np.reciprocal(p, out=z[:, 0])
-        np.multiply(e, z[:, 0], out=z[:, 1])
-        out[:] = np.matmul(z, np.swapaxes(phi, 1, 2))
+    if out is not None:
+        r = np.empty((phi.shape[0], 2, n))  # responsibilities
+        np.reciprocal(p, out=r[:, 0])
+        np.multiply(e, r[:, 0], out=r[:, 1])
+        out[:] = np.matmul(r, np.swapaxes(phi, 1, 2))
     np.log(p, out=p)
     ll[:] = (head + p.sum(axis=1)) / n
     bad = ~np.isfinite(ll)  # an overflowed E (or non-finite parameters)

@@ -44,9 +44,12 @@ def test_two_component_e_step_equals_the_general_one_including_overflow_rows():
             np.testing.assert_allclose(stats[row, j], stats_any[row, j], rtol=1e-12)
         ll_only, none = e_step(phi, theta, stats=False)
         assert none is None and np.array_equal(ll_only, ll)
+        ll_sums, _ = e_step(phi, theta, stats=False, sums=phi.sum(axis=2))  # the sums given
+        assert np.array_equal(ll_sums, ll)
         # row 5 really overflows the fast path, and the others (rows 6 and 7 included) take it
         with np.errstate(over="ignore", invalid="ignore"):
-            redo = _gmmnd_estep._e_step_two(phi, theta, np.empty(9), None)
+            head = (phi.sum(axis=2) * theta[:, 0]).sum(axis=1)
+            redo = _gmmnd_estep._e_step_two(phi, theta, head, np.empty(9), None)
         np.testing.assert_array_equal(redo, np.arange(9) == 5)
 
 
