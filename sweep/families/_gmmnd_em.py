@@ -37,18 +37,20 @@ __all__ = ["INITS", "LOG_2PI", "NK_EPS", "em_fit", "mean_log_likelihood", "n_fea
 INITS = ("kmeans", "random_from_data")
 
 
-def _run(phi, sums, w, m, c, d, covariance_type, tol, max_iter, reg_covar):
+def _run(phi, sums, w, m, c, d, covariance_type, tol, max_iter, reg_covar, owned=False):
     """EM from initial parameters; returns params, n_iter, converged and lower bounds.
 
     The live chains' parameters are carried in working order; a chain's results are written
-    out when it stops, and it leaves the working features at once (:mod:`._gmmnd_rows`).
+    out when it stops, and it leaves the working features at once (:mod:`._gmmnd_rows`):
+    ``owned``: whether ``phi`` may be reordered in place (no one reads it afterwards), which
+    saves gathering the live rows into a copy at the first departure.
     """
     b = w.shape[0]
     w, m, c = w.copy(), m.copy(), c.copy()
     n_iter = np.zeros(b, dtype=np.int64)
     converged = np.zeros(b, dtype=bool)
     lower = np.full(b, -np.inf)
-    rows, prev, work = np.arange(b), np.full(b, -np.inf), WorkingRows(phi)
+    rows, prev, work = np.arange(b), np.full(b, -np.inf), WorkingRows(phi, owned=owned)
     wl, ml, cl = w, m, c
     for it in range(1, max_iter + 1):
         theta, ok = coefficients(wl, ml, cl, covariance_type)
@@ -153,7 +155,7 @@ def em_fit(
         Components sorted by the first coordinate of their means.
     """
     func = "em_fit"
-    x = as_points(x, func, min_points=2)
+    x = as_points(x, func, min_points=2, contiguous=False)  # centred_features reads any layout
     b, n, d = x.shape
     k = as_int(k, func, "k", 1, n, " (N, the samples per chain)")
     if covariance_type not in COVARIANCE_TYPES:
@@ -200,12 +202,14 @@ def em_fit(
             func, "init", f"a str among {set(INITS)} or (weights, means, covariances)", type(init).__name__, TypeError
         )
     best = None
-    for start in starts:
+    for i, start in enumerate(starts):
         w0, m0, c0 = start()
         if max_iter == 0:
             res = (w0.copy(), m0.copy(), c0.copy(), np.zeros(b, np.int64), np.zeros(b, bool), np.full(b, -np.inf))
         else:
-            res = _run(phi, sums, w0, m0, c0, d, covariance_type, tol, max_iter, reg_covar)
+            # the features are read after the last start only by the final E-step (score)
+            last = i == len(starts) - 1 and not score
+            res = _run(phi, sums, w0, m0, c0, d, covariance_type, tol, max_iter, reg_covar, owned=last)
         if best is None:
             best = list(res)
         else:  # scikit-learn keeps a later init only if its lower bound is strictly larger
@@ -226,7 +230,7 @@ def mean_log_likelihood(x, weights, means, covariances, *, covariance_type="full
     """Mean log-likelihood per sample (B,) of each chain's data under its mixture
     (scikit-learn's ``GaussianMixture.score``)."""
     func = "mean_log_likelihood"
-    x = as_points(x, func)
+    x = as_points(x, func, contiguous=False)
     w, m, c = as_mixture_nd(weights, means, covariances, func)
     phi, shift = centred_features(x, covariance_type)
     theta, ok = coefficients(

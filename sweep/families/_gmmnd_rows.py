@@ -35,13 +35,14 @@ def swap_out(stop: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 class WorkingRows:
     """A large per-chain array (the samples or features) whose live rows form a prefix.
 
-    It is not copied until the first row leaves (the caller's array is never written); then the
-    live rows are gathered once into an array of its own, and later departures are swap-removes
-    within it.
+    Unless ``owned``, it is not copied until the first row leaves (the caller's array is never
+    written); then the live rows are gathered once into an array of its own, and later
+    departures are swap-removes within it.
     """
 
-    def __init__(self, data: np.ndarray):
-        self.data, self.size, self.owned = data, data.shape[0], False
+    def __init__(self, data: np.ndarray, *, owned: bool = False):
+        # owned: the array is this object's to reorder (no copy at the first departure)
+        self.data, self.size, self.owned = data, data.shape[0], owned
 
     @property
     def live(self) -> np.ndarray:
