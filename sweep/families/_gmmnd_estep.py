@@ -147,28 +147,35 @@ def e_step(phi: np.ndarray, theta: np.ndarray, *, stats: bool, sums: np.ndarray 
     of the features (B, k, F): nk, sum r x and the quadratic sums.
 
     Rows are processed in blocks whose temporaries stay in cache. Two components take
-    :func:`_e_step_two` (one exponential per sample); rows where it overflows are redone here.
-    ``sums``: the features summed over the samples (B, F), if at hand.
+    :func:`_e_step_two` (one exponential per sample); rows where it overflows are redone by the
+    general :func:`_e_step_any`. ``sums``: the features summed over the samples (B, F), if at
+    hand.
     """
     b, f, n = phi.shape
     k = theta.shape[1]
     ll = np.empty(b)
     out = np.empty((b, k, f)) if stats else None
-    if k == 2:  # sum_n z_0(x_n) = theta_0 . sum_n phi(x_n)
-        head = ((phi.sum(axis=2) if sums is None else sums) * theta[:, 0]).sum(axis=1)
     rb = max(1, _BLOCK_SAMPLES // n)
+    if k != 2:
+        for r0 in range(0, b, rb):
+            sl = slice(r0, r0 + rb)
+            ll[sl], s = _e_step_any(phi[sl], theta[sl], stats)
+            if stats:
+                out[sl] = s
+        return ll, out
+    # sum_n z_0(x_n) = theta_0 . sum_n phi(x_n); z_1 - z_0 is the form theta_1 - theta_0
+    head = ((phi.sum(axis=2) if sums is None else sums) * theta[:, 0]).sum(axis=1)
+    diff = theta[:, 1] - theta[:, 0]
+    scratch = np.empty((min(rb, b), 2, n)) if stats else None
     with np.errstate(over="ignore", invalid="ignore"):  # overflows are found and redone
         for r0 in range(0, b, rb):
             sl = slice(r0, r0 + rb)
-            rows = sl
-            if k == 2:
-                redo = _e_step_two(phi[sl], theta[sl], head[sl], ll[sl], out[sl] if stats else None)
-                if redo is None:
-                    continue
-                rows = np.arange(r0, min(r0 + rb, b))[redo]
-            ll[rows], s = _e_step_any(phi[rows], theta[rows], stats)
+            _e_step_two(phi[sl], diff[sl], head[sl], ll[sl], out[sl] if stats else None, scratch)
+        redo = np.flatnonzero(~np.isfinite(ll))  # an overflowed E (or non-finite parameters)
+        if redo.size:
+            ll[redo], s = _e_step_any(phi[redo], theta[redo], stats)
             if stats:
-                out[rows] = s
+                out[redo] = s
     return ll, out
 
 
@@ -191,31 +198,30 @@ def _e_step_any(phi: np.ndarray, theta: np.ndarray, stats: bool):
     return ll, np.matmul(z, np.swapaxes(phi, 1, 2))
 
 
-def _e_step_two(phi: np.ndarray, theta: np.ndarray, head: np.ndarray, ll: np.ndarray, out: np.ndarray | None):
-    """:func:`e_step` of one block of rows with two components, written into ``ll`` and ``out``.
+def _e_step_two(phi, diff, head, ll, out, scratch) -> None:
+    """:func:`e_step` of one block of R rows with two components, written into ``ll`` (R,) and
+    ``out`` (R, 2, F) (None: no statistics; ``scratch`` (>= R, 2, N) holds the responsibilities).
 
     With z_j = log(w_j N(x; m_j, C_j)) and E = exp(z_1 - z_0): log(p(x)) = z_0 + log(1 + E), and
     the responsibilities are 1 / (1 + E) and E / (1 + E), both accurate in relative terms
     however small (no subtraction from 1), for one exponential, one logarithm and one division
-    per sample instead of two of each. z_1 - z_0 is one linear form of the features (one row of
-    matrix product), and the sum of z_0 over the samples is ``head`` (R,). E overflows where
-    component 1 is e^709 times likelier than component 0 (narrow components far apart, as chains
-    collapse): returns the boolean mask of the rows that must be redone by :func:`_e_step_any`
-    (None if there are none).
+    per sample instead of two of each. z_1 - z_0 is one linear form of the features, ``diff``
+    (R, F) (one row of matrix product), and the sum of z_0 over the samples is ``head`` (R,). E
+    overflows where component 1 is e^709 times likelier than component 0 (narrow components far
+    apart, as chains collapse): the row's log-likelihood is then not finite, and the caller
+    redoes it.
     """
     n = phi.shape[2]
-    e = np.matmul((theta[:, 1] - theta[:, 0])[:, None, :], phi)[:, 0]  # (R, N): z_1 - z_0
+    e = np.matmul(diff[:, None, :], phi)[:, 0]  # (R, N): z_1 - z_0
     np.exp(e, out=e)
     p = e + 1.0
     if out is not None:
-        r = np.empty((phi.shape[0], 2, n))  # responsibilities
+        r = scratch[: phi.shape[0]]
         np.reciprocal(p, out=r[:, 0])
         np.multiply(e, r[:, 0], out=r[:, 1])
-        out[:] = np.matmul(r, np.swapaxes(phi, 1, 2))
+        np.matmul(r, np.swapaxes(phi, 1, 2), out=out)
     np.log(p, out=p)
-    ll[:] = (head + p.sum(axis=1)) / n
-    bad = ~np.isfinite(ll)  # an overflowed E (or non-finite parameters)
-    return bad if bad.any() else None
+    np.divide(head + p.sum(axis=1), n, out=ll)
 
 
 def from_stats(s: np.ndarray, d: int, reg_covar: float, covariance_type: str):
