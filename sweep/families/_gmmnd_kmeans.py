@@ -128,13 +128,19 @@ def _two_step(xt1: np.ndarray, old: np.ndarray, labels: np.ndarray, totals: np.n
     N): the label is the sign of one linear form [-threshold, c1 - c0] . [1, x], and one
     matrix-vector product with the labels gives cluster 1's count and sums together (cluster 0 is
     the rest). ``labels`` (R, N) float is written in place (1.0: centre 1)."""
+    # (the small arrays are written in place: per-call overheads cost more than their arithmetic)
+    r, d = old.shape[0], old.shape[2]
     norms = (old * old).sum(axis=2)
-    form = np.concatenate([(0.5 * (norms[:, 0] - norms[:, 1]))[:, None], old[:, 1] - old[:, 0]], axis=1)
+    form = np.empty((r, 1 + d))
+    np.multiply(norms[:, 0] - norms[:, 1], 0.5, out=form[:, 0])
+    np.subtract(old[:, 1], old[:, 0], out=form[:, 1:])
     np.greater(np.matmul(form[:, None, :], xt1)[:, 0], 0.0, out=labels, casting="unsafe")
     ones = np.matmul(xt1, labels[:, :, None])[:, :, 0]  # (R, 1 + d): count and sums of cluster 1
-    c1 = ones[:, 0]
-    counts = np.stack([xt1.shape[2] - c1, c1], axis=1)
-    return counts, np.stack([totals - ones[:, 1:], ones[:, 1:]], axis=1)
+    counts, sums = np.empty((r, 2)), np.empty((r, 2, d))
+    counts[:, 1], sums[:, 1] = ones[:, 0], ones[:, 1:]
+    np.subtract(xt1.shape[2], ones[:, 0], out=counts[:, 0])
+    np.subtract(totals, ones[:, 1:], out=sums[:, 0])
+    return counts, sums
 
 
 def lloyd(
@@ -170,11 +176,13 @@ def lloyd(
         else:
             labels = assign(live, old)
             counts, sums = cluster_sums(live, labels, k, totals)
-        empty = (counts == 0).any(axis=1)
-        for r in np.flatnonzero(empty):
-            x = live[r, 1:] if two else live[r]
-            _relocate(x.T, labels[r] > 0.5 if two else labels[r], old[r], counts[r], sums[r])
-        new = sums / np.where(counts > 0, counts, 1.0)[..., None]
+        if counts.all():  # no empty cluster (the usual case: one test instead of three)
+            new = sums / counts[..., None]
+        else:
+            for r in np.flatnonzero((counts == 0).any(axis=1)):
+                x = live[r, 1:] if two else live[r]
+                _relocate(x.T, labels[r] > 0.5 if two else labels[r], old[r], counts[r], sums[r])
+            new = sums / np.where(counts > 0, counts, 1.0)[..., None]
         stop = ~(((new - old) ** 2).sum(axis=(1, 2)) > tol)
         old = new
         if stop.any():

@@ -93,3 +93,46 @@ def test_reordering_the_features_in_place_changes_no_fit():
             np.testing.assert_array_equal(getattr(fits[0], name), getattr(fits[1], name), err_msg=name)
         want = mean_log_likelihood(x, fits[1].weights, fits[1].means, fits[1].covariances)
         np.testing.assert_allclose(fits[1].log_likelihood, want, rtol=1e-12)
+
+
+def _reference_lloyd(x, centers, tol):
+    """One chain's Lloyd iterations written plainly, with scikit-learn's relocation of empty
+    clusters (each takes the sample farthest from its own centre)."""
+    old = centers.copy()
+    for _ in range(300):
+        labels = ((x[:, None, :] - old[None]) ** 2).sum(axis=2).argmin(axis=1)
+        counts = np.bincount(labels, minlength=len(old)).astype(float)
+        sums = np.array([x[labels == j].sum(axis=0) for j in range(len(old))])
+        empty = np.flatnonzero(counts == 0)
+        if empty.size:
+            far = np.argsort(-((x - old[labels]) ** 2).sum(axis=1), kind="stable")[: empty.size]
+            for j, f in zip(empty, far):
+                sums[labels[f]] -= x[f]
+                counts[labels[f]] -= 1.0
+                sums[j], counts[j] = x[f], 1.0
+        new = sums / np.where(counts > 0, counts, 1.0)[:, None]
+        shift = ((new - old) ** 2).sum()
+        old = new
+        if shift <= tol:
+            break
+    return old
+
+
+def test_lloyd_relocates_empty_clusters_as_scikit_learn():
+    """A start with a centre far from every sample (an empty cluster at once) ends where the
+    plain reference with scikit-learn's relocation ends, for two centres (the two-centre step)
+    and three, in a batch where the other chains have no empty cluster."""
+    from sweep.families._gmmnd_kmeans import KMEANS_TOL, lloyd
+
+    rng = np.random.default_rng(8)
+    xt = rng.normal(size=(6, 2, 120))
+    xt[:, 0, :60] += 3.0
+    tol = KMEANS_TOL * xt.var(axis=2).mean(axis=1)
+    for k in (2, 3):
+        start = np.swapaxes(xt[:, :, :k], 1, 2).copy()
+        start[::2, -1] = 50.0  # chains 0, 2, 4: the last centre owns no sample
+        got = lloyd(xt, start, tol)
+        for b in range(6):
+            want = _reference_lloyd(xt[b].T, start[b], tol[b])
+            np.testing.assert_allclose(got[b], want, rtol=1e-12, atol=1e-12)
+        assert (np.abs(got[::2, -1]) < 10).all()  # the far centres were moved onto samples
