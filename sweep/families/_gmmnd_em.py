@@ -177,7 +177,9 @@ def em_fit(
         if init == "kmeans":
             # the features begin with the row of ones and the coordinates that Lloyd's
             # two-centre step uses
-            var = sums[:, 1 + d :] @ square_norm(d, covariance_type) / (n * d)
+            # (a row-wise sum, not a matrix-vector product, whose order may depend on the row's
+            # place in the batch: a chain's values must not depend on its block's width)
+            var = (sums[:, 1 + d :] * square_norm(d, covariance_type)).sum(axis=1) / (n * d)
             labels = lambda: kmeans_labels(xt, k, rng, xt1=phi[:, : 1 + d], variance=var)
             starts = [lambda: _from_labels(phi, labels(), k, d, n, reg_covar, covariance_type, sums)]
         else:
