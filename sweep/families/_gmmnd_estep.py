@@ -26,12 +26,14 @@ def n_features(d: int, covariance_type: str) -> int:
     return 1 + d + {"full": d * (d + 1) // 2, "diag": d, "spherical": 1}[covariance_type]
 
 
-def features(xt: np.ndarray, covariance_type: str, shift: np.ndarray | None = None) -> np.ndarray:
+def features(
+    xt: np.ndarray, covariance_type: str, shift: np.ndarray | None = None, *, out: np.ndarray | None = None
+) -> np.ndarray:
     """phi (B, F, N) of centred samples laid out as (B, d, N): 1, x_1..x_d, then x_r x_s (r <= s,
     row-major upper triangle) for full, x_r**2 for diag, |x|**2 for spherical. With ``shift``
-    (B, d), the samples are centred on the way: x - shift."""
+    (B, d), the samples are centred on the way: x - shift. ``out``: an array to write phi into."""
     b, d, n = xt.shape
-    phi = np.empty((b, n_features(d, covariance_type), n))
+    phi = np.empty((b, n_features(d, covariance_type), n)) if out is None else out
     phi[:, 0] = 1.0
     x = phi[:, 1 : 1 + d]
     if shift is None:
@@ -51,16 +53,18 @@ def features(xt: np.ndarray, covariance_type: str, shift: np.ndarray | None = No
     return phi
 
 
-def centred_features(x: np.ndarray, covariance_type: str) -> tuple[np.ndarray, np.ndarray]:
+def centred_features(
+    x: np.ndarray, covariance_type: str, *, out: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """phi (B, F, N) of samples (B, N, d) centred on each chain's mean, and the means (B, d).
 
     EM is translation-equivariant and does not depend on the order of the samples: centring keeps
     the expanded quadratics accurate; coordinate rows keep the arithmetic on contiguous memory.
-    The centred samples are phi[:, 1 : 1 + d].
+    The centred samples are phi[:, 1 : 1 + d]. ``out``: an array to write phi into.
     """
     xt = np.ascontiguousarray(np.swapaxes(x, 1, 2))  # a strided subtraction costs 4 times as much
     shift = xt.mean(axis=2)
-    return features(xt, covariance_type, shift), shift
+    return features(xt, covariance_type, shift, out=out), shift
 
 
 def square_norm(d: int, covariance_type: str) -> np.ndarray:

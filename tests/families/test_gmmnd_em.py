@@ -365,3 +365,19 @@ def test_fit_of_sampled_coordinate_rows_equals_fit_of_a_contiguous_copy():
         for name in ("weights", "means", "covariances", "n_iter", "log_likelihood"):
             np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
     np.testing.assert_array_equal(rows, before)
+
+
+def test_the_kept_features_buffer_carries_nothing_between_fits():
+    """Fits of the same shape reuse one features array: a fit between two identical ones (other
+    data, in-place reordering, a final E-step) changes nothing in the second, and the returned
+    mixtures hold no view of the buffer."""
+    rng = np.random.default_rng(42)
+    x, y = rng.normal(size=(2, 6, 150, 2))
+    y[:, :75] += 3.0
+    first = em_fit(x, 2, rng=np.random.default_rng(1), score=False)
+    em_fit(y, 2, rng=np.random.default_rng(2), score=True)
+    em_fit(y, 2, init=first, score=False)
+    again = em_fit(x, 2, rng=np.random.default_rng(1), score=False)
+    for name in ("weights", "means", "covariances", "n_iter", "lower_bound"):
+        np.testing.assert_array_equal(getattr(first, name), getattr(again, name), err_msg=name)
+        assert not np.shares_memory(getattr(first, name), _gmmnd_em._features_buffer((6, 6, 150)))
