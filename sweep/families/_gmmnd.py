@@ -106,14 +106,15 @@ def as_mixture_nd(weights, means, covariances, func: str, *, prefix: str = "") -
     )
 
 
-def as_points(x, func: str, name: str = "x", min_points: int = 1) -> np.ndarray:
-    """``x`` as a C-contiguous float64 (B, N, d) array of finite values."""
+def as_points(x, func: str, name: str = "x", min_points: int = 1, *, contiguous: bool = True) -> np.ndarray:
+    """``x`` as a float64 (B, N, d) array of finite values, C-contiguous unless ``contiguous``
+    is False (then as it comes, e.g. a view of coordinate rows from :func:`sample_mixture`)."""
     a = _array(x, func, name, 3) if np.ndim(x) == 3 else None
     if a is None:
         raise fail(func, name, "a 3-D array of shape (B, N, d)", f"shape {np.shape(x)}")
     if a.shape[1] < min_points or a.shape[2] < 1:
         raise fail(func, name, f"of shape (B, N, d) with N >= {min_points} and d >= 1", f"shape {a.shape}")
-    return np.ascontiguousarray(a)
+    return np.ascontiguousarray(a) if contiguous else a
 
 
 def sample_mixture(weights, means, covariances, n, *, rng, factors=None) -> np.ndarray:
@@ -140,11 +141,21 @@ def sample_mixture(weights, means, covariances, n, *, rng, factors=None) -> np.n
     for j in range(k - 1):
         label += u >= cum[:, j, None]
     flat_m, flat_a = m.reshape(b * k, d), a.reshape(b * k, d, d)
-    lower = _lower(a)
+    if _lower(a):
+        # z becomes the samples in place, last coordinate first: coordinate r needs z_0..z_r
+        for r in range(d - 1, -1, -1):
+            row = z[:, r]
+            row *= flat_a[:, r, r].take(label)
+            for s in range(r):
+                row += flat_a[:, r, s].take(label) * z[:, s]
+            row += flat_m[:, r].take(label)
+        # a (B, n, d) view of the coordinate rows: the fit reads them as they are (no transposing
+        # copy on either side); anything else sees an ordinary array
+        return np.swapaxes(z, 1, 2)
     out = np.empty((b, n, d))
     for r in range(d):
         row = flat_m[:, r].take(label)
-        for s in range(r + 1 if lower else d):
+        for s in range(d):
             row += flat_a[:, r, s].take(label) * z[:, s]
         out[..., r] = row
     return out

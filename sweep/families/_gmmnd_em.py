@@ -15,59 +15,92 @@ initialisation in :mod:`sweep.families._gmmnd_kmeans`.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from sweep.families._checks import as_float, as_generator, as_int, fail
 from sweep.families._gmmnd import COVARIANCE_TYPES, Mixture, as_mixture_nd, as_points, restrict, sort_components
-from sweep.families._gmmnd_estep import LOG_2PI, NK_EPS, coefficients, e_step, features, from_stats, n_features
+from sweep.families._gmmnd_estep import (
+    LOG_2PI,
+    NK_EPS,
+    centred_features,
+    coefficients,
+    e_step,
+    from_stats,
+    n_features,
+    square_norm,
+)
 from sweep.families._gmmnd_kmeans import kmeans_labels
+from sweep.families._gmmnd_rows import WorkingRows, swap_out
 
 __all__ = ["INITS", "LOG_2PI", "NK_EPS", "em_fit", "mean_log_likelihood", "n_features"]
 
 INITS = ("kmeans", "random_from_data")
 
+_KEPT = threading.local()
 
-def _run(phi, w, m, c, d, covariance_type, tol, max_iter, reg_covar):
+
+def _features_buffer(shape: tuple[int, ...]) -> np.ndarray:
+    """A float64 array for the features of :func:`em_fit`, kept for this thread's next fit of
+    the same shape. Every fit rewrites it whole and nothing reads it after the fit; a fresh
+    array of several MB costs a page fault per 4 kB each time the allocator has returned the
+    last one to the system (measured: a quarter of a fit's time at N = 1000, B = 128)."""
+    buf = getattr(_KEPT, "phi", None)
+    if buf is None or buf.shape != shape:
+        buf = _KEPT.phi = np.empty(shape)
+    return buf
+
+
+def _run(phi, sums, w, m, c, d, covariance_type, tol, max_iter, reg_covar, owned=False):
     """EM from initial parameters; returns params, n_iter, converged and lower bounds.
 
-    Finished chains are dropped from the working arrays once they are a quarter of them (a copy
-    of the features per finished chain costs as much as an iteration); until then their rows are
-    computed and not written back.
+    The live chains' parameters are carried in working order; a chain's results are written
+    out when it stops, and it leaves the working features at once (:mod:`._gmmnd_rows`):
+    ``owned``: whether ``phi`` may be reordered in place (no one reads it afterwards), which
+    saves gathering the live rows into a copy at the first departure.
     """
     b = w.shape[0]
     w, m, c = w.copy(), m.copy(), c.copy()
     n_iter = np.zeros(b, dtype=np.int64)
     converged = np.zeros(b, dtype=bool)
     lower = np.full(b, -np.inf)
-    rows, prev, work, live = np.arange(b), np.full(b, -np.inf), phi, np.ones(b, dtype=bool)
+    rows, prev, work = np.arange(b), np.full(b, -np.inf), WorkingRows(phi, owned=owned)
+    wl, ml, cl = w, m, c
     for it in range(1, max_iter + 1):
-        theta, ok = coefficients(w[rows], m[rows], c[rows], covariance_type)
-        ll, s = e_step(work, theta, stats=True)
-        nk, nm, nc = from_stats(s, d, reg_covar, covariance_type)
-        write = rows[live]
-        w[write], m[write], c[write] = (nk / nk.sum(axis=1, keepdims=True))[live], nm[live], nc[live]
-        n_iter[write], lower[write] = it, np.where(ok, ll, np.nan)[live]
+        theta, ok = coefficients(wl, ml, cl, covariance_type)
+        ll, s = e_step(work.live, theta, stats=True, sums=sums)
+        nk, ml, cl = from_stats(s, d, reg_covar, covariance_type)
+        wl = nk / nk.sum(axis=1, keepdims=True)
         with np.errstate(invalid="ignore"):
             done = np.abs(ll - prev) < tol
-        converged[rows[done & ok & live]] = True
         # a chain whose fit turned singular or non-finite (only with reg_covar = 0) stops too
-        bad = live & ~(ok & np.isfinite(ll))
-        w[rows[bad]], m[rows[bad]], c[rows[bad]] = np.nan, np.nan, np.nan
-        live &= ~(done | bad | ~np.isfinite(nc).all(axis=(1, 2, 3)))
-        if not live.any():
+        bad = ~(ok & np.isfinite(ll))
+        stop = done | bad | ~np.isfinite(cl).all(axis=(1, 2, 3))
+        if it == max_iter:
+            stop[:] = True
+        if not stop.any():
+            prev = ll
+            continue
+        out = rows[stop]
+        w[out], m[out], c[out], n_iter[out] = wl[stop], ml[stop], cl[stop], it
+        lower[out], converged[out] = np.where(ok, ll, np.nan)[stop], (done & ok)[stop]
+        if bad.any():
+            w[rows[bad]], m[rows[bad]], c[rows[bad]] = np.nan, np.nan, np.nan
+        if stop.all():
             break
-        prev = ll
-        if bad.any() or 4 * np.count_nonzero(~live) >= live.size:  # a bad chain must go: NaN parameters
-            work, rows, prev, live = work[live], rows[live], prev[live], live[live]
+        order, holes, donors = swap_out(stop)
+        work.drop(order, holes, donors)
+        rows, prev, wl, ml, cl, sums = rows[order], ll[order], wl[order], ml[order], cl[order], sums[order]
     return w, m, c, n_iter, converged, lower
 
 
-def _from_labels(phi, labels, k, d, n, reg_covar, covariance_type):
+def _from_labels(phi, labels, k, d, n, reg_covar, covariance_type, sums):
     # GaussianMixture._initialize: M-step on one-hot responsibilities, weights = nk / N (not
-    # renormalised: with "random_from_data" they sum to k / N, as in scikit-learn)
+    # renormalised: with "random_from_data" they sum to k / N, as in scikit-learn); sums: phi's
     if k == 2:  # boolean labels: cluster 1's feature sums, and cluster 0's as the rest
         one = np.matmul(phi, labels.astype(float)[:, :, None])[:, :, 0]
-        stats = np.stack([phi.sum(axis=2) - one, one], axis=1)
+        stats = np.stack([sums - one, one], axis=1)
     else:
         onehot = (labels[:, None, :] == np.arange(k)[None, :, None]).astype(float)
         stats = np.matmul(onehot, np.swapaxes(phi, 1, 2))
@@ -137,7 +170,7 @@ def em_fit(
         Components sorted by the first coordinate of their means.
     """
     func = "em_fit"
-    x = as_points(x, func, min_points=2)
+    x = as_points(x, func, min_points=2, contiguous=False)  # centred_features reads any layout
     b, n, d = x.shape
     k = as_int(k, func, "k", 1, n, " (N, the samples per chain)")
     if covariance_type not in COVARIANCE_TYPES:
@@ -148,20 +181,22 @@ def em_fit(
     n_init = as_int(n_init, func, "n_init", 1)
     if isinstance(init, Mixture):
         init = (init.weights, init.means, init.covariances)
-    # EM is translation-equivariant and does not depend on the order of the samples: centring
-    # keeps the expanded quadratics accurate; coordinate rows (B, d, N) keep the arithmetic on
-    # contiguous memory
-    xt = np.ascontiguousarray(np.swapaxes(x, 1, 2))
-    shift = xt.mean(axis=2)
-    xt -= shift[:, :, None]
-    shift = shift[:, None, :]
-    phi = features(xt, covariance_type)
+    phi, shift = centred_features(x, covariance_type, out=_features_buffer((b, n_features(d, covariance_type), n)))
+    xt, shift = phi[:, 1 : 1 + d], shift[:, None, :]  # the centred samples (B, d, N)
+    # feature sums: the E-step's (two components), KMeans' tolerance, the initial M-step's
+    sums = phi.sum(axis=2)
     if isinstance(init, str):
         if init not in INITS:
             raise fail(func, "init", f"a str among {set(INITS)} or (weights, means, covariances)", init)
         rng = as_generator(rng, func)
         if init == "kmeans":
-            starts = [lambda: _from_labels(phi, kmeans_labels(xt, k, rng), k, d, n, reg_covar, covariance_type)]
+            # the features begin with the row of ones and the coordinates that Lloyd's
+            # two-centre step uses
+            # (a row-wise sum, not a matrix-vector product, whose order may depend on the row's
+            # place in the batch: a chain's values must not depend on its block's width)
+            var = (sums[:, 1 + d :] * square_norm(d, covariance_type)).sum(axis=1) / (n * d)
+            labels = lambda: kmeans_labels(xt, k, rng, xt1=phi[:, : 1 + d], variance=var)
+            starts = [lambda: _from_labels(phi, labels(), k, d, n, reg_covar, covariance_type, sums)]
         else:
             starts = [lambda: _random_from_data(xt, k, d, reg_covar, covariance_type, rng)]
         starts *= n_init
@@ -184,12 +219,14 @@ def em_fit(
             func, "init", f"a str among {set(INITS)} or (weights, means, covariances)", type(init).__name__, TypeError
         )
     best = None
-    for start in starts:
+    for i, start in enumerate(starts):
         w0, m0, c0 = start()
         if max_iter == 0:
             res = (w0.copy(), m0.copy(), c0.copy(), np.zeros(b, np.int64), np.zeros(b, bool), np.full(b, -np.inf))
         else:
-            res = _run(phi, w0, m0, c0, d, covariance_type, tol, max_iter, reg_covar)
+            # the features are read after the last start only by the final E-step (score)
+            last = i == len(starts) - 1 and not score
+            res = _run(phi, sums, w0, m0, c0, d, covariance_type, tol, max_iter, reg_covar, owned=last)
         if best is None:
             best = list(res)
         else:  # scikit-learn keeps a later init only if its lower bound is strictly larger
@@ -199,7 +236,7 @@ def em_fit(
     w, m, c, n_iter, converged, lower = best
     if score:
         theta, ok = coefficients(w, m, c, covariance_type)
-        final = np.where(ok, e_step(phi, theta, stats=False)[0], np.nan)
+        final = np.where(ok, e_step(phi, theta, stats=False, sums=sums)[0], np.nan)
     else:
         final = np.full(b, np.nan)
     w, m, c = sort_components(w, m + shift, c)
@@ -210,15 +247,13 @@ def mean_log_likelihood(x, weights, means, covariances, *, covariance_type="full
     """Mean log-likelihood per sample (B,) of each chain's data under its mixture
     (scikit-learn's ``GaussianMixture.score``)."""
     func = "mean_log_likelihood"
-    x = as_points(x, func)
+    x = as_points(x, func, contiguous=False)
     w, m, c = as_mixture_nd(weights, means, covariances, func)
-    xt = np.ascontiguousarray(np.swapaxes(x, 1, 2))
-    shift = xt.mean(axis=2)
-    xt -= shift[:, :, None]
+    phi, shift = centred_features(x, covariance_type)
     theta, ok = coefficients(
         np.broadcast_to(w, (x.shape[0],) + w.shape[1:]),
         m - shift[:, None, :],
         np.broadcast_to(c, (x.shape[0],) + c.shape[1:]),
         covariance_type,
     )
-    return np.where(ok, e_step(features(xt, covariance_type), theta, stats=False)[0], np.nan)
+    return np.where(ok, e_step(phi, theta, stats=False)[0], np.nan)

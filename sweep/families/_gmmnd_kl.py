@@ -34,11 +34,32 @@ def log_mixture_density(points: np.ndarray, weights, means, covariances) -> np.n
     for r0 in range(0, b, rows):
         sl = slice(r0, r0 + rows)
         theta, ok = coefficients(weights[sl], means[sl], covariances[sl], "full")
-        z = np.matmul(theta, phi)  # (R, k, P)
-        top = z.max(axis=1)
-        with np.errstate(invalid="ignore"):
-            out[sl] = np.where(ok[:, None], top + np.log(np.exp(z - top[:, None]).sum(axis=1)), np.nan)
+        with np.errstate(invalid="ignore", over="ignore"):  # a zero weight: log w = -inf
+            z = np.matmul(theta, phi)  # (R, k, P)
+            log_q = _log_sum_two(z) if z.shape[1] == 2 else _log_sum(z)
+            out[sl] = np.where(ok[:, None], log_q, np.nan)
     return out
+
+
+def _log_sum(z: np.ndarray) -> np.ndarray:
+    """log sum_j exp(z_j) over axis 1 of (R, k, P), with the per-point maximum taken out."""
+    top = z.max(axis=1)
+    return top + np.log(np.exp(z - top[:, None]).sum(axis=1))
+
+
+def _log_sum_two(z: np.ndarray) -> np.ndarray:
+    """:func:`_log_sum` of two terms as z_0 + log(1 + exp(z_1 - z_0)): one exponential and one
+    log per point; rows where the exponential overflows (or anything is not finite) are redone
+    by :func:`_log_sum`."""
+    e = z[:, 1] - z[:, 0]
+    np.exp(e, out=e)
+    e += 1.0
+    np.log(e, out=e)
+    e += z[:, 0]
+    redo = ~np.isfinite(e).all(axis=1)
+    if redo.any():
+        e[redo] = _log_sum(z[redo])
+    return e
 
 
 class TrueQuadrature:

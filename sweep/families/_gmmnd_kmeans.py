@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from sweep.families._gmmnd_rows import WorkingRows, swap_out
+
 # scikit-learn KMeans defaults that GaussianMixture's "kmeans" initialisation inherits.
 KMEANS_MAX_ITER = 300
 KMEANS_TOL = 1e-4
@@ -25,8 +27,7 @@ def _sq_dist(xt: np.ndarray, xx: np.ndarray, c: np.ndarray) -> np.ndarray:
     """Squared distances (B, T, N) from the samples xt (B, d, N), of squared norms xx (B, N), to
     points c (B, T, d): ||x||**2 - 2 c.x + ||c||**2 through one batched matrix product, clipped at
     0 (scikit-learn's euclidean_distances computes them so)."""
-    out = np.matmul(c, xt)
-    out *= -2.0
+    out = np.matmul(-2.0 * c, xt)  # scaling by -2 is exact: the same as scaling the product
     out += xx[:, None, :]
     out += (c * c).sum(axis=2)[:, :, None]
     return np.maximum(out, 0.0, out=out)
@@ -46,7 +47,9 @@ def _searchsorted_rows(cum: np.ndarray, vals: np.ndarray) -> np.ndarray:
 def kmeans_plusplus(xt: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     """Greedy k-means++ centres (B, k, d) of each chain's samples, laid out as xt (B, d, N)."""
     b, _, n = xt.shape
-    xx = (xt * xt).sum(axis=1)
+    xx = xt[:, 0] * xt[:, 0]
+    for r in range(1, xt.shape[1]):
+        xx += xt[:, r] * xt[:, r]
     rows = np.arange(b)
     trials = 2 + int(np.log(k))
     first = rng.integers(0, n, size=b)
@@ -121,68 +124,88 @@ def _relocate(x, labels, old, counts, sums):
 
 
 def _two_step(xt1: np.ndarray, old: np.ndarray, labels: np.ndarray, totals: np.ndarray):
-    """One Lloyd assignment with two centres on samples with a row of ones appended, xt1
-    (R, d + 1, N): the label is the sign of one linear form [c1 - c0, -threshold] . [x, 1], and one
-    matrix-vector product with the labels gives cluster 1's sums and count together (cluster 0 is
+    """One Lloyd assignment with two centres on samples with a row of ones first, xt1 (R, 1 + d,
+    N): the label is the sign of one linear form [-threshold, c1 - c0] . [1, x], and one
+    matrix-vector product with the labels gives cluster 1's count and sums together (cluster 0 is
     the rest). ``labels`` (R, N) float is written in place (1.0: centre 1)."""
-    d = xt1.shape[1] - 1
+    # (the small arrays are written in place: per-call overheads cost more than their arithmetic)
+    r, d = old.shape[0], old.shape[2]
     norms = (old * old).sum(axis=2)
-    form = np.concatenate([old[:, 1] - old[:, 0], (0.5 * (norms[:, 0] - norms[:, 1]))[:, None]], axis=1)
+    form = np.empty((r, 1 + d))
+    np.multiply(norms[:, 0] - norms[:, 1], 0.5, out=form[:, 0])
+    np.subtract(old[:, 1], old[:, 0], out=form[:, 1:])
     np.greater(np.matmul(form[:, None, :], xt1)[:, 0], 0.0, out=labels, casting="unsafe")
-    ones = np.matmul(xt1, labels[:, :, None])[:, :, 0]  # (R, d + 1): sums and count of cluster 1
-    c1 = ones[:, d]
-    counts = np.stack([xt1.shape[2] - c1, c1], axis=1)
-    return counts, np.stack([totals - ones[:, :d], ones[:, :d]], axis=1)
+    ones = np.matmul(xt1, labels[:, :, None])[:, :, 0]  # (R, 1 + d): count and sums of cluster 1
+    counts, sums = np.empty((r, 2)), np.empty((r, 2, d))
+    counts[:, 1], sums[:, 1] = ones[:, 0], ones[:, 1:]
+    np.subtract(xt1.shape[2], ones[:, 0], out=counts[:, 0])
+    np.subtract(totals, ones[:, 1:], out=sums[:, 0])
+    return counts, sums
 
 
-def lloyd(xt: np.ndarray, centers: np.ndarray, tol: np.ndarray, max_iter: int = KMEANS_MAX_ITER) -> np.ndarray:
+def lloyd(
+    xt: np.ndarray,
+    centers: np.ndarray,
+    tol: np.ndarray,
+    max_iter: int = KMEANS_MAX_ITER,
+    *,
+    xt1: np.ndarray | None = None,
+) -> np.ndarray:
     """Lloyd iterations from centres (B, k, d) on samples xt (B, d, N); returns the final centres.
 
     A chain stops when the summed squared centre shift is <= ``tol`` (B,), or at strict
     convergence (labels unchanged), as in ``sklearn.cluster._kmeans._kmeans_single_lloyd``; the
     second needs no test of its own, since unchanged labels give unchanged centres (shift 0). An
     empty cluster whose relocation is impossible gets the centre 0 (the accumulated sum), as
-    there. Finished chains are dropped from the working arrays once they are an eighth of them
-    (copying the arrays every time a chain finishes would cost as much as the iterations).
+    there. A chain leaves the working arrays as soon as it stops (:mod:`._gmmnd_rows`). With two
+    centres the samples are used with a row of ones first (see :func:`_two_step`): ``xt1``
+    (B, 1 + d, N) if at hand (the E-step features begin so), else they are built.
     """
     centers = centers.copy()
     b, k, d = centers.shape
-    rows, totals = np.arange(b), xt.sum(axis=2)  # the chains in the working arrays
-    live = np.ones(b, dtype=bool)  # ... and which of them still iterate
-    old = centers.copy()  # the working rows' centres
     two = k == 2
-    if two:  # the working array carries a row of ones (see _two_step)
-        xt = np.concatenate([xt, np.ones((b, 1, xt.shape[2]))], axis=1)
-        labels = np.empty((b, xt.shape[2]))
+    if two and xt1 is None:
+        xt1 = np.concatenate([np.ones((b, 1, xt.shape[2])), xt], axis=1)
+    work = WorkingRows(xt1 if two else xt)
+    rows, totals, old, tol = np.arange(b), xt.sum(axis=2), centers.copy(), np.asarray(tol)
+    labels = np.empty((b, xt.shape[2])) if two else None
     for _ in range(max_iter):
+        live = work.live
         if two:
-            counts, sums = _two_step(xt, old, labels, totals)
+            counts, sums = _two_step(live, old, labels[: rows.size], totals)
         else:
-            labels = assign(xt, old)
-            counts, sums = cluster_sums(xt, labels, k, totals)
-        empty = (counts == 0).any(axis=1)
-        if empty.any():
-            for r in np.flatnonzero(empty & live):
-                _relocate(xt[r, :d].T, labels[r] > 0.5 if two else labels[r], old[r], counts[r], sums[r])
-        new = sums / np.where(counts > 0, counts, 1.0)[..., None]
-        shift = ((new - old) ** 2).sum(axis=(1, 2))
-        moved = live & (shift > tol[rows])
-        old = np.where(live[:, None, None], new, old)
-        live = moved
-        if not live.any():
-            break
-        if 8 * np.count_nonzero(~live) >= live.size:
-            centers[rows] = old
-            rows, xt, totals, old = rows[live], xt[live], totals[live], old[live]
-            if two:
-                labels = labels[: rows.size]
-            live = live[live]
+            labels = assign(live, old)
+            counts, sums = cluster_sums(live, labels, k, totals)
+        if counts.all():  # no empty cluster (the usual case: one test instead of three)
+            new = sums / counts[..., None]
+        else:
+            for r in np.flatnonzero((counts == 0).any(axis=1)):
+                x = live[r, 1:] if two else live[r]
+                _relocate(x.T, labels[r] > 0.5 if two else labels[r], old[r], counts[r], sums[r])
+            new = sums / np.where(counts > 0, counts, 1.0)[..., None]
+        stop = ~(((new - old) ** 2).sum(axis=(1, 2)) > tol)
+        old = new
+        if stop.any():
+            centers[rows[stop]] = new[stop]
+            if stop.all():
+                return centers
+            order, holes, donors = swap_out(stop)
+            work.drop(order, holes, donors)
+            rows, totals, old, tol = rows[order], totals[order], old[order], tol[order]
     centers[rows] = old
     return centers
 
 
-def kmeans_labels(xt: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+def kmeans_labels(
+    xt: np.ndarray,
+    k: int,
+    rng: np.random.Generator,
+    *,
+    xt1: np.ndarray | None = None,
+    variance: np.ndarray | None = None,
+) -> np.ndarray:
     """Labels (B, N) of KMeans(k, n_init=1) on each chain's samples, laid out as xt (B, d, N)
-    (centred or not; booleans for k = 2)."""
-    tol = KMEANS_TOL * xt.var(axis=2).mean(axis=1)
-    return assign(xt, lloyd(xt, kmeans_plusplus(xt, k, rng), tol))
+    (centred or not; booleans for k = 2); ``xt1``: see :func:`lloyd`; ``variance`` (B,): the mean
+    per-coordinate variance of each chain's samples, if at hand (the tolerance is 1e-4 times it)."""
+    tol = KMEANS_TOL * (xt.var(axis=2).mean(axis=1) if variance is None else variance)
+    return assign(xt, lloyd(xt, kmeans_plusplus(xt, k, rng), tol, xt1=xt1))

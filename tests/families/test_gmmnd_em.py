@@ -346,3 +346,38 @@ def test_a_seed_instead_of_a_generator_is_a_type_error():
     with pytest.raises(TypeError, match="'rng'"):
         em_fit(np.zeros((1, 10, 2)), 2, rng=0)
     assert isinstance(em_fit(np.arange(40.0).reshape(1, 20, 2), 2, rng=np.random.default_rng()), Mixture)
+
+
+def test_fit_of_sampled_coordinate_rows_equals_fit_of_a_contiguous_copy():
+    """sample_mixture returns a (B, n, d) view of coordinate rows, which em_fit reads without
+    copying; the fit is bit for bit that of a C-contiguous copy, and the view is not written."""
+    rng = np.random.default_rng(41)
+    x = sample_mixture([0.4, 0.6], [[0.0, 0.0], [2.0, 1.0]], [np.eye(2), 0.5 * np.eye(2)], 300, rng=rng)
+    x = np.concatenate([x] * 3)  # a contiguous batch of 3 ...
+    rows = sample_mixture(
+        np.full((3, 2), 0.5), np.zeros((3, 2, 2)), np.broadcast_to(np.eye(2), (3, 2, 2, 2)), 300, rng=rng
+    )
+    assert not rows.flags.c_contiguous  # ... and a view of coordinate rows
+    before = rows.copy()
+    for data in (x, rows):
+        a = em_fit(data, 2, rng=np.random.default_rng(1))
+        b = em_fit(np.ascontiguousarray(data), 2, rng=np.random.default_rng(1))
+        for name in ("weights", "means", "covariances", "n_iter", "log_likelihood"):
+            np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    np.testing.assert_array_equal(rows, before)
+
+
+def test_the_kept_features_buffer_carries_nothing_between_fits():
+    """Fits of the same shape reuse one features array: a fit between two identical ones (other
+    data, in-place reordering, a final E-step) changes nothing in the second, and the returned
+    mixtures hold no view of the buffer."""
+    rng = np.random.default_rng(42)
+    x, y = rng.normal(size=(2, 6, 150, 2))
+    y[:, :75] += 3.0
+    first = em_fit(x, 2, rng=np.random.default_rng(1), score=False)
+    em_fit(y, 2, rng=np.random.default_rng(2), score=True)
+    em_fit(y, 2, init=first, score=False)
+    again = em_fit(x, 2, rng=np.random.default_rng(1), score=False)
+    for name in ("weights", "means", "covariances", "n_iter", "lower_bound"):
+        np.testing.assert_array_equal(getattr(first, name), getattr(again, name), err_msg=name)
+        assert not np.shares_memory(getattr(first, name), _gmmnd_em._features_buffer((6, 6, 150)))

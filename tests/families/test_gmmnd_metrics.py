@@ -196,3 +196,24 @@ def test_kl_in_three_dimensions_and_nan_beyond():
     assert np.isnan(
         quad.kl_mixture(np.ones((2, 1)), np.zeros((2, 1, d)), np.broadcast_to(np.eye(d), (2, 1, d, d)))
     ).all()
+
+
+def test_two_component_log_density_is_the_general_log_sum_exp():
+    """The two-component log-density (one exponential per point) equals the general
+    log-sum-exp to 1e-13, also for a narrow component far from a wide one (its exponential
+    overflows: the row is redone, without which it is infinite) and for a zero weight."""
+    from sweep.families import _gmmnd_kl
+
+    rng = np.random.default_rng(31)
+    points = rng.normal(0.0, 3.0, (500, 2))
+    w = np.array([[0.3, 0.7], [0.5, 0.5], [0.0, 1.0]])
+    m = np.array([[[0.0, 0.0], [1.0, -1.0]], [[0.0, 0.0], [6.0, 6.0]], [[0.0, 0.0], [1.0, 1.0]]])
+    c = np.array([np.eye(2), 0.5 * np.eye(2)] * 3).reshape(3, 2, 2, 2)
+    c[1, 0] = 1e-4 * np.eye(2)  # z_1 - z_0 far beyond 709 away from the origin
+    got = _gmmnd_kl.log_mixture_density(points, w, m, c)
+    theta, _ = _gmmnd_kl.coefficients(w, m, c, "full")
+    phi = _gmmnd_kl.features(np.ascontiguousarray(points.T)[None], "full")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        want = _gmmnd_kl._log_sum(np.matmul(theta, phi))
+    assert np.isfinite(got).all()
+    np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13)
