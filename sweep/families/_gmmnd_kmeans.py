@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from sweep.families._gmmnd_rows import WorkingRows, swap_out
+from sweep.families._kmeans1d import searchsorted_rows
 
 # scikit-learn KMeans defaults that GaussianMixture's "kmeans" initialisation inherits.
 KMEANS_MAX_ITER = 300
@@ -34,14 +35,12 @@ def _sq_dist(xt: np.ndarray, xx: np.ndarray, c: np.ndarray) -> np.ndarray:
 
 
 def _searchsorted_rows(cum: np.ndarray, vals: np.ndarray) -> np.ndarray:
-    """``np.searchsorted(cum[r], vals[r])`` for every row r (clipped to N - 1, as scikit-learn):
-    one search in the concatenated rows, each row scaled into [r, r + 1] so they stay sorted."""
+    """``np.searchsorted(cum[r], vals[r])`` for every row r (clipped to N - 1, as scikit-learn),
+    by exact bisection in each row: a chain's candidates never depend on its place in the block
+    (one search over rows scaled into [r, r + 1] and concatenated rounded each row by its offset
+    r, so a tie could move by one index with the row's position)."""
     b, n = cum.shape
-    top = np.where(cum[:, -1] > 0, cum[:, -1], 1.0)[:, None]
-    offset = np.arange(b, dtype=float)[:, None]
-    flat = (cum / top + offset).ravel()
-    idx = np.searchsorted(flat, (vals / top + offset).ravel()).reshape(vals.shape)
-    return np.clip(idx - np.arange(b)[:, None] * n, 0, n - 1)
+    return np.minimum(searchsorted_rows(cum, vals, np.arange(b)), n - 1)
 
 
 def kmeans_plusplus(xt: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:

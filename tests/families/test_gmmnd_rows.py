@@ -136,3 +136,19 @@ def test_lloyd_relocates_empty_clusters_as_scikit_learn():
             want = _reference_lloyd(xt[b].T, start[b], tol[b])
             np.testing.assert_allclose(got[b], want, rtol=1e-12, atol=1e-12)
         assert (np.abs(got[::2, -1]) < 10).all()  # the far centres were moved onto samples
+
+
+def test_kmeans_plusplus_candidates_do_not_depend_on_the_row():
+    """The D**2 draw's search is numpy's searchsorted in every row of a 2,000-row block, for
+    values just above an entry (within one ulp of the entry at row offsets in the thousands: a
+    search over rows concatenated with offsets r merged them with the entry, checked)."""
+    from sweep.families._gmmnd_kmeans import _searchsorted_rows
+
+    rng = np.random.default_rng(1)
+    b, n = 2000, 50
+    cum = np.cumsum(rng.random((b, n)), axis=1)
+    at = rng.integers(0, n - 1, size=(b, 3))
+    vals = np.take_along_axis(cum, at, axis=1) * (1 + 4e-16)
+    got = _searchsorted_rows(cum, vals)
+    want = np.stack([np.minimum(np.searchsorted(cum[r], vals[r]), n - 1) for r in range(b)])
+    assert np.array_equal(got, want)
