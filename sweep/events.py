@@ -54,6 +54,16 @@ class EventSet:
         first = self._first[slot]
         np.copyto(first, generation, where=holds & (first == NOT_YET))
 
+    def mark_chains(self, slot: int, generation: int, chains: np.ndarray) -> None:
+        """Record ``generation`` for the listed chains (indices) not yet recorded for ``slot``."""
+        first = self._first[slot]
+        chains = chains[first[chains] == NOT_YET]
+        first[chains] = generation
+
+    def reached(self, slot: int) -> np.ndarray:
+        """Whether each chain has met the condition of ``slot`` (a copy)."""
+        return self._first[slot] != NOT_YET
+
     def mark_symbols(self, generation: int, lost: np.ndarray) -> None:
         """``lost`` has shape (B, number of declared symbols)."""
         first = self._symbol_first

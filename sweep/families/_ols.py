@@ -37,9 +37,10 @@ def solve_lower(low: np.ndarray, b: np.ndarray) -> np.ndarray:
     x = b.copy()
     with np.errstate(invalid="ignore", divide="ignore"):
         for i in range(d):
-            x[:, i] /= low[:, i, i]
-            if i + 1 < d:
-                x[:, i + 1 :] -= low[:, i + 1 :, i] * x[:, i, None]
+            pivot = x[:, i]
+            pivot /= low[:, i, i]
+            for j in range(i + 1, d):  # one long operation per entry: see solve_lower_transposed
+                x[:, j] -= low[:, j, i] * pivot
     return x
 
 
@@ -49,9 +50,13 @@ def solve_lower_transposed(low: np.ndarray, y: np.ndarray) -> np.ndarray:
     x = y.copy()
     with np.errstate(invalid="ignore", divide="ignore"):
         for i in range(d - 1, -1, -1):
-            x[:, i] /= low[:, i, i]
-            if i:
-                x[:, :i] -= low[:, i, :i] * x[:, i, None]
+            pivot = x[:, i]
+            pivot /= low[:, i, i]
+            # Entry by entry, each an operation across all B chains: a (B, i) block operation runs
+            # numpy's inner loop B times over i <= d values, 1.6x slower in all at d = 10. The same
+            # products and differences, so the same bits.
+            for j in range(i):
+                x[:, j] -= low[:, i, j] * pivot
     return x
 
 

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import special
-from scipy.stats import qmc
 
 from sweep.families._quantiles1d import CHUNK_LEVELS, mixture_cdf, mixture_pieces, mixture_quantile, w2_from_pieces
 
@@ -55,6 +54,8 @@ def directions(d: int, count: int) -> np.ndarray:
         longitude = np.pi * (1.0 + 5.0**0.5) * i
         r = np.sqrt(1.0 - z * z)
         return np.stack([r * np.cos(longitude), r * np.sin(longitude), z], axis=1)
+    from scipy.stats import qmc  # here, not at import: scipy.stats takes seconds to import in every worker
+
     points = qmc.Halton(d, scramble=False).random(count + 1)[1:]
     normal = special.ndtri(points)
     return normal / np.linalg.norm(normal, axis=1, keepdims=True)

@@ -20,6 +20,7 @@ from sweep.errors import SpecError
 from sweep.events import EventSet
 from sweep.families import _linalg
 from sweep.families.base import Cost, EventKind, Family
+from sweep.ladder import Ladder
 
 
 @dataclass(frozen=True)
@@ -283,7 +284,12 @@ class GaussianFamily(Family):
 
 
 class GaussianEvents:
-    """spread_below, distance_above and diverged, checked every generation."""
+    """spread_below, distance_above and diverged, checked every generation.
+
+    Each event's thresholds are nested, so a chain is compared with its next threshold only
+    (:class:`~sweep.ladder.Ladder`); a finite sum of the variances vouches for every chain's being
+    finite. A check costs a few operations per chain however many thresholds there are.
+    """
 
     def __init__(self, family: GaussianFamily, batch: int, horizon: int, spec: Any):
         self.family = family
@@ -291,31 +297,35 @@ class GaussianEvents:
         self.spread = [(self.set.add("spread_below", r), r) for r in spec.spread_below]
         self.distance = [(self.set.add("distance_above", eps), eps) for eps in spec.distance_above]
         self.diverged = self.set.add("diverged")
-        if family.d == 1:
+        self._ladders()
+
+    def _ladders(self) -> None:
+        slots = [slot for slot, _ in self.spread]
+        if self.family.d == 1:
             # Compare variances, not ratios: one multiply fewer per chain and generation.
-            self.var_limits = [(slot, r * r * family.var0) for slot, r in self.spread]
-            self.log_limits = []
+            limits = [r * r * self.family.var0 for _, r in self.spread]
         else:
-            self.var_limits = []
-            self.log_limits = [(slot, np.log(r)) for slot, r in self.spread]
+            limits = [np.log(r) for _, r in self.spread]
+        self.spread_ladder = Ladder(self.set, slots, limits, below=True)
+        self.distance_ladder = Ladder(
+            self.set, [slot for slot, _ in self.distance], [eps for _, eps in self.distance], below=False
+        )
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if "spread_ladder" not in state:  # a tracker pickled before the ladders (a kept final state)
+            self._ladders()
 
     def update(self, generation: int, params: Params, state: Any) -> None:
-        mark = self.set.mark
         with np.errstate(all="ignore"):
-            for slot, limit in self.var_limits:
-                mark(slot, generation, params.cov < limit)
-            if self.log_limits:
-                log_spread = self.family._log_spread(params)
-                for slot, limit in self.log_limits:
-                    mark(slot, generation, log_spread < limit)
+            if self.spread:
+                spread = params.cov if self.family.d == 1 else self.family._log_spread(params)
+                self.spread_ladder.update(generation, spread)
             if self.distance:
-                w2 = self.family._w2(params)
-                for slot, eps in self.distance:
-                    mark(slot, generation, w2 > eps)
+                self.distance_ladder.update(generation, self.family._w2(params))
             # A non-finite mean comes with a non-finite (co)variance in both paths, so checking
             # the variance suffices and keeps the 1-D exact path at a few operations per chain.
-            if self.family.d == 1:
-                finite = np.isfinite(params.cov)
-            else:
-                finite = np.isfinite(np.einsum("bii->b", params.cov))
-            mark(self.diverged, generation, ~finite)
+            variance = params.cov if self.family.d == 1 else np.einsum("bii->b", params.cov)
+            # A finite sum means every term is finite; only otherwise is each chain looked at.
+            if not np.isfinite(np.add.reduce(variance)):
+                self.set.mark(self.diverged, generation, ~np.isfinite(variance))
