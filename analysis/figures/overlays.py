@@ -164,8 +164,9 @@ def _binned_kde(w: np.ndarray, m: np.ndarray, kernel: np.ndarray, x: np.ndarray,
 def density_snapshots_figure(snapshots: pd.DataFrame, truth: dict, *, title: str = "", path=None) -> Figure:
     """Rows of panels, one row per cell and one panel per generation: the truth (grey: its
     density filled, or its samples) and each chain's fitted density as contour lines (one colour
-    per chain), at 5%, 25% and 60% of the truth's peak (of the first generation's median peak for
-    a truth given as samples).
+    per chain) at 5%, 25% and 60% of that density's own peak, so that a fit that spread out far
+    beyond the truth (a KDE under replace) is drawn as clearly as one that stayed. Each panel has
+    its own window, covering the truth and that generation's fits: the axes show the scale.
 
     Parameters
     ----------
@@ -184,35 +185,30 @@ def density_snapshots_figure(snapshots: pd.DataFrame, truth: dict, *, title: str
     cells = list(dict.fromkeys(snapshots["cell"]))
     generations = {c: sorted(snapshots.loc[snapshots["cell"] == c, "generation"].unique()) for c in cells}
     ncols = max(len(g) for g in generations.values())
+    shares = np.array([0.05, 0.25, 0.6])
     with style():
         fig, axes = panels(len(cells) * ncols, ncols=ncols, panel=(3.4, 3.2))
         for row, cell in enumerate(cells):
             fits = snapshots[snapshots["cell"] == cell]
-            x, y = _window(truth[cell], fits)
-            densities = {
-                (f.generation, f.replicate): mixture_density_2d(f.weights, f.means, f.covariances, x, y)
-                for f in fits.itertuples()
-            }
             samples = isinstance(truth[cell], np.ndarray)
-            if samples:
-                first = generations[cell][0]
-                peak = float(np.median([d.max() for (g, _), d in densities.items() if g == first]))
-            else:
-                true_density = mixture_density_2d(*truth[cell], x, y)
-                peak = float(true_density.max())
-            levels = peak * np.array([0.05, 0.25, 0.6])
             chains = sorted(fits["replicate"].unique())
             palette = dict(zip(chains, colours(len(chains), "plasma")))
             for col, generation in enumerate(generations[cell]):
                 ax = axes[row * ncols + col]
+                now = fits[fits["generation"] == generation]
+                x, y = _window(truth[cell], now)
                 if samples:
                     ax.scatter(*truth[cell].T, s=1, color="0.6", alpha=0.4, lw=0, rasterized=True)
                 else:
-                    ax.contourf(x, y, true_density, levels=[*levels, 1.01 * peak], cmap="Greys", alpha=0.5)
-                for chain in chains:
-                    density = densities.get((generation, chain))
-                    if density is not None and density.max() > levels[0]:
-                        ax.contour(x, y, density, levels=levels, colors=[palette[chain]], linewidths=1.0)
+                    true_density = mixture_density_2d(*truth[cell], x, y)
+                    peak = float(true_density.max())
+                    if peak > 0:
+                        ax.contourf(x, y, true_density, levels=[*(peak * shares), 1.01 * peak], cmap="Greys", alpha=0.5)
+                for f in now.itertuples():
+                    density = mixture_density_2d(f.weights, f.means, f.covariances, x, y)
+                    top = float(np.nanmax(density)) if density.size else 0.0
+                    if np.isfinite(top) and top > 0:
+                        ax.contour(x, y, density, levels=top * shares, colors=[palette[f.replicate]], linewidths=1.0)
                 ax.set_xlim(x[0], x[-1])
                 ax.set_ylim(y[0], y[-1])
                 ax.set_aspect("equal", adjustable="box")
@@ -220,7 +216,11 @@ def density_snapshots_figure(snapshots: pd.DataFrame, truth: dict, *, title: str
                 # the cell's label (long for a generator axis) once per row, wrapped to the panel
                 label = textwrap.fill(str(fits["cell_label"].iloc[0]), 44) + "\n" if col == 0 else ""
                 ax.set_title(f"{label}generation {generation}", fontsize=8, loc="left" if col == 0 else "center")
-        fig.suptitle(title or "Fitted densities (lines, one colour per chain) over the truth (grey)", fontsize=11)
+        fig.suptitle(
+            title
+            or "Fitted densities (lines, one colour per chain; 5/25/60% of each one's peak) over the truth (grey)",
+            fontsize=11,
+        )
     return finish(fig, path)
 
 
