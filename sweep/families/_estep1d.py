@@ -84,7 +84,7 @@ def _parabola_range(al, be, ga, lo, hi):
 
 def _sum_log(s, levels):
     """sum(log(s), axis=1) for s >= 1, each row through a pairwise product tree of its own depth
-    ``levels`` (R,) ints.
+    ``levels`` (R,) ints, or one int for all rows.
 
     A row's depth depends on that row alone, so its bits do not depend on which chains share the
     call (a shared depth, the smallest any row allows, made a chain's likelihood, and so at worst
@@ -92,24 +92,33 @@ def _sum_log(s, levels):
     there; the others go on halving.
     """
     t = s
+    if np.ndim(levels) == 0:  # one depth for every row (the usual case): no per-row bookkeeping
+        for _ in range(int(levels)):
+            half = t.shape[1] // 2
+            if half == 0:
+                break
+            u = t[:, :half] * t[:, half : 2 * half]
+            if t.shape[1] % 2:
+                u[:, 0] *= t[:, -1]
+            t = u
+        # float32 logs are summed in float64
+        return np.log(t).sum(axis=1, dtype=np.float64)
+    # the rows that end at a level take their logs there (gathered: few rows, short by then);
+    # the others, and the finished ones with them, go on halving with no gather
     out = np.empty(s.shape[0])
     left = np.ones(s.shape[0], dtype=bool)
     for level in range(int(levels.max(initial=0)) + 1):
         half = t.shape[1] // 2
-        done = left & ((levels <= level) | (half == 0))
-        if done.all():  # every row ends here (the usual case): no row copy
-            # float32 logs are summed in float64
-            return np.log(t).sum(axis=1, dtype=np.float64)
+        done = left & (levels <= level) if half else left
         if done.any():
             out[done] = np.log(t[done]).sum(axis=1, dtype=np.float64)
             left &= ~done
             if not left.any():
-                return out
+                break
         u = t[:, :half] * t[:, half : 2 * half]
         if t.shape[1] % 2:
             u[:, 0] *= t[:, -1]
         t = u
-    out[left] = np.log(t[left]).sum(axis=1, dtype=np.float64)
     return out
 
 
@@ -122,10 +131,31 @@ def _tree_levels(top, k, safe=EXP_SAFE):
     return np.clip(np.floor(np.log2(safe / ub)) - 1, 0, _MAX_TREE).astype(np.int64)
 
 
+#: The product tree stops halving before rows get shorter than this: below it the halvings'
+#: allocations cost more than the logs they save (measured at N = 100: no tree is 6% faster).
+_MIN_WIDTH = 64
+
+
+def _width_levels(n):
+    """The deepest tree that keeps rows of n values at least :data:`_MIN_WIDTH` wide (a rule of
+    n alone, so every chain of a call gets the same cap)."""
+    return max(int(np.floor(np.log2(n / _MIN_WIDTH))), 0) if n >= _MIN_WIDTH else 0
+
+
+def _uniform(values, rows):
+    """The value every selected row has (a Python scalar), or None when they differ."""
+    chosen = values[rows]
+    first = chosen[0]
+    return first.item() if (chosen == first).all() else None
+
+
 def _clamp(e, clamp, floor):
-    """Raise exponents below ``floor`` in the rows that need it (``clamp`` (R,) bools), so that
-    no row's values depend on its neighbours'."""
-    if clamp.all():
+    """Raise exponents below ``floor`` in the rows that need it (``clamp`` (R,) bools, or one
+    bool for all rows), so that no row's values depend on its neighbours'."""
+    if np.ndim(clamp) == 0:
+        if clamp:
+            np.maximum(e, floor, out=e)
+    elif clamp.all():
         np.maximum(e, floor, out=e)
     elif clamp.any():
         rows = np.flatnonzero(clamp)
@@ -283,9 +313,11 @@ def estep(x, x2, sx, sxx, lo, hi, ebuf, sbuf, w, m, v, *, stats=True, single=Non
                 safe, floor = TREE_SAFE32, EXP_FLOOR32
             else:
                 safe, floor = EXP_SAFE, EXP_FLOOR
-            # per row, never over the group: a chain's bits must not depend on its batch
+            # per row, never over the group: a chain's bits must not depend on its batch; one
+            # scalar where every row of the group agrees (the usual case: no per-block indexing)
             clamp = ~(bottom >= floor).all(axis=1)
-            levels = _tree_levels(top, k, safe)
+            levels = np.minimum(_tree_levels(top, k, safe), _width_levels(n))
+            uniform_clamp, uniform_levels = _uniform(clamp, rows), _uniform(levels, rows)
             for r0 in range(0, count, rb):
                 blk = slice(r0, min(r0 + rb, count))
                 at = blk if idx is None else idx[blk]
@@ -293,7 +325,13 @@ def estep(x, x2, sx, sxx, lo, hi, ebuf, sbuf, w, m, v, *, stats=True, single=Non
                 xs = x[at]
                 # x2 is None in float32 E-steps and when no statistics are wanted
                 x2s = x2[at] if x2 is not None else (xs * xs if stats and kernel == "double" else None)
-                coef = (al[at], be[at], ga[at], clamp[at], levels[at])
+                coef = (
+                    al[at],
+                    be[at],
+                    ga[at],
+                    clamp[at] if uniform_clamp is None else uniform_clamp,
+                    levels[at] if uniform_levels is None else uniform_levels,
+                )
                 if kernel == "single":
                     x32, e32, s32 = single
                     totals = np.stack([np.full(nrow, float(n)), sx[at], sxx[at]])
