@@ -94,13 +94,9 @@ def _sum_log(s, levels):
     t = s
     if np.ndim(levels) == 0:  # one depth for every row (the usual case): no per-row bookkeeping
         for _ in range(int(levels)):
-            half = t.shape[1] // 2
-            if half == 0:
+            if t.shape[1] < 2:
                 break
-            u = t[:, :half] * t[:, half : 2 * half]
-            if t.shape[1] % 2:
-                u[:, 0] *= t[:, -1]
-            t = u
+            t = _halve(t)
         # float32 logs are summed in float64
         return np.log(t).sum(axis=1, dtype=np.float64)
     # the rows that end at a level take their logs there (gathered: few rows, short by then);
@@ -108,18 +104,24 @@ def _sum_log(s, levels):
     out = np.empty(s.shape[0])
     left = np.ones(s.shape[0], dtype=bool)
     for level in range(int(levels.max(initial=0)) + 1):
-        half = t.shape[1] // 2
-        done = left & (levels <= level) if half else left
+        done = left & (levels <= level) if t.shape[1] >= 2 else left
         if done.any():
             out[done] = np.log(t[done]).sum(axis=1, dtype=np.float64)
             left &= ~done
             if not left.any():
                 break
-        u = t[:, :half] * t[:, half : 2 * half]
-        if t.shape[1] % 2:
-            u[:, 0] *= t[:, -1]
-        t = u
+        t = _halve(t)
     return out
+
+
+def _halve(t):
+    """One level of the product tree: neighbouring halves multiplied (an odd last value folded
+    into the first product)."""
+    half = t.shape[1] // 2
+    u = t[:, :half] * t[:, half : 2 * half]
+    if t.shape[1] % 2:
+        u[:, 0] *= t[:, -1]
+    return u
 
 
 def _tree_levels(top, k, safe=EXP_SAFE):
@@ -179,28 +181,34 @@ def _stable(x, x2, head, m, c, stats):
     return ll, (z.sum(axis=2), np.vecdot(z, x[:, None, :]), np.vecdot(z, x2[:, None, :]))
 
 
-def _fast_rows(x, x2, al, be, ga, clamp, levels, e, s, stats):
-    """The per-sample work of the fast path on a block of rows.
-
-    Returns sum_n log(s_n) (R,) and, if ``stats``, the responsibility-weighted sums of 1, x,
-    x**2 of the reference component (3, R) and of the others (3, k-1, R).
-    """
+def _exp_sums(x, al, be, ga, clamp, levels, e, s, floor):
+    """The per-sample exponentials of a block of rows, in the precision of ``x``, ``e``, ``s``:
+    e[j] = exp(al_j + be_j x + ga_j x**2) of the non-reference components, s = 1 + sum_j e[j]
+    (the reference component's term is 1), and sum_n log(s_n) (R,) in float64."""
     for j in range(al.shape[1]):
         ej = e[j]
         np.multiply(x, ga[:, j, None], out=ej)
         ej += be[:, j, None]
         ej *= x
         ej += al[:, j, None]
-    _clamp(e, clamp, EXP_FLOOR)
+    _clamp(e, clamp, floor)
     np.exp(e, out=e)
-    if al.shape[1]:
-        np.add(e[0], 1.0, out=s)
-        for j in range(1, al.shape[1]):
-            s += e[j]
-        sum_log = _sum_log(s, levels)
-    else:
+    if not al.shape[1]:
         s.fill(1.0)
-        sum_log = np.zeros(len(x))
+        return np.zeros(len(x))
+    np.add(e[0], 1.0, out=s)
+    for j in range(1, al.shape[1]):
+        s += e[j]
+    return _sum_log(s, levels)
+
+
+def _fast_rows(x, x2, al, be, ga, clamp, levels, e, s, stats):
+    """The per-sample work of the fast path on a block of rows.
+
+    Returns sum_n log(s_n) (R,) and, if ``stats``, the responsibility-weighted sums of 1, x,
+    x**2 of the reference component (3, R) and of the others (3, k-1, R).
+    """
+    sum_log = _exp_sums(x, al, be, ga, clamp, levels, e, s, EXP_FLOOR)
     if not stats:
         return sum_log, None, None
     np.divide(1.0, s, out=s)  # the reference component's responsibility
@@ -223,22 +231,7 @@ def _single_rows(x32, x, x2, totals, al, be, ga, clamp, levels, e, s, r64, stats
     its reference statistics from their own sums instead.
     """
     al, be, ga = (c.astype(np.float32) for c in (al, be, ga))
-    for j in range(al.shape[1]):
-        ej = e[j]
-        np.multiply(x32, ga[:, j, None], out=ej)
-        ej += be[:, j, None]
-        ej *= x32
-        ej += al[:, j, None]
-    _clamp(e, clamp, EXP_FLOOR32)
-    np.exp(e, out=e)
-    if al.shape[1]:
-        np.add(e[0], 1.0, out=s)
-        for j in range(1, al.shape[1]):
-            s += e[j]
-        sum_log = _sum_log(s, levels)
-    else:
-        s.fill(1.0)
-        sum_log = np.zeros(len(x32))
+    sum_log = _exp_sums(x32, al, be, ga, clamp, levels, e, s, EXP_FLOOR32)
     if not stats:
         return sum_log, None, None
 
