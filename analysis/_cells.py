@@ -113,6 +113,23 @@ def cell_table(frame: pd.DataFrame) -> pd.DataFrame:
     return table.sort_index()
 
 
+def pick_cells(frame: pd.DataFrame, cells, limit: int, what: str = "panels") -> pd.DataFrame:
+    """The :func:`cell_table` rows of ``cells`` (default every cell) for a figure that draws at
+    most ``limit`` of them; an unknown cell or too many is a ValueError naming them.
+
+    ``what`` is what each cell becomes in the figure, for the message ("panels", "fans per panel").
+    """
+    table = cell_table(frame)
+    if cells is not None:
+        unknown = sorted(set(cells) - set(table.index))
+        if unknown:
+            raise ValueError(f"cells {unknown} are not in the trajectories; cells present: {table.index.tolist()}")
+        table = table.loc[list(cells)]
+    if len(table) > limit:
+        raise ValueError(f"{len(table)} cells would make {len(table)} {what} (at most {limit}); pass cells=[...]")
+    return table
+
+
 def label(row: dict, shown: Iterable[str]) -> str:
     """``"n=100, replace, temperature=0.5, k=3"``: the ``shown`` columns of one row, in order
     (``family`` and ``policy`` by value, ``n`` and the axes as ``name=value``)."""

@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 from analysis import theory
-from analysis._cells import cell_labels, cell_table, is_one_d, require_columns, theory_holds
+from analysis._cells import cell_labels, cell_table, is_one_d, pick_cells, require_columns, theory_holds
 from analysis._declarations import for_frame
 from analysis.figures._common import GENERATION_LABEL, SIGMA_LABEL, finish, panels, style
 
@@ -17,18 +17,6 @@ __all__ = ["fan_chart", "density_figure"]
 
 _MAX_PANELS = 12
 _METRIC_LABELS = {"w2": "W2 to the truth", "tv": "TV distance to the truth", "kl": "KL(true || fitted), nats"}
-
-
-def _pick_cells(trajectories: pd.DataFrame, cells, limit: int) -> pd.DataFrame:
-    table = cell_table(trajectories)
-    if cells is not None:
-        unknown = sorted(set(cells) - set(table.index))
-        if unknown:
-            raise ValueError(f"cells {unknown} are not in the trajectories; cells present: {table.index.tolist()}")
-        table = table.loc[list(cells)]
-    if len(table) > limit:
-        raise ValueError(f"{len(table)} cells would make {len(table)} panels (at most {limit}); pass cells=[...]")
-    return table
 
 
 _MIXTURE_COLUMNS = ("weights", "means", "sigmas")
@@ -92,7 +80,7 @@ def fan_chart(
         One axes per cell; the first holds the legend.
     """
     require_columns(trajectories, ["cell", "generation", metric], "trajectories")
-    table = _pick_cells(trajectories, cells, _MAX_PANELS)
+    table = pick_cells(trajectories, cells, _MAX_PANELS)
     labels = cell_labels(table)
     if overlays is None:
         declared = for_frame(trajectories)
@@ -186,7 +174,7 @@ def density_figure(
         )
     if cells is None:
         cells = cell_table(trajectories).index[:3].tolist()
-    table = _pick_cells(trajectories, cells, 4)
+    table = pick_cells(trajectories, cells, 4)
     recorded = np.unique(trajectories["generation"])
     generations = _default_generations(recorded) if generations is None else list(generations)
     absent = sorted(set(generations) - set(recorded.tolist()))

@@ -8,7 +8,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from analysis._cells import cell_labels, require_columns
+from analysis._cells import cell_labels, pick_cells, require_columns
 from analysis.figures._common import GENERATION_LABEL, colours, finish, panels, style
 
 __all__ = ["metric_fans", "MAX_CELLS"]
@@ -63,15 +63,10 @@ def metric_fans(
     """
     metrics = list(metrics)
     require_columns(trajectories, ["cell", "generation"] + metrics, "trajectories")
-    present = sorted(trajectories["cell"].unique())
-    cells = present if cells is None else list(cells)
-    unknown = sorted(set(cells) - set(present))
-    if unknown:
-        raise ValueError(f"cells {unknown} are not in the trajectories; cells present: {present}")
-    if len(cells) > MAX_CELLS:
-        raise ValueError(f"{len(cells)} cells would overlay {len(cells)} fans per panel (at most {MAX_CELLS})")
+    table = pick_cells(trajectories, cells, MAX_CELLS, "fans per panel")
+    cells = table.index.tolist()
     rows = trajectories[trajectories["cell"].isin(cells)]
-    labels = cell_labels(rows)
+    labels = cell_labels(table)
     palette = colours(len(cells), "viridis") if len(cells) > 3 else [f"C{i}" for i in range(len(cells))]
     titles = titles or {}
     with style():
