@@ -73,15 +73,10 @@ def replay_fits(location: str, cell: int, generations: list[int], *, chains: int
 
     from sweep.engine import BlockRun
     from sweep.grid import block_rng
-    from sweep.grid import cells as grid_cells
-    from sweep.spec import parse_spec
-    from sweep.store import Store
+    from sweep.replay import stored_cells
 
-    meta = Store(location).read_meta()
-    spec = parse_spec(meta["spec"])
-    stored = meta.get("cells") or []
-    sizes = [c.get("block_size") for c in stored] if isinstance(stored, list) else []
-    target = grid_cells(spec, block_sizes=sizes if len(sizes) == len(spec.grid.points) else None)[cell]
+    meta, spec, grid = stored_cells(location)
+    target = grid[cell]
     target.family.prepare(location, write=False)
     run = BlockRun(
         target.family, target, 0, rng=block_rng(int(meta["root_entropy"]), target, 0), events_spec=spec.events

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -14,6 +15,30 @@ from sweep.grid import cells as grid_cells
 from sweep.spec import parse_spec
 from sweep.store import Store, plain_table
 from sweep.task import build_tables
+
+
+def stored_cells(location: str) -> tuple[dict, Any, list]:
+    """A results folder's ``sweep.json``, its spec and its cells as the folder computed them:
+    the block sizes recorded per cell (whatever the defaults are now), and for a folder of
+    ``sweep search`` each cell's trial.
+
+    Returns
+    -------
+    (meta, spec, cells)
+    """
+    meta = Store(location).read_meta()
+    if meta is None:
+        raise UsageError(f"results folder '{location}': expected a folder written by 'sweep run', got none")
+    spec = parse_spec(meta["spec"])
+    stored = meta.get("cells") or []
+    if not isinstance(stored, list):
+        stored = []
+    sizes = [c.get("block_size") for c in stored]
+    grid = grid_cells(spec, block_sizes=sizes if len(sizes) == len(spec.grid.points) else None)
+    for index, entry in enumerate(stored[: len(grid)]):
+        if entry.get("trial") is not None:  # a cell of 'sweep search' carries its trial in every row
+            grid[index] = replace(grid[index], trial=int(entry["trial"]))
+    return meta, spec, grid
 
 
 def replay_chain(location: str, cell: int, replicate: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -28,22 +53,12 @@ def replay_chain(location: str, cell: int, replicate: int) -> tuple[pd.DataFrame
         The chain's rows, with the same columns as :func:`analysis.load` and
         :func:`analysis.load_events`.
     """
-    meta = Store(location).read_meta()
-    if meta is None:
-        raise UsageError(f"results folder '{location}': expected a folder written by 'sweep run', got none")
-    spec = parse_spec(meta["spec"])
-    # the block sizes the folder was computed with (recorded per cell), whatever the defaults now
-    stored = meta.get("cells") or []
-    sizes = [c.get("block_size") for c in stored] if isinstance(stored, list) else []
-    grid = grid_cells(spec, block_sizes=sizes if len(sizes) == len(spec.grid.points) else None)
+    meta, spec, grid = stored_cells(location)
     if not 0 <= cell < len(grid) or not 0 <= replicate < spec.replicates:
         raise UsageError(
             f"replay: expected cell in [0, {len(grid) - 1}] and replicate in [0, {spec.replicates - 1}], got cell {cell}, replicate {replicate}"
         )
     target = grid[cell]
-    trial = stored[cell].get("trial") if isinstance(stored, list) and cell < len(stored) else None
-    if trial is not None:  # a cell of 'sweep search' carries its trial in every row
-        target = replace(target, trial=int(trial))
     block = replicate // target.block_size
     entropy = int(meta["root_entropy"])
     target.family.prepare(location, write=False)
