@@ -1,0 +1,70 @@
+"""The optional compiled kernels: whether numba is here, and the ``kernel`` field that picks them.
+
+Families with a compiled path declare a ``kernel`` field: ``numpy`` (the vectorised numpy
+code, always available), ``numba`` (compiled kernels, ``pip install 'collapse-sweep[fast]'``) or
+``auto`` (the default: numba when it is installed). The spec resolves ``auto`` when it is
+parsed, on the driver, so ``sweep.json`` records the kernel that computed a folder and a resume
+or replay uses the same one. The two kernels draw and round differently, so a chain's values
+depend on the kernel (each kernel is reproducible on its own: bit for bit on one machine).
+
+Compiled functions are made with :func:`jit`, which imports numba only when a kernel is first
+called, so that importing a family never needs numba, and caches the machine code on disk
+(``cache=True``), so that every Ray worker after the first loads it instead of compiling.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from collections.abc import Callable
+from typing import Any
+
+from sweep.errors import SpecError
+
+KERNELS = ("auto", "numpy", "numba")
+INSTALL_HINT = "pip install 'collapse-sweep[fast]'"
+
+
+@functools.cache
+def available() -> bool:
+    """Whether numba can be imported here (looked up once, without importing it)."""
+    return importlib.util.find_spec("numba") is not None
+
+
+def resolve_kernel(value: Any, path: str) -> str:
+    """Reader of a ``kernel`` field: ``auto`` becomes ``numba`` or ``numpy``; ``numba`` must be
+    installed."""
+    if not isinstance(value, str) or value not in KERNELS:
+        raise SpecError(path, f"one of {', '.join(KERNELS)}", value)
+    if value == "auto":
+        return "numba" if available() else "numpy"
+    if value == "numba" and not available():
+        raise SpecError(path, f"numpy, or numba installed ({INSTALL_HINT})", "numba, which is not installed", raw=True)
+    return value
+
+
+def jit(**options: Any) -> Callable[[Callable], Callable]:
+    """``numba.njit(cache=True, nogil=True, **options)``, compiled at the first call.
+
+    The decorated function stays a plain Python function until then, so modules that define
+    kernels import without numba; calling one without numba raises ImportError with the
+    install hint.
+    """
+
+    def wrap(func: Callable) -> Callable:
+        compiled: list[Callable] = []
+
+        @functools.wraps(func)
+        def call(*args: Any) -> Any:
+            if not compiled:
+                try:
+                    import numba
+                except ImportError as exc:  # pragma: no cover - exercised only without numba
+                    raise ImportError(f"{func.__name__} needs numba ({INSTALL_HINT})") from exc
+                compiled.append(numba.njit(cache=True, nogil=True, **options)(func))
+            return compiled[0](*args)
+
+        call.py_func = func  # the uncompiled function, for tests
+        return call
+
+    return wrap
