@@ -39,7 +39,12 @@ def _first_difference(a: Any, b: Any, path: str = "") -> str:
         for key in sorted(set(a) | set(b), key=str):
             if a.get(key) != b.get(key):
                 return _first_difference(a.get(key), b.get(key), f"{path}.{key}" if path else str(key))
-    return f"{path or 'spec'}: {b!r} in the folder, {a!r} now"
+    text = f"{path or 'spec'}: {b!r} in the folder, {a!r} now"
+    if path.endswith(".kernel"):
+        # kernel: auto resolves to what is installed, so the same YAML can name another kernel
+        # than the folder's (written only when numba: absent means numpy)
+        text += f"; continue it with its own kernel: --set {path}={b or 'numpy'}"
+    return text
 
 
 def _cell_table(cells: list[Cell]) -> list[dict[str, Any]]:
