@@ -92,6 +92,13 @@ def _moments(x, acc):
             acc[1, i] += xi * xi
             acc[2, i] = xi if xi < acc[2, i] else acc[2, i]
             acc[3, i] = xi if xi > acc[3, i] else acc[3, i]
+    while lanes > FOLDED:  # folded as _fold_sums does, min and max with the sums
+        half = lanes // 2
+        for i in range(half):
+            _fold_moments(acc, i, half + i)
+        if lanes % 2:
+            _fold_moments(acc, 0, lanes - 1)
+        lanes = half
     sx, sxx, lo, hi = 0.0, 0.0, acc[2, 0], acc[3, 0]
     for i in range(lanes):
         sx += acc[0, i]
@@ -99,6 +106,14 @@ def _moments(x, acc):
         lo = acc[2, i] if acc[2, i] < lo else lo
         hi = acc[3, i] if acc[3, i] > hi else hi
     return sx, sxx, lo, hi
+
+
+def _fold_moments(acc, i, j):
+    """Lane j of the moments' sums, min and max into lane i."""
+    acc[0, i] += acc[0, j]
+    acc[1, i] += acc[1, j]
+    acc[2, i] = acc[2, j] if acc[2, j] < acc[2, i] else acc[2, i]
+    acc[3, i] = acc[3, j] if acc[3, j] > acc[3, i] else acc[3, i]
 
 
 def _stable(x, head, m, c, stats, st, zk):
@@ -137,9 +152,9 @@ def _estep(x, mom, w, m, v, stats, st, work):
     ``mom`` is (sum x, sum x**2, min, max) of the centred data x, ``work`` the buffers of
     :func:`_workspace`.
     """
-    e, zb, sb, tb, prod, pw, pexp, scratch, acc, zk = work
+    e, zb, sb, tb, prod, pw, pexp, scratch, acc, zk, coef, oth = work
     n, k = x.shape[0], w.shape[0]
-    head, a, b, c = np.empty(k), np.empty(k), np.empty(k), np.empty(k)
+    head, a, b, c, al, be, ga = coef[0], coef[1], coef[2], coef[3], coef[4], coef[5], coef[6]
     ref = 0
     for j in range(k):
         head[j] = np.log(w[j]) - 0.5 * (LOG_2PI + np.log(v[j]))
@@ -150,8 +165,6 @@ def _estep(x, mom, w, m, v, stats, st, work):
     sx, sxx, lo, hi = mom
     # the others' exponents relative to the reference: al + be x + ga x**2, concave (ga <= 0),
     # so their maximum over [lo, hi] is at the clipped vertex
-    oth = np.empty(k - 1, dtype=np.int64)
-    al, be, ga = np.empty(k - 1), np.empty(k - 1), np.empty(k - 1)
     peak = -np.inf
     for q in range(k - 1):
         j = (ref + 1 + q) % k
@@ -210,25 +223,64 @@ def _estep(x, mom, w, m, v, stats, st, work):
                 acc[row, i] += r
                 acc[row + 1, i] += rx
                 acc[row + 2, i] += rx * xs[i]
-    # the lanes' products multiplied in lane order, renormalised after each factor
+    # the lanes folded pairwise (vectorised) down to FOLDED, then summed in lane order
+    lanes = _fold_products(prod, prod_bits, pexp, lanes)
     power = 0
     scratch_f = scratch.view(np.float64)
     scratch_f[0] = 1.0
     for i in range(lanes):
         power += pexp[i]
         scratch_f[0] *= prod[i]
-        bits = scratch[0]
-        power += (bits >> 52) - 1023
-        scratch[0] = (bits & _MANTISSA) | _ONE_BITS
+        v = scratch[0]
+        power += (v >> 52) - 1023
+        scratch[0] = (v & _MANTISSA) | _ONE_BITS
     ll += np.log(scratch_f[0]) + power * _LN2
     if stats:
+        folded = _fold_sums(acc, 3 * k, min(CHUNK, n))
         for j in range(k):
             for t in range(3):
-                s = 0.0
-                for i in range(lanes):
-                    s += acc[3 * j + t, i]
-                st[t, j] = s
+                total = 0.0
+                for i in range(folded):
+                    total += acc[3 * j + t, i]
+                st[t, j] = total
     return ll / n
+
+
+#: Lanes left after folding; they are summed one by one.
+FOLDED = 8
+
+
+def _fold_products(prod, prod_bits, pexp, lanes):
+    """Multiply the upper half of the lanes into the lower half until FOLDED or fewer are
+    left (an odd last lane into lane 0), renormalising after each product; returns the count."""
+    while lanes > FOLDED:
+        half = lanes // 2
+        for i in range(half):
+            prod[i] *= prod[half + i]
+            pexp[i] += pexp[half + i]
+        if lanes % 2:
+            prod[0] *= prod[lanes - 1]
+            pexp[0] += pexp[lanes - 1]
+        for i in range(half):
+            v = prod_bits[i]
+            pexp[i] += (v >> 52) - 1023
+            prod_bits[i] = (v & _MANTISSA) | _ONE_BITS
+        lanes = half
+    return lanes
+
+
+def _fold_sums(acc, rows, lanes):
+    """Add the upper half of the lanes of acc[:rows] into the lower half until FOLDED or fewer
+    are left (an odd last lane into lane 0); returns the count."""
+    while lanes > FOLDED:
+        half = lanes // 2
+        for r in range(rows):
+            for i in range(half):
+                acc[r, i] += acc[r, half + i]
+            if lanes % 2:
+                acc[r, 0] += acc[r, lanes - 1]
+        lanes = half
+    return lanes
 
 
 def _workspace(k):
@@ -245,6 +297,8 @@ def _workspace(k):
         np.empty(1, dtype=np.int64),
         np.empty((max(3 * k, 4), CHUNK)),  # lane sums of the statistics (and of the moments)
         np.empty(k),  # the stable path's per-component values
+        np.empty((7, k)),  # log-density coefficients: head, a, b, c, and al, be, ga of the others
+        np.empty(k, dtype=np.int64),  # the others' component indices
     )
 
 
@@ -297,7 +351,17 @@ def _loglik_block(x, w, m, v, out):
 
 
 CACHE = True
-_HELPERS = ("_exp_into", "_moments", "_stable", "_estep", "_workspace", "_mstep")
+_HELPERS = (
+    "_exp_into",
+    "_fold_moments",
+    "_moments",
+    "_stable",
+    "_fold_products",
+    "_fold_sums",
+    "_estep",
+    "_workspace",
+    "_mstep",
+)
 
 
 def _compile_helpers():
