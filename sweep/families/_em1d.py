@@ -24,6 +24,7 @@ from sweep.families._em1d_numba import fit_block, loglik_block
 from sweep.families._estep1d import NK_EPS, block_rows, estep, mstep
 from sweep.families._gmm1d import kl_true_fitted, mixture_mean_var, sample_gmm, tail_mass, w2_to_mixture
 from sweep.families._kmeans1d import KMEANS_TOL, SortedRows, kmeans_plusplus, lloyd
+from sweep.families._kmeans1d_numba import lloyd as lloyd_numba
 
 __all__ = [
     "EMResult",
@@ -150,11 +151,13 @@ def _run(work, w, m, v, tol, max_iter, reg_covar):
     return w, m, v, n_iter, converged, lower
 
 
-def _init_kmeans(data, k, reg_covar, rng):
+def _init_kmeans(data, k, reg_covar, rng, kernel="numpy"):
     # KMeans' tolerance is tol * var(X); the variance comes from the prefix sums
     mean = data.c1[:, -1] / data.n
     tol = KMEANS_TOL * np.maximum(data.c2[:, -1] / data.n - mean * mean, 0.0)
-    _, bounds = lloyd(data, kmeans_plusplus(data, k, rng), tol)
+    # the compiled Lloyd returns numpy's boundaries bit for bit: the same start for both kernels
+    iterate = lloyd_numba if kernel == "numba" else lloyd
+    _, bounds = iterate(data, kmeans_plusplus(data, k, rng), tol)
     n, s1, s2 = data.cells(bounds, np.arange(data.xs.shape[0]))
     return _from_hard_labels(n, s1, s2, data.n, reg_covar)
 
@@ -272,7 +275,7 @@ def em_fit(
     x2 = xc * xc
     if sort:
         data = SortedRows(xc, x2)
-        starts = [lambda: _init_kmeans(data, k, reg_covar, rng)] * n_init
+        starts = [lambda: _init_kmeans(data, k, reg_covar, rng, kernel)] * n_init
         work = _Work(xc, k, x2=x2, sums=(data.c1[:, -1], data.c2[:, -1]), is_sorted=True, precision=precision)
     else:
         if isinstance(init, str):

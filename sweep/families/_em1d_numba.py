@@ -350,7 +350,6 @@ def _loglik_block(x, w, m, v, out):
         out[r] = _estep(x[r], _moments(x[r], work[8]), w[r], m[r], v[r], False, st, work)
 
 
-CACHE = True
 _HELPERS = (
     "_exp_into",
     "_fold_moments",
@@ -364,16 +363,17 @@ _HELPERS = (
 )
 
 
-def _compile_helpers():
-    """Turn the helpers into numba functions before an entry point is compiled: compiled code
-    calls only compiled code, and :func:`sweep._numba.jit` keeps a function plain until its
-    first call, so the entry points below find them as numba dispatchers then."""
+def compile_helpers(namespace: dict, names: tuple[str, ...]) -> None:
+    """Turn the helper functions ``names`` of a module (its ``globals()``) into numba functions,
+    once, before the module's entry points compile: compiled code calls only compiled code, and
+    :func:`sweep._numba.jit` keeps a function plain until its first call, so the entry points
+    then find their helpers as numba dispatchers. Helpers come before their callers in names."""
     import numba
 
-    for name in _HELPERS:
-        func = globals()[name]
+    for name in names:
+        func = namespace[name]
         if not isinstance(func, numba.core.dispatcher.Dispatcher):
-            globals()[name] = numba.njit(cache=CACHE, nogil=True, error_model="numpy")(func)
+            namespace[name] = numba.njit(cache=True, nogil=True, error_model="numpy")(func)
 
 
 _fit_compiled = jit(error_model="numpy")(_fit_block)
@@ -397,7 +397,7 @@ def fit_block(x, w, m, v, *, tol, max_iter, reg_covar):
     tuple
         (weights, means, variances, n_iter, converged, lower_bound), as the numpy loop's.
     """
-    _compile_helpers()
+    compile_helpers(globals(), _HELPERS)
     w, m, v = (np.array(a, dtype=np.float64, order="C") for a in (w, m, v))
     b = w.shape[0]
     n_iter, converged, lower = np.zeros(b, np.int64), np.zeros(b, np.bool_), np.full(b, -np.inf)
@@ -409,7 +409,7 @@ def fit_block(x, w, m, v, *, tol, max_iter, reg_covar):
 
 def loglik_block(x, w, m, v):
     """Mean log-likelihood per sample (B,) of every chain of the centred x under w, m, v."""
-    _compile_helpers()
+    compile_helpers(globals(), _HELPERS)
     out = np.empty(x.shape[0])
     w, m, v = (np.ascontiguousarray(a, dtype=np.float64) for a in (w, m, v))
     _loglik_compiled(np.ascontiguousarray(x), w, m, v, out)

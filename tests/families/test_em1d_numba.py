@@ -208,3 +208,32 @@ def test_numba_with_float32_is_a_spec_error(cli, write_spec, tmp_path):
         em_fit(np.zeros((1, 10)), 2, rng=np.random.default_rng(), kernel="numba", precision="float32")
     with pytest.raises(ValueError, match="'kernel'"):
         em_fit(np.zeros((1, 10)), 2, rng=np.random.default_rng(), kernel="c")
+
+
+def test_compiled_lloyd_is_numpys_bit_for_bit(monkeypatch):
+    """The compiled Lloyd iterations return numpy's centres and cell boundaries bit for bit
+    (N = 10 to 10000, k = 1 to 5), so both kernels start EM from the same k-means fit; chains
+    that meet an empty cell (data rounded to even integers: fewer distinct values than k, so
+    equal centres) go to the numpy code, and only those."""
+    from sweep.families import _kmeans1d_numba
+    from sweep.families._kmeans1d import KMEANS_TOL, SortedRows, kmeans_plusplus, lloyd
+
+    handed = []
+
+    def numpy_lloyd(data, centers, tol, max_iter):
+        handed.append(len(centers))
+        return lloyd(data, centers, tol, max_iter)
+
+    monkeypatch.setattr(_kmeans1d_numba, "lloyd_numpy", numpy_lloyd)
+    for n, b, rounded in ((10, 400, True), (100, 300, True), (100, 300, False), (1000, 60, False), (10000, 8, False)):
+        for k in (1, 2, 3, 5):
+            rng = np.random.default_rng(n + k)
+            x = sample_gmm(np.full((b, 2), 0.5), np.tile([-2.0, 2.0], (b, 1)), np.ones((b, 2)), n, rng=rng)
+            x = np.sort(2.0 * np.round(x / 2.0) if rounded else x, axis=1)
+            xc = x - x.mean(axis=1, keepdims=True)
+            data = SortedRows(xc, xc * xc)
+            start = kmeans_plusplus(data, k, rng)
+            tol = KMEANS_TOL * xc.var(axis=1)
+            ref, got = lloyd(data, start, tol), _kmeans1d_numba.lloyd(data, start, tol)
+            assert ref[0].tolist() == got[0].tolist() and ref[1].tolist() == got[1].tolist(), (n, k)
+    assert handed and max(handed) < 400  # some chains, not whole batches, took the numpy path
