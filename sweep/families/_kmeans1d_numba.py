@@ -1,7 +1,11 @@
-"""Compiled Lloyd iterations of the 1-D k-means initialisation (gmm1d's ``kernel: numba``).
+"""Compiled k-means initialisation in 1-D (gmm1d's ``kernel: numba``): the k-means++ seeding
+of short rows and the Lloyd iterations.
 
-:func:`lloyd` returns bit for bit what :func:`sweep.families._kmeans1d.lloyd` returns, so that
-both EM kernels start from the same k-means fit: every cell sum is formed as
+:func:`kmeans_plusplus` and :func:`lloyd` return bit for bit what their numpy versions in
+:mod:`sweep.families._kmeans1d` return, so that both EM kernels start from the same k-means fit.
+The seeding draws its random numbers with the same numpy calls, in the same order, before the
+compiled part (they do not depend on the data), and sums D**2 as numpy does (pairwise, and
+cumulative sums in order). In Lloyd every cell sum is formed as
 :class:`~sweep.families._kmeans1d.SortedRows` forms it (the stored block prefix sum plus the
 partial block, summed as numpy's pairwise sum of a ``BLOCK``-long masked window), the centre
 shift is summed in numpy's order, and a cell boundary is the count of values below a midpoint,
@@ -16,7 +20,8 @@ import numpy as np
 
 from sweep._numba import jit
 from sweep.families._em1d_numba import compile_helpers
-from sweep.families._kmeans1d import KMEANS_MAX_ITER, SortedRows
+from sweep.families._kmeans1d import DENSE_SEEDING_MAX_N, KMEANS_MAX_ITER, SortedRows
+from sweep.families._kmeans1d import kmeans_plusplus as kmeans_plusplus_numpy
 from sweep.families._kmeans1d import lloyd as lloyd_numpy
 
 
@@ -39,6 +44,86 @@ def _pairwise(w, n):
         res += w[i]
         i += 1
     return res
+
+
+def _psum0(a, lo, n):
+    """numpy's pairwise sum of a[lo : lo + n] for n <= 128: one block."""
+    if n < 8:
+        res = 0.0
+        for i in range(lo, lo + n):
+            res += a[i]
+        return res
+    return _pairwise(a[lo : lo + n], n)
+
+
+def _split(n):
+    """Where numpy's pairwise sum splits n > 128 values: half, rounded down to a multiple of 8."""
+    half = n // 2
+    return half - half % 8
+
+
+# numpy's recursion unrolled (numba's disk cache does not keep recursive functions): three
+# levels of splits cover every n <= 512 = DENSE_SEEDING_MAX_N
+def _psum1(a, lo, n):
+    if n <= 128:
+        return _psum0(a, lo, n)
+    h = _split(n)
+    return _psum0(a, lo, h) + _psum0(a, lo + h, n - h)
+
+
+def _psum2(a, lo, n):
+    if n <= 128:
+        return _psum0(a, lo, n)
+    h = _split(n)
+    return _psum1(a, lo, h) + _psum1(a, lo + h, n - h)
+
+
+def _psum(a, lo, n):
+    """numpy's pairwise sum of a[lo : lo + n], n <= 512."""
+    if n <= 128:
+        return _psum0(a, lo, n)
+    h = _split(n)
+    return _psum2(a, lo, h) + _psum2(a, lo + h, n - h)
+
+
+def _seed_rows(xs, first, u, centers):
+    """Greedy k-means++ on short sorted rows, as ``_kmeans_plusplus_dense``, from its random
+    numbers: first (B,) indices, u (k-1, B, trials) uniforms; unsorted centres into (B, k)."""
+    b, n = xs.shape
+    k, trials = centers.shape[1], u.shape[2]
+    closest, cum = np.empty(n), np.empty(n)
+    dist, pot, cand = np.empty((trials, n)), np.empty(trials), np.empty(trials, dtype=np.int64)
+    for r in range(b):
+        c0 = xs[r, first[r]]
+        centers[r, 0] = c0
+        for i in range(n):
+            d = xs[r, i] - c0
+            closest[i] = d * d
+        for q in range(1, k):
+            total = _psum(closest, 0, n)
+            run = 0.0
+            for i in range(n):
+                run += closest[i]
+                cum[i] = run
+            for t in range(trials):
+                val = u[q - 1, r, t] * total
+                count = 0
+                for i in range(n):
+                    count += cum[i] < val
+                cand[t] = min(count, n - 1)
+                xc = xs[r, cand[t]]
+                for i in range(n):
+                    d = xs[r, i] - xc
+                    d2 = d * d
+                    dist[t, i] = closest[i] if closest[i] <= d2 else d2
+                pot[t] = _psum(dist[t], 0, n)
+            best = 0
+            for t in range(1, trials):
+                if pot[t] < pot[best]:
+                    best = t
+            for i in range(n):
+                closest[i] = dist[best, i]
+            centers[r, q] = xs[r, cand[best]]
 
 
 def _prefix1(xs, c1, block, idx, win):
@@ -107,6 +192,25 @@ def _lloyd_rows(xs, c1, block, centers, tol, max_iter, bounds, fallback):
 
 
 _lloyd_compiled = jit()(_lloyd_rows)
+_seed_compiled = jit()(_seed_rows)
+_HELPERS = ("_pairwise", "_psum0", "_split", "_psum1", "_psum2", "_psum", "_prefix1", "_bounds")
+
+
+def kmeans_plusplus(data: SortedRows, k: int, rng: np.random.Generator) -> np.ndarray:
+    """:func:`sweep.families._kmeans1d.kmeans_plusplus`, compiled for rows of at most
+    ``DENSE_SEEDING_MAX_N`` values (the numpy code above): the same random numbers and the
+    same sorted (B, k) centres, bit for bit."""
+    b, n = data.xs.shape
+    if n > DENSE_SEEDING_MAX_N:
+        return kmeans_plusplus_numpy(data, k, rng)
+    compile_helpers(globals(), _HELPERS)
+    trials = 2 + int(np.log(k))
+    # the numpy code's draws, in its order: they do not depend on the data
+    first = rng.integers(0, n, size=b)
+    u = np.stack([rng.random((b, trials)) for _ in range(1, k)]) if k > 1 else np.empty((0, b, trials))
+    centers = np.empty((b, k))
+    _seed_compiled(data.xs, first.astype(np.int64), u, centers)
+    return np.sort(centers, axis=1)
 
 
 def _rows_of(data: SortedRows, rows: np.ndarray) -> SortedRows:
@@ -121,7 +225,7 @@ def _rows_of(data: SortedRows, rows: np.ndarray) -> SortedRows:
 def lloyd(data: SortedRows, centers: np.ndarray, tol: np.ndarray, max_iter: int = KMEANS_MAX_ITER):
     """:func:`sweep.families._kmeans1d.lloyd`, compiled: the same (centres, boundaries), bit
     for bit."""
-    compile_helpers(globals(), ("_pairwise", "_prefix1", "_bounds"))
+    compile_helpers(globals(), _HELPERS)
     b, k = centers.shape
     out = np.array(centers, dtype=np.float64, order="C")
     bounds = np.empty((b, k + 1), dtype=np.int64)

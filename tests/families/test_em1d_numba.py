@@ -237,3 +237,26 @@ def test_compiled_lloyd_is_numpys_bit_for_bit(monkeypatch):
             ref, got = lloyd(data, start, tol), _kmeans1d_numba.lloyd(data, start, tol)
             assert ref[0].tolist() == got[0].tolist() and ref[1].tolist() == got[1].tolist(), (n, k)
     assert handed and max(handed) < 400  # some chains, not whole batches, took the numpy path
+
+
+def test_compiled_kmeans_plusplus_is_numpys_bit_for_bit():
+    """The compiled k-means++ seeding (rows of at most DENSE_SEEDING_MAX_N values; longer ones
+    are numpy's own) draws the same random numbers and returns numpy's centres bit for bit, for
+    N = 2 to 512 (numpy's pairwise sums change shape at 8 and 128 values) and k = 1 to 8; and
+    leaves the generator where numpy's leaves it."""
+    from sweep.families import _kmeans1d_numba
+    from sweep.families._kmeans1d import SortedRows, kmeans_plusplus
+
+    for n in (2, 7, 8, 100, 129, 300, 512):
+        for k in (1, 2, 3, 8):
+            if k > n:
+                continue
+            x = sample_gmm(
+                [[0.5, 0.5]] * 200, [[-2.0, 2.0]] * 200, [[1.0, 1.0]] * 200, n, rng=np.random.default_rng(n + k)
+            )
+            xc = np.sort(x, axis=1) - x.mean(axis=1, keepdims=True)
+            data = SortedRows(xc, xc * xc)
+            ref_rng, rng = np.random.default_rng(k), np.random.default_rng(k)
+            ref, got = kmeans_plusplus(data, k, ref_rng), _kmeans1d_numba.kmeans_plusplus(data, k, rng)
+            assert ref.tolist() == got.tolist(), (n, k)
+            assert ref_rng.random() == rng.random()
