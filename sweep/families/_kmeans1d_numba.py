@@ -185,7 +185,12 @@ def _lloyd_rows(xs, c1, block, centers, tol, max_iter, bounds, fallback):
             for j in range(k + 1):
                 same = same and prev[j] == bnd[j]
                 prev[j] = bnd[j]
-            cr[:] = np.sort(new)
+            for j in range(k):  # cr = sorted new (insertion sort: k is small; no allocation)
+                val, at = new[j], j
+                while at > 0 and cr[at - 1] > val:
+                    cr[at] = cr[at - 1]
+                    at -= 1
+                cr[at] = val
             if same or shift <= tol[r]:
                 break
         _bounds(xr, cr, bounds[r])
