@@ -233,8 +233,9 @@ def em_fit(
         parameters differ from float64's by a few 1e-7 of the data's scale (typically; tested).
     kernel : {"numpy", "numba"}
         The EM loop (E-steps, M-steps, stopping): batched numpy, or each chain's whole loop in
-        one compiled call per batch (numba installed; float64 only). The initialisation is the
-        same numpy code, drawing the same random numbers, with either.
+        one compiled call per batch (numba installed; float64 only). Either starts from the same
+        initial parameters, bit for bit: the same random numbers, and a k-means fit compiled
+        (:mod:`sweep.families._kmeans1d_numba`) to numpy's bits.
 
     Returns
     -------
