@@ -12,7 +12,8 @@ from sweep.families._gmm1d import sample_gmm
 from sweep.spec import parse_spec
 from tests.families.test_em1d import _problem, _sklearn_fit
 
-pytestmark = pytest.mark.skipif(not sweep._numba.available(), reason="numba is not installed")
+# the kernel-field tests without numba run everywhere; the others need it
+needs_numba = pytest.mark.skipif(not sweep._numba.available(), reason="numba is not installed")
 
 # The numba fit's parameters against the numpy fit's (weights absolute, means and sds in units of
 # the data's sd), and its log-likelihoods and lower bounds against scikit-learn's. Measured, on
@@ -68,6 +69,7 @@ def _check_parity(counts, seed):
             assert got.n_iter[0] == sk.n_iter_ and got.converged[0] == sk.converged_
 
 
+@needs_numba
 def test_numba_fit_matches_numpy_and_sklearn():
     """On the 60 parity datasets (N = 100, 1000, 10000; k = 2, 3), from the same initial
     parameters and from the same k-means start, the numba fit's parameters are the numpy fit's
@@ -76,12 +78,14 @@ def test_numba_fit_matches_numpy_and_sklearn():
     _check_parity((20, 20, 20), seed=1)
 
 
+@needs_numba
 @pytest.mark.slow
 def test_numba_fit_matches_numpy_and_sklearn_500_datasets():
     """Same on the 500 datasets of the slow parity suite."""
     _check_parity((200, 200, 100), seed=2)
 
 
+@needs_numba
 def test_a_chains_fit_is_the_same_alone_and_in_a_block():
     """Each chain's numba fit (parameters, n_iter, lower bound, likelihood) is bit for bit the
     same alone and inside a block of other chains: calm ones, one with components 100 sd apart
@@ -103,6 +107,7 @@ def test_a_chains_fit_is_the_same_alone_and_in_a_block():
     assert abs(block.log_likelihood[2] - sk.score(far[:, None])) < 1e-9 and block.n_iter[2] == sk.n_iter_
 
 
+@needs_numba
 def test_diverged_chains_stop_as_in_the_numpy_kernel():
     """With reg_covar 0, 4000 chains of 10 samples: a chain's fit turns non-finite with the numba
     kernel exactly where it does with numpy's, except where numpy's variance is rounding noise
@@ -130,6 +135,7 @@ def test_diverged_chains_stop_as_in_the_numpy_kernel():
         assert _gap(*fits, x, clean) <= PARAM_TOL
 
 
+@needs_numba
 def test_family_fit_keeps_nan_chains_nan_with_numba():
     """The gmm1d family with kernel numba leaves chains with NaN data or a NaN previous fit NaN,
     and fits the others as alone."""
@@ -156,6 +162,7 @@ def _spec(**family):
     }
 
 
+@needs_numba
 @pytest.mark.parametrize(
     "fields, kernel",
     [({}, "numba"), ({"kernel": "auto"}, "numba"), ({"kernel": "numpy"}, "numpy"), ({"precision": "float32"}, "numpy")],
@@ -199,6 +206,7 @@ def test_bad_kernel_is_a_one_line_spec_error(cli, write_spec, tmp_path, monkeypa
     assert not (tmp_path / "results").exists()
 
 
+@needs_numba
 def test_numba_with_float32_is_a_spec_error(cli, write_spec, tmp_path):
     """The compiled EM is float64 only: kernel numba with precision float32 is refused."""
     status, _, err = cli("run", write_spec(_spec(kernel="numba", precision="float32")), "--out", tmp_path / "r")
@@ -210,6 +218,7 @@ def test_numba_with_float32_is_a_spec_error(cli, write_spec, tmp_path):
         em_fit(np.zeros((1, 10)), 2, rng=np.random.default_rng(), kernel="c")
 
 
+@needs_numba
 def test_compiled_lloyd_is_numpys_bit_for_bit(monkeypatch):
     """The compiled Lloyd iterations return numpy's centres and cell boundaries bit for bit
     (N = 10 to 10000, k = 1 to 5), so both kernels start EM from the same k-means fit; chains
@@ -239,6 +248,7 @@ def test_compiled_lloyd_is_numpys_bit_for_bit(monkeypatch):
     assert handed and max(handed) < 400  # some chains, not whole batches, took the numpy path
 
 
+@needs_numba
 def test_compiled_kmeans_plusplus_is_numpys_bit_for_bit():
     """The compiled k-means++ seeding (rows of at most DENSE_SEEDING_MAX_N values; longer ones
     are numpy's own) draws the same random numbers and returns numpy's centres bit for bit, for
