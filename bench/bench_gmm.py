@@ -12,7 +12,9 @@ Side by side in one run, for N = 100, 1000, 10000 samples per generation (true m
 - the same with ``init: previous`` (warm start from the previous generation's fit), metrics at 0
   and T;
 - kmeans init, metrics every 10th generation, with ``precision: float32`` (float32 E-step,
-  float64 sufficient statistics), the issue-16 target's configuration in single precision.
+  float64 sufficient statistics), the issue-16 target's configuration in single precision;
+- kmeans init, metrics every 10th generation, with ``kernel: numba`` (each chain's EM loop
+  compiled, :mod:`sweep.families._em1d_numba`). Every other column runs ``kernel: numpy``.
 
 Ray is started once with one CPU and its worker is warmed up by a small sweep first, so all
 figures are per core and exclude Ray's start-up and the worker's imports (the reference
@@ -64,7 +66,14 @@ def sklearn_loop(n: int, chains: int, generations: int) -> float:
 
 
 def batched(
-    n: int, chains: int, generations: int, init: str, out: str, every: int, precision: str = "float64"
+    n: int,
+    chains: int,
+    generations: int,
+    init: str,
+    out: str,
+    every: int,
+    precision: str = "float64",
+    kernel: str = "numpy",
 ) -> tuple[float, float]:
     """(chain-generations per second, peak task memory MiB) of the family through sweep run."""
     spec = parse_spec(
@@ -73,7 +82,7 @@ def batched(
             "seed": 1,
             "generations": generations,
             "replicates": chains,
-            "family": {"name": "gmm1d", **TRUTH, "init": init, "precision": precision},
+            "family": {"name": "gmm1d", **TRUTH, "init": init, "precision": precision, "kernel": kernel},
             "grid": {"n": [n], "policy": ["replace"]},
             "record": {"every": every},
         }
@@ -99,10 +108,11 @@ def main() -> None:
     ray.init(address="local", num_cpus=1, include_dashboard=False, logging_level="ERROR")
     out = tempfile.mkdtemp(prefix="bench-gmm-")
     batched(100, 64, 4, "kmeans", out, every=1)  # warm-up: the worker imports and first task
+    batched(100, 64, 4, "kmeans", out, every=1, kernel="numba")  # and loads the compiled EM
     sklearn_loop(100, 2, 5)  # warm-up of the reference too (its first fits run ~30% slower)
     print(
         f"{'N':>6} {'sklearn loop':>13} {'kmeans, metrics/10':>19} {'ratio':>6} {'kmeans, metrics 0,T':>20} {'ratio':>6} "
-        f"{'warm, metrics 0,T':>18} {'ratio':>6} {'float32, metrics/10':>20} {'ratio':>6} {'peak task MiB':>14}"
+        f"{'warm, metrics 0,T':>18} {'ratio':>6} {'float32, metrics/10':>20} {'ratio':>6} {'numba, metrics/10':>18} {'ratio':>6} {'peak task MiB':>14}"
     )
     for n, (loop_chains, chains) in PLAN.items():
         if args.quick:
@@ -115,11 +125,14 @@ def main() -> None:
         single, peak_single = best_of(
             args.repeats, lambda: batched(n, chains, g, "kmeans", out, every=10, precision="float32")
         )
-        peak = max(peak_metered, peak_cold, peak_warm, peak_single)
+        compiled, peak_compiled = best_of(
+            args.repeats, lambda: batched(n, chains, g, "kmeans", out, every=10, kernel="numba")
+        )
+        peak = max(peak_metered, peak_cold, peak_warm, peak_single, peak_compiled)
         print(
             f"{n:>6} {reference:>13,.0f} {metered:>19,.0f} {metered / reference:>5.0f}x {cold:>20,.0f} "
             f"{cold / reference:>5.0f}x {warm:>18,.0f} {warm / reference:>5.0f}x {single:>20,.0f} "
-            f"{single / reference:>5.0f}x {peak:>14,.0f}"
+            f"{single / reference:>5.0f}x {compiled:>18,.0f} {compiled / reference:>5.0f}x {peak:>14,.0f}"
         )
     print(f"(chain-generations per second on one core, best of {args.repeats}; 'warm' = init: previous)")
     ray.shutdown()

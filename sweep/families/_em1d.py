@@ -20,9 +20,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from sweep.families._checks import as_batch, as_float, as_generator, as_int, as_mixture, fail
+from sweep.families._em1d_numba import fit_block, loglik_block
 from sweep.families._estep1d import NK_EPS, block_rows, estep, mstep
 from sweep.families._gmm1d import kl_true_fitted, mixture_mean_var, sample_gmm, tail_mass, w2_to_mixture
 from sweep.families._kmeans1d import KMEANS_TOL, SortedRows, kmeans_plusplus, lloyd
+from sweep.families._kmeans1d_numba import kmeans_plusplus as kmeans_plusplus_numba
+from sweep.families._kmeans1d_numba import lloyd as lloyd_numba
 
 __all__ = [
     "EMResult",
@@ -68,6 +71,9 @@ class EMResult:
 
 
 PRECISIONS = ("float64", "float32")
+#: The EM loop's implementations: numpy (always there) or one compiled call per block
+#: (:mod:`sweep.families._em1d_numba`, float64 only).
+KERNELS = ("numpy", "numba")
 
 
 class _Work:
@@ -146,11 +152,14 @@ def _run(work, w, m, v, tol, max_iter, reg_covar):
     return w, m, v, n_iter, converged, lower
 
 
-def _init_kmeans(data, k, reg_covar, rng):
+def _init_kmeans(data, k, reg_covar, rng, kernel="numpy"):
     # KMeans' tolerance is tol * var(X); the variance comes from the prefix sums
     mean = data.c1[:, -1] / data.n
     tol = KMEANS_TOL * np.maximum(data.c2[:, -1] / data.n - mean * mean, 0.0)
-    _, bounds = lloyd(data, kmeans_plusplus(data, k, rng), tol)
+    # the compiled k-means returns numpy's centres and boundaries bit for bit, from the same
+    # random numbers: the same start for both kernels
+    seed, iterate = (kmeans_plusplus_numba, lloyd_numba) if kernel == "numba" else (kmeans_plusplus, lloyd)
+    _, bounds = iterate(data, seed(data, k, rng), tol)
     n, s1, s2 = data.cells(bounds, np.arange(data.xs.shape[0]))
     return _from_hard_labels(n, s1, s2, data.n, reg_covar)
 
@@ -181,7 +190,18 @@ def _sort_by_mean(*arrays_and_means):
 
 
 def em_fit(
-    x, k, *, init="kmeans", rng=None, tol=1e-3, max_iter=100, reg_covar=1e-6, n_init=1, score=True, precision="float64"
+    x,
+    k,
+    *,
+    init="kmeans",
+    rng=None,
+    tol=1e-3,
+    max_iter=100,
+    reg_covar=1e-6,
+    n_init=1,
+    score=True,
+    precision="float64",
+    kernel="numpy",
 ) -> EMResult:
     """Fit a k-component 1-D Gaussian mixture to every chain of a batch by EM.
 
@@ -211,6 +231,11 @@ def em_fit(
         accumulated in float64, chains where float32 is unsafe in float64: see
         :mod:`sweep.families._estep1d`) is about twice as fast at large N, and its fitted
         parameters differ from float64's by a few 1e-7 of the data's scale (typically; tested).
+    kernel : {"numpy", "numba"}
+        The EM loop (E-steps, M-steps, stopping): batched numpy, or each chain's whole loop in
+        one compiled call per batch (numba installed; float64 only). Either starts from the same
+        initial parameters, bit for bit: the same random numbers, and a k-means fit compiled
+        (:mod:`sweep.families._kmeans1d_numba`) to numpy's bits.
 
     Returns
     -------
@@ -226,6 +251,10 @@ def em_fit(
     n_init = as_int(n_init, func, "n_init", 1)
     if precision not in PRECISIONS:
         raise fail(func, "precision", f"a str among {set(PRECISIONS)}", precision)
+    if kernel not in KERNELS:
+        raise fail(func, "kernel", f"a str among {set(KERNELS)}", kernel)
+    if kernel == "numba" and precision != "float64":
+        raise fail(func, "kernel", "'numpy' with precision='float32' (the compiled kernel is float64)", kernel)
     if isinstance(init, EMResult):
         init = (init.weights, init.means, init.variances)
     if isinstance(init, str):
@@ -249,7 +278,7 @@ def em_fit(
     x2 = xc * xc
     if sort:
         data = SortedRows(xc, x2)
-        starts = [lambda: _init_kmeans(data, k, reg_covar, rng)] * n_init
+        starts = [lambda: _init_kmeans(data, k, reg_covar, rng, kernel)] * n_init
         work = _Work(xc, k, x2=x2, sums=(data.c1[:, -1], data.c2[:, -1]), is_sorted=True, precision=precision)
     else:
         if isinstance(init, str):
@@ -262,6 +291,8 @@ def em_fit(
         w0, m0, v0 = start()
         if max_iter == 0:
             res = (w0, m0, v0, np.zeros(b, np.int64), np.zeros(b, bool), np.full(b, -np.inf))
+        elif kernel == "numba":
+            res = fit_block(xc, w0, m0, v0, tol=tol, max_iter=max_iter, reg_covar=reg_covar)
         else:
             res = _run(work, w0, m0, v0, tol, max_iter, reg_covar)
         if best is None:
@@ -272,7 +303,12 @@ def em_fit(
             for dst, src in zip(best, res):
                 dst[better] = src[better]
     w, m, v, n_iter, converged, lower = best
-    final = work.estep(np.arange(b), xc, None, w, m, v, stats=False)[0] if score else np.full(b, np.nan)
+    if not score:
+        final = np.full(b, np.nan)
+    elif kernel == "numba":
+        final = loglik_block(xc, w, m, v)
+    else:
+        final = work.estep(np.arange(b), xc, None, w, m, v, stats=False)[0]
     w, v, m = _sort_by_mean(w, v, m)
     return EMResult(w, m + shift, v, n_iter, converged, lower, final)
 

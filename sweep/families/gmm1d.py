@@ -7,8 +7,11 @@ every generation from the previous generation's fit, the natural and much cheape
 recursive chain. ``precision: float32`` runs the E-step's per-sample work in float32 (sufficient
 statistics still accumulated in float64): about twice as fast at large N, with fitted parameters
 within 1e-5 of float64's (in units of the data's sd; measured at most 1e-6 on the 500-dataset
-parity suite); the default float64 matches scikit-learn to rounding. Components are reported sorted by mean, so label switching does not make fake
-jumps in trajectories. The fit needs the samples, so the training set is held as data.
+parity suite); the default float64 matches scikit-learn to rounding. ``kernel: numba`` (the
+default ``auto`` picks it when numba is installed and the precision is float64) runs each
+chain's whole EM loop compiled (:mod:`sweep.families._em1d_numba`), from the same k-means start.
+Components are reported sorted by mean, so label switching does not make fake jumps in
+trajectories. The fit needs the samples, so the training set is held as data.
 
 A fit that turns non-finite (possible with ``reg_covar: 0``, when a component collapses onto a
 point) or has a zero variance is a *diverged* chain: its parameters are NaN from then on (its
@@ -24,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from sweep import fields
+from sweep._numba import resolve_kernel
 from sweep.errors import SpecError
 from sweep.events import EventSet
 from sweep.families._checks import finite_rows, nan_unless
@@ -45,10 +49,14 @@ class GMMSpec:
     reg_covar: float
     n_init: int
     precision: str = "float64"
+    kernel: str = "numpy"
 
     def to_raw(self) -> dict[str, Any]:
-        # precision only when not the default, so that folders written before it existed resume
+        # precision and kernel only when not numpy's defaults, so that folders written before
+        # they existed resume
         extra = {} if self.precision == "float64" else {"precision": self.precision}
+        if self.kernel == "numba":
+            extra["kernel"] = "numba"
         return {
             "name": "gmm1d",
             **self.truth.to_raw(),
@@ -66,7 +74,7 @@ class GMMFamily(Family):
     """k-component 1-D Gaussian mixture refitted by EM."""
 
     name = "gmm1d"
-    spec_fields = MIXTURE_FIELDS + ("k", "init", "tol", "max_iter", "reg_covar", "n_init", "precision")
+    spec_fields = MIXTURE_FIELDS + ("k", "init", "tol", "max_iter", "reg_covar", "n_init", "precision", "kernel")
     sufficient = False
     event_kinds = (
         EventKind(
@@ -103,6 +111,9 @@ class GMMFamily(Family):
     @classmethod
     def parse_spec(cls, section: fields.Section) -> GMMSpec:
         truth = read_true_mixture(section)
+        precision = section.take("precision", fields.choice("float64", "float32"), "float64")
+        read_kernel = _kernel_reader(precision)
+        kernel = section.take("kernel", read_kernel, None) or read_kernel("auto", section.sub("kernel"))
         return GMMSpec(
             truth=truth,
             k=section.take("k", fields.integer(1, 100), len(truth.means)),
@@ -111,7 +122,8 @@ class GMMFamily(Family):
             max_iter=section.take("max_iter", fields.integer(1, 100_000), 100),
             reg_covar=section.take("reg_covar", fields.number(0.0, None), 1e-6),
             n_init=section.take("n_init", fields.integer(1, 100), 1),
-            precision=section.take("precision", fields.choice("float64", "float32"), "float64"),
+            precision=precision,
+            kernel=kernel,
         )
 
     def __init__(self, spec: GMMSpec):
@@ -175,6 +187,7 @@ class GMMFamily(Family):
             n_init=spec.n_init,
             score=False,
             precision=spec.precision,
+            kernel=spec.kernel,
         )
 
     # -- observation ----------------------------------------------------------------------
@@ -207,6 +220,21 @@ class GMMFamily(Family):
         per_generation = (2e-5 + 4e-8 * n) * k * (0.7 if self.spec.init == "previous" else 1.0)
         stored = n * 8.0 * (generations + 1 if policy.grows else 2)
         return Cost(per_generation, stored + n * 8.0 * (k + 8), width=n)
+
+
+def _kernel_reader(precision: str):
+    """Reader of the ``kernel`` field (:func:`sweep._numba.resolve_kernel`): the compiled EM is
+    float64 only, so ``auto`` means numpy with ``precision: float32`` and ``numba`` is refused."""
+
+    def read(value: Any, path: str) -> str:
+        if precision == "float32" and value == "auto":
+            return "numpy"
+        kernel = resolve_kernel(value, path)
+        if kernel == "numba" and precision != "float64":
+            raise SpecError(path, "numpy or auto with precision: float32 (the compiled EM is float64)", value)
+        return kernel
+
+    return read
 
 
 def tempered_mixture(weights: np.ndarray, variances: np.ndarray, temperature: float) -> tuple[np.ndarray, np.ndarray]:
