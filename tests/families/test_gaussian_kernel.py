@@ -97,3 +97,28 @@ def test_numba_without_numba_is_a_spec_error(monkeypatch, cli, write_spec, tmp_p
     assert not (tmp_path / "results").exists()
     status, _, err = cli("run", write_spec(dict(raw, family={"name": "gaussian", "kernel": "cuda"})), "--out", tmp_path / "r")
     assert status == 2 and err.startswith("error: spec field 'family.kernel': expected one of auto, numpy, numba")
+
+
+def test_numpy_folder_replays_with_numpy(ray_session, tmp_path):
+    """A folder computed with kernel numpy (whose sweep.json, like one written before the field,
+    names no kernel) replays with numpy, not with the auto default: the chain's rows are equal."""
+    import pandas as pd
+
+    import analysis
+    from sweep.replay import replay_chain
+    from sweep.runner import run_sweep
+
+    spec = parse_spec(
+        {
+            "name": "k",
+            "seed": 5,
+            "generations": 6,
+            "replicates": 10,
+            "family": {"name": "gaussian", "kernel": "numpy"},
+            "grid": {"n": [5], "policy": ["replace"]},
+        }
+    )
+    report = run_sweep(spec, str(tmp_path), progress=False)
+    replayed, _ = replay_chain(report.location, 0, 3)
+    stored = analysis.load(report.location, filters=[("replicate", "=", 3)])
+    pd.testing.assert_frame_equal(replayed.drop(columns="cell"), stored.drop(columns="cell"), check_like=True)
