@@ -28,6 +28,10 @@ from sweep.families.base import Cost, EventKind, Family
 from sweep.ladder import Ladder
 
 
+#: Chains per block of the 1-D exact path with compiled draws (see default_block_size).
+COMPILED_EXACT_BLOCK = 16384
+
+
 @dataclass(frozen=True)
 class GaussianSpec:
     """The true Gaussian and how it is fitted."""
@@ -282,6 +286,19 @@ class GaussianFamily(Family):
                 out["trace"] = np.trace(params.cov, axis1=1, axis2=2)
                 out["logdet"] = _linalg.logdet(params.cov)
         return out
+
+    def default_block_size(self, n: int, policy: Any) -> int:
+        """As the base's; with compiled draws, the 1-D exact path takes blocks of 16384 chains.
+
+        There a generation costs a few tens of ns per chain and about 30 us of Python per block,
+        so 4096 chains spent a fifth of the time in Python; 16384 measured fastest per chain
+        (CPU time, n = 100: 33.7 ns at 4096, 30.0 at 8192, 26.4-27.2 at 16384, 34.7 at 32768,
+        where the block's arrays leave the cache). numpy's kernel keeps 4096, so its folders
+        keep their streams.
+        """
+        if self.compiled and self.d == 1 and self.exact_draw and not policy.subsamples:
+            return COMPILED_EXACT_BLOCK
+        return super().default_block_size(n, policy)
 
     def block_width(self, n: int, policy: Any) -> float:
         sampled = not self.exact_draw or policy.subsamples

@@ -122,3 +122,21 @@ def test_numpy_folder_replays_with_numpy(ray_session, tmp_path):
     replayed, _ = replay_chain(report.location, 0, 3)
     stored = analysis.load(report.location, filters=[("replicate", "=", 3)])
     pd.testing.assert_frame_equal(replayed.drop(columns="cell"), stored.drop(columns="cell"), check_like=True)
+
+
+def test_block_sizes():
+    """The compiled 1-D exact path takes blocks of 16384 chains; numpy's keeps 4096 (its folders
+    keep their streams), and sampled or multivariate cells keep the base's rule."""
+    pytest.importorskip("numba")
+    from sweep.grid import cells
+
+    def size(**fields) -> int:
+        spec = parse_spec(
+            {"name": "k", "generations": 2, "replicates": 4, "family": {"name": "gaussian", **fields}, "grid": {"n": [100]}}
+        )
+        return cells(spec)[0].block_size
+
+    assert size(kernel="numba") == 16384
+    assert size(kernel="numpy") == 4096
+    assert size(kernel="numba", path="sample") == size(kernel="numpy", path="sample")
+    assert size(kernel="numba", dim=2) == size(kernel="numpy", dim=2)
