@@ -90,22 +90,22 @@ def issue16(out: str, scale: float) -> list[tuple[str, float, float | None, floa
     chains, generations = int(100_000 * min(1.0, 10 * scale)), 10_000
     reference = [bare_kernel(100_000, 300) for _ in range(3)]
     sweeps = {}
-    for kernel in ("numba", "numpy"):
-        spec = spec_for({"name": "gaussian", "path": "exact", "kernel": kernel}, 100, generations, chains)
+    for choice in ("numba", "numpy"):
+        spec = spec_for({"name": "gaussian", "path": "exact", "kernel": choice}, 100, generations, chains)
         start = time.perf_counter()
         report = run_sweep(spec, out, num_cpus=2, overwrite=True, progress=False)
-        sweeps[kernel] = (chains * generations / (time.perf_counter() - start), report)
+        sweeps[choice] = (chains * generations / (time.perf_counter() - start), report)
     reference += [bare_kernel(100_000, 300) for _ in range(3)]
     bare, bare_cpu = max(r[0] for r in reference), max(r[1] for r in reference)
     rows = [("bare numpy kernel, 1 core, 1e5 chains", bare, None, None)]
-    for kernel, (rate, report) in sweeps.items():
+    for choice, (rate, report) in sweeps.items():
         # By CPU time, which a loaded machine does not distort: the tasks' whole work (simulation,
         # metrics, Parquet writes) per CPU second against the bare kernel's; Ray and the driver aside.
         task_cpu = chains * generations / report.cpu_seconds
-        label = f"{chains * generations:.0e} {kernel} e2e 2 CPUs ({report.seconds:.0f} s)"
+        label = f"{chains * generations:.0e} {choice} e2e 2 CPUs ({report.seconds:.0f} s)"
         rows += [
             (f"gaussian exact n=100, {label}", rate, bare, None),
-            (f"  {kernel}: tasks by their CPU time (per core)", task_cpu, bare_cpu, None),
+            (f"  {choice}: tasks by their CPU time (per core)", task_cpu, bare_cpu, None),
         ]
     rows.append(("  bare kernel by CPU time", bare_cpu, None, None))
     return rows

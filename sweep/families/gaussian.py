@@ -27,7 +27,6 @@ from sweep.families import _linalg
 from sweep.families.base import Cost, EventKind, Family
 from sweep.ladder import Ladder
 
-
 #: Chains per block of the 1-D exact path with compiled draws (see default_block_size).
 COMPILED_EXACT_BLOCK = 16384
 

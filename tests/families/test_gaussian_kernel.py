@@ -92,10 +92,14 @@ def test_numba_without_numba_is_a_spec_error(monkeypatch, cli, write_spec, tmp_p
     }
     status, _, err = cli("run", write_spec(raw), "--out", tmp_path / "results")
     assert status == 2
-    assert err.count("\n") == 1 and err.startswith("error: spec field 'family.kernel': expected numpy, or numba installed")
+    assert err.count("\n") == 1 and err.startswith(
+        "error: spec field 'family.kernel': expected numpy, or numba installed"
+    )
     assert "got numba, which is not installed" in err
     assert not (tmp_path / "results").exists()
-    status, _, err = cli("run", write_spec(dict(raw, family={"name": "gaussian", "kernel": "cuda"})), "--out", tmp_path / "r")
+    status, _, err = cli(
+        "run", write_spec(dict(raw, family={"name": "gaussian", "kernel": "cuda"})), "--out", tmp_path / "r"
+    )
     assert status == 2 and err.startswith("error: spec field 'family.kernel': expected one of auto, numpy, numba")
 
 
@@ -132,7 +136,13 @@ def test_block_sizes():
 
     def size(**fields) -> int:
         spec = parse_spec(
-            {"name": "k", "generations": 2, "replicates": 4, "family": {"name": "gaussian", **fields}, "grid": {"n": [100]}}
+            {
+                "name": "k",
+                "generations": 2,
+                "replicates": 4,
+                "family": {"name": "gaussian", **fields},
+                "grid": {"n": [100]},
+            }
         )
         return cells(spec)[0].block_size
 
