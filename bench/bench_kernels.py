@@ -23,7 +23,8 @@ start-up and shut-down, planning, every Parquet write included), against the bar
 kernel on all 1e5 chains at once (``mu += sqrt(s2 / n) z; s2 *= chi2(n - 1) / (n - 1)``, no
 events, no metrics, nothing written; best of three before and three after the sweep, so that
 the reference is its least disturbed figure). Target: the sweep >= 1.6x the kernel (80% of two
-cores).
+cores). The case runs twice, with ``kernel: numba`` (sweep._fastrng's compiled draws) and
+with ``kernel: numpy``, against the same reference, which stays numpy's (the issue's).
 
 Usage: python bench/bench_kernels.py [--quick]
 """
@@ -83,24 +84,31 @@ def bare_kernel(chains: int, generations: int, n: int = 100) -> tuple[float, flo
 
 
 def issue16(out: str, scale: float) -> list[tuple[str, float, float | None, float | None]]:
-    """Issue 16's end-to-end case (Ray start-up included, 2 CPUs) and the one-core bare kernel."""
+    """Issue 16's end-to-end case (Ray start-up included, 2 CPUs) with the compiled draws
+    (``kernel: numba``, blocks of 16384) and numpy's (``kernel: numpy``, blocks of 4096), one
+    after the other, against the one-core bare numpy kernel measured before and after both."""
     chains, generations = int(100_000 * min(1.0, 10 * scale)), 10_000
     reference = [bare_kernel(100_000, 300) for _ in range(3)]
-    spec = spec_for({"name": "gaussian", "path": "exact"}, 100, generations, chains)
-    start = time.perf_counter()
-    report = run_sweep(spec, out, num_cpus=2, overwrite=True, progress=False)
-    rate = chains * generations / (time.perf_counter() - start)
+    sweeps = {}
+    for choice in ("numba", "numpy"):
+        spec = spec_for({"name": "gaussian", "path": "exact", "kernel": choice}, 100, generations, chains)
+        start = time.perf_counter()
+        report = run_sweep(spec, out, num_cpus=2, overwrite=True, progress=False)
+        sweeps[choice] = (chains * generations / (time.perf_counter() - start), report)
     reference += [bare_kernel(100_000, 300) for _ in range(3)]
     bare, bare_cpu = max(r[0] for r in reference), max(r[1] for r in reference)
-    # By CPU time, which a loaded machine does not distort: the tasks' whole work (simulation,
-    # metrics, Parquet writes) per CPU second against the bare kernel's; Ray and the driver aside.
-    task_cpu = chains * generations / report.cpu_seconds
-    return [
-        ("bare numpy kernel, 1 core, 1e5 chains", bare, None, None),
-        (f"gaussian exact n=100, {chains * generations:.0e} e2e 2 CPUs", rate, bare, None),
-        ("  the same, bare kernel by CPU time", bare_cpu, None, None),
-        ("  the same, tasks by their CPU time (per core)", task_cpu, bare_cpu, None),
-    ]
+    rows = [("bare numpy kernel, 1 core, 1e5 chains", bare, None, None)]
+    for choice, (rate, report) in sweeps.items():
+        # By CPU time, which a loaded machine does not distort: the tasks' whole work (simulation,
+        # metrics, Parquet writes) per CPU second against the bare kernel's; Ray and the driver aside.
+        task_cpu = chains * generations / report.cpu_seconds
+        label = f"{chains * generations:.0e} {choice} e2e 2 CPUs ({report.seconds:.0f} s)"
+        rows += [
+            (f"gaussian exact n=100, {label}", rate, bare, None),
+            (f"  {choice}: tasks by their CPU time (per core)", task_cpu, bare_cpu, None),
+        ]
+    rows.append(("  bare kernel by CPU time", bare_cpu, None, None))
+    return rows
 
 
 def spec_for(family: dict, n: int, generations: int, replicates: int, block_size: int | None = None):
@@ -120,6 +128,7 @@ def spec_for(family: dict, n: int, generations: int, replicates: int, block_size
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run, not the figures)")
+    parser.add_argument("--issue16", action="store_true", help="only issue 16's case (the first rows)")
     args = parser.parse_args()
     scale = 0.1 if args.quick else 1.0
 
@@ -127,6 +136,9 @@ def main() -> None:
 
     out = tempfile.mkdtemp(prefix="bench-")
     rows = issue16(out, scale)  # before any ray.init: run_sweep starts (and times) its own Ray
+    if args.issue16:
+        _print(rows)
+        return
 
     # address="local": always a new Ray, as the runner does, never another process's cluster
     ray.init(address="local", num_cpus=1, include_dashboard=False, logging_level="ERROR")
@@ -159,8 +171,12 @@ def main() -> None:
     rows.append(("categorical k=1000 n=10000, end to end", end_to_end(spec, out), None, None))
     ray.shutdown()
 
+    _print(rows)
+
+
+def _print(rows: list[tuple[str, float, float | None, float | None]]) -> None:
     print(
-        f"{'case':45s} {'chain-generations/s':>20s} {'x same algorithm, per chain':>28s} "
+        f"{'case':55s} {'chain-generations/s':>20s} {'x same algorithm, per chain':>28s} "
         f"{'x notebook n=10000, O(1) vs O(n)':>33s}"
     )
 
@@ -170,7 +186,7 @@ def main() -> None:
     for name, rate, same, notebook in rows:
         fair = ratio(rate / same) if same else ""
         unfair = ratio(rate / notebook) if notebook else ""
-        print(f"{name:45s} {rate:20,.0f} {fair:>28s} {unfair:>33s}")
+        print(f"{name:55s} {rate:20,.0f} {fair:>28s} {unfair:>33s}")
     print(
         "(same algorithm: the exact rows against the exact kernel one chain at a time, the sample rows "
         "against the notebook loop at their n, the 1e9 row against the bare kernel (target 1.6x); the last "

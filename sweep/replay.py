@@ -10,6 +10,7 @@ import pandas as pd
 
 from sweep.engine import simulate_block
 from sweep.errors import UsageError
+from sweep.families import FamilyLoadError, resolve_family
 from sweep.grid import block_rng
 from sweep.grid import cells as grid_cells
 from sweep.spec import parse_spec
@@ -29,7 +30,7 @@ def stored_cells(location: str) -> tuple[dict, Any, list]:
     meta = Store(location).read_meta()
     if meta is None:
         raise UsageError(f"results folder '{location}': expected a folder written by 'sweep run', got none")
-    spec = parse_spec(meta["spec"])
+    spec = parse_spec(_stored_kernel(meta["spec"]))
     stored = meta.get("cells") or []
     if not isinstance(stored, list):
         stored = []
@@ -39,6 +40,20 @@ def stored_cells(location: str) -> tuple[dict, Any, list]:
         if entry.get("trial") is not None:  # a cell of 'sweep search' carries its trial in every row
             grid[index] = replace(grid[index], trial=int(entry["trial"]))
     return meta, spec, grid
+
+
+def _stored_kernel(raw: Any) -> Any:
+    """The folder's spec with its kernel as computed: a family spec records ``kernel`` only when it
+    is not numpy (folders from before the field included), so a missing one is numpy, not the
+    ``auto`` default of a new spec."""
+    family = raw.get("family") if isinstance(raw, dict) else None
+    if not isinstance(family, dict) or "kernel" in family:
+        return raw
+    try:
+        fields = resolve_family(family.get("name")).spec_fields
+    except FamilyLoadError:
+        return raw  # parse_spec reports it
+    return {**raw, "family": {**family, "kernel": "numpy"}} if "kernel" in fields else raw
 
 
 def replay_chain(location: str, cell: int, replicate: int) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -84,6 +84,12 @@ class BlockGenerator(np.random.Generator):
             bit_generator.advance(((self.draws - 1) * _DRAW_STRIDE + (self._round + 1) * _ROUND_STRIDE) & _MASK)
             self._round += 1
 
+    def begin_draw(self) -> None:
+        """Move to the next draw's position, as every drawing method does first: for code that
+        draws from ``bit_generator`` itself (compiled kernels, :mod:`sweep._fastrng`), so that
+        its draw counts as one draw of the block, at the same position a numpy draw would take."""
+        self._position()
+
     def substream(self) -> _Rounds:
         """A context for a data-dependent number of draws (e.g. redraw until distinct): the
         whole loop counts as one draw of the block, and its rounds take fixed sub-positions."""

@@ -11,9 +11,10 @@ from sweep.runner import run_sweep
 from sweep.spec import parse_spec
 
 
-@pytest.mark.parametrize("dim", [1, 3])
-def test_exact_matches_sample(dim, ray_session, tmp_path):
-    """Two-sample KS tests on the spread ratio and W2 after T generations, for replace and accumulate."""
+@pytest.mark.parametrize("dim, sample_kernel", [(1, "auto"), (3, "auto"), (1, "numpy")])
+def test_exact_matches_sample(dim, sample_kernel, ray_session, tmp_path):
+    """Two-sample KS tests on the spread ratio and W2 after T generations, for replace and accumulate;
+    also the exact path with the default kernel (numba where installed) against numpy's sampling."""
     generations, replicates = 25, 3000
     cov = 1.5 if dim == 1 else [[1.0, 0.3, 0.0], [0.3, 2.0, 0.2], [0.0, 0.2, 0.5]]
     frames = {}
@@ -24,7 +25,13 @@ def test_exact_matches_sample(dim, ray_session, tmp_path):
                 "seed": seed,
                 "generations": generations,
                 "replicates": replicates,
-                "family": {"name": "gaussian", "dim": dim, "cov": cov, "path": path},
+                "family": {
+                    "name": "gaussian",
+                    "dim": dim,
+                    "cov": cov,
+                    "path": path,
+                    "kernel": sample_kernel if path == "sample" else "auto",
+                },
                 "grid": {"n": [12], "policy": ["replace", "accumulate", {"fresh_real": 0.25}]},
                 "record": {"every": generations},
             }

@@ -72,7 +72,7 @@ BAD = [
     (
         "family.estimater",
         "ml",
-        "spec field 'family.estimater': expected one of the known fields (name, dim, mean, cov, estimator, path), got unknown field 'estimater'",
+        "spec field 'family.estimater': expected one of the known fields (name, dim, mean, cov, estimator, path, kernel), got unknown field 'estimater'",
     ),
     ("grid", {"n": [10], "policy": []}, "spec field 'grid.policy': expected a non-empty list, got []"),
     ("grid", {}, "spec field 'grid.n': expected a value (the field is required), got nothing"),

@@ -20,17 +20,21 @@ def log_variance_theory(n: int, generations: int, estimator: str):
     return generations * (psi(a) - scale), generations * polygamma(1, a), generations * polygamma(3, a)
 
 
+@pytest.mark.parametrize("kernel", ["numpy", "numba"])
 @pytest.mark.parametrize("estimator", ["unbiased", "ml"])
-def test_gaussian_log_variance_drift(estimator, ray_session, tmp_path):
-    """Mean and variance over chains of ln(var_T/var_0) match T(psi((n-1)/2) - ln(c)) and T psi'((n-1)/2)."""
+def test_gaussian_log_variance_drift(estimator, kernel, ray_session, tmp_path):
+    """Mean and variance over chains of ln(var_T/var_0) match T(psi((n-1)/2) - ln(c)) and T psi'((n-1)/2),
+    with numpy's draws and with the compiled ones (sweep._fastrng)."""
+    if kernel == "numba":
+        pytest.importorskip("numba")
     generations, replicates = 40, 20000
     spec = parse_spec(
         {
-            "name": f"theory-{estimator}",
+            "name": f"theory-{estimator}-{kernel}",
             "seed": 7,
             "generations": generations,
             "replicates": replicates,
-            "family": {"name": "gaussian", "cov": 2.0, "estimator": estimator},
+            "family": {"name": "gaussian", "cov": 2.0, "estimator": estimator, "kernel": kernel},
             "grid": {"n": [5, 50], "policy": ["replace"]},
             "record": {"every": 20},
         }

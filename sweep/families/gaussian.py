@@ -5,6 +5,10 @@ samples of N(mu, Sigma), mean ~ N(mu, Sigma / m) and S ~ Wishart(m - 1, Sigma), 
 so ``path: exact`` advances a generation in O(1) per chain (O(d^3) for d > 1) whatever n is;
 ``path: sample`` draws the m samples and summarises them; ``path: auto`` is exact except in cells
 whose policy subsamples stored data, which are sampled.
+
+``kernel: numba`` (the default ``auto`` where numba is installed, see :mod:`sweep._numba`) draws
+the normals and the chi-squares with :mod:`sweep._fastrng`'s compiled draws, from the same block
+stream and as the same number of draws as ``kernel: numpy``, but other values.
 """
 
 from __future__ import annotations
@@ -15,12 +19,16 @@ from typing import Any
 import numpy as np
 from scipy.special import ndtr, ndtri
 
-from sweep import fields
+from sweep import _fastrng, fields
+from sweep._numba import resolve_kernel
 from sweep.errors import SpecError
 from sweep.events import EventSet
 from sweep.families import _linalg
 from sweep.families.base import Cost, EventKind, Family
 from sweep.ladder import Ladder
+
+#: Chains per block of the 1-D exact path with compiled draws (see default_block_size).
+COMPILED_EXACT_BLOCK = 16384
 
 
 @dataclass(frozen=True)
@@ -32,9 +40,10 @@ class GaussianSpec:
     cov: tuple[tuple[float, ...], ...]
     estimator: str
     path: str
+    kernel: str = "numpy"
 
     def to_raw(self) -> dict[str, Any]:
-        return {
+        raw = {
             "name": "gaussian",
             "dim": self.dim,
             "mean": list(self.mean),
@@ -42,6 +51,9 @@ class GaussianSpec:
             "estimator": self.estimator,
             "path": self.path,
         }
+        if self.kernel != "numpy":  # folders written before the field (numpy) keep their spec
+            raw["kernel"] = self.kernel
+        return raw
 
 
 @dataclass
@@ -98,7 +110,7 @@ class GaussianFamily(Family):
     """Gaussian fitted by mean and (unbiased or ML) (co)variance."""
 
     name = "gaussian"
-    spec_fields = ("dim", "mean", "cov", "estimator", "path")
+    spec_fields = ("dim", "mean", "cov", "estimator", "path", "kernel")
     sufficient = True
     exact_subsample = False
     event_kinds = (
@@ -131,7 +143,9 @@ class GaussianFamily(Family):
         cov = section.take("cov", lambda v, p: _read_cov(v, p, dim), _read_cov(1.0, "", dim))
         estimator = section.take("estimator", fields.choice("unbiased", "ml"), "unbiased")
         path = section.take("path", fields.choice("exact", "sample", "auto"), "exact")
-        return GaussianSpec(dim=dim, mean=mean, cov=cov, estimator=estimator, path=path)
+        # the default goes through the reader too: auto is resolved here, so the spec records it
+        kernel = section.take("kernel", resolve_kernel, None) or resolve_kernel("auto", section.sub("kernel"))
+        return GaussianSpec(dim=dim, mean=mean, cov=cov, estimator=estimator, path=path, kernel=kernel)
 
     def __init__(self, spec: GaussianSpec):
         super().__init__(spec)
@@ -139,6 +153,7 @@ class GaussianFamily(Family):
         self.mu0 = np.array(spec.mean)
         self.cov0 = np.array(spec.cov)
         self.ddof = 1 if spec.estimator == "unbiased" else 0
+        self.compiled = spec.kernel == "numba"
         if self.d == 1:
             self.mu0, self.var0 = float(self.mu0[0]), float(self.cov0[0, 0])
             self.sd0 = self.var0**0.5
@@ -182,11 +197,12 @@ class GaussianFamily(Family):
         """m samples per chain; tempered, N(mu, temperature * Sigma) (p^(1/T) renormalised, exactly)."""
         batch = params.mean.shape[0]
         if self.d == 1:
-            z = rng.standard_normal((batch, m))
+            z = _fastrng.standard_normal(rng, (batch, m)) if self.compiled else rng.standard_normal((batch, m))
             z *= np.sqrt(params.cov * temperature)[:, None]
             z += params.mean[:, None]
             return z
-        z = rng.standard_normal((batch, m, self.d))
+        shape = (batch, m, self.d)
+        z = _fastrng.standard_normal(rng, shape) if self.compiled else rng.standard_normal(shape)
         factor = params.factor() if temperature == 1.0 else params.factor() * np.sqrt(temperature)
         return params.mean[:, None, :] + np.matmul(z, np.swapaxes(factor, 1, 2))
 
@@ -207,11 +223,15 @@ class GaussianFamily(Family):
         batch = params.mean.shape[0]
         if self.d == 1:
             var = params.cov if temperature == 1.0 else params.cov * temperature
-            mean = rng.standard_normal(batch)
+            # chi2(m - 1) = 2 Gamma((m - 1) / 2); a gamma with shape 0 gives 0 (m = 1).
+            if self.compiled:
+                mean = _fastrng.standard_normal(rng, batch)
+                scatter = _fastrng.standard_gamma(rng, (m - 1) / 2.0, batch)
+            else:
+                mean = rng.standard_normal(batch)
+                scatter = rng.standard_gamma((m - 1) / 2.0, batch)
             mean *= np.sqrt(var * (1.0 / m))
             mean += params.mean
-            # chi2(m - 1) = 2 Gamma((m - 1) / 2); numpy's gamma with shape 0 gives 0 (m = 1).
-            scatter = rng.standard_gamma((m - 1) / 2.0, batch)
             scatter *= 2.0 * var
             return Stats(m, mean, scatter)
         factor = params.factor() if temperature == 1.0 else params.factor() * np.sqrt(temperature)
@@ -265,6 +285,19 @@ class GaussianFamily(Family):
                 out["trace"] = np.trace(params.cov, axis1=1, axis2=2)
                 out["logdet"] = _linalg.logdet(params.cov)
         return out
+
+    def default_block_size(self, n: int, policy: Any) -> int:
+        """As the base's; with compiled draws, the 1-D exact path takes blocks of 16384 chains.
+
+        There a generation costs a few tens of ns per chain and about 30 us of Python per block,
+        so 4096 chains spent a fifth of the time in Python; 16384 measured fastest per chain
+        (CPU time, n = 100: 33.7 ns at 4096, 30.0 at 8192, 26.4-27.2 at 16384, 34.7 at 32768,
+        where the block's arrays leave the cache). numpy's kernel keeps 4096, so its folders
+        keep their streams.
+        """
+        if self.compiled and self.d == 1 and self.exact_draw and not policy.subsamples:
+            return COMPILED_EXACT_BLOCK
+        return super().default_block_size(n, policy)
 
     def block_width(self, n: int, policy: Any) -> float:
         sampled = not self.exact_draw or policy.subsamples
