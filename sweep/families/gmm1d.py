@@ -9,7 +9,9 @@ statistics still accumulated in float64): about twice as fast at large N, with f
 within 1e-5 of float64's (in units of the data's sd; measured at most 1e-6 on the 500-dataset
 parity suite); the default float64 matches scikit-learn to rounding. ``kernel: numba`` (the
 default ``auto`` picks it when numba is installed and the precision is float64) runs each
-chain's whole EM loop compiled (:mod:`sweep.families._em1d_numba`), from the same k-means start.
+chain's whole EM loop compiled (:mod:`sweep.families._em1d_numba`), from the same k-means start,
+and draws the samples with the compiled sampler (:mod:`sweep._fastrng`: its own stream, so a
+chain's values differ between the kernels; each is reproducible on its own).
 Components are reported sorted by mean, so label switching does not make fake jumps in
 trajectories. The fit needs the samples, so the training set is held as data.
 
@@ -149,7 +151,7 @@ class GMMFamily(Family):
         """m samples per chain; tempered: each component's variance times T and the weights
         w^(1/T), renormalised (the mixture analogue of p^(1/T); exact for one component)."""
         weights, variances = tempered_mixture(params.weights, params.variances, temperature)
-        return sample_gmm(weights, params.means, variances, m, rng=rng)
+        return sample_gmm(weights, params.means, variances, m, rng=rng, kernel=self.spec.kernel)
 
     def fit(self, data: np.ndarray, *, previous: Any = None, rng: Any = None) -> EMResult:
         spec = self.spec
