@@ -120,6 +120,8 @@ class GMMFamily(Family):
         self.mean0, self.var0 = spec.truth.mean_var()
         # Mode-merging distances are measured in units of the narrowest true component.
         self.unit = float(np.min(spec.truth.sigmas))
+        # the metrics' kernel follows the fit's (the spec's resolved ``kernel`` field)
+        self.kernel = getattr(spec, "kernel", "numpy")
 
     def check_cell(self, point: Any) -> None:
         if point.n < max(2, self.spec.k):
@@ -183,7 +185,7 @@ class GMMFamily(Family):
 
     def w2(self, params: EMResult) -> np.ndarray:
         w, m, v, live = live_mixtures(params, self.mean0, self.var0)
-        return nan_unless(live, w2_to_mixture(w, m, v, self.true_w, self.true_m, self.true_v))
+        return nan_unless(live, w2_to_mixture(w, m, v, self.true_w, self.true_m, self.true_v, kernel=self.kernel))
 
     def spread(self, params: EMResult) -> np.ndarray:
         w, m, v, live = live_mixtures(params, self.mean0, self.var0)
@@ -196,7 +198,7 @@ class GMMFamily(Family):
             "weights": params.weights,
             "means": params.means,
             "sigmas": np.sqrt(params.variances),
-            **mixture_metrics(params, truth, self.mean0, self.var0),
+            **mixture_metrics(params, truth, self.mean0, self.var0, kernel=self.kernel),
             "kl": nan_unless(live, kl_true_fitted(w, m, v, *truth)),
             "em_iterations": np.asarray(params.n_iter, dtype=np.int32),
             "converged": np.asarray(params.converged, dtype=bool),
@@ -244,7 +246,7 @@ def live_mixtures(
 
 
 def mixture_metrics(
-    params: EMResult, truth: tuple[np.ndarray, ...], mean0: float, var0: float
+    params: EMResult, truth: tuple[np.ndarray, ...], mean0: float, var0: float, *, kernel: str = "numpy"
 ) -> dict[str, np.ndarray]:
     """Total mean and variance, spread ratio, W2 and tail mass of mixtures (B,) against the true
     mixture ``truth`` (weights, means, variances), NaN for diverged chains: the gmm1d metrics
@@ -255,7 +257,7 @@ def mixture_metrics(
         "mean": nan_unless(live, mean),
         "var": nan_unless(live, var),
         "spread_ratio": nan_unless(live, np.sqrt(var / var0)),
-        "w2": nan_unless(live, w2_to_mixture(w, m, v, *truth)),
+        "w2": nan_unless(live, w2_to_mixture(w, m, v, *truth, kernel=kernel)),
         "tail_mass": nan_unless(live, tail_mass(w, m, v, *truth)),
     }
 
