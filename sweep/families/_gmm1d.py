@@ -124,8 +124,26 @@ def _log_density(x, w, m, v):
 _KL_CHUNK = 1 << 15
 
 
-def kl_true_fitted(weights, means, variances, true_weights, true_means, true_variances, *, n_grid=1024) -> np.ndarray:
-    """KL(true || fitted) (B,) in nats, by quadrature on a fixed grid.
+# the sized KL quadrature: a chain whose fitted components are all wider than this many steps of
+# the fine grid below, and whose coarse and fine sums agree to this relative tolerance, takes the
+# fine sum (a trapezoid rule converging spectrally: its own error is then far below the difference)
+_SIZED_GRIDS = (129, 257)
+_SIZED_MIN_STEPS = 4.0
+_SIZED_RTOL = 1e-7
+
+
+def kl_true_fitted(
+    weights, means, variances, true_weights, true_means, true_variances, *, n_grid=1024, sized=False
+) -> np.ndarray:
+    """KL(true || fitted) (B,) in nats, by quadrature on a fixed grid, or one sized to each chain.
+
+    With ``sized``, a chain whose every fitted component (of non-zero weight) is at least 4
+    steps of a 257-point grid wide is first summed on 129 and 257 points; when the two agree to
+    1e-7 relative (plus 1e-13), the 257-point sum is its KL (the rule converges at least like
+    step**2, spectrally for smooth log q, so its error is below the difference: measured < 1e-9
+    relative); every other chain gets the ``n_grid`` sum, bit for bit as without ``sized``.
+    Near the truth this costs 386 points per chain instead of 1024. Each chain's path depends on
+    its own parameters only.
 
     The grid spans the true mixture +- 12 sd with ``n_grid`` points (tabulated once when the
     truth is given once); the integrand p (log p - log q) is summed with the grid step (the
@@ -145,6 +163,34 @@ def kl_true_fitted(weights, means, variances, true_weights, true_means, true_var
         func, (weights, means, variances), (true_weights, true_means, true_variances)
     )
     n_grid = as_int(n_grid, func, "n_grid", 16)
+    if not sized:
+        return _kl_on_grid(w, m, v, tw, tm, tv, n_grid)
+    coarse, fine = _SIZED_GRIDS
+    ts = np.sqrt(tv)
+    span = (tm + 12.0 * ts).max(axis=1) - (tm - 12.0 * ts).min(axis=1)
+    narrowest = np.sqrt(np.where(w > 0, v, np.inf).min(axis=1))
+    tried = narrowest >= _SIZED_MIN_STEPS * span / (fine - 1)
+    out = np.empty(len(w))
+    if tried.any():
+        rows = np.flatnonzero(tried)
+        at = (slice(None),) if len(tw) == 1 else (rows,)
+        truth = tuple(a[at] for a in (tw, tm, tv))
+        sub = w[rows], m[rows], v[rows]
+        kl_fine = _kl_on_grid(*sub, *truth, fine)
+        kl_coarse = _kl_on_grid(*sub, *truth, coarse)
+        with np.errstate(invalid="ignore"):
+            agree = np.abs(kl_fine - kl_coarse) <= _SIZED_RTOL * np.abs(kl_fine) + 1e-13
+        out[rows[agree]] = kl_fine[agree]
+        tried[rows[~agree]] = False
+    if not tried.all():
+        rest = np.flatnonzero(~tried)
+        at = (slice(None),) if len(tw) == 1 else (rest,)
+        out[rest] = _kl_on_grid(w[rest], m[rest], v[rest], tw[at], tm[at], tv[at], n_grid)
+    return out
+
+
+def _kl_on_grid(w, m, v, tw, tm, tv, n_grid):
+    """kl_true_fitted on its fixed grid of ``n_grid`` points (checked arguments)."""
     ts = np.sqrt(tv)
     lo, hi = (tm - 12.0 * ts).min(axis=1), (tm + 12.0 * ts).max(axis=1)
     step = (hi - lo) / (n_grid - 1)
