@@ -163,7 +163,9 @@ def test_sized_kl_paths():
     np.testing.assert_allclose(sized, reference, rtol=1e-9)
     w, m, v = wide_three_component_fits()
     sized, fixed = kl_true_fitted(w, m, v, *TRUTH, sized=True), kl_true_fitted(w, m, v, *TRUTH)
-    coarse, fine = _kl_on_grid(w, m, v, *TRUTH, 129), _kl_on_grid(w, m, v, *TRUTH, 257)
+    fine, coarse = _kl_on_grid(w, m, v, *TRUTH, 257, coarse=True)
+    assert np.array_equal(fine, _kl_on_grid(w, m, v, *TRUTH, 257))
+    np.testing.assert_allclose(coarse, _kl_on_grid(w, m, v, *TRUTH, 129), rtol=1e-12)  # nested grids
     wide = np.sqrt(v).min(axis=1) >= 4.0 * 28.0 / 256
     disagree = wide & (np.abs(fine - coarse) > 1e-7 * np.abs(fine) + 1e-13)
     assert 0.5 * len(w) < (wide & ~disagree).sum() and 10 < disagree.sum() and 10 < (~wide).sum()
