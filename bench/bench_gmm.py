@@ -12,7 +12,9 @@ Side by side in one run, for N = 100, 1000, 10000 samples per generation (true m
 - the same with ``init: previous`` (warm start from the previous generation's fit), metrics at 0
   and T;
 - kmeans init, metrics every 10th generation, with ``precision: float32`` (float32 E-step,
-  float64 sufficient statistics), the issue-16 target's configuration in single precision.
+  float64 sufficient statistics), the issue-16 target's configuration in single precision;
+- the metrics alone (one recorded generation of fits of N = 100 and 1000 samples from the truth),
+  with the numpy and, when installed, the numba metric kernel.
 
 Ray is started once with one CPU and its worker is warmed up by a small sweep first, so all
 figures are per core and exclude Ray's start-up and the worker's imports (the reference
@@ -40,6 +42,7 @@ import warnings  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.mixture import GaussianMixture  # noqa: E402
 
+from sweep._numba import available  # noqa: E402
 from sweep.runner import run_sweep  # noqa: E402
 from sweep.spec import parse_spec  # noqa: E402
 
@@ -82,6 +85,24 @@ def batched(
     return chains * generations / report.seconds, report.peak_task_rss_mib
 
 
+def metrics_only(n: int, chains: int, kernel: str, repeats: int) -> float:
+    """Microseconds per chain of one recorded generation's metrics (``family.metrics``: W2, KL,
+    tail mass, moments) on fits of n samples from the truth, with the given metric kernel."""
+    spec = parse_spec(
+        {"name": "m", "generations": 1, "replicates": chains, "family": {"name": "gmm1d", **TRUTH}, "grid": {"n": [n]}}
+    )
+    family, rng = spec.family, np.random.default_rng(0)
+    params = family.fit(family.sample(family.truth(chains), n, rng=rng), previous=family.truth(chains), rng=rng)
+    family.kernel = kernel
+    family.metrics(params)  # compiles (or loads) a numba kernel
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        family.metrics(params)
+        best = min(best, time.perf_counter() - start)
+    return best / chains * 1e6
+
+
 def best_of(repeats: int, measure) -> tuple[float, float]:
     """The highest rate of ``repeats`` calls of ``measure`` (each returns (rate, peak MiB))."""
     results = [measure() for _ in range(repeats)]
@@ -122,6 +143,11 @@ def main() -> None:
             f"{single / reference:>5.0f}x {peak:>14,.0f}"
         )
     print(f"(chain-generations per second on one core, best of {args.repeats}; 'warm' = init: previous)")
+    for n, (_, chains) in list(PLAN.items())[:2]:
+        line = f"metrics only, N = {n}: numpy {metrics_only(n, chains, 'numpy', args.repeats):.1f}"
+        if available():
+            line += f", numba {metrics_only(n, chains, 'numba', args.repeats):.1f}"
+        print(line + " us per chain per recorded generation")
     ray.shutdown()
 
 

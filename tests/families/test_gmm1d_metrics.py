@@ -3,6 +3,9 @@ sized KL quadrature against the fixed 1024-point one."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -183,3 +186,13 @@ def test_sized_kl_of_a_chain_does_not_depend_on_its_block():
     assert np.array_equal(kl_true_fitted(w[::-1], m[::-1], v[::-1], *TRUTH, sized=True), block[::-1])
     per_row = tuple(np.repeat(a, 200, axis=0) for a in TRUTH)
     np.testing.assert_allclose(kl_true_fitted(w, m, v, *per_row, sized=True), block, rtol=1e-12)
+
+
+def test_the_metric_kernels_import_without_numba():
+    """Importing the gmm1d family and the compiled W2's module imports no numba (the kernel is
+    compiled at its first call), so the numpy path works where numba is not installed."""
+    code = (
+        "import sys, sweep.families.gmm1d, sweep.families._quantiles1d_numba; "
+        "assert 'numba' not in sys.modules, 'numba imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
