@@ -243,12 +243,28 @@ def true_tails(true_weights, true_means, true_variances, func="tail_mass"):
     return mixture_quantile(TAIL_LEVELS, tw, tm, tv)
 
 
+# the true tail quantiles of the last few truths: a block asks for the same ones at every
+# recorded generation, and the Newton iterations cost as much as the tail mass of ~500 chains
+_TRUTH_QUANTILES: dict[bytes, np.ndarray] = {}
+
+
+def _truth_quantiles(tw, tm, tv):
+    key = b"".join(np.ascontiguousarray(a).tobytes() for a in (tw, tm, tv)) + bytes(str(tw.shape), "ascii")
+    q = _TRUTH_QUANTILES.get(key)
+    if q is None:
+        if len(_TRUTH_QUANTILES) >= 8:
+            _TRUTH_QUANTILES.clear()
+        q = _TRUTH_QUANTILES[key] = mixture_quantile(TAIL_LEVELS, tw, tm, tv)
+        q.flags.writeable = False
+    return q
+
+
 def tail_mass(weights, means, variances, true_weights, true_means, true_variances) -> np.ndarray:
     """Fitted probability (B,) below the true 1% quantile plus above the true 99% quantile."""
     func = "tail_mass"
     w, m, v, tw, tm, tv = _fitted_and_true(
         func, (weights, means, variances), (true_weights, true_means, true_variances)
     )
-    q = mixture_quantile(TAIL_LEVELS, tw, tm, tv)
+    q = _truth_quantiles(tw, tm, tv)
     sd = np.sqrt(v)
     return (mixture_cdf(q[:, :1], w, m, sd) + mixture_cdf(q[:, 1:], w, m, sd, upper=True))[:, 0]

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from sweep.families._gmm1d import _kl_on_grid, kl_true_fitted, w2_to_mixture
+from sweep.families._gmm1d import _kl_on_grid, kl_true_fitted, tail_mass, w2_to_mixture
 from sweep.families._quantiles1d import w2_mixtures
 
 TRUTH = (np.array([[0.5, 0.5]]), np.array([[-2.0, 2.0]]), np.array([[1.0, 1.0]]))
@@ -196,3 +196,20 @@ def test_the_metric_kernels_import_without_numba():
         "assert 'numba' not in sys.modules, 'numba imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_tail_mass_of_a_truth_seen_before_is_unchanged():
+    """The true tail quantiles kept between calls give bit for bit the tail mass computed afresh,
+    for truths given once or per row, and another truth gets its own quantiles."""
+    from sweep.families import _gmm1d
+
+    w, m, v = hard_mixtures()["collapsed and wide"]
+    first = tail_mass(w, m, v, *TRUTH)
+    _gmm1d._TRUTH_QUANTILES.clear()
+    assert np.array_equal(tail_mass(w, m, v, *TRUTH), first)
+    assert np.array_equal(tail_mass(w, m, v, *TRUTH), first)
+    per_row = tuple(np.repeat(a, len(w), axis=0) for a in TRUTH)
+    np.testing.assert_allclose(tail_mass(w, m, v, *per_row), first, rtol=1e-12)
+    wide = tail_mass(w, m, v, TRUTH[0], TRUTH[1], 4.0 * TRUTH[2])
+    assert not np.allclose(wide, first)
+    np.testing.assert_allclose(tail_mass(np.ones((1, 1)), np.zeros((1, 1)), np.ones((1, 1)), [1.0], [0.0], [1.0]), 0.02)
