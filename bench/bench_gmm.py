@@ -13,8 +13,12 @@ Side by side in one run, for N = 100, 1000, 10000 samples per generation (true m
   and T;
 - kmeans init, metrics every 10th generation, with ``precision: float32`` (float32 E-step,
   float64 sufficient statistics), the issue-16 target's configuration in single precision;
-- kmeans init, metrics every 10th generation, with ``kernel: numba`` (each chain's EM loop
-  compiled, :mod:`sweep.families._em1d_numba`). Every other column runs ``kernel: numpy``.
+- kmeans init, metrics every 10th generation, with ``kernel: numba`` (each chain's EM loop,
+  the sampler and the W2 metric compiled: :mod:`sweep.families._em1d_numba`,
+  :mod:`sweep._fastrng`, :mod:`sweep.families._quantiles1d_numba`). Every other column runs
+  ``kernel: numpy``;
+- the metrics alone (one recorded generation of fits of N = 100 and 1000 samples from the truth),
+  with the numpy and, when installed, the numba metric kernel.
 
 Ray is started once with one CPU and its worker is warmed up by a small sweep first, so all
 figures are per core and exclude Ray's start-up and the worker's imports (the reference
@@ -42,6 +46,7 @@ import warnings  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.mixture import GaussianMixture  # noqa: E402
 
+from sweep._numba import available  # noqa: E402
 from sweep.runner import run_sweep  # noqa: E402
 from sweep.spec import parse_spec  # noqa: E402
 
@@ -91,6 +96,24 @@ def batched(
     return chains * generations / report.seconds, report.peak_task_rss_mib
 
 
+def metrics_only(n: int, chains: int, kernel: str, repeats: int) -> float:
+    """Microseconds per chain of one recorded generation's metrics (``family.metrics``: W2, KL,
+    tail mass, moments) on fits of n samples from the truth, with the given metric kernel."""
+    spec = parse_spec(
+        {"name": "m", "generations": 1, "replicates": chains, "family": {"name": "gmm1d", **TRUTH}, "grid": {"n": [n]}}
+    )
+    family, rng = spec.family, np.random.default_rng(0)
+    params = family.fit(family.sample(family.truth(chains), n, rng=rng), previous=family.truth(chains), rng=rng)
+    family.kernel = kernel
+    family.metrics(params)  # compiles (or loads) a numba kernel
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        family.metrics(params)
+        best = min(best, time.perf_counter() - start)
+    return best / chains * 1e6
+
+
 def best_of(repeats: int, measure) -> tuple[float, float]:
     """The highest rate of ``repeats`` calls of ``measure`` (each returns (rate, peak MiB))."""
     results = [measure() for _ in range(repeats)]
@@ -135,6 +158,11 @@ def main() -> None:
             f"{single / reference:>5.0f}x {compiled:>18,.0f} {compiled / reference:>5.0f}x {peak:>14,.0f}"
         )
     print(f"(chain-generations per second on one core, best of {args.repeats}; 'warm' = init: previous)")
+    for n, (_, chains) in list(PLAN.items())[:2]:
+        line = f"metrics only, N = {n}: numpy {metrics_only(n, chains, 'numpy', args.repeats):.1f}"
+        if available():
+            line += f", numba {metrics_only(n, chains, 'numba', args.repeats):.1f}"
+        print(line + " us per chain per recorded generation")
     ray.shutdown()
 
 
