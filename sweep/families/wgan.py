@@ -113,6 +113,7 @@ class WGANFamily(NeuralFamily):
         import torch
 
         from sweep.families._neural import layers as L
+        from sweep.families._neural.critic import critic_step, gradient_buffers, spectral_backward
         from sweep.families._neural.nets import MLP
         from sweep.families._neural.penalty import mlp_gradient_norms
         from sweep.families._neural.torchkit import BatchIndexer, ChainRandom, adam, finite_rows, flat_rows, to_cpu
@@ -147,6 +148,9 @@ class WGANFamily(NeuralFamily):
             return torch.sigmoid(generator.forward(z, torch.relu))
 
         penalised = spec.lipschitz == "gradient_penalty"
+        written = isinstance(critic, MLP)
+        if written:
+            gradient_buffers(critic.layers)
         done = 0
         while done < spec.steps:
             chunk = min(CHUNK, spec.steps - done)
@@ -165,10 +169,29 @@ class WGANFamily(NeuralFamily):
                 real = data.view(batch * m, dim).index_select(0, rows[:, step].reshape(-1))
                 real = real.view(batch, spec.n_critic, size, dim)
                 pairs = torch.cat([generated, real], dim=2)
-                if penalised:
+                if penalised and not written:
                     alpha = mixing[:, step]
                     betweens = alpha * real + (1 - alpha) * generated
                 for inner in range(spec.n_critic):
+                    if written:  # an MLP critic: its gradients written out (critic.py)
+                        factors = norm.factors(critic.layers, update=True) if norm is not None else None
+                        loss, grads = critic_step(
+                            critic.layers,
+                            pairs[:, inner],
+                            weights=None if factors is None else [f[3] for f in factors],
+                            mixing=mixing[:, step, inner] if penalised else None,
+                            penalty=spec.penalty,
+                        )
+                        if factors is not None:
+                            for (weight, _), grad in zip(critic.layers, spectral_backward(grads, factors)):
+                                weight.grad.copy_(grad)
+                        c_opt.step()
+                        finite &= torch.isfinite(loss)
+                        if spec.lipschitz == "clip":
+                            with torch.no_grad():
+                                torch._foreach_clamp_min_(c_params, -spec.clip_value)
+                                torch._foreach_clamp_max_(c_params, spec.clip_value)
+                        continue
                     weights = norm.weights(_pairs(critic), update=True) if norm is not None else None
                     out = critic.forward(pairs[:, inner], L.leaky_relu, weights)
                     loss = out[:, :size].mean((1, 2)) - out[:, size:].mean((1, 2))

@@ -120,6 +120,20 @@ class SpectralNorm:
             out.append(weight / sigma[:, None, None])
         return out
 
+    @torch.no_grad()
+    def factors(self, layers: Sequence[Layer], *, update: bool) -> list[tuple[torch.Tensor, ...]]:
+        """Per layer (v, u, sigma, W / sigma) without a graph, the power iteration as in
+        :meth:`weights` (the same bits): for gradients written out (:mod:`.critic`)."""
+        out = []
+        for i, (weight, _) in enumerate(layers):
+            v = torch.nn.functional.normalize(torch.bmm(weight, self.u[i].unsqueeze(2)).squeeze(2), dim=1, eps=1e-12)
+            if update:
+                self.u[i] = torch.nn.functional.normalize(torch.bmm(v.unsqueeze(1), weight).squeeze(1), dim=1, eps=1e-12)
+            u = self.u[i]
+            sigma = torch.einsum("bi,bio,bo->b", v, weight, u)
+            out.append((v, u, sigma, weight / sigma[:, None, None]))
+        return out
+
     def state(self) -> dict[str, torch.Tensor]:
         return {f"sn.{i}.u": u for i, u in enumerate(self.u)}
 
