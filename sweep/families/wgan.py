@@ -116,7 +116,15 @@ class WGANFamily(NeuralFamily):
         from sweep.families._neural.critic import critic_step, gradient_buffers, spectral_backward
         from sweep.families._neural.nets import MLP
         from sweep.families._neural.penalty import mlp_gradient_norms
-        from sweep.families._neural.torchkit import BatchIndexer, ChainRandom, adam, finite_rows, flat_rows, to_cpu
+        from sweep.families._neural.torchkit import (
+            BatchIndexer,
+            ChainRandom,
+            ForeachRMSprop,
+            adam,
+            finite_rows,
+            flat_rows,
+            to_cpu,
+        )
 
         spec, device = self.spec, data.device
         data = data.contiguous()
@@ -135,7 +143,7 @@ class WGANFamily(NeuralFamily):
 
         def optimiser(tensors):
             if kind == "rmsprop":
-                return torch.optim.RMSprop(tensors, lr=spec.lr, foreach=True)
+                return ForeachRMSprop(tensors, spec.lr)
             return adam(tensors, spec.lr, betas)
 
         g_params, c_params = generator.parameters(), critic.parameters()
