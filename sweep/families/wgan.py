@@ -110,25 +110,14 @@ class WGANFamily(NeuralFamily):
 
     # -- networks -------------------------------------------------------------------------
     def train(self, data: Any, seeds: np.ndarray, warm: Model | None, previous: Any) -> Model:
-        import torch
 
         from sweep.families._neural import layers as L
-        from sweep.families._neural.critic import critic_step, gradient_buffers, spectral_backward
         from sweep.families._neural.nets import MLP
-        from sweep.families._neural.penalty import mlp_gradient_norms
-        from sweep.families._neural.torchkit import (
-            BatchIndexer,
-            ChainRandom,
-            ForeachRMSprop,
-            adam,
-            finite_rows,
-            flat_rows,
-            to_cpu,
-        )
+        from sweep.families._neural.torchkit import ChainRandom, ForeachRMSprop, adam, finite_rows, to_cpu
+        from sweep.families._neural.wgan_steps import train_mlp
 
         spec, device = self.spec, data.device
         data = data.contiguous()
-        batch, m, dim = data.shape
         random = ChainRandom(seeds, device)
         hidden = tuple(spec.hidden)
         if warm is not None:
@@ -148,17 +137,37 @@ class WGANFamily(NeuralFamily):
 
         g_params, c_params = generator.parameters(), critic.parameters()
         g_opt, c_opt = optimiser(g_params), optimiser(c_params)
+        if isinstance(critic, MLP):  # MLPs: every step's gradients written out (wgan_steps.py)
+            finite = train_mlp(spec, generator.layers, critic.layers, norm, data, random, (g_opt, c_opt), chunk=CHUNK)
+        else:
+            finite = self._train_autograd(data, generator, critic, norm, random, (g_opt, c_opt))
+        state = {**generator.state("gen"), **critic.state("critic")}
+        if norm is not None:
+            state.update(norm.state())
+        state = to_cpu(state)
+        diverged = ~(finite.cpu().numpy() & finite_rows([t for k, t in state.items() if not k.startswith("sn.")]))
+        return Model(state, 0, np.empty(0), diverged)
+
+    def _train_autograd(self, data, generator, critic, norm, random, optimisers):
+        """The training loop through autograd (conv nets; the penalty by double backward);
+        returns the (B,) mask of chains whose losses stayed finite."""
+        import torch
+
+        from sweep.families._neural import layers as L
+        from sweep.families._neural.torchkit import BatchIndexer, flat_rows
+
+        spec = self.spec
+        batch, m, dim = data.shape
+        g_opt, c_opt = optimisers
+        g_params, c_params = generator.parameters(), critic.parameters()
         size = min(spec.batch_size, m)
         indexer = BatchIndexer(random, m)
-        finite = torch.ones(batch, dtype=torch.bool, device=device)
+        finite = torch.ones(batch, dtype=torch.bool, device=data.device)
 
         def fake(z):
             return torch.sigmoid(generator.forward(z, torch.relu))
 
         penalised = spec.lipschitz == "gradient_penalty"
-        written = isinstance(critic, MLP)
-        if written:
-            gradient_buffers(critic.layers)
         done = 0
         while done < spec.steps:
             chunk = min(CHUNK, spec.steps - done)
@@ -177,40 +186,18 @@ class WGANFamily(NeuralFamily):
                 real = data.view(batch * m, dim).index_select(0, rows[:, step].reshape(-1))
                 real = real.view(batch, spec.n_critic, size, dim)
                 pairs = torch.cat([generated, real], dim=2)
-                if penalised and not written:
+                if penalised:
                     alpha = mixing[:, step]
                     betweens = alpha * real + (1 - alpha) * generated
                 for inner in range(spec.n_critic):
-                    if written:  # an MLP critic: its gradients written out (critic.py)
-                        factors = norm.factors(critic.layers, update=True) if norm is not None else None
-                        loss, grads = critic_step(
-                            critic.layers,
-                            pairs[:, inner],
-                            weights=None if factors is None else [f[3] for f in factors],
-                            mixing=mixing[:, step, inner] if penalised else None,
-                            penalty=spec.penalty,
-                        )
-                        if factors is not None:
-                            for (weight, _), grad in zip(critic.layers, spectral_backward(grads, factors)):
-                                weight.grad.copy_(grad)
-                        c_opt.step()
-                        finite &= torch.isfinite(loss)
-                        if spec.lipschitz == "clip":
-                            with torch.no_grad():
-                                torch._foreach_clamp_min_(c_params, -spec.clip_value)
-                                torch._foreach_clamp_max_(c_params, spec.clip_value)
-                        continue
                     weights = norm.weights(_pairs(critic), update=True) if norm is not None else None
                     out = critic.forward(pairs[:, inner], L.leaky_relu, weights)
                     loss = out[:, :size].mean((1, 2)) - out[:, size:].mean((1, 2))
                     if penalised:
                         between = betweens[:, inner]
-                        if isinstance(critic, MLP):
-                            norms = mlp_gradient_norms(critic.layers, between, weights)
-                        else:  # a conv critic: autograd's double backward
-                            norms = gradient_norms(
-                                critic, between.detach().requires_grad_(True), weights, create_graph=True
-                            )
+                        norms = gradient_norms(
+                            critic, between.detach().requires_grad_(True), weights, create_graph=True
+                        )
                         loss = loss + spec.penalty * ((norms - 1.0) ** 2).mean(-1)
                     c_opt.zero_grad(set_to_none=True)
                     loss.sum().backward()  # a sum over chains: each chain gets its own gradient
@@ -228,12 +215,7 @@ class WGANFamily(NeuralFamily):
                 g_opt.step()
                 finite &= torch.isfinite(g_loss.detach())
             done += chunk
-        state = {**generator.state("gen"), **critic.state("critic")}
-        if norm is not None:
-            state.update(norm.state())
-        state = to_cpu(state)
-        diverged = ~(finite.cpu().numpy() & finite_rows([t for k, t in state.items() if not k.startswith("sn.")]))
-        return Model(state, 0, np.empty(0), diverged)
+        return finite
 
     def generate(self, params: Model, m: int, random: Any, temperature: float) -> Any:
         import torch

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sweep.families._neural.torchkit import BatchIndexer, ChainRandom, FusedAdam, ForeachRMSprop
+from sweep.families._neural.torchkit import BatchIndexer, ChainRandom, ForeachRMSprop, FusedAdam
 
 CPU = torch.device("cpu")
 
