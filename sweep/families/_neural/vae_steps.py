@@ -10,8 +10,9 @@ z = mu + sigma eps, decoder logits l, the loss is the mean over rows of
 BCE(l, x) + beta KL = sum_j [softplus(l_j) - l_j x_j] + beta/2 sum_k [mu_k^2 + sigma_k^2 - 1 - log sigma_k^2]:
 d/dl = (sigmoid(l) - x) / k, d/dmu = d/dz + beta mu / k,
 d/dlog sigma^2 = d/dz eps sigma / 2 + beta (sigma^2 - 1) / (2k), for k rows. ReLU slopes are read from
-the activations' outputs (computed in place). A chain reads only its own rows and weights, so B
-chains trained together get the bits each would get alone.
+the activations' outputs (computed in place). A chain reads only its own rows and weights, so it
+gets the same bits in any batch of two or more chains (a batch of one goes through another of
+torch's bmm kernels, as with autograd: equal to rounding).
 """
 
 from __future__ import annotations

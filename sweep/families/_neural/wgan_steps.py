@@ -9,8 +9,7 @@ the products themselves: :func:`critic_step` and :func:`generator_step` compute 
 directly into the parameters' ``.grad`` (kept between steps), and :func:`train_mlp` runs the
 training loop with one reused buffer of generated and real rows.
 
-Notation (as in :mod:`.penalty`): layer i maps h_i to a_i = h_i W_i + b_i, h_{i+1} = act(a_i),
-f = a_{L-1}. The input gradient at a row is q_0 with q_{L-1} = W_{L-1}^T and
+Notation: layer i maps h_i to a_i = h_i W_i + b_i, h_{i+1} = act(a_i), f = a_{L-1}. The input gradient at a row is q_0 with q_{L-1} = W_{L-1}^T and
 q_i = (q_{i+1} * s_i) W_i^T, s_i the activation's slope at a_i (piecewise constant: the penalty's
 gradient with respect to the weights flows only through the W's). Activations run in place: the
 slope of a leaky ReLU (or ReLU) is read from its output, whose sign is its input's.
@@ -20,7 +19,8 @@ x_hat W_0 + b_0 = alpha (x_real W_0 + b_0) + (1 - alpha) (x_gen W_0 + b_0), both
 the forward pass over generated and real rows (equal up to rounding).
 
 Everything a chain computes reads only its own rows and weights (batched products, per-chain
-reductions), so B chains trained together get the bits each would get alone.
+reductions), so a chain gets the same bits in any batch of two or more chains (a batch of one
+goes through another of torch's bmm kernels, as with autograd: equal to rounding).
 """
 
 from __future__ import annotations
