@@ -74,7 +74,10 @@ class VAEFamily(NeuralFamily):
     def train(self, data: Any, seeds: np.ndarray, warm: Model | None, previous: Any) -> Model:
         import torch
 
+        from sweep.families._neural.layers import gradient_buffers
+        from sweep.families._neural.nets import MLP
         from sweep.families._neural.torchkit import BatchIndexer, ChainRandom, adam, finite_rows, gather_rows, to_cpu
+        from sweep.families._neural.vae_steps import vae_step
 
         spec, device = self.spec, data.device
         batch, m, _ = data.shape
@@ -91,12 +94,20 @@ class VAEFamily(NeuralFamily):
         indexer = BatchIndexer(random, m)
         finite = torch.ones(batch, dtype=torch.bool, device=device)
         total = self.steps_for(m)
+        written = isinstance(encoder, MLP) and isinstance(decoder, MLP)
+        if written:
+            gradient_buffers(encoder.layers + decoder.layers)
         for first in range(0, total, per_epoch):  # the draws of one epoch's steps at a time
             chunk = min(per_epoch, total - first)
             index = indexer.take(chunk * size).view(batch, chunk, size)
             noise = random.normal(chunk, size, spec.latent_dim)
             for step in range(chunk):
                 x = gather_rows(data, index[:, step])
+                if written:  # MLPs: the gradients written out (vae_steps.py)
+                    loss = vae_step(encoder.layers, decoder.layers, x, noise[:, step], spec.beta)
+                    optimiser.step()
+                    finite &= torch.isfinite(loss)
+                    continue
                 loss = negative_elbo(encoder, decoder, x, noise[:, step], spec.beta)
                 optimiser.zero_grad(set_to_none=True)
                 loss.sum().backward()  # a sum over chains: each chain gets its own gradient

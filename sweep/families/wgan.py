@@ -110,16 +110,14 @@ class WGANFamily(NeuralFamily):
 
     # -- networks -------------------------------------------------------------------------
     def train(self, data: Any, seeds: np.ndarray, warm: Model | None, previous: Any) -> Model:
-        import torch
 
         from sweep.families._neural import layers as L
         from sweep.families._neural.nets import MLP
-        from sweep.families._neural.penalty import mlp_gradient_norms
-        from sweep.families._neural.torchkit import BatchIndexer, ChainRandom, adam, finite_rows, flat_rows, to_cpu
+        from sweep.families._neural.torchkit import ChainRandom, ForeachRMSprop, adam, finite_rows, to_cpu
+        from sweep.families._neural.wgan_steps import train_mlp
 
         spec, device = self.spec, data.device
         data = data.contiguous()
-        batch, m, dim = data.shape
         random = ChainRandom(seeds, device)
         hidden = tuple(spec.hidden)
         if warm is not None:
@@ -134,14 +132,37 @@ class WGANFamily(NeuralFamily):
 
         def optimiser(tensors):
             if kind == "rmsprop":
-                return torch.optim.RMSprop(tensors, lr=spec.lr, foreach=True)
+                return ForeachRMSprop(tensors, spec.lr)
             return adam(tensors, spec.lr, betas)
 
         g_params, c_params = generator.parameters(), critic.parameters()
         g_opt, c_opt = optimiser(g_params), optimiser(c_params)
+        if isinstance(critic, MLP):  # MLPs: every step's gradients written out (wgan_steps.py)
+            finite = train_mlp(spec, generator.layers, critic.layers, norm, data, random, (g_opt, c_opt), chunk=CHUNK)
+        else:
+            finite = self._train_autograd(data, generator, critic, norm, random, (g_opt, c_opt))
+        state = {**generator.state("gen"), **critic.state("critic")}
+        if norm is not None:
+            state.update(norm.state())
+        state = to_cpu(state)
+        diverged = ~(finite.cpu().numpy() & finite_rows([t for k, t in state.items() if not k.startswith("sn.")]))
+        return Model(state, 0, np.empty(0), diverged)
+
+    def _train_autograd(self, data, generator, critic, norm, random, optimisers):
+        """The training loop through autograd (conv nets; the penalty by double backward);
+        returns the (B,) mask of chains whose losses stayed finite."""
+        import torch
+
+        from sweep.families._neural import layers as L
+        from sweep.families._neural.torchkit import BatchIndexer, flat_rows
+
+        spec = self.spec
+        batch, m, dim = data.shape
+        g_opt, c_opt = optimisers
+        g_params, c_params = generator.parameters(), critic.parameters()
         size = min(spec.batch_size, m)
         indexer = BatchIndexer(random, m)
-        finite = torch.ones(batch, dtype=torch.bool, device=device)
+        finite = torch.ones(batch, dtype=torch.bool, device=data.device)
 
         def fake(z):
             return torch.sigmoid(generator.forward(z, torch.relu))
@@ -174,12 +195,9 @@ class WGANFamily(NeuralFamily):
                     loss = out[:, :size].mean((1, 2)) - out[:, size:].mean((1, 2))
                     if penalised:
                         between = betweens[:, inner]
-                        if isinstance(critic, MLP):
-                            norms = mlp_gradient_norms(critic.layers, between, weights)
-                        else:  # a conv critic: autograd's double backward
-                            norms = gradient_norms(
-                                critic, between.detach().requires_grad_(True), weights, create_graph=True
-                            )
+                        norms = gradient_norms(
+                            critic, between.detach().requires_grad_(True), weights, create_graph=True
+                        )
                         loss = loss + spec.penalty * ((norms - 1.0) ** 2).mean(-1)
                     c_opt.zero_grad(set_to_none=True)
                     loss.sum().backward()  # a sum over chains: each chain gets its own gradient
@@ -197,12 +215,7 @@ class WGANFamily(NeuralFamily):
                 g_opt.step()
                 finite &= torch.isfinite(g_loss.detach())
             done += chunk
-        state = {**generator.state("gen"), **critic.state("critic")}
-        if norm is not None:
-            state.update(norm.state())
-        state = to_cpu(state)
-        diverged = ~(finite.cpu().numpy() & finite_rows([t for k, t in state.items() if not k.startswith("sn.")]))
-        return Model(state, 0, np.empty(0), diverged)
+        return finite
 
     def generate(self, params: Model, m: int, random: Any, temperature: float) -> Any:
         import torch

@@ -178,3 +178,24 @@ def test_torch_runs_on_one_thread_inside_the_family(monkeypatch, vae_cell):
         assert family.metrics(params)["frechet_distance"].shape == (2,)
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_batched_mlp_chains_equal_single_chain_runs(name):
+    """Training B = 3 MLP chains as one batch (the written-out steps) gives each chain the weights
+    that training it alone (a batch of one, the same seed and data) gives: bit for bit for a
+    sub-batch of two, to float32 rounding alone (torch's bmm takes another kernel for a batch of
+    one, whose last bits can differ)."""
+    family = cells(parse_spec(tiny_spec({**FAMILIES[name], "hidden": [16, 8]})))[0].family
+    data = family.sample(family.truth(3), 200, rng=np.random.default_rng(0))
+    seeds = np.array([11, 12, 13])
+    batched = family.train(data, seeds, None, family.truth(3)).state
+    pair = family.train(data[:2], seeds[:2], None, family.truth(2)).state
+    for key, tensor in pair.items():
+        assert torch.equal(batched[key][:2], tensor), key
+    for b in range(3):
+        alone = family.train(data[b : b + 1], seeds[b : b + 1], None, family.truth(1)).state
+        for key, tensor in alone.items():
+            torch.testing.assert_close(batched[key][b : b + 1], tensor, rtol=1e-4, atol=1e-6)
+    moved = family.train(data, seeds + 1, None, family.truth(3)).state
+    assert max(float((moved[k] - batched[k]).abs().max()) for k in moved) > 1e-3  # seeds matter

@@ -36,6 +36,14 @@ def parameters(layers: Sequence[Layer]) -> list[torch.Tensor]:
     return [t for layer in layers for t in layer]
 
 
+def gradient_buffers(layers: Sequence[Layer]) -> None:
+    """Give every parameter a ``.grad`` of its shape, for steps that write their gradients
+    out (:mod:`.wgan_steps`, :mod:`.vae_steps`) into the same buffers every step."""
+    for tensor in parameters(layers):
+        if tensor.grad is None:
+            tensor.grad = torch.zeros_like(tensor)
+
+
 def forward(
     layers: Sequence[Layer],
     x: torch.Tensor,
@@ -118,6 +126,22 @@ class SpectralNorm:
                     v = torch.nn.functional.normalize(torch.bmm(weight, u.unsqueeze(2)).squeeze(2), dim=1, eps=1e-12)
             sigma = torch.einsum("bi,bio,bo->b", v, weight, u)
             out.append(weight / sigma[:, None, None])
+        return out
+
+    @torch.no_grad()
+    def factors(self, layers: Sequence[Layer], *, update: bool) -> list[tuple[torch.Tensor, ...]]:
+        """Per layer (v, u, sigma, W / sigma) without a graph, the power iteration as in
+        :meth:`weights` (the same bits): for gradients written out (:mod:`.critic`)."""
+        out = []
+        for i, (weight, _) in enumerate(layers):
+            v = torch.nn.functional.normalize(torch.bmm(weight, self.u[i].unsqueeze(2)).squeeze(2), dim=1, eps=1e-12)
+            if update:
+                self.u[i] = torch.nn.functional.normalize(
+                    torch.bmm(v.unsqueeze(1), weight).squeeze(1), dim=1, eps=1e-12
+                )
+            u = self.u[i]
+            sigma = torch.einsum("bi,bio,bo->b", v, weight, u)
+            out.append((v, u, sigma, weight / sigma[:, None, None]))
         return out
 
     def state(self) -> dict[str, torch.Tensor]:

@@ -104,8 +104,9 @@ class BatchIndexer:
         rows = []
         for i, g in enumerate(self.random.generators):
             pending = self.pending[i]
-            while pending.numel() < k:
-                pending = torch.cat([pending, torch.randperm(self.m, generator=g)])
+            if pending.numel() < k:  # one concatenation of all the permutations needed (not one per epoch)
+                more = -(-(k - pending.numel()) // self.m)
+                pending = torch.cat([pending] + [torch.randperm(self.m, generator=g) for _ in range(more)])
             rows.append(pending[:k])
             self.pending[i] = pending[k:]
         return torch.stack(rows).to(self.random.device, non_blocking=True)
@@ -130,10 +131,73 @@ def flat_rows(data: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return index + offsets.view((batch,) + (1,) * (index.dim() - 1))
 
 
-def adam(tensors: list[torch.Tensor], lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Adam:
+def adam(tensors: list[torch.Tensor], lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> FusedAdam:
     """Adam over stacked parameters, fused into one kernel per step (5x faster than the foreach
     implementation for 32 chains on one CPU core: the update is memory-bound)."""
-    return torch.optim.Adam(tensors, lr=lr, betas=betas, fused=True)
+    return FusedAdam(tensors, lr, betas)
+
+
+class FusedAdam:
+    """``torch.optim.Adam(tensors, lr=lr, betas=betas, fused=True)``, the same kernel and state
+    (the same bits, step for step), without the optimiser's per-step Python work: grouping the
+    tensors by device, reading their state (0.23 ms a step, as much as the kernel itself for a
+    32-chain WGAN critic; a critic trains 5 times per generator step)."""
+
+    def __init__(self, tensors: list[torch.Tensor], lr: float, betas: tuple[float, float], eps: float = 1e-8):
+        self.params = list(tensors)
+        self.lr, self.betas, self.eps = lr, betas, eps
+        self.exp_avgs = [torch.zeros_like(t, memory_format=torch.preserve_format) for t in self.params]
+        self.exp_avg_sqs = [torch.zeros_like(t, memory_format=torch.preserve_format) for t in self.params]
+        self.steps = [torch.zeros((), dtype=torch.float32, device=t.device) for t in self.params]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for tensor in self.params:
+            tensor.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        torch._foreach_add_(self.steps, 1)
+        torch._fused_adam_(
+            self.params,
+            [t.grad for t in self.params],
+            self.exp_avgs,
+            self.exp_avg_sqs,
+            [],
+            self.steps,
+            amsgrad=False,
+            lr=self.lr,
+            beta1=self.betas[0],
+            beta2=self.betas[1],
+            weight_decay=0.0,
+            eps=self.eps,
+            maximize=False,
+            grad_scale=None,
+            found_inf=None,
+        )
+
+
+class ForeachRMSprop:
+    """``torch.optim.RMSprop(tensors, lr=lr, foreach=True)`` (alpha 0.99, eps 1e-8): the same
+    foreach kernels in the same order (the same bits), without the optimiser's per-step Python
+    work (as :class:`FusedAdam`)."""
+
+    def __init__(self, tensors: list[torch.Tensor], lr: float, alpha: float = 0.99, eps: float = 1e-8):
+        self.params = list(tensors)
+        self.lr, self.alpha, self.eps = lr, alpha, eps
+        self.square_avgs = [torch.zeros_like(t, memory_format=torch.preserve_format) for t in self.params]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for tensor in self.params:
+            tensor.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        grads = [t.grad for t in self.params]
+        torch._foreach_mul_(self.square_avgs, self.alpha)
+        torch._foreach_addcmul_(self.square_avgs, grads, grads, value=1 - self.alpha)
+        avg = torch._foreach_sqrt(self.square_avgs)
+        torch._foreach_add_(avg, self.eps)
+        torch._foreach_addcdiv_(self.params, grads, avg, value=-self.lr)
 
 
 def to_cpu(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
