@@ -33,10 +33,15 @@ def single_thread() -> Iterator[None]:
     A Ray task has one core (OMP_NUM_THREADS=1), a replay in a shell may have more: pinning the
     thread count keeps results independent of where they run, and on shared cores one thread is
     also the fastest (measured: a replay took 33 s on one thread, over 14 min on two, at load 5).
+
+    ``set_num_threads(1)`` is called even when torch already reports one thread: the report is
+    OpenMP's count, which ``threadpoolctl`` (``sweep replay``) lowers alone, while torch's MKL keeps
+    its own count (every core) until torch sets it. Batched matrix products then ran on two
+    threads in a replay (seen in a stack: MKL's sgemm_batch inside a libgomp region, a second
+    thread as busy as the first).
     """
     before = torch.get_num_threads()
-    if before != 1:
-        torch.set_num_threads(1)
+    torch.set_num_threads(1)
     try:
         yield
     finally:
