@@ -209,3 +209,22 @@ def test_part_with_damaged_pages_is_recomputed(ray_session, tmp_path):
     assert rerun.parts_kept == 14 and rerun.parts_removed == 4  # both damaged parts and their other halves
     pd.testing.assert_frame_equal(analysis.load(reference.location), analysis.load(damaged.location))
     pd.testing.assert_frame_equal(analysis.load_events(reference.location), analysis.load_events(damaged.location))
+
+
+def test_folder_of_another_kernel_says_how_to_continue(ray_session, tmp_path, cli, write_spec):
+    """A folder computed by the numpy kernel (as every folder before the kernel field was), run
+    again with the compiled one (what ``kernel: auto`` picks where numba is installed), is refused
+    with exit 2 and an error naming the setting that continues it; that setting does."""
+    pytest.importorskip("numba")
+    raw = {**RAW, "family": {"name": "gaussian"}}
+    status, _, _ = cli("run", write_spec(raw), "--out", tmp_path, "--set", "family.kernel=numpy", "--no-progress")
+    assert status == 0
+    status, _, err = cli("run", write_spec(raw), "--out", tmp_path, "--set", "family.kernel=numba", "--no-progress")
+    assert status == 2
+    assert err == (
+        f"error: results folder '{tmp_path}/resume' holds a different sweep (family.kernel: None in the folder, "
+        "'numba' now; continue it with its own kernel: --set family.kernel=numpy); pass --overwrite to replace it, "
+        "or choose another --out\n"
+    )
+    status, _, _ = cli("run", write_spec(raw), "--out", tmp_path, "--set", "family.kernel=numpy", "--no-progress")
+    assert status == 0
