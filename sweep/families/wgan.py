@@ -154,29 +154,21 @@ class WGANFamily(NeuralFamily):
         import torch
 
         from sweep.families._neural import layers as L
-        from sweep.families._neural.torchkit import BatchIndexer, flat_rows
+        from sweep.families._neural.wgan_steps import chunk_draws
 
         spec = self.spec
         batch, m, dim = data.shape
         g_opt, c_opt = optimisers
         g_params, c_params = generator.parameters(), critic.parameters()
         size = min(spec.batch_size, m)
-        indexer = BatchIndexer(random, m)
         finite = torch.ones(batch, dtype=torch.bool, device=data.device)
 
         def fake(z):
             return torch.sigmoid(generator.forward(z, torch.relu))
 
         penalised = spec.lipschitz == "gradient_penalty"
-        done = 0
-        while done < spec.steps:
-            chunk = min(CHUNK, spec.steps - done)
-            index = indexer.take(chunk * spec.n_critic * size).view(batch, chunk, spec.n_critic, size)
-            rows = flat_rows(data, index)  # the chunk's real minibatches as rows of the flattened data
-            critic_noise = random.normal(chunk, spec.n_critic, size, spec.latent_dim)
-            mixing = random.uniform(chunk, spec.n_critic, size, 1)
-            generator_noise = random.normal(chunk, size, spec.latent_dim)
-            for step in range(chunk):
+        for count, rows, critic_noise, mixing, generator_noise in chunk_draws(spec, data, random, CHUNK):
+            for step in range(count):
                 # The generator does not change during the critic's n_critic steps: their generated
                 # images in one forward, their real minibatches in one gather, each step's generated
                 # and real rows side by side (one critic pass over both)
@@ -214,7 +206,6 @@ class WGANFamily(NeuralFamily):
                     tensor.grad = grad
                 g_opt.step()
                 finite &= torch.isfinite(g_loss.detach())
-            done += chunk
         return finite
 
     def generate(self, params: Model, m: int, random: Any, temperature: float) -> Any:

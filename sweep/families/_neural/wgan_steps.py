@@ -32,7 +32,7 @@ import torch
 
 from sweep.families._neural.layers import Layer, gradient_buffers
 
-__all__ = ["critic_step", "generator_step", "gradient_buffers", "spectral_backward", "train_mlp"]
+__all__ = ["chunk_draws", "critic_step", "generator_step", "gradient_buffers", "spectral_backward", "train_mlp"]
 
 SLOPE = 0.2  # the critic's leaky ReLU (layers.leaky_relu)
 
@@ -220,8 +220,6 @@ def train_mlp(
     autograd loop made them (minibatch indices, the critic's latents, interpolation weights, the
     generator's latents), so each chain's stream is the same.
     """
-    from sweep.families._neural.torchkit import BatchIndexer, flat_rows
-
     g_opt, c_opt = optimisers
     batch, m, dim = data.shape
     size = min(spec.batch_size, m)
@@ -231,17 +229,9 @@ def train_mlp(
     c_params = [t for layer in critic for t in layer]
     pairs = torch.empty(batch, 2 * size, dim, dtype=data.dtype, device=data.device)  # generated, then real
     real = torch.empty(batch * size, dim, dtype=data.dtype, device=data.device)
-    indexer = BatchIndexer(random, m)
     finite = torch.ones(batch, dtype=torch.bool, device=data.device)
     penalised = spec.lipschitz == "gradient_penalty"
-    done = 0
-    while done < spec.steps:
-        count = min(chunk, spec.steps - done)
-        index = indexer.take(count * spec.n_critic * size).view(batch, count, spec.n_critic, size)
-        rows = flat_rows(data, index)  # the chunk's real minibatches as rows of the flattened data
-        critic_noise = random.normal(count, spec.n_critic, size, spec.latent_dim)
-        mixing = random.uniform(count, spec.n_critic, size, 1)
-        generator_noise = random.normal(count, size, spec.latent_dim)
+    for count, rows, critic_noise, mixing, generator_noise in chunk_draws(spec, data, random, chunk):
         for step in range(count):
             for inner in range(spec.n_critic):
                 h = critic_noise[:, step, inner]
@@ -275,5 +265,34 @@ def train_mlp(
             )
             g_opt.step()
             finite &= torch.isfinite(g_loss)
-        done += count
     return finite
+
+
+def chunk_draws(spec: Any, data: torch.Tensor, random: Any, chunk: int):
+    """The training loop's random draws, ``chunk`` generator steps at a time, in the one order
+    both WGAN loops (this module's and the family's autograd loop) make them: minibatch indices,
+    the critic's latents, interpolation weights, the generator's latents. The order is part of
+    each chain's stream.
+
+    Yields
+    ------
+    (count, rows, critic_noise, mixing, generator_noise)
+        Generator steps in the chunk; the real minibatches as rows of the flattened data
+        (B, count, n_critic, size); latents (B, count, n_critic, size, latent_dim); weights
+        (B, count, n_critic, size, 1); latents (B, count, size, latent_dim).
+    """
+    from sweep.families._neural.torchkit import BatchIndexer, flat_rows
+
+    batch, m = data.shape[:2]
+    size = min(spec.batch_size, m)
+    indexer = BatchIndexer(random, m)
+    done = 0
+    while done < spec.steps:
+        count = min(chunk, spec.steps - done)
+        index = indexer.take(count * spec.n_critic * size).view(batch, count, spec.n_critic, size)
+        rows = flat_rows(data, index)
+        critic_noise = random.normal(count, spec.n_critic, size, spec.latent_dim)
+        mixing = random.uniform(count, spec.n_critic, size, 1)
+        generator_noise = random.normal(count, size, spec.latent_dim)
+        yield count, rows, critic_noise, mixing, generator_noise
+        done += count
