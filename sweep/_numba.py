@@ -68,3 +68,16 @@ def jit(**options: Any) -> Callable[[Callable], Callable]:
         return call
 
     return wrap
+
+
+def compile_helpers(namespace: dict, names: tuple[str, ...]) -> None:
+    """Turn the helper functions ``names`` of a module (its ``globals()``) into numba functions,
+    once, before the module's entry points compile: compiled code calls only compiled code, and
+    :func:`jit` keeps a function plain until its first call, so the entry points then find their
+    helpers as numba dispatchers. Helpers come before their callers in names."""
+    import numba
+
+    for name in names:
+        func = namespace[name]
+        if not isinstance(func, numba.core.dispatcher.Dispatcher):
+            namespace[name] = numba.njit(cache=True, nogil=True, error_model="numpy")(func)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sweep._numba import jit
+from sweep._numba import compile_helpers, jit
 from sweep.families._estep1d import EXP_FLOOR, EXP_SAFE, LOG_2PI, NK_EPS
 
 #: Samples per chunk, and lanes of the sums: the chunk's buffers stay in L1.
@@ -361,19 +361,6 @@ _HELPERS = (
     "_workspace",
     "_mstep",
 )
-
-
-def compile_helpers(namespace: dict, names: tuple[str, ...]) -> None:
-    """Turn the helper functions ``names`` of a module (its ``globals()``) into numba functions,
-    once, before the module's entry points compile: compiled code calls only compiled code, and
-    :func:`sweep._numba.jit` keeps a function plain until its first call, so the entry points
-    then find their helpers as numba dispatchers. Helpers come before their callers in names."""
-    import numba
-
-    for name in names:
-        func = namespace[name]
-        if not isinstance(func, numba.core.dispatcher.Dispatcher):
-            namespace[name] = numba.njit(cache=True, nogil=True, error_model="numpy")(func)
 
 
 _fit_compiled = jit(error_model="numpy")(_fit_block)

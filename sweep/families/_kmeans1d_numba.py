@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sweep._numba import jit
-from sweep.families._em1d_numba import compile_helpers
+from sweep._numba import compile_helpers, jit
 from sweep.families._kmeans1d import DENSE_SEEDING_MAX_N, KMEANS_MAX_ITER, SortedRows
 from sweep.families._kmeans1d import kmeans_plusplus as kmeans_plusplus_numpy
 from sweep.families._kmeans1d import lloyd as lloyd_numpy
