@@ -43,6 +43,13 @@ def resolve_kernel(value: Any, path: str) -> str:
     return value
 
 
+def take_kernel(section: Any, read: Callable[[Any, str], str] = resolve_kernel) -> str:
+    """A family section's ``kernel`` field through ``read`` (default :func:`resolve_kernel`),
+    its default ``auto`` included: ``Section.take`` returns a default without reading it, and
+    ``auto`` must be resolved like a written value."""
+    return read(section.take("kernel", lambda value, path: value, "auto"), section.sub("kernel"))
+
+
 def jit(**options: Any) -> Callable[[Callable], Callable]:
     """``numba.njit(cache=True, nogil=True, **options)``, compiled at the first call.
 

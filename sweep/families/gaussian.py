@@ -20,7 +20,7 @@ import numpy as np
 from scipy.special import ndtr, ndtri
 
 from sweep import _fastrng, fields
-from sweep._numba import resolve_kernel
+from sweep._numba import take_kernel
 from sweep.errors import SpecError
 from sweep.events import EventSet
 from sweep.families import _linalg
@@ -144,7 +144,7 @@ class GaussianFamily(Family):
         estimator = section.take("estimator", fields.choice("unbiased", "ml"), "unbiased")
         path = section.take("path", fields.choice("exact", "sample", "auto"), "exact")
         # the default goes through the reader too: auto is resolved here, so the spec records it
-        kernel = section.take("kernel", resolve_kernel, None) or resolve_kernel("auto", section.sub("kernel"))
+        kernel = take_kernel(section)
         return GaussianSpec(dim=dim, mean=mean, cov=cov, estimator=estimator, path=path, kernel=kernel)
 
     def __init__(self, spec: GaussianSpec):

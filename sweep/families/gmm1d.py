@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from sweep import fields
-from sweep._numba import resolve_kernel
+from sweep._numba import resolve_kernel, take_kernel
 from sweep.errors import SpecError
 from sweep.events import EventSet
 from sweep.families._checks import finite_rows, nan_unless
@@ -114,8 +114,7 @@ class GMMFamily(Family):
     def parse_spec(cls, section: fields.Section) -> GMMSpec:
         truth = read_true_mixture(section)
         precision = section.take("precision", fields.choice("float64", "float32"), "float64")
-        read_kernel = _kernel_reader(precision)
-        kernel = section.take("kernel", read_kernel, None) or read_kernel("auto", section.sub("kernel"))
+        kernel = take_kernel(section, _kernel_reader(precision))
         return GMMSpec(
             truth=truth,
             k=section.take("k", fields.integer(1, 100), len(truth.means)),
