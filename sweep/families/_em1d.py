@@ -275,17 +275,20 @@ def em_fit(
     sort = init == "kmeans" if isinstance(init, str) else False
     xc = np.sort(x, axis=1) if sort else x.copy()
     xc -= shift
-    x2 = xc * xc
+    # x**2 feeds the k-means prefix sums and the numpy kernel's E-step (not the compiled one's)
+    x2 = xc * xc if sort or kernel != "numba" else None
     if sort:
         data = SortedRows(xc, x2)
         starts = [lambda: _init_kmeans(data, k, reg_covar, rng, kernel)] * n_init
-        work = _Work(xc, k, x2=x2, sums=(data.c1[:, -1], data.c2[:, -1]), is_sorted=True, precision=precision)
+        sums, is_sorted = (data.c1[:, -1], data.c2[:, -1]), True
     else:
         if isinstance(init, str):
             starts = [lambda: _init_random_from_data(xc, k, reg_covar, rng)] * n_init
         else:  # every explicit initialisation would be the same
             starts = [lambda: (w0, m0 - shift, v0)]
-        work = _Work(xc, k, x2=x2, precision=precision)
+        sums, is_sorted = None, False
+    # the numpy kernel's data, sums and buffers (the compiled kernel reads xc alone)
+    work = None if kernel == "numba" else _Work(xc, k, x2=x2, sums=sums, is_sorted=is_sorted, precision=precision)
     best = None
     for start in starts:
         w0, m0, v0 = start()
