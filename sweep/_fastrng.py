@@ -1,9 +1,11 @@
 """Compiled random draws (numba) from a numpy Generator's own stream of raw 64-bit words.
 
-numpy's ``standard_normal`` costs about 9 ns a value and ``standard_gamma`` about 14.5 ns, while
-the bit generator's raw output costs about 2 ns a word: these kernels draw standard normals (a
-256-layer ziggurat, Marsaglia & Tsang 2000), standard gammas (Marsaglia & Tsang 2000, with its
-squeeze) and 53-bit uniforms from the words of ``rng.bit_generator.random_raw``.
+numpy's ``standard_normal`` costs about 9 ns a value and ``standard_gamma`` about 14.5 ns: these
+kernels draw standard normals (a 256-layer ziggurat, Marsaglia & Tsang 2000), standard gammas
+(Marsaglia & Tsang 2000, with its squeeze) and 53-bit uniforms from the words of the generator's
+own PCG64 stream, the words ``rng.bit_generator.random_raw`` would give, which they step in
+compiled code (one 128-bit multiply and add a word, about 1.6 ns, and the rest of a value's work
+overlaps it) rather than pulling them through numpy (about 2.2 ns a word plus its memory traffic).
 
 Contract (what :mod:`sweep.streams` needs of a draw):
 
@@ -11,8 +13,8 @@ Contract (what :mod:`sweep.streams` needs of a draw):
   which repositions the block's stream exactly as ``rng.standard_normal`` does);
 - values are laid out chain by chain (C order, the chain the leading axis) and consume the words
   in that order, so the first B' chains of a draw for B chains equal a draw for B' chains;
-- words are pulled in chunks as rejections need them, with a continuing pointer (the words left
-  over from one chunk start the next), so no value depends on the chunk size.
+- a draw uses exactly the words its values need, in order, and leaves the generator right after
+  them (a plain Generator's next draw continues there).
 
 The values differ from numpy's (other algorithms), so a chain's values depend on the kernel; each
 is reproducible bit for bit on one machine (no fastmath: the order of every operation is fixed).
@@ -25,15 +27,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-from sweep._numba import jit
+from sweep._numba import compile_helpers, jit
+from sweep.streams import PCG_MULTIPLIER
 
 LAYERS = 256
 _MANTISSA = 1 << 52  # the ziggurat's abscissa is a 52-bit integer times the layer's width / 2^52
 _U53 = 1.0 / (1 << 53)  # a 53-bit integer times this: a uniform in [0, 1)
-#: Most words pulled at once (512 KiB, which stay in cache): a large draw fills in chunks. 1 << 20
-#: words cost sample_gmm (64 chains x 10000 samples) 16 ns a sample instead of 10, mostly page
-#: faults of the fresh 8 MiB arrays. Tests lower it to check that values do not depend on chunks.
-MAX_CHUNK = 1 << 16
+_M64 = (1 << 64) - 1
 
 
 def _zig_tables() -> tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -87,195 +87,211 @@ def _zig_tables() -> tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray
 R, X, W, K, F = _zig_tables()
 
 
-# -- kernels: fill out[done:] from words[pos:]; return (values done, next word) -----------------
+# -- PCG64 in compiled code ------------------------------------------------------------------------
 #
-# Each kernel stops at a value's first word when the words run out and returns where it stopped;
-# the driver appends words and calls it again from there, so a value never depends on the chunks.
-# The ziggurat is written out in each kernel rather than called: a numba function returning
-# (value, position) made every value cost 15 ns more (measured), and the tables are globals,
-# which numba freezes into the code (passed as arguments they cost as much again). Integers stay
-# int64: numba compares and adds uint64 with int64 through float64.
+# The state is carried as four uint64 (state high, state low, increment high, increment low);
+# _pcg_next steps it once and returns (high, low, word). Compiled code gets it as an LLVM
+# intrinsic on 128-bit integers (installed by _ready under that name), which compiles to a few
+# multiplies; _pcg_step says in Python what it computes, and the tests hold both to numpy's
+# random_raw.
+
+
+def _pcg_step(hi, lo, inc_hi, inc_lo):
+    """One PCG64 step (numpy's: the LCG, then XSL-RR of the new state), in Python integers."""
+    state = (((int(hi) << 64) | int(lo)) * PCG_MULTIPLIER + ((int(inc_hi) << 64) | int(inc_lo))) & ((1 << 128) - 1)
+    high, low = state >> 64, state & _M64
+    x, rot = high ^ low, high >> 58
+    return high, low, ((x >> rot) | (x << ((64 - rot) & 63))) & _M64
+
+
+_pcg_next = _pcg_step  # what the kernels call: _ready puts the compiled step here
+
+
+def _pcg_intrinsic():
+    """_pcg_next as a numba intrinsic on LLVM's i128 (numba has no 128-bit integer type)."""
+    from llvmlite import ir
+    from numba import types
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def pcg_next(typingctx, hi, lo, inc_hi, inc_lo):
+        u64 = types.uint64
+        signature = types.UniTuple(u64, 3)(u64, u64, u64, u64)
+
+        def codegen(context, builder, signature, args):
+            i128, i64 = ir.IntType(128), ir.IntType(64)
+            shift = ir.Constant(i128, 64)
+
+            def wide(high, low):
+                return builder.or_(builder.shl(builder.zext(high, i128), shift), builder.zext(low, i128))
+
+            state = builder.add(builder.mul(wide(*args[:2]), ir.Constant(i128, PCG_MULTIPLIER)), wide(*args[2:]))
+            high = builder.trunc(builder.lshr(state, shift), i64)
+            low = builder.trunc(state, i64)
+            x, rot = builder.xor(high, low), builder.lshr(high, ir.Constant(i64, 58))
+            left = builder.and_(builder.sub(ir.Constant(i64, 64), rot), ir.Constant(i64, 63))
+            word = builder.or_(builder.lshr(x, rot), builder.shl(x, left))  # rotate right by rot
+            return context.make_tuple(builder, signature.return_type, [high, low, word])
+
+        return signature, codegen
+
+    return pcg_next
+
+
+# -- one value from the stream (inlined into every kernel) ---------------------------------------
 #
 # The ziggurat, per word: bits 0-7 pick the layer, bit 8 the sign, bits 12-63 (52 bits) the
 # abscissa u W[layer]; below K[layer] it is under the curve at once. Otherwise layer 0 draws from
 # the tail beyond R (Marsaglia 1964, two words a try) and the other layers test a uniform height
-# within the layer's wedge (one word), a rejection starting over with a new word.
+# within the layer's wedge (one word), a rejection starting over with a new word. Integers stay
+# int64: numba compares and adds uint64 with int64 through float64. The tables are globals, which
+# numba freezes into the code (passed as arguments they cost as much again as the ziggurat).
+#
+# These helpers are compiled with inline="always" (numba's own inlining, before LLVM sees them):
+# an ordinary call returning (value, state) cost 15 ns a value (measured).
 
 
-@jit()
-def _fill_normal(words, pos, out, done):
-    n = words.size
-    for i in range(done, out.size):
-        start = pos
-        while True:
-            if pos >= n:
-                return i, start
-            bits = words[pos]
-            pos += 1
-            layer = np.int64(bits & np.uint64(0xFF))
-            u = np.int64(bits >> np.uint64(12))
-            z = float(u) * W[layer]
-            if u < K[layer]:
-                break
-            if layer == 0:
-                if pos + 2 > n:
-                    return i, start
-                e1 = -math.log(float(np.int64(words[pos] >> np.uint64(11)) + 1) * _U53)
-                e2 = -math.log(float(np.int64(words[pos + 1] >> np.uint64(11)) + 1) * _U53)
-                pos += 2
+def _normal(hi, lo, inc_hi, inc_lo):
+    while True:
+        hi, lo, bits = _pcg_next(hi, lo, inc_hi, inc_lo)
+        layer = np.int64(bits & np.uint64(0xFF))
+        u = np.int64(bits >> np.uint64(12))
+        z = float(u) * W[layer]
+        if u < K[layer]:
+            break
+        if layer == 0:
+            while True:
+                hi, lo, first = _pcg_next(hi, lo, inc_hi, inc_lo)
+                hi, lo, second = _pcg_next(hi, lo, inc_hi, inc_lo)
+                e1 = -math.log(float(np.int64(first >> np.uint64(11)) + 1) * _U53)
+                e2 = -math.log(float(np.int64(second >> np.uint64(11)) + 1) * _U53)
                 t = e1 / R
-                while e2 + e2 < t * t:
-                    if pos + 2 > n:
-                        return i, start
-                    e1 = -math.log(float(np.int64(words[pos] >> np.uint64(11)) + 1) * _U53)
-                    e2 = -math.log(float(np.int64(words[pos + 1] >> np.uint64(11)) + 1) * _U53)
-                    pos += 2
-                    t = e1 / R
-                z = R + t
-                break
-            if pos >= n:
-                return i, start
-            height = float(np.int64(words[pos] >> np.uint64(11))) * _U53
-            pos += 1
-            if F[layer] + height * (F[layer + 1] - F[layer]) < math.exp(-0.5 * z * z):
-                break
-        out[i] = -z if bits & np.uint64(0x100) else z
-    return out.size, pos
+                if not e2 + e2 < t * t:
+                    break
+            z = R + t
+            break
+        hi, lo, word = _pcg_next(hi, lo, inc_hi, inc_lo)
+        height = float(np.int64(word >> np.uint64(11))) * _U53
+        if F[layer] + height * (F[layer + 1] - F[layer]) < math.exp(-0.5 * z * z):
+            break
+    if bits & np.uint64(0x100):
+        z = -z
+    return z, hi, lo
 
 
-@jit()
-def _fill_gamma(words, pos, out, done, d, c, boost):
+def _uniform(hi, lo, inc_hi, inc_lo):
+    """In [0, 1): the word's top 53 bits."""
+    hi, lo, word = _pcg_next(hi, lo, inc_hi, inc_lo)
+    return float(np.int64(word >> np.uint64(11))) * _U53, hi, lo
+
+
+def _uniform_open(hi, lo, inc_hi, inc_lo):
+    """In (0, 1]: for logarithms and powers."""
+    hi, lo, word = _pcg_next(hi, lo, inc_hi, inc_lo)
+    return (float(np.int64(word >> np.uint64(11))) + 1.0) * _U53, hi, lo
+
+
+def _gamma(hi, lo, inc_hi, inc_lo, d, c, boost):
     # Marsaglia & Tsang (2000) for shape d + 1/3 >= 1, c = 1 / sqrt(9 d) (computed once: a root
     # and a division a value cost as much as the rest); boost > 0 (shape s < 1, drawn as
     # Gamma(s + 1) U^(1/s)) multiplies by U^boost, boost = 1 / s, U in (0, 1].
-    n = words.size
-    for i in range(done, out.size):
-        start = pos
-        while True:
-            while True:  # a standard normal z, as in _fill_normal
-                if pos >= n:
-                    return i, start
-                bits = words[pos]
-                pos += 1
-                layer = np.int64(bits & np.uint64(0xFF))
-                u = np.int64(bits >> np.uint64(12))
-                z = float(u) * W[layer]
-                if u < K[layer]:
-                    break
-                if layer == 0:
-                    if pos + 2 > n:
-                        return i, start
-                    e1 = -math.log(float(np.int64(words[pos] >> np.uint64(11)) + 1) * _U53)
-                    e2 = -math.log(float(np.int64(words[pos + 1] >> np.uint64(11)) + 1) * _U53)
-                    pos += 2
-                    t = e1 / R
-                    while e2 + e2 < t * t:
-                        if pos + 2 > n:
-                            return i, start
-                        e1 = -math.log(float(np.int64(words[pos] >> np.uint64(11)) + 1) * _U53)
-                        e2 = -math.log(float(np.int64(words[pos + 1] >> np.uint64(11)) + 1) * _U53)
-                        pos += 2
-                        t = e1 / R
-                    z = R + t
-                    break
-                if pos >= n:
-                    return i, start
-                height = float(np.int64(words[pos] >> np.uint64(11))) * _U53
-                pos += 1
-                if F[layer] + height * (F[layer + 1] - F[layer]) < math.exp(-0.5 * z * z):
-                    break
-            if bits & np.uint64(0x100):
-                z = -z
-            v = 1.0 + c * z
-            if v <= 0.0:
-                continue
-            v = v * v * v
-            if pos >= n:
-                return i, start
-            uniform = float(np.int64(words[pos] >> np.uint64(11))) * _U53
-            pos += 1
-            z2 = z * z
-            # the squeeze accepts most values without a logarithm
-            if uniform < 1.0 - 0.0331 * z2 * z2 or math.log(uniform) < 0.5 * z2 + d * (1.0 - v + math.log(v)):
-                break
-        value = d * v
-        if boost > 0.0:
-            if pos >= n:
-                return i, start
-            value *= (float(np.int64(words[pos] >> np.uint64(11)) + 1) * _U53) ** boost
-            pos += 1
-        out[i] = value
-    return out.size, pos
+    while True:
+        z, hi, lo = _normal(hi, lo, inc_hi, inc_lo)
+        v = 1.0 + c * z
+        if v <= 0.0:
+            continue
+        v = v * v * v
+        uniform, hi, lo = _uniform(hi, lo, inc_hi, inc_lo)
+        z2 = z * z
+        # the squeeze accepts most values without a logarithm
+        if uniform < 1.0 - 0.0331 * z2 * z2 or math.log(uniform) < 0.5 * z2 + d * (1.0 - v + math.log(v)):
+            break
+    value = d * v
+    if boost > 0.0:
+        power, hi, lo = _uniform_open(hi, lo, inc_hi, inc_lo)
+        value *= power**boost
+    return value, hi, lo
+
+
+_INLINED = ("_normal", "_uniform", "_uniform_open", "_gamma")  # callees before callers
+
+
+# -- kernels: fill ``out`` from the state, and leave the state after the last word used --------
 
 
 @jit()
-def _fill_uniform(words, pos, out, done):
-    m = min(out.size - done, words.size - pos)
-    for i in range(m):
-        out[done + i] = float(np.int64(words[pos + i] >> np.uint64(11))) * _U53
-    return done + m, pos + m
+def _fill_normal(state, out):
+    hi, lo, inc_hi, inc_lo = state[0], state[1], state[2], state[3]
+    for i in range(out.size):
+        out[i], hi, lo = _normal(hi, lo, inc_hi, inc_lo)
+    state[0], state[1] = hi, lo
 
 
 @jit()
-def _fill_mixture(words, pos, out, done, n_per_chain, cum, sd, mean):
+def _fill_gamma(state, out, d, c, boost):
+    hi, lo, inc_hi, inc_lo = state[0], state[1], state[2], state[3]
+    for i in range(out.size):
+        out[i], hi, lo = _gamma(hi, lo, inc_hi, inc_lo, d, c, boost)
+    state[0], state[1] = hi, lo
+
+
+@jit()
+def _fill_uniform(state, out):
+    hi, lo, inc_hi, inc_lo = state[0], state[1], state[2], state[3]
+    for i in range(out.size):
+        out[i], hi, lo = _uniform(hi, lo, inc_hi, inc_lo)
+    state[0], state[1] = hi, lo
+
+
+@jit()
+def _fill_mixture(state, out, cum, sd, mean):
     # Per sample: a uniform u picks the component (the first j with u < cum[chain, j], the last
     # when none: one comparison per threshold, as sample_gmm's numpy path counts them), then a
-    # standard normal, as in _fill_normal, scaled and shifted by the component's.
-    n = words.size
+    # standard normal, scaled and shifted by the component's.
+    hi, lo, inc_hi, inc_lo = state[0], state[1], state[2], state[3]
     thresholds = cum.shape[1]
-    # the chain of value i, kept by counting: a 64-bit division per value cost 10 ns
-    chain, column = done // n_per_chain, done % n_per_chain
-    for i in range(done, out.size):
-        if column == n_per_chain:
-            chain, column = chain + 1, 0
-        start = pos
-        if pos >= n:
-            return i, start
-        uniform = float(np.int64(words[pos] >> np.uint64(11))) * _U53
-        pos += 1
-        while True:
-            if pos >= n:
-                return i, start
-            bits = words[pos]
-            pos += 1
-            layer = np.int64(bits & np.uint64(0xFF))
-            u = np.int64(bits >> np.uint64(12))
-            z = float(u) * W[layer]
-            if u < K[layer]:
-                break
-            if layer == 0:
-                if pos + 2 > n:
-                    return i, start
-                e1 = -math.log(float(np.int64(words[pos] >> np.uint64(11)) + 1) * _U53)
-                e2 = -math.log(float(np.int64(words[pos + 1] >> np.uint64(11)) + 1) * _U53)
-                pos += 2
-                t = e1 / R
-                while e2 + e2 < t * t:
-                    if pos + 2 > n:
-                        return i, start
-                    e1 = -math.log(float(np.int64(words[pos] >> np.uint64(11)) + 1) * _U53)
-                    e2 = -math.log(float(np.int64(words[pos + 1] >> np.uint64(11)) + 1) * _U53)
-                    pos += 2
-                    t = e1 / R
-                z = R + t
-                break
-            if pos >= n:
-                return i, start
-            height = float(np.int64(words[pos] >> np.uint64(11))) * _U53
-            pos += 1
-            if F[layer] + height * (F[layer + 1] - F[layer]) < math.exp(-0.5 * z * z):
-                break
-        if bits & np.uint64(0x100):
-            z = -z
-        label = 0
-        for j in range(thresholds):  # counted without a branch: u against a weight is a coin toss
-            label += np.int64(uniform >= cum[chain, j])
-        out[i] = z * sd[chain, label] + mean[chain, label]
-        column += 1
-    return out.size, pos
+    for chain in range(out.shape[0]):
+        for column in range(out.shape[1]):
+            uniform, hi, lo = _uniform(hi, lo, inc_hi, inc_lo)
+            z, hi, lo = _normal(hi, lo, inc_hi, inc_lo)
+            label = 0
+            for j in range(thresholds):  # counted without a branch: u against a weight is a coin toss
+                label += np.int64(uniform >= cum[chain, j])
+            out[chain, column] = z * sd[chain, label] + mean[chain, label]
+    state[0], state[1] = hi, lo
 
 
-# -- drivers: one draw of the generator, words pulled as the values need them -------------------
+@jit()
+def _fill_exact_1d(first, second, follow, previous, var, inverse_m, d, c, boost, mean, scatter):
+    # The 1-D Gaussian's exact step as two draws: the means' normals from ``first``, then the
+    # scatters' gammas from ``second`` (from where the normals ended when ``follow``), each
+    # scaled as GaussianFamily.draw's numpy arithmetic does it, operation for operation.
+    hi, lo, inc_hi, inc_lo = first[0], first[1], first[2], first[3]
+    for i in range(mean.size):
+        z, hi, lo = _normal(hi, lo, inc_hi, inc_lo)
+        mean[i] = z * math.sqrt(var[i] * inverse_m) + previous[i]
+    first[0], first[1] = hi, lo
+    if not follow:
+        hi, lo, inc_hi, inc_lo = second[0], second[1], second[2], second[3]
+    for i in range(scatter.size):
+        g, hi, lo = _gamma(hi, lo, inc_hi, inc_lo, d, c, boost)
+        scatter[i] = g * (2.0 * var[i])
+    second[0], second[1], second[2], second[3] = hi, lo, inc_hi, inc_lo
+
+
+# -- drivers: one draw of the generator --------------------------------------------------------
+
+_compiled: list[bool] = []
+
+
+def _ready() -> None:
+    """Install the compiled PCG64 step and the inlined helpers before any kernel compiles (or
+    loads from numba's cache): compiled code resolves these globals when it compiles."""
+    if not _compiled:
+        namespace = globals()
+        namespace["_pcg_next"] = _pcg_intrinsic()
+        compile_helpers(namespace, _INLINED, inline="always")
+        _compiled.append(True)
 
 
 def begin_draw(rng: np.random.Generator) -> None:
@@ -286,33 +302,65 @@ def begin_draw(rng: np.random.Generator) -> None:
         hook()
 
 
-def _draw(rng: np.random.Generator, out: np.ndarray, words_per_value: float, fill: Callable, *args) -> np.ndarray:
-    begin_draw(rng)
-    flat = out.reshape(-1)
-    bit_generator = rng.bit_generator
-    words = np.empty(0, dtype=np.uint64)
-    pos = done = 0
-    while done < flat.size:
-        # enough words for the rest on average, plus a margin for rejections; what is left over
-        # continues into the next chunk, so the values do not depend on the chunking
-        want = min(int((flat.size - done) * words_per_value * 1.02) + 64, MAX_CHUNK)
-        chunk = bit_generator.random_raw(want)
-        words = chunk if pos >= words.size else np.concatenate((words[pos:], chunk))
-        done, pos = fill(words, 0, flat, done, *args)
-    return out
+def _read_state(rng: np.random.Generator) -> np.ndarray:
+    """The generator's PCG64 state as (state high, state low, increment high, increment low)."""
+    state = rng.bit_generator.state
+    if state["bit_generator"] != "PCG64":
+        raise TypeError(f"compiled draws step PCG64 (numpy's default), got a {state['bit_generator']} generator")
+    value, increment = state["state"]["state"], state["state"]["inc"]
+    return np.array([value >> 64, value & _M64, increment >> 64, increment & _M64], dtype=np.uint64)
+
+
+def _write_state(rng: np.random.Generator, words: np.ndarray) -> None:
+    state = rng.bit_generator.state
+    state["state"]["state"] = (int(words[0]) << 64) | int(words[1])
+    rng.bit_generator.state = state
+
+
+def _start(rng: np.random.Generator) -> tuple[np.ndarray, bool]:
+    """One draw's starting state, and whether the generator must be left after its words: a
+    BlockGenerator gives its next draw's state (:meth:`~sweep.streams.BlockGenerator.draw_state`),
+    and repositions itself for every draw, so it is never written; any other generator is read
+    where it is and written back after the draw, so that its next draw continues there."""
+    draw_state = getattr(rng, "draw_state", None)
+    if draw_state is not None:
+        return draw_state(), False
+    return _read_state(rng), True
+
+
+def _draw(rng: np.random.Generator, out: np.ndarray, fill: Callable, *args) -> None:
+    """Fill ``out`` (a kernel's layout: flat, or chains by samples) as one draw of ``rng``."""
+    _ready()
+    state, write_back = _start(rng)
+    fill(state, out, *args)
+    if write_back:
+        _write_state(rng, state)
 
 
 def _shape(size) -> tuple[int, ...]:
     return (int(size),) if np.ndim(size) == 0 else tuple(int(s) for s in size)
 
 
+def _gamma_constants(shape: float) -> tuple[float, float, float]:
+    """(d, c, boost) of Marsaglia & Tsang's method for a shape > 0 (below 1, boosted)."""
+    d = (shape if shape >= 1.0 else shape + 1.0) - 1.0 / 3.0
+    return d, 1.0 / math.sqrt(9.0 * d), 0.0 if shape >= 1.0 else 1.0 / shape
+
+
+def _check_shape(shape: float) -> float:
+    shape = float(shape)
+    if not shape >= 0.0:
+        raise ValueError(f"standard_gamma: expected shape >= 0, got {shape!r}")
+    return shape
+
+
 def standard_normal(rng: np.random.Generator, size) -> np.ndarray:
-    """Standard normal float64 values of shape ``size`` from ``rng``'s raw words (one draw).
+    """Standard normal float64 values of shape ``size`` from ``rng``'s stream (one draw).
 
     Parameters
     ----------
     rng : numpy.random.Generator
-        Its bit generator supplies the words; a BlockGenerator counts this as one draw.
+        A PCG64 generator (numpy's default); a BlockGenerator counts this as one draw.
     size : int or tuple of int
 
     Returns
@@ -320,31 +368,30 @@ def standard_normal(rng: np.random.Generator, size) -> np.ndarray:
     ndarray
     """
     out = np.empty(_shape(size))
-    return _draw(rng, out, 1.02, _fill_normal)
+    _draw(rng, out.reshape(-1), _fill_normal)
+    return out
 
 
 def standard_gamma(rng: np.random.Generator, shape: float, size) -> np.ndarray:
-    """Standard gamma float64 values (``shape`` >= 0, one for all values) from ``rng``'s raw words.
+    """Standard gamma float64 values (``shape`` >= 0, one for all values) from ``rng``'s stream.
 
     Shape 0 gives zeros (as numpy does); below 1, Gamma(shape + 1) U^(1/shape).
     """
-    shape = float(shape)
-    if not shape >= 0.0:
-        raise ValueError(f"standard_gamma: expected shape >= 0, got {shape!r}")
+    shape = _check_shape(shape)
     out = np.empty(_shape(size))
     if shape == 0.0:  # as numpy: zeros, and no words (the draw still counts)
         begin_draw(rng)
         out[...] = 0.0
         return out
-    d = (shape if shape >= 1.0 else shape + 1.0) - 1.0 / 3.0
-    boost = 0.0 if shape >= 1.0 else 1.0 / shape
-    return _draw(rng, out, 2.05 + (boost > 0.0), _fill_gamma, d, 1.0 / math.sqrt(9.0 * d), boost)
+    _draw(rng, out.reshape(-1), _fill_gamma, *_gamma_constants(shape))
+    return out
 
 
 def random(rng: np.random.Generator, size) -> np.ndarray:
     """Uniform float64 values in [0, 1) of shape ``size``, 53 bits each, one word each (one draw)."""
     out = np.empty(_shape(size))
-    return _draw(rng, out, 1.0, _fill_uniform)
+    _draw(rng, out.reshape(-1), _fill_uniform)
+    return out
 
 
 def mixture(rng: np.random.Generator, n: int, cum: np.ndarray, sd: np.ndarray, mean: np.ndarray) -> np.ndarray:
@@ -364,9 +411,49 @@ def mixture(rng: np.random.Generator, n: int, cum: np.ndarray, sd: np.ndarray, m
     -------
     ndarray (B, n)
     """
-    b = sd.shape[0]
-    out = np.empty((b, int(n)))
+    out = np.empty((sd.shape[0], int(n)))
     cum = np.ascontiguousarray(cum, dtype=np.float64)
     sd = np.ascontiguousarray(sd, dtype=np.float64)
     mean = np.ascontiguousarray(mean, dtype=np.float64)
-    return _draw(rng, out, 2.02, _fill_mixture, int(n), cum, sd, mean)
+    _draw(rng, out, _fill_mixture, cum, sd, mean)
+    return out
+
+
+def exact_gaussian_1d(
+    rng: np.random.Generator, previous: np.ndarray, var: np.ndarray, m: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The 1-D Gaussian's exact statistics of m samples per chain, as two draws in one pass.
+
+    The same values as ``standard_normal(rng, B) * sqrt(var * (1 / m)) + previous`` followed by
+    ``standard_gamma(rng, (m - 1) / 2, B) * (2 var)``, computed in one compiled call.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    previous : ndarray (B,)
+        The fitted means, around which the new sample means are drawn.
+    var : ndarray (B,)
+        The fitted variances (tempered where the caller tempers).
+    m : int
+        Samples per chain (>= 1).
+
+    Returns
+    -------
+    mean, scatter : ndarray (B,)
+        The sample means, and the scatters sum (x - mean)^2 (var chi2(m - 1)).
+    """
+    shape = _check_shape((m - 1) / 2.0)
+    if shape == 0.0:
+        return standard_normal(rng, var.size) * np.sqrt(var * (1.0 / m)) + previous, standard_gamma(rng, 0.0, var.size)
+    _ready()
+    first, follow = _start(rng)
+    # a BlockGenerator's gammas are its next draw, at their own position; any other generator's
+    # continue from where the normals end
+    second = first if follow else _start(rng)[0]
+    mean, scatter = np.empty(var.size), np.empty(var.size)
+    previous = np.ascontiguousarray(previous, dtype=np.float64)
+    var = np.ascontiguousarray(var, dtype=np.float64)
+    _fill_exact_1d(first, second, follow, previous, var, 1.0 / m, *_gamma_constants(shape), mean, scatter)
+    if follow:
+        _write_state(rng, second)
+    return mean, scatter

@@ -77,14 +77,15 @@ def jit(**options: Any) -> Callable[[Callable], Callable]:
     return wrap
 
 
-def compile_helpers(namespace: dict, names: tuple[str, ...]) -> None:
+def compile_helpers(namespace: dict, names: tuple[str, ...], **options: Any) -> None:
     """Turn the helper functions ``names`` of a module (its ``globals()``) into numba functions,
     once, before the module's entry points compile: compiled code calls only compiled code, and
     :func:`jit` keeps a function plain until its first call, so the entry points then find their
-    helpers as numba dispatchers. Helpers come before their callers in names."""
+    helpers as numba dispatchers. Helpers come before their callers in names; ``options`` go to
+    ``numba.njit`` (e.g. ``inline="always"``)."""
     import numba
 
     for name in names:
         func = namespace[name]
         if not isinstance(func, numba.core.dispatcher.Dispatcher):
-            namespace[name] = numba.njit(cache=True, nogil=True, error_model="numpy")(func)
+            namespace[name] = numba.njit(cache=True, nogil=True, error_model="numpy", **options)(func)

@@ -1,5 +1,6 @@
 """Compiled draws (sweep._fastrng) against closed forms, with tolerances of 5 standard errors, and
-the stream contract: one draw of a block, chains laid out in order, values independent of chunks."""
+the stream contract: one draw of a block, chains laid out in order, each draw taking exactly the
+words its values use, from numpy's own PCG64 stream (stepped in compiled code)."""
 
 from __future__ import annotations
 
@@ -145,15 +146,85 @@ def test_one_draw_of_the_block():
     np.testing.assert_array_equal(_fastrng.standard_normal(again, 4), first)
 
 
-def test_values_do_not_depend_on_chunks(monkeypatch):
-    """Words pulled three at a time give the same values as in one chunk: the pointer continues
-    across chunks, tails and wedges included (200,000 normals take about 50 tails)."""
-    rng_args = np.random.SeedSequence(17)
-    whole = _draws(BlockGenerator(rng_args), 4000)
-    monkeypatch.setattr(_fastrng, "MAX_CHUNK", 3)
-    chunked = _draws(BlockGenerator(rng_args), 4000)
-    for a, b in zip(whole, chunked):
-        np.testing.assert_array_equal(a, b)
+def test_compiled_pcg64_is_numpys():
+    """The PCG64 step compiled into the kernels (and its Python statement) is numpy's: a draw of
+    uniforms is the top 53 bits of ``random_raw``'s words, and leaves the generator in the state
+    numpy's would be in after as many words (the whole 128-bit LCG state, so a wrong multiplier,
+    increment or carry fails here even where the top bits happened to agree)."""
+    for seed in (0, 1, 2**63 + 5, 123456789):
+        rng, ref = np.random.default_rng(seed), np.random.default_rng(seed)
+        u = _fastrng.random(rng, 1000)
+        words = ref.bit_generator.random_raw(1000)
+        np.testing.assert_array_equal(u * 2.0**53, (words >> np.uint64(11)).astype(np.float64))
+        assert rng.bit_generator.state == ref.bit_generator.state
+        state = _fastrng._read_state(np.random.default_rng(seed))
+        hi, lo, inc_hi, inc_lo = (int(w) for w in state)
+        for expected in np.random.default_rng(seed).bit_generator.random_raw(5):
+            hi, lo, word = _fastrng._pcg_step(hi, lo, inc_hi, inc_lo)
+            assert word == int(expected)
+    with pytest.raises(TypeError, match="PCG64"):
+        _fastrng.standard_normal(np.random.Generator(np.random.MT19937(0)), 3)
+
+
+def test_a_draw_continues_where_the_last_ended():
+    """A plain generator: two draws give the values of one draw of both sizes (the words a draw
+    uses, rejections and tails included, are exactly the ones it takes), for every draw."""
+    cases = [
+        lambda rng, k: _fastrng.standard_normal(rng, k),
+        lambda rng, k: _fastrng.standard_gamma(rng, 2.5, k),
+        lambda rng, k: _fastrng.standard_gamma(rng, 0.4, k),
+        lambda rng, k: _fastrng.random(rng, k),
+    ]
+    for draw in cases:
+        whole = draw(np.random.default_rng(17), 200_000)  # about 50 normals from the tail
+        rng = np.random.default_rng(17)
+        np.testing.assert_array_equal(np.concatenate([draw(rng, 123_457), draw(rng, 76_543)]), whole)
+
+
+def test_values_pinned():
+    """The compiled draws' values for one block stream, written down (those of 0.5.0, which
+    pulled the same words through numpy): a change to a kernel that moves any chain's values
+    shows here, as a change that a CHANGELOG entry must announce."""
+    rng = BlockGenerator(np.random.SeedSequence(7, spawn_key=(3, 1)))
+    expected = [
+        [-0.6860639902489433, -1.3833300110018774, -0.013377420840352063],
+        [48.54499175631656, 59.823433630557716],
+        [0.27097284146619627, 3.833280166485842e-06],
+        [-3.5366503268685516, -6.270410839487039, -3.5389918419026767],
+    ]
+    cum, sd, mean = np.array([[0.3, 0.8]]), np.array([[1.0, 2.0, 0.5]]), np.array([[-5.0, 0.0, 5.0]])
+    got = [
+        _fastrng.standard_normal(rng, 3),
+        _fastrng.standard_gamma(rng, 49.5, 2),
+        _fastrng.standard_gamma(rng, 0.3, 2),
+        _fastrng.mixture(rng, 3, cum, sd, mean)[0],
+    ]
+    for values, pinned in zip(got, expected):
+        assert values.tolist() == pinned
+
+
+@pytest.mark.parametrize("m", [1, 2, 100])
+@pytest.mark.parametrize("block", [True, False])
+def test_exact_gaussian_1d_is_the_two_draws(m, block):
+    """The fused exact step equals a normal draw and a gamma draw with numpy's arithmetic, bit for
+    bit, through a BlockGenerator (two positioned draws) and a plain generator (one after the
+    other); m = 1 (no scatter) and m = 2 (a gamma of shape 1/2, boosted) included."""
+
+    def make():
+        return BlockGenerator(np.random.SeedSequence(4)) if block else np.random.default_rng(4)
+
+    rng, ref = make(), make()
+    previous, var = np.linspace(-1.0, 1.0, 5000), np.linspace(0.5, 2.0, 5000)
+    mean, scatter = _fastrng.exact_gaussian_1d(rng, previous, var, m)
+    expected_mean = _fastrng.standard_normal(ref, 5000)
+    expected_mean *= np.sqrt(var * (1.0 / m))
+    expected_mean += previous
+    expected_scatter = _fastrng.standard_gamma(ref, (m - 1) / 2.0, 5000) * (2.0 * var)
+    np.testing.assert_array_equal(mean, expected_mean)
+    np.testing.assert_array_equal(scatter, expected_scatter)
+    np.testing.assert_array_equal(_fastrng.random(rng, 4), _fastrng.random(ref, 4))  # and goes on alike
+    if block:
+        assert rng.draws == ref.draws == 3
 
 
 def test_mixture_sampling():

@@ -63,6 +63,33 @@ def test_positioned_draws_do_not_depend_on_block_width():
     assert abs(np.corrcoef(means[1:], means[:-1])[0, 1]) < 5 / np.sqrt(2000)
 
 
+def test_draw_state_is_the_positioned_state():
+    """draw_state gives, draw after draw, the state begin_draw puts in the bit generator (its
+    jump from one draw to the next is numpy's advance by the stride), also after numpy draws,
+    rounds and a restore moved the draw count."""
+    sequence = np.random.SeedSequence(21, spawn_key=(4, 0))
+    fast, reference = BlockGenerator(sequence), BlockGenerator(sequence)
+
+    def expected() -> list[int]:
+        reference.begin_draw()
+        state = reference.bit_generator.state["state"]
+        return [state["state"] >> 64, state["state"] & (2**64 - 1), state["inc"] >> 64, state["inc"] & (2**64 - 1)]
+
+    def check(times: int) -> None:
+        for _ in range(times):
+            assert [int(w) for w in fast.draw_state()] == expected()
+            assert fast.draws == reference.draws
+
+    check(4)
+    fast.random(3), reference.random(3)  # a numpy draw in between
+    check(3)
+    with fast.substream() as rounds, reference.substream() as rounds_reference:
+        rounds.random(2), rounds_reference.random(2)
+    check(2)
+    fast.draws = reference.draws = 1  # a restored block goes on from an earlier draw
+    check(3)
+
+
 @pytest.mark.parametrize(
     "family", [{"name": "gaussian"}, {"name": "categorical", "k": 6}, {"name": "gmm1d", "means": [-1.0, 1.0], "k": 2}]
 )
