@@ -122,11 +122,12 @@ def coordinate_columns(spec: SweepSpec, cell: Cell, root_entropy: int, rows: int
     return columns
 
 
-def _column(values: np.ndarray | list[np.ndarray]) -> pa.Array:
+def _column(values: np.ndarray | list[np.ndarray]) -> pa.Array | pa.ChunkedArray:
     """A metric column; several values per row (a d-dimensional mean, k component weights) become a
-    list column, variable-length so that cells with different k or d share one schema."""
+    list column, variable-length so that cells with different k or d share one schema. A list of
+    arrays (consecutive rows) becomes a chunked column, without copying the values."""
     if isinstance(values, list):
-        return pa.concat_arrays([_column(v) for v in values])
+        return pa.chunked_array([_column(v) for v in values])
     if values.ndim == 2:
         rows, width = values.shape
         offsets = pa.array(np.arange(rows + 1, dtype=np.int32) * np.int32(width))  # width 0: empty lists
@@ -163,6 +164,8 @@ def side_tables(spec: SweepSpec, cell: Cell, root_entropy: int, trajectories: di
         if metric not in trajectories:
             continue
         lists = _column(trajectories[metric])
+        if isinstance(lists, pa.ChunkedArray):
+            lists = lists.combine_chunks()
         parents = pc.list_parent_indices(lists)
         offsets = lists.offsets.to_numpy()
         rows = parents.to_numpy()
@@ -245,7 +248,7 @@ def simulate_task_block(
         if every and stop < horizon and store is not None:
             store.write_state("checkpoint", cell.index, block, pickle.dumps(run.state, protocol=5))
     first_new = task.extend_from if old is not None else -1
-    traj, events = run.result(recorded[recorded > first_new])
+    traj, events = run.result(recorded[recorded > first_new], join=False)
     traj_table, events_table = build_tables(spec, cell, root_entropy, traj, events)
     side = side_tables(spec, cell, root_entropy, traj)
     if old is not None:
