@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from sweep._numba import compile_helpers, jit
-from sweep.families._kmeans1d import DENSE_SEEDING_MAX_N, KMEANS_MAX_ITER, SortedRows
+from sweep.families._kmeans1d import DENSE_SEEDING_MAX_N, KMEANS_MAX_ITER, SortedRows, prefix_block
 from sweep.families._kmeans1d import kmeans_plusplus as kmeans_plusplus_numpy
 from sweep.families._kmeans1d import lloyd as lloyd_numpy
 
@@ -195,9 +195,92 @@ def _lloyd_rows(xs, c1, block, centers, tol, max_iter, bounds, fallback):
         _bounds(xr, cr, bounds[r])
 
 
+def _pairwise_sums(a, lo, n):
+    """numpy's pairwise sums of a[lo : lo + n] and of its squares, 1 <= n <= 128 (sequential
+    below 8 values, else eight accumulators as :func:`_pairwise`), without forming the squares."""
+    if n < 8:
+        s1, s2 = a[lo], a[lo] * a[lo]
+        for i in range(lo + 1, lo + n):
+            s1 += a[i]
+            s2 += a[i] * a[i]
+        return s1, s2
+    p0, p1, p2, p3, p4, p5, p6, p7 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3], a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
+    q0, q1, q2, q3 = p0 * p0, p1 * p1, p2 * p2, p3 * p3
+    q4, q5, q6, q7 = p4 * p4, p5 * p5, p6 * p6, p7 * p7
+    i = lo + 8
+    while i + 8 <= lo + n:
+        v0, v1, v2, v3, v4, v5, v6, v7 = a[i], a[i + 1], a[i + 2], a[i + 3], a[i + 4], a[i + 5], a[i + 6], a[i + 7]
+        p0 += v0
+        p1 += v1
+        p2 += v2
+        p3 += v3
+        p4 += v4
+        p5 += v5
+        p6 += v6
+        p7 += v7
+        q0 += v0 * v0
+        q1 += v1 * v1
+        q2 += v2 * v2
+        q3 += v3 * v3
+        q4 += v4 * v4
+        q5 += v5 * v5
+        q6 += v6 * v6
+        q7 += v7 * v7
+        i += 8
+    s1 = ((p0 + p1) + (p2 + p3)) + ((p4 + p5) + (p6 + p7))
+    s2 = ((q0 + q1) + (q2 + q3)) + ((q4 + q5) + (q6 + q7))
+    while i < lo + n:
+        s1 += a[i]
+        s2 += a[i] * a[i]
+        i += 1
+    return s1, s2
+
+
+def _block_sums(a, lo, n):
+    """Sums of a[lo : lo + n] and of its squares as ``np.add.reduceat`` forms a segment's: its
+    first value, plus numpy's pairwise sum of the others (n <= 129)."""
+    s1, s2 = a[lo], a[lo] * a[lo]
+    if n > 1:
+        r1, r2 = _pairwise_sums(a, lo + 1, n - 1)
+        s1 += r1
+        s2 += r2
+    return s1, s2
+
+
+def _centre_rows(xs, shift, block, c1, c2):
+    """xs[r] -= shift[r] in place, and the block prefix sums of the centred rows and of their
+    squares into c1, c2 (B, blocks + 1), as ``SortedRows`` forms them with numpy (``reduceat``
+    of each block, then ``cumsum``): one pass over the data, no (B, N) temporary."""
+    b, n = xs.shape
+    for r in range(b):
+        row, s = xs[r], shift[r]
+        for i in range(n):
+            row[i] -= s
+        c1[r, 0], c2[r, 0] = 0.0, 0.0
+        j = 0
+        for lo in range(0, n, block):
+            s1, s2 = _block_sums(row, lo, min(block, n - lo))
+            # cumsum: the first value as it is (a -0.0 stays -0.0), then running sums
+            c1[r, j + 1] = s1 if j == 0 else c1[r, j] + s1
+            c2[r, j + 1] = s2 if j == 0 else c2[r, j] + s2
+            j += 1
+
+
 _lloyd_compiled = jit()(_lloyd_rows)
+_centre_compiled = jit()(_centre_rows)
 _seed_compiled = jit()(_seed_rows)
-_HELPERS = ("_pairwise", "_psum0", "_split", "_psum1", "_psum2", "_psum", "_prefix1", "_bounds")
+_HELPERS = ("_pairwise", "_psum0", "_split", "_psum1", "_psum2", "_psum", "_prefix1", "_bounds", "_pairwise_sums", "_block_sums")
+
+
+def sorted_rows(xs: np.ndarray, shift: np.ndarray) -> SortedRows:
+    """``SortedRows(xs - shift[:, None])``, bit for bit, with xs centred in place: sorted rows
+    (B, N) (C-contiguous float64, written) and their means (B,) in, one compiled pass."""
+    compile_helpers(globals(), _HELPERS)
+    b, n = xs.shape
+    blocks = -(-n // prefix_block(n))
+    c1, c2 = np.empty((b, blocks + 1)), np.empty((b, blocks + 1))
+    _centre_compiled(xs, np.ascontiguousarray(shift, dtype=np.float64).reshape(b), prefix_block(n), c1, c2)
+    return SortedRows.from_sums(xs, c1, c2)
 
 
 def kmeans_plusplus(data: SortedRows, k: int, rng: np.random.Generator) -> np.ndarray:

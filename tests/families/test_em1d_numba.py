@@ -270,3 +270,21 @@ def test_compiled_kmeans_plusplus_is_numpys_bit_for_bit():
             ref, got = kmeans_plusplus(data, k, ref_rng), _kmeans1d_numba.kmeans_plusplus(data, k, rng)
             assert ref.tolist() == got.tolist(), (n, k)
             assert ref_rng.random() == rng.random()
+
+
+@needs_numba
+def test_compiled_sorted_rows_are_numpys_bit_for_bit():
+    """The compiled centring pass gives SortedRows' centred rows and block prefix sums bit for
+    bit (np.add.reduceat's segment sums are the first value plus numpy's pairwise sum of the
+    rest, which a plain pairwise or sequential sum misses in the last bits), for N from 2 to
+    33,333 (blocks of 8 to 64, a short last block, pairwise sums of 1 to 63 values)."""
+    from sweep.families._kmeans1d import SortedRows
+    from sweep.families._kmeans1d_numba import sorted_rows
+
+    for n in (2, 3, 7, 8, 9, 17, 63, 64, 65, 129, 511, 513, 1000, 4097, 10000, 33333):
+        x = np.sort(np.random.default_rng(n).standard_normal((7, n)) * 3.0 + 1.0, axis=1)
+        shift = x.mean(axis=1, keepdims=True)
+        ref, got = SortedRows(x - shift, (x - shift) ** 2), sorted_rows(x.copy(), shift)
+        assert (ref.BLOCK, ref.n) == (got.BLOCK, got.n)
+        for name in ("xs", "c1", "c2"):
+            assert getattr(ref, name).view(np.int64).tolist() == getattr(got, name).view(np.int64).tolist(), (n, name)
