@@ -24,6 +24,7 @@ from sweep.families._em1d_numba import fit_block, loglik_block
 from sweep.families._estep1d import NK_EPS, block_rows, estep, mstep
 from sweep.families._gmm1d import kl_true_fitted, mixture_mean_var, sample_gmm, tail_mass, w2_to_mixture
 from sweep.families._kmeans1d import KMEANS_TOL, SortedRows, kmeans_plusplus, lloyd
+from sweep.families._kmeans1d_numba import cells as cells_numba
 from sweep.families._kmeans1d_numba import kmeans_plusplus as kmeans_plusplus_numba
 from sweep.families._kmeans1d_numba import lloyd as lloyd_numba
 from sweep.families._kmeans1d_numba import sorted_rows as sorted_rows_numba
@@ -159,9 +160,12 @@ def _init_kmeans(data, k, reg_covar, rng, kernel="numpy"):
     tol = KMEANS_TOL * np.maximum(data.c2[:, -1] / data.n - mean * mean, 0.0)
     # the compiled k-means returns numpy's centres and boundaries bit for bit, from the same
     # random numbers: the same start for both kernels
-    seed, iterate = (kmeans_plusplus_numba, lloyd_numba) if kernel == "numba" else (kmeans_plusplus, lloyd)
-    _, bounds = iterate(data, seed(data, k, rng), tol)
-    n, s1, s2 = data.cells(bounds, np.arange(data.xs.shape[0]))
+    if kernel == "numba":
+        _, bounds = lloyd_numba(data, kmeans_plusplus_numba(data, k, rng), tol)
+        n, s1, s2 = cells_numba(data, bounds)
+    else:
+        _, bounds = lloyd(data, kmeans_plusplus(data, k, rng), tol)
+        n, s1, s2 = data.cells(bounds, np.arange(data.xs.shape[0]))
     return _from_hard_labels(n, s1, s2, data.n, reg_covar)
 
 

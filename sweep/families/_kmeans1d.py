@@ -13,6 +13,8 @@ both paths consume the same random numbers and pick the same centres.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 # scikit-learn KMeans defaults that GaussianMixture's "kmeans" initialisation inherits.
@@ -39,8 +41,10 @@ def searchsorted_rows(a: np.ndarray, v: np.ndarray, rows: np.ndarray) -> np.ndar
     return lo
 
 
+@functools.lru_cache(maxsize=64)
 def prefix_block(n: int) -> int:
-    """Entries per stored prefix sum of :class:`SortedRows` for rows of n values: about sqrt(n)."""
+    """Entries per stored prefix sum of :class:`SortedRows` for rows of n values: about sqrt(n)
+    (cached: np.clip on a scalar costs some 50 us, several times per generation)."""
     return int(np.clip(2 ** round(np.log2(np.sqrt(n))), 8, 64))
 
 
