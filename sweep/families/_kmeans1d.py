@@ -71,9 +71,9 @@ class SortedRows:
 
     @classmethod
     def from_sums(cls, xs: np.ndarray, c1: np.ndarray, c2: np.ndarray) -> SortedRows:
-        """Sorted rows with their block prefix sums already formed (B, N // BLOCK + 1 or + 2),
-        as the constructor forms them (the compiled kernel's :func:`sweep.families.
-        _kmeans1d_numba.sorted_rows` does, bit for bit)."""
+        """Sorted rows with their block prefix sums (B, ceil(N / BLOCK) + 1) already formed as
+        the constructor forms them (:func:`sweep.families._kmeans1d_numba.sorted_rows` does, bit
+        for bit)."""
         data = object.__new__(cls)
         data.xs, data.c1, data.c2 = xs, c1, c2
         data.n = xs.shape[1]

@@ -1,17 +1,22 @@
-"""Compiled k-means initialisation in 1-D (gmm1d's ``kernel: numba``): the k-means++ seeding
-of short rows and the Lloyd iterations.
+"""Compiled k-means initialisation in 1-D (gmm1d's ``kernel: numba``): the centred sorted rows
+with their prefix sums, the k-means++ seeding, the Lloyd iterations and the cell sums that seed EM.
 
-:func:`kmeans_plusplus` and :func:`lloyd` return bit for bit what their numpy versions in
-:mod:`sweep.families._kmeans1d` return, so that both EM kernels start from the same k-means fit.
+:func:`sorted_rows`, :func:`kmeans_plusplus`, :func:`lloyd` and :func:`cells` return bit for bit
+what their numpy versions in :mod:`sweep.families._kmeans1d` return, so that both EM kernels start
+from the same k-means fit. The block prefix sums are formed as ``np.add.reduceat`` forms a
+segment's sum (its first value plus numpy's pairwise sum of the rest) and then ``np.cumsum``.
 The seeding draws its random numbers with the same numpy calls, in the same order, before the
-compiled part (they do not depend on the data), and sums D**2 as numpy does (pairwise, and
-cumulative sums in order). In Lloyd every cell sum is formed as
-:class:`~sweep.families._kmeans1d.SortedRows` forms it (the stored block prefix sum plus the
-partial block, summed as numpy's pairwise sum of a ``BLOCK``-long masked window), the centre
-shift is summed in numpy's order, and a cell boundary is the count of values below a midpoint,
-an exact integer however it is found. A chain that meets an empty cell (scikit-learn's
-relocation, rare) is left to the numpy code, from its start: chains are independent there.
-At N = 100 the numpy iterations cost about what the whole compiled EM fit does.
+compiled part (they do not depend on the data): on short rows it sums D**2 as numpy's explicit
+code does (pairwise, and cumulative sums in order); on rows longer than ``DENSE_SEEDING_MAX_N``
+it follows numpy's prefix-sum code step for step (cell potentials, the cumulative D**2 at every
+block start, the draw's block and then its entry, the trial potentials summed in numpy's order).
+Every cell sum is formed as :class:`~sweep.families._kmeans1d.SortedRows` forms it (the stored
+block prefix sum plus the partial block, summed as numpy's pairwise sum of a ``BLOCK``-long
+masked window), the centre shift is summed in numpy's order, and a cell boundary is the count of
+values below a midpoint, an exact integer however it is found. A Lloyd chain that meets an empty
+cell (scikit-learn's relocation, rare) is left to the numpy code, from its start: chains are
+independent there. At N = 100 the numpy iterations cost about what the whole compiled EM fit
+does.
 """
 
 from __future__ import annotations
