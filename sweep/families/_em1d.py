@@ -24,8 +24,10 @@ from sweep.families._em1d_numba import fit_block, loglik_block
 from sweep.families._estep1d import NK_EPS, block_rows, estep, mstep
 from sweep.families._gmm1d import kl_true_fitted, mixture_mean_var, sample_gmm, tail_mass, w2_to_mixture
 from sweep.families._kmeans1d import KMEANS_TOL, SortedRows, kmeans_plusplus, lloyd
+from sweep.families._kmeans1d_numba import cells as cells_numba
 from sweep.families._kmeans1d_numba import kmeans_plusplus as kmeans_plusplus_numba
 from sweep.families._kmeans1d_numba import lloyd as lloyd_numba
+from sweep.families._kmeans1d_numba import sorted_rows as sorted_rows_numba
 
 __all__ = [
     "EMResult",
@@ -158,9 +160,12 @@ def _init_kmeans(data, k, reg_covar, rng, kernel="numpy"):
     tol = KMEANS_TOL * np.maximum(data.c2[:, -1] / data.n - mean * mean, 0.0)
     # the compiled k-means returns numpy's centres and boundaries bit for bit, from the same
     # random numbers: the same start for both kernels
-    seed, iterate = (kmeans_plusplus_numba, lloyd_numba) if kernel == "numba" else (kmeans_plusplus, lloyd)
-    _, bounds = iterate(data, seed(data, k, rng), tol)
-    n, s1, s2 = data.cells(bounds, np.arange(data.xs.shape[0]))
+    if kernel == "numba":
+        _, bounds = lloyd_numba(data, kmeans_plusplus_numba(data, k, rng), tol)
+        n, s1, s2 = cells_numba(data, bounds)
+    else:
+        _, bounds = lloyd(data, kmeans_plusplus(data, k, rng), tol)
+        n, s1, s2 = data.cells(bounds, np.arange(data.xs.shape[0]))
     return _from_hard_labels(n, s1, s2, data.n, reg_covar)
 
 
@@ -273,15 +278,20 @@ def em_fit(
     # EM is translation-equivariant and does not depend on the order of the samples: centring
     # keeps the expanded quadratics accurate, and the k-means initialisation wants sorted rows
     sort = init == "kmeans" if isinstance(init, str) else False
-    xc = np.sort(x, axis=1) if sort else x.copy()
-    xc -= shift
-    # x**2 feeds the k-means prefix sums and the numpy kernel's E-step (not the compiled one's)
-    x2 = xc * xc if sort or kernel != "numba" else None
     if sort:
-        data = SortedRows(xc, x2)
+        xc = np.sort(x, axis=1)
+        if kernel == "numba":
+            # centred in place, with the k-means prefix sums, in one compiled pass (numpy's bits)
+            data, x2 = sorted_rows_numba(xc, shift), None
+        else:
+            xc -= shift
+            x2 = xc * xc  # feeds the prefix sums and the numpy kernel's E-step
+            data = SortedRows(xc, x2)
         starts = [lambda: _init_kmeans(data, k, reg_covar, rng, kernel)] * n_init
         sums, is_sorted = (data.c1[:, -1], data.c2[:, -1]), True
     else:
+        xc = x - shift
+        x2 = None if kernel == "numba" else xc * xc  # the compiled E-step does without x**2
         if isinstance(init, str):
             starts = [lambda: _init_random_from_data(xc, k, reg_covar, rng)] * n_init
         else:  # every explicit initialisation would be the same

@@ -13,6 +13,8 @@ both paths consume the same random numbers and pick the same centres.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 # scikit-learn KMeans defaults that GaussianMixture's "kmeans" initialisation inherits.
@@ -39,6 +41,13 @@ def searchsorted_rows(a: np.ndarray, v: np.ndarray, rows: np.ndarray) -> np.ndar
     return lo
 
 
+@functools.lru_cache(maxsize=64)
+def prefix_block(n: int) -> int:
+    """Entries per stored prefix sum of :class:`SortedRows` for rows of n values: about sqrt(n)
+    (cached: np.clip on a scalar costs some 50 us, several times per generation)."""
+    return int(np.clip(2 ** round(np.log2(np.sqrt(n))), 8, 64))
+
+
 class SortedRows:
     """Sorted rows with block prefix sums, for sums of x and x**2 over index ranges.
 
@@ -51,7 +60,7 @@ class SortedRows:
     def __init__(self, xs: np.ndarray, xs2: np.ndarray | None = None):
         self.xs = xs
         b, self.n = xs.shape
-        self.BLOCK = int(np.clip(2 ** round(np.log2(np.sqrt(self.n))), 8, 64))
+        self.BLOCK = prefix_block(self.n)
         starts = np.arange(0, self.n, self.BLOCK)
         self.c1 = np.zeros((b, len(starts) + 1))
         self.c2 = np.zeros((b, len(starts) + 1))
@@ -59,6 +68,18 @@ class SortedRows:
         sq = xs * xs if xs2 is None else xs2
         np.cumsum(np.add.reduceat(sq, starts, axis=1), axis=1, out=self.c2[:, 1:])
         self._lane = np.arange(self.BLOCK)
+
+    @classmethod
+    def from_sums(cls, xs: np.ndarray, c1: np.ndarray, c2: np.ndarray) -> SortedRows:
+        """Sorted rows with their block prefix sums (B, ceil(N / BLOCK) + 1) already formed as
+        the constructor forms them (:func:`sweep.families._kmeans1d_numba.sorted_rows` does, bit
+        for bit)."""
+        data = object.__new__(cls)
+        data.xs, data.c1, data.c2 = xs, c1, c2
+        data.n = xs.shape[1]
+        data.BLOCK = prefix_block(data.n)
+        data._lane = np.arange(data.BLOCK)
+        return data
 
     def bounds(self, centers: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Cell boundaries (R, ..., q+1) of sorted centres (R, ..., q): cell j is [b_j, b_j+1)."""

@@ -250,23 +250,61 @@ def test_compiled_lloyd_is_numpys_bit_for_bit(monkeypatch):
 
 @needs_numba
 def test_compiled_kmeans_plusplus_is_numpys_bit_for_bit():
-    """The compiled k-means++ seeding (rows of at most DENSE_SEEDING_MAX_N values; longer ones
-    are numpy's own) draws the same random numbers and returns numpy's centres bit for bit, for
-    N = 2 to 512 (numpy's pairwise sums change shape at 8 and 128 values) and k = 1 to 8; and
-    leaves the generator where numpy's leaves it."""
+    """The compiled k-means++ seeding draws the same random numbers and returns numpy's centres
+    bit for bit, for N = 2 to 512 (numpy's explicit D**2 code, whose pairwise sums change shape
+    at 8 and 128 values) and N = 513 to 20,000 (its prefix-sum code: blocks of 16 to 64, a short
+    last block), k = 1 to 10 (the trial potentials' sum turns pairwise at 8 terms); and leaves
+    the generator where numpy's leaves it."""
     from sweep.families import _kmeans1d_numba
     from sweep.families._kmeans1d import SortedRows, kmeans_plusplus
 
-    for n in (2, 7, 8, 100, 129, 300, 512):
-        for k in (1, 2, 3, 8):
+    for n in (2, 7, 8, 100, 129, 300, 512, 513, 1000, 4097, 20000):
+        for k in (1, 2, 3, 8, 10):
             if k > n:
                 continue
-            x = sample_gmm(
-                [[0.5, 0.5]] * 200, [[-2.0, 2.0]] * 200, [[1.0, 1.0]] * 200, n, rng=np.random.default_rng(n + k)
-            )
+            b = 200 if n <= 1000 else 24
+            x = sample_gmm([[0.5, 0.5]] * b, [[-2.0, 2.0]] * b, [[1.0, 1.0]] * b, n, rng=np.random.default_rng(n + k))
             xc = np.sort(x, axis=1) - x.mean(axis=1, keepdims=True)
             data = SortedRows(xc, xc * xc)
             ref_rng, rng = np.random.default_rng(k), np.random.default_rng(k)
             ref, got = kmeans_plusplus(data, k, ref_rng), _kmeans1d_numba.kmeans_plusplus(data, k, rng)
             assert ref.tolist() == got.tolist(), (n, k)
             assert ref_rng.random() == rng.random()
+
+
+@needs_numba
+def test_compiled_sorted_rows_are_numpys_bit_for_bit():
+    """The compiled centring pass gives SortedRows' centred rows and block prefix sums bit for
+    bit (np.add.reduceat's segment sums are the first value plus numpy's pairwise sum of the
+    rest, which a plain pairwise or sequential sum misses in the last bits), for N from 2 to
+    33,333 (blocks of 8 to 64, a short last block, pairwise sums of 1 to 63 values)."""
+    from sweep.families._kmeans1d import SortedRows
+    from sweep.families._kmeans1d_numba import sorted_rows
+
+    for n in (2, 3, 7, 8, 9, 17, 63, 64, 65, 129, 511, 513, 1000, 4097, 10000, 33333):
+        x = np.sort(np.random.default_rng(n).standard_normal((7, n)) * 3.0 + 1.0, axis=1)
+        shift = x.mean(axis=1, keepdims=True)
+        ref, got = SortedRows(x - shift, (x - shift) ** 2), sorted_rows(x.copy(), shift)
+        assert (ref.BLOCK, ref.n) == (got.BLOCK, got.n)
+        for name in ("xs", "c1", "c2"):
+            assert getattr(ref, name).view(np.int64).tolist() == getattr(got, name).view(np.int64).tolist(), (n, name)
+
+
+@needs_numba
+def test_compiled_cell_sums_are_numpys_bit_for_bit():
+    """The compiled cell sums (count, sum, sum of squares) that seed EM after k-means are
+    SortedRows.cells' bit for bit, boundaries on and off the block starts, empty cells and the
+    row's ends included (N = 9 to 10,000)."""
+    from sweep.families._kmeans1d import SortedRows
+    from sweep.families._kmeans1d_numba import cells
+
+    for n in (9, 100, 1000, 4097, 10000):
+        rng = np.random.default_rng(n)
+        x = np.sort(rng.standard_normal((20, n)), axis=1)
+        data = SortedRows(x, x * x)
+        inner = np.sort(rng.integers(0, n + 1, size=(20, 4)), axis=1)
+        inner[0] = [0, data.BLOCK, data.BLOCK, n]  # an empty first cell, a block start, an empty one
+        bounds = np.concatenate([np.zeros((20, 1), int), inner, np.full((20, 1), n)], axis=1)
+        ref, got = data.cells(bounds, np.arange(20)), cells(data, bounds)
+        for a, b in zip(ref, got):
+            assert a.view(np.int64).tolist() == b.view(np.int64).tolist(), n
