@@ -8,7 +8,11 @@ the other tasks, the final check, Ray's shut-down and the last sweep.json. Then 
 own exit (Ray's atexit handlers) is timed from outside. Every phase is wall-clock time, so a
 loaded machine inflates them all; run it a few times (``--repeat``) and read the medians.
 
-Usage: python bench/bench_phases.py [--repeat 3] [--kernel numba|numpy] [--chains 2] [--generations 2]
+``--compare`` runs, alternately in the same run, the embedded Ray as ``ray.init`` starts it by
+default (``sweep.cluster.LEAN_PARAMS`` and ``LEAN_ENV`` emptied in the child) and as the runner
+starts it, and prints both columns.
+
+Usage: python bench/bench_phases.py [--repeat 3] [--compare] [--kernel numba|numpy] [--chains 2] [--generations 2]
 """
 
 from __future__ import annotations
@@ -34,6 +38,10 @@ t = time.perf_counter()
 import sweep.runner as runner
 from sweep.spec import parse_spec
 mark("import sweep.runner", t)
+if PLAIN:  # Ray's own defaults: everything ray.init starts, metrics on
+    import sweep.cluster
+    sweep.cluster.LEAN_PARAMS.clear()
+    sweep.cluster.LEAN_ENV.clear()
 t = time.perf_counter()
 spec = parse_spec({"name": "phases", "seed": 1, "generations": GENERATIONS, "replicates": CHAINS,
                    "family": {"name": "gaussian", "path": "exact", "kernel": KERNEL},
@@ -111,10 +119,11 @@ ORDER = [
 ]
 
 
-def once(kernel: str, chains: int, generations: int) -> dict[str, float]:
-    """One fresh process: its phases (seconds) and its exit after the last line it prints."""
+def once(kernel: str, chains: int, generations: int, *, plain: bool = False) -> dict[str, float]:
+    """One fresh process: its phases (seconds) and its exit after the last line it prints;
+    ``plain``: the embedded Ray started with Ray's defaults."""
     code = CHILD.replace("GENERATIONS", str(generations)).replace("CHAINS", str(chains))
-    code = code.replace("KERNEL", repr(kernel))
+    code = code.replace("KERNEL", repr(kernel)).replace("PLAIN", repr(plain))
     start = time.perf_counter()
     child = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=os.environ.copy()
@@ -134,17 +143,27 @@ def once(kernel: str, chains: int, generations: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--compare", action="store_true", help="Ray's default start and the runner's, alternately")
     parser.add_argument("--kernel", default="numba", choices=("numba", "numpy"))
     parser.add_argument("--chains", type=int, default=2)
     parser.add_argument("--generations", type=int, default=2)
     args = parser.parse_args()
-    runs = [once(args.kernel, args.chains, args.generations) for _ in range(args.repeat)]
+    columns: dict[str, list[dict[str, float]]] = {"ray defaults": [], "runner": []} if args.compare else {"runner": []}
+    for _ in range(args.repeat):
+        for label, runs in columns.items():
+            runs.append(once(args.kernel, args.chains, args.generations, plain=label == "ray defaults"))
     names = ORDER + ["process exit (atexit)", "whole process"]
-    print(f"{'phase':32s} {'median s':>9s} {'min s':>7s} {'max s':>7s}")
+    print(f"{'phase (median s, min-max)':32s}" + "".join(f"{label:>22s}" for label in columns))
     for name in names:
-        values = [r.get(name, 0.0) for r in runs]
-        print(f"{name:32s} {statistics.median(values):9.3f} {min(values):7.3f} {max(values):7.3f}")
-    print(f"({args.repeat} fresh processes, {args.chains} chains x {args.generations} generations, kernel {args.kernel})")
+        cells = []
+        for runs in columns.values():
+            values = [r.get(name, 0.0) for r in runs]
+            cells.append(f"{statistics.median(values):8.3f} ({min(values):.2f}-{max(values):.2f})")
+        print(f"{name:32s}" + "".join(f"{c:>22s}" for c in cells))
+    print(
+        f"({args.repeat} fresh processes per column, alternating; {args.chains} chains x {args.generations} "
+        f"generations, gaussian exact, kernel {args.kernel}, embedded Ray with 2 CPUs)"
+    )
 
 
 if __name__ == "__main__":

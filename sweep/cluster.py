@@ -11,9 +11,12 @@ into one line as well.
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sweep.errors import SweepWarning, UsageError
@@ -23,6 +26,23 @@ AUTH_HINT = (
     "set RAY_AUTH_MODE=token and give the cluster's token in RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH "
     "or ~/.ray/auth_token (see 'ray get-auth-token' on the head)"
 )
+#: What an embedded Ray starts without, as ``ray start`` takes them (``--no-monitor``,
+#: ``--include-log-monitor=false``, ``--dashboard-agent-listen-port=0``); ``ray.init`` takes none
+#: of them, see :func:`_lean_local_start`. Measured on a loaded 2-core machine (bench/bench_phases.py):
+#: - the autoscaler monitor scales clusters described by a cluster config, which a one-node Ray
+#:   started here has none of; it is one more Python process to start, and ``ray.shutdown`` waits
+#:   its whole 1 s grace period for it to exit;
+#: - the log monitor forwards workers' stdout and stderr to the driver, which ``log_to_driver=False``
+#:   drops anyway (the workers' log files are still written under the session folder; a task's
+#:   failure reaches the driver with its result, not through the log monitor);
+#: - the dashboard agent's HTTP port (Ray's job API on a node, which only a dashboard uses) is a
+#:   free one instead of 52365: where another Ray runs on the machine (a ``ray start`` head, another
+#:   sweep) that port is taken, the agent retries for 3.3 s, and the raylet, so ``ray.init``, waits.
+LEAN_PARAMS: dict[str, Any] = {"no_monitor": True, "include_log_monitor": False, "dashboard_agent_listen_port": 0}
+#: Environment of an embedded Ray's processes (set for ``ray.init`` only, like the workers'): no
+#: metrics collection, which nothing reads without a dashboard; the raylet then no longer waits for
+#: the dashboard agent's metrics exporter before it registers, and workers export nothing.
+LEAN_ENV = {"RAY_enable_metrics_collection": "0"}
 _MISMATCH = re.compile(
     r"started with:\s*Ray: (\S+)\s*Python: (\S+)\s*This process .*? started with:\s*Ray: (\S+)\s*Python: (\S+)", re.S
 )
@@ -150,6 +170,37 @@ def _version_error(address: str, error: BaseException) -> UsageError | None:
     )
 
 
+@contextmanager
+def _lean_local_start() -> Iterator[None]:
+    """Within it, a ``ray.init`` that starts a local Ray starts it with :data:`LEAN_PARAMS`.
+
+    ``ray.init`` builds its node's parameters itself (``ray._private.parameter.RayParams``) from
+    the few options it takes, so the class is given defaults of its own while this runs. Another
+    Ray whose ``RayParams`` lacks one of these parameters is left alone: it then starts with
+    everything, as before, only slower.
+    """
+    try:
+        from ray._private import parameter
+
+        accepted = inspect.signature(parameter.RayParams).parameters
+    except (ImportError, AttributeError, TypeError, ValueError):
+        accepted = {}
+    if not all(name in accepted for name in LEAN_PARAMS):
+        yield
+        return
+    base = parameter.RayParams
+
+    class LeanRayParams(base):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **{**LEAN_PARAMS, **kwargs})
+
+    parameter.RayParams = LeanRayParams
+    try:
+        yield
+    finally:
+        parameter.RayParams = base
+
+
 def connect(address: str | None, num_cpus: int | None, worker_env: dict[str, str] | None = None) -> bool:
     """Start or join Ray; return True when this call started it (and so must shut it down).
 
@@ -193,11 +244,16 @@ def connect(address: str | None, num_cpus: int | None, worker_env: dict[str, str
             address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False
         )
     # The raylet copies this process's environment when it starts, and its workers inherit it;
-    # the caller's own environment is put back right after.
-    saved = {k: os.environ.get(k) for k in worker_env or {}} if not address else {}
-    os.environ.update({k: worker_env[k] for k in saved})
+    # the caller's own environment is put back right after. A Ray setting the caller gave is kept.
+    env = {} if address else {**{k: v for k, v in LEAN_ENV.items() if k not in os.environ}, **(worker_env or {})}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     try:
-        ray.init(**kwargs)
+        if address:
+            ray.init(**kwargs)
+        else:
+            with _lean_local_start():
+                ray.init(**kwargs)
     except ConnectionError as error:
         raise UsageError(
             f"--address '{address}': expected a running Ray cluster, got {' '.join(str(error).split())[:200]}; "

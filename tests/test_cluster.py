@@ -105,20 +105,27 @@ def test_tasks_run_one_thread(ray_session):
     assert env == {k: "1" for k in WORKER_ENV} and "OMP_NUM_THREADS" in env and threads == [1]
 
 
-def test_embedded_workers_run_one_thread():
-    """An embedded Ray's workers start with one thread each (no runtime_env needed), and the
-    driver's own environment is left as it was."""
+@pytest.fixture(scope="module")
+def embedded():
+    """One driver that starts an embedded Ray as the runner does, runs a probe task, and reports
+    the processes Ray started (command lines, and the raylet's environment) and those left after
+    ``ray.shutdown``."""
     code = (
         PROBE
         + """
-import json, ray
-from sweep.cluster import connect
+import json, psutil, ray
+from sweep.cluster import LEAN_ENV, connect
 from sweep.runner import WORKER_ENV, task_options, worker_env
-before = {k: os.environ.get(k) for k in WORKER_ENV}
+before = {k: os.environ.get(k) for k in {**WORKER_ENV, **LEAN_ENV}}
 connect(None, 1, worker_env())
-print(json.dumps([ray.get(ray.remote(**task_options(runtime_env=False))(probe).remote()),
-                  before == {k: os.environ.get(k) for k in WORKER_ENV}]))
+task = ray.get(ray.remote(**task_options(runtime_env=False))(probe).remote())
+started = psutil.Process().children(recursive=True)
+raylet = next(p for p in started if p.name() == "raylet")
+processes = [" ".join(p.cmdline()) for p in started]
+raylet_env = {k: raylet.environ().get(k) for k in LEAN_ENV}
 ray.shutdown()
+left = [p.pid for p in started if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+print(json.dumps([task, before == {k: os.environ.get(k) for k in before}, processes, raylet_env, left]))
 """
     )
     result = subprocess.run(
@@ -130,8 +137,29 @@ ray.shutdown()
         start_new_session=True,
     )
     assert result.returncode == 0, result.stderr
-    (task_env, threads), restored = json.loads(result.stdout.splitlines()[-1])
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+def test_embedded_workers_run_one_thread(embedded):
+    """An embedded Ray's workers start with one thread each (no runtime_env needed), and the
+    driver's own environment is left as it was."""
+    (task_env, threads), restored, *_ = embedded
     assert set(task_env.values()) == {"1"} and threads == [1] and restored
+
+
+def test_embedded_ray_starts_lean_and_leaves_nothing(embedded):
+    """An embedded Ray starts without the autoscaler monitor and the log monitor, with its
+    dashboard agent on a free port (not 52365, which another Ray here may hold) and metrics
+    collection off, still with its raylet, GCS and both agents; nothing it started outlives
+    ``ray.shutdown``."""
+    _, _, processes, raylet_env, left = embedded
+    joined = "\n".join(processes)
+    assert "autoscaler/_private/monitor.py" not in joined and "log_monitor.py" not in joined
+    raylet = next(p for p in processes if "/raylet/raylet " in p)
+    assert "--listen-port=0 " in raylet and "--listen-port=52365" not in raylet
+    assert "gcs_server" in joined and "dashboard/agent.py" in raylet and "runtime_env/agent/main.py" in raylet
+    assert raylet_env == {"RAY_enable_metrics_collection": "0"}
+    assert left == []
 
 
 def project(tmp_path, raw: dict):
