@@ -28,7 +28,7 @@ AUTH_HINT = (
 )
 #: What an embedded Ray starts without, as ``ray start`` takes them (``--no-monitor``,
 #: ``--include-log-monitor=false``, ``--dashboard-agent-listen-port=0``); ``ray.init`` takes none
-#: of them, see :func:`_lean_local_start`. Measured on a loaded 2-core machine (bench/bench_phases.py):
+#: of them, see :func:`lean_local_start`. Measured on a loaded 2-core machine (bench/bench_phases.py):
 #: - the autoscaler monitor scales clusters described by a cluster config, which a one-node Ray
 #:   started here has none of; it is one more Python process to start, and ``ray.shutdown`` waits
 #:   its whole 1 s grace period for it to exit;
@@ -171,34 +171,44 @@ def _version_error(address: str, error: BaseException) -> UsageError | None:
 
 
 @contextmanager
-def _lean_local_start() -> Iterator[None]:
-    """Within it, a ``ray.init`` that starts a local Ray starts it with :data:`LEAN_PARAMS`.
+def lean_local_start(env: dict[str, str] | None = None) -> Iterator[None]:
+    """Within it, a ``ray.init`` that starts a local Ray starts it lean: :data:`LEAN_PARAMS`, and
+    :data:`LEAN_ENV` (where the caller has not set them) and ``env`` in its processes' environment.
 
-    ``ray.init`` builds its node's parameters itself (``ray._private.parameter.RayParams``) from
-    the few options it takes, so the class is given defaults of its own while this runs. Another
-    Ray whose ``RayParams`` lacks one of these parameters is left alone: it then starts with
-    everything, as before, only slower.
+    The raylet copies this process's environment when it starts, and its workers inherit it; the
+    caller's own environment is put back on leaving. ``ray.init`` builds its node's parameters
+    itself (``ray._private.parameter.RayParams``) from the few options it takes, so the class is
+    given defaults of its own while this runs; a Ray whose ``RayParams`` lacks one of them is left
+    alone (it then starts everything, as before, only slower).
     """
+    env = {**{k: v for k, v in LEAN_ENV.items() if k not in os.environ}, **(env or {})}
+    saved = {k: os.environ.get(k) for k in env}
     try:
         from ray._private import parameter
 
-        accepted = inspect.signature(parameter.RayParams).parameters
+        base = parameter.RayParams
+        accepted = inspect.signature(base).parameters
     except (ImportError, AttributeError, TypeError, ValueError):
         accepted = {}
-    if not all(name in accepted for name in LEAN_PARAMS):
-        yield
-        return
-    base = parameter.RayParams
+    lean = all(name in accepted for name in LEAN_PARAMS)
+    if lean:
 
-    class LeanRayParams(base):  # type: ignore[misc, valid-type]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **{**LEAN_PARAMS, **kwargs})
+        class LeanRayParams(base):  # type: ignore[misc, valid-type]
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **{**LEAN_PARAMS, **kwargs})
 
-    parameter.RayParams = LeanRayParams
+        parameter.RayParams = LeanRayParams
+    os.environ.update(env)
     try:
         yield
     finally:
-        parameter.RayParams = base
+        if lean:
+            parameter.RayParams = base
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def connect(address: str | None, num_cpus: int | None, worker_env: dict[str, str] | None = None) -> bool:
@@ -243,16 +253,11 @@ def connect(address: str | None, num_cpus: int | None, worker_env: dict[str, str
         kwargs.update(
             address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False
         )
-    # The raylet copies this process's environment when it starts, and its workers inherit it;
-    # the caller's own environment is put back right after. A Ray setting the caller gave is kept.
-    env = {} if address else {**{k: v for k, v in LEAN_ENV.items() if k not in os.environ}, **(worker_env or {})}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
     try:
         if address:
             ray.init(**kwargs)
         else:
-            with _lean_local_start():
+            with lean_local_start(worker_env):
                 ray.init(**kwargs)
     except ConnectionError as error:
         raise UsageError(
@@ -264,12 +269,6 @@ def connect(address: str | None, num_cpus: int | None, worker_env: dict[str, str
         if mismatch is None:
             raise
         raise mismatch from None
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     return True
 
 

@@ -162,6 +162,46 @@ def test_embedded_ray_starts_lean_and_leaves_nothing(embedded):
     assert left == []
 
 
+def test_lean_start_sets_ray_parameters_only_inside(monkeypatch):
+    """Inside lean_local_start, Ray's node parameters default to the lean ones (an explicit
+    argument still wins) and its processes' environment has LEAN_ENV and the given variables;
+    on leaving, both are as they were, a variable the caller had set included."""
+    from ray._private import parameter
+
+    from sweep.cluster import LEAN_ENV, LEAN_PARAMS, lean_local_start
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    monkeypatch.delenv("RAY_enable_metrics_collection", raising=False)
+    before = parameter.RayParams
+    with lean_local_start({"OMP_NUM_THREADS": "1"}):
+        lean, explicit = parameter.RayParams(), parameter.RayParams(no_monitor=False)
+        inside = {k: os.environ.get(k) for k in [*LEAN_ENV, "OMP_NUM_THREADS"]}
+    assert {k: getattr(lean, k) for k in LEAN_PARAMS} == LEAN_PARAMS and explicit.no_monitor is False
+    assert inside == {**LEAN_ENV, "OMP_NUM_THREADS": "1"}
+    assert parameter.RayParams is before and before().no_monitor is False
+    assert os.environ["OMP_NUM_THREADS"] == "7" and "RAY_enable_metrics_collection" not in os.environ
+
+
+def test_lean_start_leaves_another_ray_alone(monkeypatch):
+    """A Ray whose node parameters lack one of LEAN_PARAMS keeps its own class (ray.init then
+    starts everything, as before); the environment is still set inside and restored after, and a
+    metrics setting the caller chose is kept."""
+    from ray._private import parameter
+
+    from sweep.cluster import lean_local_start
+
+    class OtherRayParams:
+        def __init__(self, include_log_monitor=None, dashboard_agent_listen_port=52365):
+            self.include_log_monitor = include_log_monitor
+
+    monkeypatch.setattr(parameter, "RayParams", OtherRayParams)
+    monkeypatch.setenv("RAY_enable_metrics_collection", "1")
+    with lean_local_start():
+        assert parameter.RayParams is OtherRayParams and parameter.RayParams().include_log_monitor is None
+        assert os.environ["RAY_enable_metrics_collection"] == "1"
+    assert os.environ["RAY_enable_metrics_collection"] == "1"
+
+
 def project(tmp_path, raw: dict):
     """A researcher's working folder: the package source and a spec, as `submit` ships it."""
     folder = tmp_path / "project"
