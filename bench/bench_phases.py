@@ -9,8 +9,8 @@ own exit (Ray's atexit handlers) is timed from outside. Every phase is wall-cloc
 loaded machine inflates them all; run it a few times (``--repeat``) and read the medians.
 
 ``--compare`` runs, alternately in the same run, the embedded Ray as ``ray.init`` starts it by
-default (``sweep.cluster.LEAN_PARAMS`` and ``LEAN_ENV`` emptied in the child) and as the runner
-starts it, and prints both columns.
+default (none of ``sweep.cluster.lean_local_start``'s classes and ``LEAN_ENV`` emptied, in the
+child) and as the runner starts it, and prints both columns.
 
 Usage: python bench/bench_phases.py [--repeat 3] [--compare] [--kernel numba|numpy] [--chains 2] [--generations 2]
 """
@@ -40,7 +40,7 @@ from sweep.spec import parse_spec
 mark("import sweep.runner", t)
 if PLAIN:  # Ray's own defaults: everything ray.init starts, metrics on
     import sweep.cluster
-    sweep.cluster.LEAN_PARAMS.clear()
+    sweep.cluster._lean_classes = lambda: []
     sweep.cluster.LEAN_ENV.clear()
 t = time.perf_counter()
 spec = parse_spec({"name": "phases", "seed": 1, "generations": GENERATIONS, "replicates": CHAINS,

@@ -148,13 +148,14 @@ def test_embedded_workers_run_one_thread(embedded):
 
 
 def test_embedded_ray_starts_lean_and_leaves_nothing(embedded):
-    """An embedded Ray starts without the autoscaler monitor and the log monitor, with its
-    dashboard agent on a free port (not 52365, which another Ray here may hold) and metrics
+    """An embedded Ray starts without the autoscaler monitor, the log monitor and the dashboard's
+    API server, with its dashboard agent on a free port (not 52365, which another Ray here may hold) and metrics
     collection off, still with its raylet, GCS and both agents; nothing it started outlives
     ``ray.shutdown``."""
     _, _, processes, raylet_env, left = embedded
     joined = "\n".join(processes)
     assert "autoscaler/_private/monitor.py" not in joined and "log_monitor.py" not in joined
+    assert "dashboard/dashboard.py" not in joined
     raylet = next(p for p in processes if "/raylet/raylet " in p)
     assert "--listen-port=0 " in raylet and "--listen-port=52365" not in raylet
     assert "gcs_server" in joined and "dashboard/agent.py" in raylet and "runtime_env/agent/main.py" in raylet
@@ -164,29 +165,33 @@ def test_embedded_ray_starts_lean_and_leaves_nothing(embedded):
 
 def test_lean_start_sets_ray_parameters_only_inside(monkeypatch):
     """Inside lean_local_start, Ray's node parameters default to the lean ones (an explicit
-    argument still wins) and its processes' environment has LEAN_ENV and the given variables;
-    on leaving, both are as they were, a variable the caller had set included."""
-    from ray._private import parameter
+    argument still wins), its node class is the lean one, and its processes' environment has
+    LEAN_ENV and the given variables; on leaving, all are as they were, a variable the caller had
+    set included."""
+    from ray._private import node, parameter
 
     from sweep.cluster import LEAN_ENV, LEAN_PARAMS, lean_local_start
 
     monkeypatch.setenv("OMP_NUM_THREADS", "7")
     monkeypatch.delenv("RAY_enable_metrics_collection", raising=False)
-    before = parameter.RayParams
+    before, node_before = parameter.RayParams, node.Node
     with lean_local_start({"OMP_NUM_THREADS": "1"}):
         lean, explicit = parameter.RayParams(), parameter.RayParams(no_monitor=False)
+        lean_node = node.Node
         inside = {k: os.environ.get(k) for k in [*LEAN_ENV, "OMP_NUM_THREADS"]}
     assert {k: getattr(lean, k) for k in LEAN_PARAMS} == LEAN_PARAMS and explicit.no_monitor is False
+    assert issubclass(lean_node, node_before) and lean_node is not node_before
     assert inside == {**LEAN_ENV, "OMP_NUM_THREADS": "1"}
-    assert parameter.RayParams is before and before().no_monitor is False
+    assert parameter.RayParams is before and before().no_monitor is False and node.Node is node_before
     assert os.environ["OMP_NUM_THREADS"] == "7" and "RAY_enable_metrics_collection" not in os.environ
 
 
 def test_lean_start_leaves_another_ray_alone(monkeypatch):
-    """A Ray whose node parameters lack one of LEAN_PARAMS keeps its own class (ray.init then
-    starts everything, as before); the environment is still set inside and restored after, and a
+    """A Ray whose node parameters lack one of LEAN_PARAMS, or whose node starts its API server
+    without an include_dashboard argument, keeps its own classes (ray.init then starts
+    everything, as before); the environment is still set inside and restored after, and a
     metrics setting the caller chose is kept."""
-    from ray._private import parameter
+    from ray._private import node, parameter
 
     from sweep.cluster import lean_local_start
 
@@ -194,10 +199,16 @@ def test_lean_start_leaves_another_ray_alone(monkeypatch):
         def __init__(self, include_log_monitor=None, dashboard_agent_listen_port=52365):
             self.include_log_monitor = include_log_monitor
 
+    class OtherNode:
+        def start_api_server(self, *, dashboard: bool):
+            pass
+
     monkeypatch.setattr(parameter, "RayParams", OtherRayParams)
+    monkeypatch.setattr(node, "Node", OtherNode)
     monkeypatch.setenv("RAY_enable_metrics_collection", "1")
     with lean_local_start():
         assert parameter.RayParams is OtherRayParams and parameter.RayParams().include_log_monitor is None
+        assert node.Node is OtherNode
         assert os.environ["RAY_enable_metrics_collection"] == "1"
     assert os.environ["RAY_enable_metrics_collection"] == "1"
 
