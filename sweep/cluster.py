@@ -1,5 +1,9 @@
 """Joining Ray: an embedded local Ray, or an existing cluster by address, with one-line errors.
 
+An embedded Ray is started lean (:func:`lean_local_start`): only the GCS, the raylet with its two
+agents and the workers, without the processes a one-node Ray that no dashboard watches has no use
+for, which would cost seconds of its start and shut-down on a small machine.
+
 Ray's own failures to connect are slow and verbose (a wrong port retries for about 20 seconds and
 ends in "Failed to connect to Ray cluster"; a cluster that wants an authentication token fails the
 same way). So an explicit ``HOST:PORT`` is probed first with one gRPC call that answers at once:
@@ -174,11 +178,12 @@ def _lean_classes() -> list[tuple[Any, str, type]]:
     """(module, name, lean subclass) for each class of Ray's that ``ray.init`` builds a local node
     with and that this Ray lets :func:`lean_local_start` replace: its ``RayParams`` given
     :data:`LEAN_PARAMS` as defaults, its ``Node`` without the dashboard's API server when
-    ``include_dashboard=False``. That server then only runs Ray's usage-stats module, which
+    ``include_dashboard=False``. That server then runs only Ray's usage-stats module, which
     ``ray.init`` turns off for release builds, and ``ray.init`` waits for it (1.2 s measured)
-    before it starts the raylet; Ray already goes on without it when it fails to start there, as
-    it does here, with the URL it records when it starts (none). A Ray where either class lacks
-    what is replaced keeps its own (it then starts everything, as before, only slower)."""
+    before it starts the raylet. Ray already goes on without it where it fails to start with
+    ``include_dashboard=False``; here the node records the empty dashboard URL it records when the
+    server does start that way. A Ray where either class lacks what is replaced keeps its own (it
+    then starts everything, as before, only slower)."""
     try:
         from ray._private import node, parameter
 
@@ -189,14 +194,14 @@ def _lean_classes() -> list[tuple[Any, str, type]]:
     swaps: list[tuple[Any, str, type]] = []
     if all(name in params_accept for name in LEAN_PARAMS):
 
-        class LeanRayParams(parameter.RayParams):  # type: ignore[misc, name-defined]
+        class LeanRayParams(parameter.RayParams):
             def __init__(self, *args: Any, **kwargs: Any) -> None:
                 super().__init__(*args, **{**LEAN_PARAMS, **kwargs})
 
         swaps.append((parameter, "RayParams", LeanRayParams))
     if "include_dashboard" in api_server_accepts and isinstance(getattr(node.Node, "webui_url", None), property):
 
-        class LeanNode(node.Node):  # type: ignore[misc, name-defined]
+        class LeanNode(node.Node):
             def start_api_server(self, *, include_dashboard: bool | None, **kwargs: Any) -> None:
                 if include_dashboard is not False:
                     return super().start_api_server(include_dashboard=include_dashboard, **kwargs)

@@ -26,8 +26,8 @@ def ray_session():
         # /tmp/ray/ray_current_cluster from a killed `ray start` must not be joined.
         # log_to_driver=False, as the runner's embedded Ray: workers' internal log lines under load
         # ("(run_task pid=...) [mutex.cc : 452] RAW: Lock blocking") must not mix into the CLI's stderr.
-        # lean_local_start: the runner's lean embedded Ray (no autoscaler or log monitor, metrics off),
-        # which every test that runs a sweep then exercises.
+        # lean_local_start: the runner's lean embedded Ray (no autoscaler or log monitor, no dashboard API
+        # server, metrics off), which every test that runs a sweep then exercises.
         from sweep.cluster import lean_local_start
 
         with lean_local_start():
