@@ -1,5 +1,9 @@
 """Joining Ray: an embedded local Ray, or an existing cluster by address, with one-line errors.
 
+An embedded Ray is started lean (:func:`lean_local_start`): only the GCS, the raylet with its two
+agents and the workers, without the processes a one-node Ray that no dashboard watches has no use
+for, which would cost seconds of its start and shut-down on a small machine.
+
 Ray's own failures to connect are slow and verbose (a wrong port retries for about 20 seconds and
 ends in "Failed to connect to Ray cluster"; a cluster that wants an authentication token fails the
 same way). So an explicit ``HOST:PORT`` is probed first with one gRPC call that answers at once:
@@ -11,9 +15,12 @@ into one line as well.
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sweep.errors import SweepWarning, UsageError
@@ -23,6 +30,23 @@ AUTH_HINT = (
     "set RAY_AUTH_MODE=token and give the cluster's token in RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH "
     "or ~/.ray/auth_token (see 'ray get-auth-token' on the head)"
 )
+#: What an embedded Ray starts without, as ``ray start`` takes them (``--no-monitor``,
+#: ``--include-log-monitor=false``, ``--dashboard-agent-listen-port=0``); ``ray.init`` takes none
+#: of them, see :func:`lean_local_start`. Measured on a loaded 2-core machine (bench/bench_phases.py):
+#: - the autoscaler monitor scales clusters described by a cluster config, which a one-node Ray
+#:   started here has none of; it is one more Python process to start, and ``ray.shutdown`` waits
+#:   its whole 1 s grace period for it to exit;
+#: - the log monitor forwards workers' stdout and stderr to the driver, which ``log_to_driver=False``
+#:   drops anyway (the workers' log files are still written under the session folder; a task's
+#:   failure reaches the driver with its result, not through the log monitor);
+#: - the dashboard agent's HTTP port (Ray's job API on a node, which only a dashboard uses) is a
+#:   free one instead of 52365: where another Ray runs on the machine (a ``ray start`` head, another
+#:   sweep) that port is taken, the agent retries for 3.3 s, and the raylet, so ``ray.init``, waits.
+LEAN_PARAMS: dict[str, Any] = {"no_monitor": True, "include_log_monitor": False, "dashboard_agent_listen_port": 0}
+#: Environment of an embedded Ray's processes (set for ``ray.init`` only, like the workers'): no
+#: metrics collection, which nothing reads without a dashboard; the raylet then no longer waits for
+#: the dashboard agent's metrics exporter before it registers, and workers export nothing.
+LEAN_ENV = {"RAY_enable_metrics_collection": "0"}
 _MISMATCH = re.compile(
     r"started with:\s*Ray: (\S+)\s*Python: (\S+)\s*This process .*? started with:\s*Ray: (\S+)\s*Python: (\S+)", re.S
 )
@@ -150,6 +174,70 @@ def _version_error(address: str, error: BaseException) -> UsageError | None:
     )
 
 
+def _lean_classes() -> list[tuple[Any, str, type]]:
+    """(module, name, lean subclass) for each class of Ray's that ``ray.init`` builds a local node
+    with and that this Ray lets :func:`lean_local_start` replace: its ``RayParams`` given
+    :data:`LEAN_PARAMS` as defaults, its ``Node`` without the dashboard's API server when
+    ``include_dashboard=False``. That server then runs only Ray's usage-stats module, which
+    ``ray.init`` turns off for release builds, and ``ray.init`` waits for it (1.2 s measured)
+    before it starts the raylet. Ray already goes on without it where it fails to start with
+    ``include_dashboard=False``; here the node records the empty dashboard URL it records when the
+    server does start that way. A Ray where either class lacks what is replaced keeps its own (it
+    then starts everything, as before, only slower)."""
+    try:
+        from ray._private import node, parameter
+
+        params_accept = inspect.signature(parameter.RayParams).parameters
+        api_server_accepts = inspect.signature(node.Node.start_api_server).parameters
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return []
+    swaps: list[tuple[Any, str, type]] = []
+    if all(name in params_accept for name in LEAN_PARAMS):
+
+        class LeanRayParams(parameter.RayParams):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **{**LEAN_PARAMS, **kwargs})
+
+        swaps.append((parameter, "RayParams", LeanRayParams))
+    if "include_dashboard" in api_server_accepts and isinstance(getattr(node.Node, "webui_url", None), property):
+
+        class LeanNode(node.Node):
+            def start_api_server(self, *, include_dashboard: bool | None, **kwargs: Any) -> None:
+                if include_dashboard is not False:
+                    return super().start_api_server(include_dashboard=include_dashboard, **kwargs)
+                self._webui_url = ""
+
+        swaps.append((node, "Node", LeanNode))
+    return swaps
+
+
+@contextmanager
+def lean_local_start(env: dict[str, str] | None = None) -> Iterator[None]:
+    """Within it, a ``ray.init`` that starts a local Ray starts it lean: :data:`LEAN_PARAMS` and
+    no dashboard API server (see :func:`_lean_classes`), with :data:`LEAN_ENV` (where the caller
+    has not set them) and ``env`` in its processes' environment.
+
+    The raylet copies this process's environment when it starts, and its workers inherit it; the
+    caller's own environment, and Ray's classes, are put back on leaving.
+    """
+    env = {**{k: v for k, v in LEAN_ENV.items() if k not in os.environ}, **(env or {})}
+    saved = {k: os.environ.get(k) for k in env}
+    swaps = [(module, name, getattr(module, name), lean) for module, name, lean in _lean_classes()]
+    for module, name, _, lean in swaps:
+        setattr(module, name, lean)
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for module, name, original, _ in swaps:
+            setattr(module, name, original)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def connect(address: str | None, num_cpus: int | None, worker_env: dict[str, str] | None = None) -> bool:
     """Start or join Ray; return True when this call started it (and so must shut it down).
 
@@ -192,12 +280,12 @@ def connect(address: str | None, num_cpus: int | None, worker_env: dict[str, str
         kwargs.update(
             address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False
         )
-    # The raylet copies this process's environment when it starts, and its workers inherit it;
-    # the caller's own environment is put back right after.
-    saved = {k: os.environ.get(k) for k in worker_env or {}} if not address else {}
-    os.environ.update({k: worker_env[k] for k in saved})
     try:
-        ray.init(**kwargs)
+        if address:
+            ray.init(**kwargs)
+        else:
+            with lean_local_start(worker_env):
+                ray.init(**kwargs)
     except ConnectionError as error:
         raise UsageError(
             f"--address '{address}': expected a running Ray cluster, got {' '.join(str(error).split())[:200]}; "
@@ -208,12 +296,6 @@ def connect(address: str | None, num_cpus: int | None, worker_env: dict[str, str
         if mismatch is None:
             raise
         raise mismatch from None
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     return True
 
 

@@ -26,7 +26,12 @@ def ray_session():
         # /tmp/ray/ray_current_cluster from a killed `ray start` must not be joined.
         # log_to_driver=False, as the runner's embedded Ray: workers' internal log lines under load
         # ("(run_task pid=...) [mutex.cc : 452] RAW: Lock blocking") must not mix into the CLI's stderr.
-        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+        # lean_local_start: the runner's lean embedded Ray (no autoscaler or log monitor, no dashboard API
+        # server, metrics off), which every test that runs a sweep then exercises.
+        from sweep.cluster import lean_local_start
+
+        with lean_local_start():
+            ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
     yield ray
     ray.shutdown()
 

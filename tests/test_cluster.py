@@ -105,20 +105,27 @@ def test_tasks_run_one_thread(ray_session):
     assert env == {k: "1" for k in WORKER_ENV} and "OMP_NUM_THREADS" in env and threads == [1]
 
 
-def test_embedded_workers_run_one_thread():
-    """An embedded Ray's workers start with one thread each (no runtime_env needed), and the
-    driver's own environment is left as it was."""
+@pytest.fixture(scope="module")
+def embedded():
+    """One driver that starts an embedded Ray as the runner does, runs a probe task, and reports
+    the processes Ray started (command lines, and the raylet's environment) and those left after
+    ``ray.shutdown``."""
     code = (
         PROBE
         + """
-import json, ray
-from sweep.cluster import connect
+import json, psutil, ray
+from sweep.cluster import LEAN_ENV, connect
 from sweep.runner import WORKER_ENV, task_options, worker_env
-before = {k: os.environ.get(k) for k in WORKER_ENV}
+before = {k: os.environ.get(k) for k in {**WORKER_ENV, **LEAN_ENV}}
 connect(None, 1, worker_env())
-print(json.dumps([ray.get(ray.remote(**task_options(runtime_env=False))(probe).remote()),
-                  before == {k: os.environ.get(k) for k in WORKER_ENV}]))
+task = ray.get(ray.remote(**task_options(runtime_env=False))(probe).remote())
+started = psutil.Process().children(recursive=True)
+raylet = next(p for p in started if p.name() == "raylet")
+processes = [" ".join(p.cmdline()) for p in started]
+raylet_env = {k: raylet.environ().get(k) for k in LEAN_ENV}
 ray.shutdown()
+left = [p.pid for p in started if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+print(json.dumps([task, before == {k: os.environ.get(k) for k in before}, processes, raylet_env, left]))
 """
     )
     result = subprocess.run(
@@ -130,8 +137,80 @@ ray.shutdown()
         start_new_session=True,
     )
     assert result.returncode == 0, result.stderr
-    (task_env, threads), restored = json.loads(result.stdout.splitlines()[-1])
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+def test_embedded_workers_run_one_thread(embedded):
+    """An embedded Ray's workers start with one thread each (no runtime_env needed), and the
+    driver's own environment is left as it was."""
+    (task_env, threads), restored, *_ = embedded
     assert set(task_env.values()) == {"1"} and threads == [1] and restored
+
+
+def test_embedded_ray_starts_lean_and_leaves_nothing(embedded):
+    """An embedded Ray starts without the autoscaler monitor, the log monitor and the dashboard's
+    API server, with its dashboard agent on a free port (not 52365, which another Ray here may hold) and metrics
+    collection off, still with its raylet, GCS and both agents; nothing it started outlives
+    ``ray.shutdown``."""
+    _, _, processes, raylet_env, left = embedded
+    joined = "\n".join(processes)
+    assert "autoscaler/_private/monitor.py" not in joined and "log_monitor.py" not in joined
+    assert "dashboard/dashboard.py" not in joined
+    raylet = next(p for p in processes if "/raylet/raylet " in p)
+    assert "--listen-port=0 " in raylet and "--listen-port=52365" not in raylet
+    assert "gcs_server" in joined and "dashboard/agent.py" in raylet and "runtime_env/agent/main.py" in raylet
+    assert raylet_env == {"RAY_enable_metrics_collection": "0"}
+    assert left == []
+
+
+def test_lean_start_sets_ray_parameters_only_inside(monkeypatch):
+    """Inside lean_local_start, Ray's node parameters default to the lean ones (an explicit
+    argument still wins), its node class is the lean one, and its processes' environment has
+    LEAN_ENV and the given variables; on leaving, all are as they were, a variable the caller had
+    set included."""
+    from ray._private import node, parameter
+
+    from sweep.cluster import LEAN_ENV, LEAN_PARAMS, lean_local_start
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    monkeypatch.delenv("RAY_enable_metrics_collection", raising=False)
+    before, node_before = parameter.RayParams, node.Node
+    with lean_local_start({"OMP_NUM_THREADS": "1"}):
+        lean, explicit = parameter.RayParams(), parameter.RayParams(no_monitor=False)
+        lean_node = node.Node
+        inside = {k: os.environ.get(k) for k in [*LEAN_ENV, "OMP_NUM_THREADS"]}
+    assert {k: getattr(lean, k) for k in LEAN_PARAMS} == LEAN_PARAMS and explicit.no_monitor is False
+    assert issubclass(lean_node, node_before) and lean_node is not node_before
+    assert inside == {**LEAN_ENV, "OMP_NUM_THREADS": "1"}
+    assert parameter.RayParams is before and before().no_monitor is False and node.Node is node_before
+    assert os.environ["OMP_NUM_THREADS"] == "7" and "RAY_enable_metrics_collection" not in os.environ
+
+
+def test_lean_start_leaves_another_ray_alone(monkeypatch):
+    """A Ray whose node parameters lack one of LEAN_PARAMS, or whose node starts its API server
+    without an include_dashboard argument, keeps its own classes (ray.init then starts
+    everything, as before); the environment is still set inside and restored after, and a
+    metrics setting the caller chose is kept."""
+    from ray._private import node, parameter
+
+    from sweep.cluster import lean_local_start
+
+    class OtherRayParams:
+        def __init__(self, include_log_monitor=None, dashboard_agent_listen_port=52365):
+            self.include_log_monitor = include_log_monitor
+
+    class OtherNode:
+        def start_api_server(self, *, dashboard: bool):
+            pass
+
+    monkeypatch.setattr(parameter, "RayParams", OtherRayParams)
+    monkeypatch.setattr(node, "Node", OtherNode)
+    monkeypatch.setenv("RAY_enable_metrics_collection", "1")
+    with lean_local_start():
+        assert parameter.RayParams is OtherRayParams and parameter.RayParams().include_log_monitor is None
+        assert node.Node is OtherNode
+        assert os.environ["RAY_enable_metrics_collection"] == "1"
+    assert os.environ["RAY_enable_metrics_collection"] == "1"
 
 
 def project(tmp_path, raw: dict):
