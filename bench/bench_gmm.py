@@ -15,12 +15,14 @@ Side by side in one run, for N = 100, 1000, 10000 samples per generation (true m
   float64 sufficient statistics), the issue-16 target's configuration in single precision;
 - kmeans init, metrics every 10th generation, with ``kernel: numba`` (each chain's EM loop,
   the sampler and the W2 metric compiled: :mod:`sweep.families._em1d_numba`,
-  :mod:`sweep._fastrng`, :mod:`sweep.families._quantiles1d_numba`). Every other column runs
-  ``kernel: numpy``;
+  :mod:`sweep._fastrng`, :mod:`sweep.families._quantiles1d_numba`), measured after the numpy
+  columns on a fresh Ray, next to the scikit-learn loop measured again ("sklearn again": its
+  ratio is to that figure). Every other column runs ``kernel: numpy``. Each "peak MiB" is the
+  high-water mark of the worker that ran those columns, so the numpy one is numpy's alone;
 - the metrics alone (one recorded generation of fits of N = 100 and 1000 samples from the truth),
   with the numpy and, when installed, the numba metric kernel.
 
-Ray is started once with one CPU and its worker is warmed up by a small sweep first, so all
+Ray is started with one CPU and its worker is warmed up by a small sweep first, so all
 figures are per core and exclude Ray's start-up and the worker's imports (the reference
 loop is warmed up as well). This machine's speed
 drifts by up to 2x between runs (shared host), so every figure is the best of ``--repeats`` runs,
@@ -128,37 +130,56 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     import ray
 
-    ray.init(address="local", num_cpus=1, include_dashboard=False, logging_level="ERROR")
     out = tempfile.mkdtemp(prefix="bench-gmm-")
+    plan = {
+        n: (max(1, loop // 4), max(8, chains // 4)) if args.quick else (loop, chains)
+        for n, (loop, chains) in PLAN.items()
+    }
+    g = GENERATIONS
+    # The numpy columns first, on a Ray whose worker never imports numba; then a fresh Ray for the
+    # numba column, so that each peak (the worker's high-water mark) is its own kernel's: numba's
+    # runtime adds a fixed ~110 MiB to a worker that loads a compiled kernel, whatever N.
+    ray.init(address="local", num_cpus=1, include_dashboard=False, logging_level="ERROR")
     batched(100, 64, 4, "kmeans", out, every=1)  # warm-up: the worker imports and first task
-    batched(100, 64, 4, "kmeans", out, every=1, kernel="numba")  # and loads the compiled EM
     sklearn_loop(100, 2, 5)  # warm-up of the reference too (its first fits run ~30% slower)
-    print(
-        f"{'N':>6} {'sklearn loop':>13} {'kmeans, metrics/10':>19} {'ratio':>6} {'kmeans, metrics 0,T':>20} {'ratio':>6} "
-        f"{'warm, metrics 0,T':>18} {'ratio':>6} {'float32, metrics/10':>20} {'ratio':>6} {'numba, metrics/10':>18} {'ratio':>6} {'peak task MiB':>14}"
-    )
-    for n, (loop_chains, chains) in PLAN.items():
-        if args.quick:
-            loop_chains, chains = max(1, loop_chains // 4), max(8, chains // 4)
-        reference, _ = best_of(args.repeats, lambda: (sklearn_loop(n, loop_chains, GENERATIONS), 0.0))
-        g = GENERATIONS
+    rows = {}
+    for n, (loop_chains, chains) in plan.items():
+        reference, _ = best_of(args.repeats, lambda: (sklearn_loop(n, loop_chains, g), 0.0))
         metered, peak_metered = best_of(args.repeats, lambda: batched(n, chains, g, "kmeans", out, every=10))
         cold, peak_cold = best_of(args.repeats, lambda: batched(n, chains, g, "kmeans", out, every=g))
         warm, peak_warm = best_of(args.repeats, lambda: batched(n, chains, g, "previous", out, every=g))
         single, peak_single = best_of(
             args.repeats, lambda: batched(n, chains, g, "kmeans", out, every=10, precision="float32")
         )
-        compiled, peak_compiled = best_of(
-            args.repeats, lambda: batched(n, chains, g, "kmeans", out, every=10, kernel="numba")
-        )
-        peak = max(peak_metered, peak_cold, peak_warm, peak_single, peak_compiled)
+        rows[n] = [reference, metered, cold, warm, single, max(peak_metered, peak_cold, peak_warm, peak_single)]
+    ray.shutdown()
+    if available():
+        ray.init(address="local", num_cpus=1, include_dashboard=False, logging_level="ERROR")
+        batched(100, 64, 4, "kmeans", out, every=1, kernel="numba")  # warm-up, and loads the compiled EM
+        for n, (loop_chains, chains) in plan.items():
+            # the reference again, in the same state of the machine as the numba figure
+            reference, _ = best_of(args.repeats, lambda: (sklearn_loop(n, loop_chains, g), 0.0))
+            compiled, peak = best_of(
+                args.repeats, lambda: batched(n, chains, g, "kmeans", out, every=10, kernel="numba")
+            )
+            rows[n] += [reference, compiled, peak]
+    else:
+        for n in plan:
+            rows[n] += [float("nan")] * 3
+    print(
+        f"{'N':>6} {'sklearn loop':>13} {'kmeans, metrics/10':>19} {'ratio':>6} {'kmeans, metrics 0,T':>20} {'ratio':>6} "
+        f"{'warm, metrics 0,T':>18} {'ratio':>6} {'float32, metrics/10':>20} {'ratio':>6} {'peak MiB':>9} "
+        f"{'sklearn again':>14} {'numba, metrics/10':>18} {'ratio':>6} {'peak MiB':>9}"
+    )
+    for n, (reference, metered, cold, warm, single, peak, again, compiled, peak_compiled) in rows.items():
         print(
             f"{n:>6} {reference:>13,.0f} {metered:>19,.0f} {metered / reference:>5.0f}x {cold:>20,.0f} "
             f"{cold / reference:>5.0f}x {warm:>18,.0f} {warm / reference:>5.0f}x {single:>20,.0f} "
-            f"{single / reference:>5.0f}x {compiled:>18,.0f} {compiled / reference:>5.0f}x {peak:>14,.0f}"
+            f"{single / reference:>5.0f}x {peak:>9,.0f} {again:>14,.0f} {compiled:>18,.0f} {compiled / again:>5.0f}x "
+            f"{peak_compiled:>9,.0f}"
         )
     print(f"(chain-generations per second on one core, best of {args.repeats}; 'warm' = init: previous)")
-    for n, (_, chains) in list(PLAN.items())[:2]:
+    for n, (_, chains) in list(plan.items())[:2]:
         line = f"metrics only, N = {n}: numpy {metrics_only(n, chains, 'numpy', args.repeats):.1f}"
         if available():
             line += f", numba {metrics_only(n, chains, 'numba', args.repeats):.1f}"
