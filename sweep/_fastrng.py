@@ -9,12 +9,13 @@ overlaps it) rather than pulling them through numpy (about 2.2 ns a word plus it
 
 Contract (what :mod:`sweep.streams` needs of a draw):
 
-- one call is one draw of a :class:`~sweep.streams.BlockGenerator` (it calls ``begin_draw``,
-  which repositions the block's stream exactly as ``rng.standard_normal`` does);
+- one call is one draw of a :class:`~sweep.streams.BlockGenerator`, starting at the position
+  ``rng.standard_normal`` would start at (``draw_state`` gives that position's state; the
+  fused exact Gaussian step is two draws);
 - values are laid out chain by chain (C order, the chain the leading axis) and consume the words
   in that order, so the first B' chains of a draw for B chains equal a draw for B' chains;
-- a draw uses exactly the words its values need, in order, and leaves the generator right after
-  them (a plain Generator's next draw continues there).
+- a draw uses exactly the words its values need, in order; a plain Generator is left right after
+  them (its next draw continues there), a BlockGenerator is not moved (every draw repositions).
 
 The values differ from numpy's (other algorithms), so a chain's values depend on the kernel; each
 is reproducible bit for bit on one machine (no fastmath: the order of every operation is fixed).
