@@ -29,7 +29,7 @@ from collections.abc import Callable
 import numpy as np
 
 from sweep._numba import compile_helpers, jit
-from sweep.streams import PCG_MULTIPLIER
+from sweep.streams import PCG_MULTIPLIER, pcg_words
 
 LAYERS = 256
 _MANTISSA = 1 << 52  # the ziggurat's abscissa is a 52-bit integer times the layer's width / 2^52
@@ -271,13 +271,12 @@ def _fill_exact_1d(first, second, follow, previous, var, inverse_m, d, c, boost,
     for i in range(mean.size):
         z, hi, lo = _normal(hi, lo, inc_hi, inc_lo)
         mean[i] = z * math.sqrt(var[i] * inverse_m) + previous[i]
-    first[0], first[1] = hi, lo
     if not follow:
         hi, lo, inc_hi, inc_lo = second[0], second[1], second[2], second[3]
     for i in range(scatter.size):
         g, hi, lo = _gamma(hi, lo, inc_hi, inc_lo, d, c, boost)
         scatter[i] = g * (2.0 * var[i])
-    second[0], second[1], second[2], second[3] = hi, lo, inc_hi, inc_lo
+    second[0], second[1] = hi, lo  # where the last draw ended (the caller writes it back when it follows)
 
 
 # -- drivers: one draw of the generator --------------------------------------------------------
@@ -308,8 +307,7 @@ def _read_state(rng: np.random.Generator) -> np.ndarray:
     state = rng.bit_generator.state
     if state["bit_generator"] != "PCG64":
         raise TypeError(f"compiled draws step PCG64 (numpy's default), got a {state['bit_generator']} generator")
-    value, increment = state["state"]["state"], state["state"]["inc"]
-    return np.array([value >> 64, value & _M64, increment >> 64, increment & _M64], dtype=np.uint64)
+    return pcg_words(state["state"]["state"], state["state"]["inc"])
 
 
 def _write_state(rng: np.random.Generator, words: np.ndarray) -> None:

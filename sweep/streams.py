@@ -47,6 +47,13 @@ def _lcg_jump(steps: int) -> tuple[int, int]:
 _DRAW_JUMP = _lcg_jump(_DRAW_STRIDE)
 _M64 = (1 << 64) - 1
 
+
+def pcg_words(state: int, increment: int) -> np.ndarray:
+    """A PCG64 state (128-bit state and increment) as the four uint64 words compiled code steps
+    (:mod:`sweep._fastrng`): state high, state low, increment high, increment low."""
+    return np.array([state >> 64, state & _M64, increment >> 64, increment & _M64], dtype=np.uint64)
+
+
 _METHODS = (
     "random",
     "standard_normal",
@@ -130,7 +137,7 @@ class BlockGenerator(np.random.Generator):
         a, g = _DRAW_JUMP
         if self._round is None:
             self._next = (self.draws, (a * state + g * increment) & _MASK)
-        return np.array([state >> 64, state & _M64, increment >> 64, increment & _M64], dtype=np.uint64)
+        return pcg_words(state, increment)
 
     def substream(self) -> _Rounds:
         """A context for a data-dependent number of draws (e.g. redraw until distinct): the

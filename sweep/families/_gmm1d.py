@@ -50,30 +50,24 @@ def sample_gmm(weights, means, variances, n, *, rng, kernel: str = "numpy") -> n
     if kernel not in ("numpy", "numba"):
         raise fail(func, "kernel", "'numpy' or 'numba'", kernel)
     b, k = w.shape
-    if kernel == "numba":
-        with np.errstate(invalid="ignore", over="ignore"):  # only in diverged rows (inf / inf)
-            cum = np.cumsum(w, axis=1)
-            cum = cum[:, :-1] / cum[:, -1:]
-            out = _fastrng.mixture(rng, n, cum, np.sqrt(v), m)
-        dead = ~finite_rows(w, m, v)
-        if dead.any():
-            out[dead] = np.nan
-        return out
-    u = rng.random((b, n))
-    out = rng.standard_normal((b, n))
-    rb = block_rows(n)  # label temporaries per block of rows stay in cache
     with np.errstate(invalid="ignore", over="ignore"):  # only in diverged rows (inf / inf)
         # inverse CDF of the categorical law; thresholds scaled by the total against rounding
         cum = np.cumsum(w, axis=1)
         cum = cum[:, :-1] / cum[:, -1:]
-        sd, base = np.sqrt(v).ravel(), np.arange(b) * k
-        for r0 in range(0, b, rb):
-            blk = slice(r0, r0 + rb)
-            label = np.repeat(base[blk, None], n, axis=1)  # flat index into the (B, k) arrays
-            for j in range(k - 1):
-                label += u[blk] >= cum[blk, j, None]
-            out[blk] *= sd.take(label)
-            out[blk] += m.ravel().take(label)
+        if kernel == "numba":
+            out = _fastrng.mixture(rng, n, cum, np.sqrt(v), m)
+        else:
+            u = rng.random((b, n))
+            out = rng.standard_normal((b, n))
+            rb = block_rows(n)  # label temporaries per block of rows stay in cache
+            sd, base = np.sqrt(v).ravel(), np.arange(b) * k
+            for r0 in range(0, b, rb):
+                blk = slice(r0, r0 + rb)
+                label = np.repeat(base[blk, None], n, axis=1)  # flat index into the (B, k) arrays
+                for j in range(k - 1):
+                    label += u[blk] >= cum[blk, j, None]
+                out[blk] *= sd.take(label)
+                out[blk] += m.ravel().take(label)
     dead = ~finite_rows(w, m, v)
     if dead.any():
         out[dead] = np.nan
