@@ -46,18 +46,12 @@ import time  # noqa: E402
 import warnings  # noqa: E402
 
 import numpy as np  # noqa: E402
+from _gmm_cells import GENERATIONS, PLAN, TRUTH  # noqa: E402 (bench/ is on sys.path when run as a script)
 from sklearn.mixture import GaussianMixture  # noqa: E402
 
 from sweep._numba import available  # noqa: E402
 from sweep.runner import run_sweep  # noqa: E402
 from sweep.spec import parse_spec  # noqa: E402
-
-TRUTH = {"weights": [0.5, 0.5], "means": [-2.0, 2.0], "sigmas": [1.0, 1.0]}
-# N: (sklearn chains, batched chains); every chain starts from the truth.
-PLAN = {100: (10, 2048), 1000: (6, 512), 10000: (2, 96)}
-# generations of every chain, on both sides: a chain's later generations fit collapsed data,
-# which can take EM more or fewer iterations, so both sides must time the same ones
-GENERATIONS = 60
 
 
 def sklearn_loop(n: int, chains: int, generations: int) -> float:

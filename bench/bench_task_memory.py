@@ -21,12 +21,12 @@ import subprocess
 import sys
 import tempfile
 
+from _gmm_cells import GENERATIONS, PLAN, TRUTH  # bench/ is on sys.path when run as a script
+
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
-TRUTH = {"weights": [0.5, 0.5], "means": [-2.0, 2.0], "sigmas": [1.0, 1.0]}
-CELLS = {100: 2048, 1000: 512, 10000: 96}  # N: chains, as bench_gmm.py
-GENERATIONS = 60
+CELLS = {n: chains for n, (_, chains) in PLAN.items()}  # N: batched chains
 
 
 def _status(field: str) -> float:
